@@ -286,7 +286,7 @@ class Token(ABC):
         del selector
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most tokens hold nothing
         """Release what the token holds (library handles, temp files). Safe to call twice."""
 
     def __enter__(self) -> Token:
@@ -310,4 +310,3 @@ CURVE_ALIASES: dict[str, str] = {
     "brainpoolp256r1": "brainpoolP256r1",
     "bp256": "brainpoolP256r1",
 }
-

@@ -67,9 +67,11 @@ class OpensslCliToken(Token):
         private_key = load_ec_private_key(self.key_file)
         self._public_key = private_key.public_key()
         curve = private_key.curve.name
-        version = subprocess.run(
-            [self.openssl, "version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+        version = (
+            subprocess.run([self.openssl, "version"], capture_output=True, text=True, check=False)
+            .stdout.split("(")[0]
+            .strip()
+        )  # "OpenSSL 3.0.19 27 Jan 2026"
         uri = f"openssl-cli:key={self.key_file}" if "key" in spec.attrs else f"openssl-cli:{curve}"
         info = TokenInfo(
             kind="openssl-cli",

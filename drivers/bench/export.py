@@ -1,0 +1,71 @@
+"""JSON and CSV export of stored runs: the one writer the CLI and the console both use.
+
+JSON holds the run's metadata, its summary statistics and every sample; CSV holds one row per
+sample (milliseconds) for spreadsheets and plotting tools. Neither ever contains a PIN or a key:
+the store never had them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, TextIO
+
+from drivers.bench.stats import StreamingStats
+from drivers.bench.store import ResultsStore, RunRecord
+from drivers.tokens.base import PHASES
+
+CSV_COLUMNS = ("run_id", "idx", "total_ms", *(f"{phase}_ms" for phase in PHASES))
+
+
+def run_stats(store: ResultsStore, record: RunRecord) -> StreamingStats:
+    """Statistics of a stored run, recomputed from its samples."""
+    stats = StreamingStats(record.threshold_ms)
+    for _, total, phases in store.samples(record.id):
+        stats.add(total, phases)
+    return stats
+
+
+def run_document(store: ResultsStore, run_id: int) -> dict[str, Any]:
+    """The whole run as one JSON-ready dict: ``run``, ``summary``, ``samples``."""
+    record = store.get_run(run_id)
+    samples = [
+        {
+            "idx": idx,
+            "total_ms": total / 1e6,
+            **{f"{phase}_ms": ns / 1e6 for phase, ns in phases.items()},
+        }
+        for idx, total, phases in store.samples(run_id)
+    ]
+    return {
+        "run": record.as_dict(),
+        "summary": run_stats(store, record).snapshot().as_dict(),
+        "samples": samples,
+    }
+
+
+def write_json(store: ResultsStore, run_id: int, out: TextIO) -> None:
+    json.dump(run_document(store, run_id), out, indent=2, allow_nan=False, default=str)
+    out.write("\n")
+
+
+def write_csv(store: ResultsStore, run_id: int, out: TextIO) -> None:
+    store.get_run(run_id)  # a clear error for an unknown run before the header is written
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for idx, total, phases in store.samples(run_id):
+        writer.writerow(
+            [
+                run_id,
+                idx,
+                f"{total / 1e6:.6f}",
+                *(f"{phases[p] / 1e6:.6f}" if p in phases else "" for p in PHASES),
+            ]
+        )
+
+
+def export_text(store: ResultsStore, run_id: int, fmt: str) -> str:
+    buffer = io.StringIO()
+    (write_json if fmt == "json" else write_csv)(store, run_id, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,183 @@
+"""Streaming latency statistics in bounded memory, as trials arrive.
+
+Mean and standard deviation are exact (Welford's update); min and max are exact; percentiles come
+from an HdrHistogram (the ``hdrhistogram`` package) at 3 significant digits, so a percentile is
+within 0.1% of the exact nearest-rank value whatever the number of trials, and memory stays
+constant (about 270 kB per histogram). Percentiles use the nearest-rank definition (the value
+below which ``p`` percent of the samples lie, rounded up to a sample): the same as
+``numpy.percentile(..., method="inverted_cdf")``, and what the tests compare against.
+
+σ is the sample standard deviation (n − 1), the usual choice for measured latencies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+from drivers.tokens.base import PHASES
+
+_LOWEST_NS = 1
+_HIGHEST_NS = 3_600_000_000_000  # one hour: a trial longer than that is clamped
+_SIGNIFICANT_DIGITS = 3
+
+
+def _ms(ns: float) -> float:
+    return ns / 1e6
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    """Per-phase figures in milliseconds."""
+
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class HistogramBin:
+    low_ms: float
+    high_ms: float
+    count: int
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """An immutable view of the statistics at one moment, safe to hand to another thread."""
+
+    count: int
+    mean_ms: float
+    stdev_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    over_threshold: int
+    threshold_ms: float
+    phases: Mapping[str, PhaseSummary] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "count": self.count,
+            "mean_ms": self.mean_ms,
+            "stdev_ms": self.stdev_ms,
+            "min_ms": self.min_ms,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+            "over_threshold": self.over_threshold,
+            "threshold_ms": self.threshold_ms,
+            "phases": {name: vars(summary) for name, summary in self.phases.items()},
+        }
+
+
+class _Series:
+    """One stream of durations (ns): exact moments, exact extremes, histogram percentiles."""
+
+    def __init__(self) -> None:
+        self.histogram = HdrHistogram(_LOWEST_NS, _HIGHEST_NS, _SIGNIFICANT_DIGITS)
+        self.count = 0
+        self._mean = 0.0
+        self._m2 = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, ns: int) -> None:
+        self.count += 1
+        delta = ns - self._mean
+        self._mean += delta / self.count
+        self._m2 += delta * (ns - self._mean)
+        self.min = min(self.min, ns)
+        self.max = max(self.max, ns)
+        self.histogram.record_value(min(max(ns, _LOWEST_NS), _HIGHEST_NS))
+
+    @property
+    def mean(self) -> float:
+        return self._mean if self.count else math.nan
+
+    @property
+    def stdev(self) -> float:
+        return math.sqrt(self._m2 / (self.count - 1)) if self.count > 1 else math.nan
+
+    def percentile(self, p: float) -> float:
+        """Nearest-rank percentile in ns; exact min/max at the ends."""
+        if not self.count:
+            return math.nan
+        if p >= 100:
+            return float(self.max)
+        value = float(self.histogram.get_value_at_percentile(p))
+        # The histogram reports the top of the value's bucket; never beyond the real extremes.
+        return min(max(value, float(self.min)), float(self.max))
+
+
+class StreamingStats:
+    """Statistics of a run's trials (total time and each phase), updated one trial at a time."""
+
+    def __init__(self, threshold_ms: float = 1000.0, phases: Iterable[str] = PHASES) -> None:
+        self.threshold_ms = threshold_ms
+        self._threshold_ns = threshold_ms * 1e6
+        self.total = _Series()
+        self.phases = {name: _Series() for name in phases}
+        self.over_threshold = 0
+
+    @property
+    def count(self) -> int:
+        return self.total.count
+
+    def add(self, total_ns: int, phase_ns: Mapping[str, int] | None = None) -> None:
+        self.total.add(total_ns)
+        if total_ns > self._threshold_ns:
+            self.over_threshold += 1
+        for name, ns in (phase_ns or {}).items():
+            if ns is not None and name in self.phases:
+                self.phases[name].add(ns)
+
+    def snapshot(self) -> StatsSnapshot:
+        total = self.total
+        phases = {
+            name: PhaseSummary(
+                count=series.count,
+                mean_ms=_ms(series.mean),
+                p50_ms=_ms(series.percentile(50)),
+                p99_ms=_ms(series.percentile(99)),
+            )
+            for name, series in self.phases.items()
+            if series.count
+        }
+        return StatsSnapshot(
+            count=total.count,
+            mean_ms=_ms(total.mean),
+            stdev_ms=_ms(total.stdev),
+            min_ms=_ms(total.min) if total.count else math.nan,
+            p50_ms=_ms(total.percentile(50)),
+            p90_ms=_ms(total.percentile(90)),
+            p99_ms=_ms(total.percentile(99)),
+            max_ms=_ms(total.max) if total.count else math.nan,
+            over_threshold=self.over_threshold,
+            threshold_ms=self.threshold_ms,
+            phases=phases,
+        )
+
+    def histogram(self, bins: int = 20) -> list[HistogramBin]:
+        """``bins`` equal-width bins from min to max of the total time (for live plots)."""
+        total = self.total
+        if not total.count:
+            return []
+        low, high = float(total.min), float(total.max)
+        width = (high - low) / bins or 1.0
+        counts = [0] * bins
+        for item in total.histogram.get_recorded_iterator():
+            value = item.value_iterated_to
+            index = min(int((value - low) / width), bins - 1) if value >= low else 0
+            counts[index] += item.count_added_in_this_iter_step
+        return [
+            HistogramBin(_ms(low + i * width), _ms(low + (i + 1) * width), count)
+            for i, count in enumerate(counts)
+        ]
