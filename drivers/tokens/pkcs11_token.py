@@ -161,6 +161,12 @@ class Pkcs11Session(TokenSession):
         return self.token.find_signing_key(self.session, selector)
 
     def _sign_init(self, key: KeyInfo, hash_on: HashOn) -> None:
+        if key.curve not in _OID_CURVES.values():
+            raise KeyUsageError(
+                f"key {key.label!r} on {self.token.info.label!r} is not an EC key ({key.curve}):"
+                " SAFE Lab signs with ECDSA",
+                "choose an EC key (P-256 or brainpoolP256r1) with ;object=LABEL in the URI",
+            )
         if not key.can_sign:
             raise KeyUsageError(
                 f"key {key.label!r} on {self.token.info.label!r} is not allowed to sign "
@@ -391,7 +397,7 @@ class Pkcs11Token(Token):
             label=str(_attr(obj, Attribute.LABEL, "")),
             key_id=bytes(key_id).hex(),  # type: ignore[arg-type]
             curve=curve,
-            can_sign=can and key_type == KeyType.EC,
+            can_sign=can,
             ref=obj.handle,
         )
 

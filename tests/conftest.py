@@ -1,0 +1,126 @@
+"""Shared fixtures: a real SoftHSM2 token in a temp directory, and an isolated data directory.
+
+The SoftHSM2 token is created once per test session with ``softhsm2-util`` (Debian
+``softhsm2``) and filled with real keys through python-pkcs11:
+
+- ``dev``: P-256 signing key (CKA_ID 01) with a certificate from a lab CA;
+- ``bp``: brainpoolP256r1 signing key (CKA_ID 02);
+- ``nosign``: P-256 key whose private half has CKA_SIGN false (CKA_ID 03);
+- ``rsa``: RSA-2048 key (CKA_ID 04), which SAFE Lab must refuse clearly.
+
+SoftHSM2 reads ``SOFTHSM2_CONF`` when the module is first initialised, and python-pkcs11 keeps
+one initialised module per process, so the variable is set for the whole session here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+USER_PIN = "1234"
+SO_PIN = "56789012"
+TOKEN_LABEL = "safelab-test"
+PAPER_DATA = b"12345678901234567890123456789012"
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    module: str
+    conf: Path
+    label: str
+    pin: str
+
+    def uri(self, key: str = "dev", module: str | None = None) -> str:
+        return f"pkcs11:token={self.label};object={key}?module-path={module or self.module}"
+
+
+def _create_softhsm(root: Path) -> SoftHsm:
+    if not Path(SOFTHSM_MODULE).exists() or shutil.which("softhsm2-util") is None:
+        pytest.fail("SoftHSM2 is missing: run scripts/test, which installs Debian softhsm2")
+    tokens = root / "tokens"
+    tokens.mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
+         "--pin", USER_PIN, "--so-pin", SO_PIN],
+        check=True, capture_output=True,
+    )
+    _provision_keys()
+    return SoftHsm(SOFTHSM_MODULE, conf, TOKEN_LABEL, USER_PIN)
+
+
+def _provision_keys() -> None:
+    import pkcs11
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
+
+    p256 = bytes.fromhex("06082A8648CE3D030107")
+    brainpool = bytes.fromhex("06092B2403030208010107")
+    lib = pkcs11.lib(SOFTHSM_MODULE)
+    token = lib.get_token(token_label=TOKEN_LABEL)
+    with token.open(rw=True, user_pin=USER_PIN) as session:
+        def ec_pair(params: bytes, label: str, key_id: bytes, sign: bool = True):
+            domain = session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: params}, local=True)
+            return domain.generate_keypair(
+                store=True, label=label, id=key_id,
+                private_template={Attribute.SIGN: sign},
+            )
+
+        dev_public, _ = ec_pair(p256, "dev", b"\x01")
+        ec_pair(brainpool, "bp", b"\x02")
+        ec_pair(p256, "nosign", b"\x03", sign=False)
+        session.generate_keypair(KeyType.RSA, 2048, store=True, label="rsa", id=b"\x04")
+
+        # A certificate for "dev" from a lab CA, stored beside the key (same CKA_ID).
+        point = bytes(dev_public[Attribute.EC_POINT])
+        from asn1crypto.core import OctetString
+
+        public = ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), OctetString.load(point).native)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")])
+        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SAFE Lab test CA")])
+        cert = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+            .sign(ca_key, hashes.SHA256())
+        )
+        session.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+            Attribute.TOKEN: True,
+            Attribute.LABEL: "dev",
+            Attribute.ID: b"\x01",
+            Attribute.SUBJECT: subject.public_bytes(),
+            Attribute.VALUE: cert.public_bytes(serialization.Encoding.DER),
+        })
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
+    return _create_softhsm(tmp_path_factory.mktemp("softhsm"))
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own SAFE Lab data directory (results store, lab keys)."""
+    path = tmp_path / "safelab-data"
+    monkeypatch.setenv("SAFELAB_DATA_DIR", str(path))
+    monkeypatch.delenv("SAFELAB_DB", raising=False)
+    return path

@@ -1,0 +1,72 @@
+"""Streaming statistics against a plain reference computation (numpy, statistics)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.bench.stats import StreamingStats
+
+durations = st.lists(st.integers(min_value=1_000, max_value=5_000_000_000), min_size=2,
+                     max_size=400)
+
+
+def reference_percentile(values: list[int], p: float) -> float:
+    return float(np.percentile(values, p, method="inverted_cdf"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(durations)
+def test_streaming_matches_reference(values: list[int]) -> None:
+    stats = StreamingStats(threshold_ms=1000)
+    for value in values:
+        stats.add(value, {"sign": value // 2})
+    snap = stats.snapshot()
+    assert snap.count == len(values)
+    assert math.isclose(snap.mean_ms, statistics.fmean(values) / 1e6, rel_tol=1e-9)
+    assert math.isclose(snap.stdev_ms, statistics.stdev(values) / 1e6, rel_tol=1e-6)
+    assert snap.min_ms == min(values) / 1e6 and snap.max_ms == max(values) / 1e6
+    for p, got in ((50, snap.p50_ms), (90, snap.p90_ms), (99, snap.p99_ms)):
+        want = reference_percentile(values, p) / 1e6
+        assert math.isclose(got, want, rel_tol=1e-3), (p, got, want)
+    assert snap.over_threshold == sum(v > 1_000_000_000 for v in values)
+    sign = snap.phases["sign"]
+    assert sign.count == len(values)
+    assert math.isclose(sign.p50_ms, reference_percentile([v // 2 for v in values], 50) / 1e6,
+                        rel_tol=1e-3)
+
+
+def test_paper_like_heavy_tail_percentiles() -> None:
+    rng = np.random.default_rng(7)
+    body = rng.normal(640e6, 15e6, 960).astype(int).tolist()
+    tail = rng.uniform(1.2e9, 1.8e9, 40).astype(int).tolist()
+    stats = StreamingStats()
+    for value in body + tail:
+        stats.add(value)
+    snap = stats.snapshot()
+    assert snap.over_threshold == 40
+    assert math.isclose(snap.p99_ms, reference_percentile(body + tail, 99) / 1e6, rel_tol=1e-3)
+
+
+def test_histogram_bins_hold_every_sample() -> None:
+    stats = StreamingStats()
+    for value in range(1_000_000, 2_000_000, 1_000):
+        stats.add(value)
+    bins = stats.histogram(10)
+    assert len(bins) == 10
+    assert sum(b.count for b in bins) == 1000
+    assert max(b.count for b in bins) - min(b.count for b in bins) <= 5
+    assert bins[0].low_ms == 1.0
+
+
+def test_empty_and_single_sample() -> None:
+    stats = StreamingStats()
+    assert stats.snapshot().count == 0 and math.isnan(stats.snapshot().p50_ms)
+    assert stats.histogram() == []
+    stats.add(5_000_000)
+    snap = stats.snapshot()
+    assert snap.p50_ms == snap.p99_ms == 5.0 and math.isnan(snap.stdev_ms)
