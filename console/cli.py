@@ -115,7 +115,9 @@ def _data_option(data: str | None, data_hex: str | None) -> bytes:
         try:
             return bytes.fromhex(data_hex)
         except ValueError:
-            raise SafeLabError(f"--data-hex {data_hex!r} is not hex", "give pairs of hex digits")
+            raise SafeLabError(
+                f"--data-hex {data_hex!r} is not hex", "give pairs of hex digits"
+            ) from None
     return data.encode() if data is not None else PAPER_DATA
 
 

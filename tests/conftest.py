@@ -47,13 +47,24 @@ def _create_softhsm(root: Path) -> SoftHsm:
     tokens = root / "tokens"
     tokens.mkdir()
     conf = root / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n")
+    conf.write_text(
+        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
     os.environ["SOFTHSM2_CONF"] = str(conf)
     subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-         "--pin", USER_PIN, "--so-pin", SO_PIN],
-        check=True, capture_output=True,
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--pin",
+            USER_PIN,
+            "--so-pin",
+            SO_PIN,
+        ],
+        check=True,
+        capture_output=True,
     )
     _provision_keys()
     return SoftHsm(SOFTHSM_MODULE, conf, TOKEN_LABEL, USER_PIN)
@@ -72,11 +83,15 @@ def _provision_keys() -> None:
     lib = pkcs11.lib(SOFTHSM_MODULE)
     token = lib.get_token(token_label=TOKEN_LABEL)
     with token.open(rw=True, user_pin=USER_PIN) as session:
+
         def ec_pair(params: bytes, label: str, key_id: bytes, sign: bool = True):
             domain = session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: params}, local=True)
+                KeyType.EC, {Attribute.EC_PARAMS: params}, local=True
+            )
             return domain.generate_keypair(
-                store=True, label=label, id=key_id,
+                store=True,
+                label=label,
+                id=key_id,
                 private_template={Attribute.SIGN: sign},
             )
 
@@ -90,26 +105,33 @@ def _provision_keys() -> None:
         from asn1crypto.core import OctetString
 
         public = ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), OctetString.load(point).native)
+            ec.SECP256R1(), OctetString.load(point).native
+        )
         ca_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")])
         issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SAFE Lab test CA")])
         cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(public).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=30))
             .sign(ca_key, hashes.SHA256())
         )
-        session.create_object({
-            Attribute.CLASS: ObjectClass.CERTIFICATE,
-            Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
-            Attribute.TOKEN: True,
-            Attribute.LABEL: "dev",
-            Attribute.ID: b"\x01",
-            Attribute.SUBJECT: subject.public_bytes(),
-            Attribute.VALUE: cert.public_bytes(serialization.Encoding.DER),
-        })
+        session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True,
+                Attribute.LABEL: "dev",
+                Attribute.ID: b"\x01",
+                Attribute.SUBJECT: subject.public_bytes(),
+                Attribute.VALUE: cert.public_bytes(serialization.Encoding.DER),
+            }
+        )
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ SPY = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
 
 def test_uri_parsing_keeps_pins_out_of_public_text() -> None:
     uri = parse_pkcs11_uri(
-        "pkcs11:token=my%20lab;object=dev;id=%01%a2?module-path=/x.so&pin-value=4321")
+        "pkcs11:token=my%20lab;object=dev;id=%01%a2?module-path=/x.so&pin-value=4321"
+    )
     assert uri.path == {"token": "my lab", "object": "dev"}
     assert uri.key_id == b"\x01\xa2"
     assert uri.query["pin-value"] == "4321"
@@ -122,10 +123,13 @@ def test_missing_module_is_a_clear_error(tmp_path: Path) -> None:
     assert "safelab tokens" in info.value.fix
 
 
-@pytest.mark.parametrize("path,why", [
-    ("/lib/x86_64-linux-gnu/libz.so.1", "not a PKCS#11 module"),
-    ("/etc/hostname", "not a shared library"),
-])
+@pytest.mark.parametrize(
+    "path,why",
+    [
+        ("/lib/x86_64-linux-gnu/libz.so.1", "not a PKCS#11 module"),
+        ("/etc/hostname", "not a shared library"),
+    ],
+)
 def test_non_pkcs11_module_is_a_clear_error(path: str, why: str) -> None:
     with pytest.raises(ModuleLoadError, match=why):
         open_token(f"pkcs11:token=x?module-path={path}")
@@ -156,8 +160,9 @@ def test_key_not_found_and_ambiguous_key(softhsm: SoftHsm) -> None:
         assert "object=LABEL" in info.value.fix
 
 
-@pytest.mark.parametrize("key,match", [("nosign", "not allowed to sign"),
-                                       ("rsa", r"is not an EC key \(RSA\)")])
+@pytest.mark.parametrize(
+    "key,match", [("nosign", "not allowed to sign"), ("rsa", r"is not an EC key \(RSA\)")]
+)
 def test_key_that_cannot_sign(softhsm: SoftHsm, key: str, match: str) -> None:
     token = open_token(softhsm.uri(key))
     with token.open() as session:

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from drivers.bench.stats import StreamingStats
 
-durations = st.lists(st.integers(min_value=1_000, max_value=5_000_000_000), min_size=2,
-                     max_size=400)
+durations = st.lists(
+    st.integers(min_value=1_000, max_value=5_000_000_000), min_size=2, max_size=400
+)
 
 
 def reference_percentile(values: list[int], p: float) -> float:
@@ -36,8 +37,9 @@ def test_streaming_matches_reference(values: list[int]) -> None:
     assert snap.over_threshold == sum(v > 1_000_000_000 for v in values)
     sign = snap.phases["sign"]
     assert sign.count == len(values)
-    assert math.isclose(sign.p50_ms, reference_percentile([v // 2 for v in values], 50) / 1e6,
-                        rel_tol=1e-3)
+    assert math.isclose(
+        sign.p50_ms, reference_percentile([v // 2 for v in values], 50) / 1e6, rel_tol=1e-3
+    )
 
 
 def test_paper_like_heavy_tail_percentiles() -> None:

@@ -28,8 +28,15 @@ def sign_once(spec: str, hash_on: HashOn = HashOn.HOST) -> tuple[Signature, dict
     return signature, session.phase_ns, token
 
 
-@pytest.mark.parametrize("spec", ["software:p256", "software:brainpoolP256r1", "openssl-cli:p256",
-                                  "openssl-cli:brainpoolP256r1"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "software:p256",
+        "software:brainpoolP256r1",
+        "openssl-cli:p256",
+        "openssl-cli:brainpoolP256r1",
+    ],
+)
 @pytest.mark.parametrize("hash_on", list(HashOn))
 def test_builtin_tokens_sign_verifiably_and_time_every_phase(spec: str, hash_on: HashOn) -> None:
     signature, phases, token = sign_once(spec, hash_on)
@@ -60,9 +67,13 @@ def test_lab_key_is_private_and_shared_by_software_and_openssl(data_dir: Path) -
 def test_software_token_from_a_key_file(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "k.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.TraditionalOpenSSL,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
     signature, _, token = sign_once(f"software:key={path}")
     assert token.public_key().public_numbers() == key.public_key().public_numbers()
     assert signature.verify(key.public_key(), PAPER_DATA, HashOn.HOST)

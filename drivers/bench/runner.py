@@ -17,12 +17,14 @@ written in small batches. Ctrl-C, :meth:`ExperimentRunner.stop`, or an error end
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import platform
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import metadata
@@ -80,6 +82,10 @@ class Trial:
     idx: int
     total_ns: int
     phase_ns: dict[str, int]
+
+
+TrialTimes = tuple[int, dict[str, int]]
+"""What one trial function returns: total ns and per-phase ns."""
 
 
 @dataclass(frozen=True)
@@ -259,29 +265,28 @@ class ExperimentRunner:
         return _TrialSource(self, key)
 
     def _measure(
-        self, trial: Callable[[], Trial], buffer: list[tuple[int, int, dict[str, int]]]
+        self, trial: Callable[[], TrialTimes], buffer: list[tuple[int, int, dict[str, int]]]
     ) -> tuple[str, str | None]:
         last_flush = last_progress = time.monotonic()
-        result: Trial | None = None
+        total_ns, phase_ns = 0, {}
         for idx in range(self.config.n):
             if not self._resume.is_set():
-                self._post(result, paused=True)
+                self._post(Trial(idx - 1, total_ns, phase_ns) if idx else None, paused=True)
                 self._resume.wait()
             if self._stop.is_set():
                 return "incomplete", f"stopped by the user after {idx} trials"
-            result = trial()
-            result = Trial(idx, result.total_ns, result.phase_ns)
-            self.stats.add(result.total_ns, result.phase_ns)
-            buffer.append((idx, result.total_ns, result.phase_ns))
+            total_ns, phase_ns = trial()
+            self.stats.add(total_ns, phase_ns)
+            buffer.append((idx, total_ns, phase_ns))
             now = time.monotonic()
             if now - last_flush >= self.flush_interval_s:
                 self.store.add_samples(self.run_id, buffer)
                 buffer.clear()
                 last_flush = now
             if now - last_progress >= self.progress_interval_s:
-                self._post(result)
+                self._post(Trial(idx, total_ns, phase_ns))
                 last_progress = now
-        self._post(result)
+        self._post(Trial(self.config.n - 1, total_ns, phase_ns) if self.config.n else None)
         return "complete", None
 
     def _post(self, last: Trial | None, paused: bool = False) -> None:
@@ -305,6 +310,22 @@ class ExperimentRunner:
         self.store.finish_run(self.run_id, status, reason)
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector out of a timed trial, as ``timeit`` does.
+
+    Collections still happen, just between trials: the next allocation after re-enabling
+    triggers any collection that became due.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class _TrialSource:
     """Makes the trial function of a mode; holds the long-lived session of sign_only modes."""
 
@@ -313,7 +334,7 @@ class _TrialSource:
         self.key = key
         self.session: TokenSession | None = None
 
-    def __enter__(self) -> Callable[[], Trial]:
+    def __enter__(self) -> Callable[[], TrialTimes]:
         runner = self.runner
         if runner.config.mode is Mode.TOTAL:
             return self._total_trial
@@ -327,23 +348,22 @@ class _TrialSource:
         if self.session is not None:
             self.session.close()
 
-    def _sign_only_trial(self) -> Trial:
+    def _sign_only_trial(self) -> TrialTimes:
         session = self.session
         assert session is not None
         config = self.runner.config
-        with self.runner.token.device_lock:
+        with _no_gc():
             start = time.perf_counter_ns()
-            session.sign_init(self.key, config.hash_on)
-            session.sign(config.data)
+            session.sign_init_and_sign(self.key, config.hash_on, config.data)
             total = time.perf_counter_ns() - start
-        phases = {name: session.phase_ns[name] for name in ("sign_init", "sign")}
-        return Trial(0, total, phases)
+        phase_ns = session.phase_ns
+        return total, {"sign_init": phase_ns["sign_init"], "sign": phase_ns["sign"]}
 
-    def _total_trial(self) -> Trial:
+    def _total_trial(self) -> TrialTimes:
         runner = self.runner
         config = runner.config
         token = runner.token
-        with token.device_lock:
+        with token.device_lock, _no_gc():
             start = time.perf_counter_ns()
             session = token.open()
             try:
@@ -354,4 +374,4 @@ class _TrialSource:
                 total = time.perf_counter_ns() - start
             finally:
                 session.close()
-        return Trial(0, total, dict(session.phase_ns))
+        return total, dict(session.phase_ns)

@@ -55,26 +55,60 @@ class HashOn(Enum):
     """The token hashes the data itself (CKM_ECDSA_SHA256, on-card hashing)."""
 
 
-@dataclass(frozen=True)
 class Signature:
-    """An ECDSA signature in both encodings users need: raw r‖s (JWT, IoT SAFE) and DER (X.509)."""
+    """An ECDSA signature in both encodings users need: raw r‖s (JWT, IoT SAFE) and DER (X.509).
 
-    raw: bytes
-    der: bytes
+    A token returns whichever encoding it produces; the other one is computed on first use and
+    kept, so converting costs nothing inside a timed trial.
+    """
+
+    __slots__ = ("_der", "_field_bytes", "_raw")
+
+    def __init__(
+        self, *, raw: bytes | None = None, der: bytes | None = None, field_bytes: int = 32
+    ) -> None:
+        if raw is None and der is None:
+            raise ValueError("a signature needs raw or DER bytes")
+        if raw is not None and len(raw) % 2:
+            raise ValueError(f"raw ECDSA signature has odd length {len(raw)}")
+        self._raw = raw
+        self._der = der
+        self._field_bytes = len(raw) // 2 if raw is not None else field_bytes
 
     @classmethod
     def from_der(cls, der: bytes, field_bytes: int = 32) -> Signature:
-        r, s = decode_dss_signature(der)
-        return cls(raw=r.to_bytes(field_bytes, "big") + s.to_bytes(field_bytes, "big"), der=der)
+        return cls(der=der, field_bytes=field_bytes)
 
     @classmethod
     def from_raw(cls, raw: bytes) -> Signature:
-        if len(raw) % 2:
-            raise ValueError(f"raw ECDSA signature has odd length {len(raw)}")
-        half = len(raw) // 2
-        r = int.from_bytes(raw[:half], "big")
-        s = int.from_bytes(raw[half:], "big")
-        return cls(raw=raw, der=encode_dss_signature(r, s))
+        return cls(raw=raw)
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            r, s = decode_dss_signature(self.der)
+            size = self._field_bytes
+            self._raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        return self._raw
+
+    @property
+    def der(self) -> bytes:
+        if self._der is None:
+            raw = self.raw
+            half = len(raw) // 2
+            self._der = encode_dss_signature(
+                int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+            )
+        return self._der
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Signature) and self.der == other.der
+
+    def __hash__(self) -> int:
+        return hash(self.der)
+
+    def __repr__(self) -> str:
+        return f"Signature(raw={self.raw.hex()})"
 
     def verify(self, public_key: ec.EllipticCurvePublicKey, data: bytes, hash_on: HashOn) -> bool:
         """True if this signs ``data`` (SHA-256) under ``public_key``; ``hash_on`` is informative.
@@ -188,29 +222,47 @@ class TokenSession(ABC):
         self._hash_on = HashOn.HOST
         self._closed = False
 
-    def _timed(self, phase: str, call: Callable[[], T]) -> T:
+    def _timed(self, phase: str, call: Callable[..., T], *args: Any) -> T:
         with self.token.device_lock:
             start = time.perf_counter_ns()
-            result = call()
+            result = call(*args)
             self.phase_ns[phase] = time.perf_counter_ns() - start
         return result
 
     def login(self, pin: Pin | None) -> None:
         """Log in with ``pin``; tokens without a PIN ignore it. A refusal is never retried."""
-        self._timed("login", lambda: self._login(pin))
+        self._timed("login", self._login, pin)
 
     def find_key(self, selector: str | None = None) -> KeyInfo:
         """The signing key named by ``selector`` (label or hex id), or the token's only one."""
-        return self._timed("find", lambda: self._find_key(selector))
+        return self._timed("find", self._find_key, selector)
 
     def sign_init(self, key: KeyInfo, hash_on: HashOn = HashOn.HOST) -> None:
         """Prepare a signature with ``key`` (mechanism set-up)."""
         self._hash_on = hash_on
-        self._timed("sign_init", lambda: self._sign_init(key, hash_on))
+        self._timed("sign_init", self._sign_init, key, hash_on)
 
     def sign(self, data: bytes) -> Signature:
         """Sign SHA-256(``data``) with the key given to :meth:`sign_init`."""
-        return self._timed("sign", lambda: self._sign(data, self._hash_on))
+        return self._timed("sign", self._sign, data, self._hash_on)
+
+    def sign_init_and_sign(self, key: KeyInfo, hash_on: HashOn, data: bytes) -> Signature:
+        """:meth:`sign_init` then :meth:`sign`, timed as the same two phases, with less overhead.
+
+        The sign_only trial's hot path: one lock acquisition and three clock reads instead of
+        two of each plus two wrapper calls. With a 45 µs software signature the wrappers alone
+        were ~6% of a trial; for a token that signs in 0.1 ms every µs is visible.
+        """
+        with self.token.device_lock:
+            start = time.perf_counter_ns()
+            self._sign_init(key, hash_on)
+            middle = time.perf_counter_ns()
+            signature = self._sign(data, hash_on)
+            end = time.perf_counter_ns()
+        self._hash_on = hash_on
+        self.phase_ns["sign_init"] = middle - start
+        self.phase_ns["sign"] = end - middle
+        return signature
 
     def close(self) -> None:
         """Close the session; safe to call twice. Not timed."""
