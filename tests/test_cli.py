@@ -226,3 +226,28 @@ def test_sigint_mid_run_keeps_what_was_measured(tmp_path: Path) -> None:
             "SELECT status, (SELECT COUNT(*) FROM samples) FROM runs"
         ).fetchone()
     assert status == "incomplete" and n >= samples
+
+
+def test_pin_prompt_on_a_terminal(softhsm: SoftHsm) -> None:
+    """A masked prompt shows the PIN status; a wrong PIN is not asked for again."""
+    import pexpect
+
+    command = f"{sys.executable} -m console sign --token '{softhsm.uri()}' -n 3"
+    child = pexpect.spawn(
+        "/bin/sh", ["-c", command], env=dict(os.environ), timeout=60, encoding="utf-8"
+    )
+    child.expect("PIN for 'safelab-test' \\(PIN status: ")
+    child.sendline(softhsm.pin)
+    child.expect("run \\d+ stored")
+    child.expect(pexpect.EOF)
+
+    child = pexpect.spawn(
+        "/bin/sh", ["-c", command], env=dict(os.environ), timeout=60, encoding="utf-8"
+    )
+    child.expect("PIN for ")
+    child.sendline("0000")
+    child.expect("safelab: error: wrong PIN")
+    child.expect(pexpect.EOF)
+    assert "PIN for" not in (child.before or "")
+    child.close()
+    assert child.exitstatus == 1

@@ -22,6 +22,9 @@ def imported_roots(path: Path) -> set[str]:
 def test_drivers_import_no_ui() -> None:
     files = list(DRIVERS.rglob("*.py"))
     assert len(files) > 10
-    offenders = {str(f.relative_to(DRIVERS)): sorted(imported_roots(f) & UI_PACKAGES)
-                 for f in files if imported_roots(f) & UI_PACKAGES}
+    offenders = {
+        str(f.relative_to(DRIVERS)): sorted(imported_roots(f) & UI_PACKAGES)
+        for f in files
+        if imported_roots(f) & UI_PACKAGES
+    }
     assert offenders == {}

@@ -102,3 +102,27 @@ def test_pin_never_shows_itself() -> None:
     pin = Pin("987654")
     assert "987654" not in repr(pin) and "987654" not in str(pin)
     assert pin.reveal() == "987654"
+
+
+def test_device_lock_serialises_phases_across_threads() -> None:
+    """A second thread's sign waits while another holds the device (a SIM does one thing)."""
+    import threading
+
+    token = open_token("software:p256")
+    other_view = open_token("software:p256")  # another Token object for the same device
+    assert other_view.device_lock is token.device_lock
+    session = other_view.open()
+    key = session.find_key()
+    session.sign_init(key)
+    done = threading.Event()
+
+    def sign_in_thread() -> None:
+        session.sign(PAPER_DATA)
+        done.set()
+
+    with token.device_lock:
+        worker = threading.Thread(target=sign_in_thread)
+        worker.start()
+        assert not done.wait(0.3), "sign ran while another holder had the device"
+    worker.join(10)
+    assert done.is_set()
