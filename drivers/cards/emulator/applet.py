@@ -1,0 +1,663 @@
+"""A GSMA IoT SAFE applet in Python: the same bytes in and out as a real applet, timed.
+
+:meth:`IoTSafeApplet.process_apdu` takes a command APDU and returns the response with its SW,
+for the whole card the host sees: MANAGE CHANNEL, SELECT by AID, GET RESPONSE, ISO VERIFY
+(PIN), and the IoT.05 commands of ``research/iotsafe-apdu.md`` §1.3 (GET DATA, READ FILE,
+COMPUTE/VERIFY SIGNATURE in all modes, GET RANDOM, GENERATE KEY PAIR, READ/PUT PUBLIC KEY,
+COMPUTE DH). COMPUTE PRF and HKDF answer ``6D00``, as on applets without them.
+
+Behaviours where real applets differ are quirks of the profile (:data:`QUIRK_DEFAULTS`): T=0
+``61xx``, ``6Cxx`` on a wrong Le, accepted CLA classes, the signature's length form and
+encoding, what INIT on an open session does, valid session numbers. Where the reference is
+silent, choices are documented at the handler (e.g. the last UPDATE ends the session, so a
+PKCS#11-like ``C_SignInit``/``C_Sign`` loop needs no close per signature).
+
+Timing: each APDU's modelled time is link time (profile ``[transport]``, by bytes moved) plus
+card time (profile ``[card]``: per command, plus crypto, plus on-card hashing), multiplied by
+``speed``, and realised by a :class:`Delay` measured from the APDU's arrival, so the
+emulator's own Python work is inside the modelled time, never added to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from drivers.cards import apdu, sha256_state, tlv
+from drivers.cards.apdu import GSMA_AID, Command, Ins
+from drivers.cards.emulator.delay import Delay, PreciseDelay
+from drivers.cards.emulator.profile import INSTANT, CardProfile
+from drivers.cards.emulator.store import (
+    ACCESS_UPDATE,
+    FN_AGREE,
+    FN_KEYGEN,
+    FN_SIGN,
+    KEY_TYPE_OF_CURVE,
+    CardStore,
+    PrivateKeyObject,
+    PublicKeyObject,
+)
+from drivers.cards.errors import CardError, CommandFormatError, TlvError
+from drivers.tokens.base import CURVES
+
+APPLET_ID = b"SAFE Lab emulator"
+SPEC_VERSION = b"\x01\x00"
+
+_COMMAND_KEYS = {
+    Ins.MANAGE_CHANNEL: "manage_channel",
+    Ins.SELECT: "select",
+    Ins.GET_RESPONSE: "get_response",
+    Ins.VERIFY_PIN: "verify_pin",
+    Ins.GET_DATA: "get_data",
+    Ins.READ_FILE: "read_file",
+    Ins.COMPUTE_SIGNATURE_INIT: "compute_signature_init",
+    Ins.COMPUTE_SIGNATURE_UPDATE: "compute_signature_update",
+    Ins.VERIFY_SIGNATURE_INIT: "verify_signature_init",
+    Ins.VERIFY_SIGNATURE_UPDATE: "verify_signature_update",
+    Ins.PUT_PUBLIC_KEY_INIT: "put_public_key_init",
+    Ins.PUT_PUBLIC_KEY_UPDATE: "put_public_key_update",
+    Ins.GENERATE_KEY_PAIR: "generate_key_pair",
+    Ins.READ_PUBLIC_KEY: "read_public_key",
+    Ins.COMPUTE_DH: "compute_dh",
+    Ins.GET_RANDOM: "get_random",
+}
+_ISO_INS = frozenset({Ins.MANAGE_CHANNEL, Ins.SELECT, Ins.GET_RESPONSE, Ins.VERIFY_PIN})
+
+
+class _Status(Exception):
+    """Internal: stop processing and answer this status word."""
+
+    def __init__(self, sw: int) -> None:
+        super().__init__(f"{sw:04X}")
+        self.sw = sw
+
+
+@dataclass
+class _Session:
+    kind: str
+    """``sign``, ``verify`` or ``put``."""
+    mode: int = apdu.Mode.FINAL_HASH
+    private_key: PrivateKeyObject | None = None
+    public_key: PublicKeyObject | None = None
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    buffer: bytes = b""
+
+
+@dataclass
+class _Channel:
+    selected: bool = False
+    pending: bytes = b""
+    sessions: dict[int, _Session] = field(default_factory=dict)
+
+
+@dataclass
+class _Work:
+    """What the card did for one APDU, for its modelled time."""
+
+    crypto: str | None = None
+    curve: str = "secp256r1"
+    hashed_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SampledDelay:
+    """The modelled time of one APDU, before the speed factor."""
+
+    command: str
+    transport_ms: float
+    card_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.transport_ms + self.card_ms
+
+
+class IoTSafeApplet:
+    """An IoT SAFE applet on an emulated card, answering APDUs as bytes.
+
+    ``speed`` scales every modelled delay (``1.0`` real time, ``0.01`` for tests, ``0`` none);
+    ``seed`` makes the sampled delays reproducible; ``delay`` realises them (default
+    :class:`PreciseDelay`). Thread-safe: one APDU at a time, like a card.
+    """
+
+    def __init__(
+        self,
+        store: CardStore,
+        profile: CardProfile = INSTANT,
+        *,
+        speed: float = 1.0,
+        seed: int | None = None,
+        delay: Delay | None = None,
+        aid: bytes = GSMA_AID,
+    ) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.store = store
+        self.profile = profile
+        self.quirks = profile.quirks
+        self.speed = speed
+        self.rng = random.Random(seed)
+        self.delay: Delay = delay if delay is not None else PreciseDelay()
+        self.aid = aid
+        self.channels: dict[int, _Channel] = {0: _Channel()}
+        self.samples: deque[SampledDelay] = deque(maxlen=100_000)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------- entry point
+
+    def process_apdu(self, raw: bytes) -> bytes:
+        """Answer one command APDU with response data and SW, after its modelled time."""
+        start = time.perf_counter_ns()
+        with self._lock, self.store.lock:
+            raw = bytes(raw)
+            work = _Work()
+            key = "default"
+            try:
+                command = apdu.parse_command(raw)
+                key = _COMMAND_KEYS.get(command.ins, "default")
+                response = self._process(command, work)
+            except CommandFormatError:
+                response = (0x6700).to_bytes(2, "big")
+            card_ms = self.profile.card_ms(
+                key, self.rng, crypto=work.crypto, curve=work.curve,
+                hashed_bytes=work.hashed_bytes,
+            )
+            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng)
+            self.samples.append(SampledDelay(key, transport_ms, card_ms))
+            delay_ns = int((card_ms + transport_ms) * 1e6 * self.speed)
+        self.delay.wait(start, delay_ns)
+        return response
+
+    def _process(self, command: Command, work: _Work) -> bytes:
+        channel_no = command.channel
+        channel = self.channels.get(channel_no)
+        try:
+            if command.ins == Ins.SELECT and channel is None:
+                channel = self._implicit_open(channel_no)
+            if channel is None:
+                raise _Status(0x6881)
+            if command.ins == Ins.GET_RESPONSE:
+                return self._get_response(channel, command)
+            channel.pending = b""
+            if command.ins in _ISO_INS:
+                if command.cla & 0x80 and command.ins != Ins.GET_RESPONSE:
+                    raise _Status(0x6E00)
+                data = self._iso(command, channel, channel_no)
+            else:
+                if not channel.selected:
+                    raise _Status(0x6D00)
+                self._check_class(command.cla)
+                data = self._iot_safe(command, channel, work)
+        except _Status as status:
+            return status.sw.to_bytes(2, "big")
+        return self._deliver(command, channel, data)
+
+    def _implicit_open(self, channel_no: int) -> _Channel | None:
+        """SELECT on a closed channel opens it (Java Card does; wolfSSL relies on it)."""
+        if channel_no >= self.quirks["max_channels"]:
+            return None
+        channel = self.channels[channel_no] = _Channel()
+        return channel
+
+    def _check_class(self, cla: int) -> None:
+        allowed = self.quirks["cla"]
+        proprietary = bool(cla & 0x80)
+        if (allowed == "proprietary" and not proprietary) or (allowed == "iso" and proprietary):
+            raise _Status(0x6E00)
+
+    # ------------------------------------------------------------------------- delivery
+
+    def _deliver(self, command: Command, channel: _Channel, data: bytes) -> bytes:
+        """Send ``data`` the way the link would: T=0 ``61xx``/``6Cxx`` or directly."""
+        ok = b"\x90\x00"
+        if not data:
+            return ok
+        case2 = command.le is not None and not command.data
+        if self.quirks["t0"]:
+            if case2:
+                assert command.le is not None
+                want = command.le or 256
+                if len(data) == want:
+                    return data + ok
+                if len(data) < want:
+                    if self.quirks["strict_le"]:
+                        return bytes([0x6C, len(data)])
+                    return data + ok
+                channel.pending = data[want:]
+                return data[:want] + bytes([0x61, min(len(channel.pending), 256) & 0xFF])
+            channel.pending = data
+            return bytes([0x61, min(len(data), 256) & 0xFF])
+        limit = (command.le or 256) if command.le is not None else 256
+        if len(data) > limit:
+            channel.pending = data[limit:]
+            return data[:limit] + bytes([0x61, min(len(channel.pending), 256) & 0xFF])
+        return data + ok
+
+    def _get_response(self, channel: _Channel, command: Command) -> bytes:
+        if not channel.pending:
+            return b"\x69\x85"
+        want = (command.le or 256) if command.le is not None else 256
+        chunk, channel.pending = channel.pending[:want], channel.pending[want:]
+        if channel.pending:
+            return chunk + bytes([0x61, min(len(channel.pending), 256) & 0xFF])
+        return chunk + b"\x90\x00"
+
+    # ------------------------------------------------------------------------- ISO commands
+
+    def _iso(self, command: Command, channel: _Channel, channel_no: int) -> bytes:
+        if command.ins == Ins.MANAGE_CHANNEL:
+            return self._manage_channel(command, channel_no)
+        if command.ins == Ins.SELECT:
+            return self._select(command, channel)
+        return self._verify_pin(command)
+
+    def _manage_channel(self, command: Command, channel_no: int) -> bytes:
+        if command.p1 == 0x00:
+            if command.p2 != 0x00:
+                if command.p2 in self.channels or command.p2 >= self.quirks["max_channels"]:
+                    raise _Status(0x6A81)
+                self.channels[command.p2] = _Channel()
+                return b""
+            for number in range(1, self.quirks["max_channels"]):
+                if number not in self.channels:
+                    self.channels[number] = _Channel()
+                    return bytes([number])
+            raise _Status(0x6A81)
+        if command.p1 == 0x80:
+            target = command.p2 or channel_no
+            if target == 0:
+                raise _Status(0x6A86)
+            if target not in self.channels:
+                raise _Status(0x6881)
+            del self.channels[target]
+            return b""
+        raise _Status(0x6A86)
+
+    def _select(self, command: Command, channel: _Channel) -> bytes:
+        if command.p1 != 0x04:
+            raise _Status(0x6A86)
+        if command.data != self.aid:
+            raise _Status(0x6A82)
+        channel.selected = True
+        channel.sessions.clear()
+        return b""
+
+    def _verify_pin(self, command: Command) -> bytes:
+        store = self.store
+        if command.p2 != 0x01:
+            raise _Status(0x6A88)
+        if store.pin is None:
+            return b""
+        if store.pin_tries <= 0:
+            raise _Status(0x6983)
+        if not command.data:
+            if store.pin_verified:
+                return b""
+            raise _Status(0x63C0 | store.pin_tries)
+        expected = store.pin.encode().ljust(8, b"\xff")
+        if command.data == expected:
+            store.pin_tries = 3
+            store.pin_verified = True
+            return b""
+        store.pin_tries -= 1
+        store.pin_verified = False
+        raise _Status(0x6983 if store.pin_tries == 0 else 0x63C0 | store.pin_tries)
+
+    def _require_pin(self) -> None:
+        if self.store.pin is not None and not self.store.pin_verified:
+            raise _Status(0x6982)
+
+    # ------------------------------------------------------------------------- IoT SAFE
+
+    def _iot_safe(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        handler = {
+            Ins.GET_DATA: self._get_data,
+            Ins.READ_FILE: self._read_file,
+            Ins.COMPUTE_SIGNATURE_INIT: self._signature_init,
+            Ins.VERIFY_SIGNATURE_INIT: self._signature_init,
+            Ins.COMPUTE_SIGNATURE_UPDATE: self._sign_update,
+            Ins.VERIFY_SIGNATURE_UPDATE: self._verify_update,
+            Ins.PUT_PUBLIC_KEY_INIT: self._put_key_init,
+            Ins.PUT_PUBLIC_KEY_UPDATE: self._put_key_update,
+            Ins.GENERATE_KEY_PAIR: self._generate_key_pair,
+            Ins.READ_PUBLIC_KEY: self._read_public_key,
+            Ins.COMPUTE_DH: self._compute_dh,
+            Ins.GET_RANDOM: self._get_random,
+        }.get(command.ins)
+        if handler is None:
+            raise _Status(0x6D00)
+        return handler(command, channel, work)
+
+    @staticmethod
+    def _tlvs(data: bytes) -> dict[int, bytes]:
+        try:
+            return tlv.as_dict(tlv.decode(data))
+        except TlvError:
+            raise _Status(0x6A80) from None
+
+    def _object(self, kind: str, values: dict[int, bytes]):
+        id_tag, label_tag = {"private": (0x84, 0x74), "public": (0x85, 0x75),
+                             "file": (0x83, 0x73)}[kind]
+        if id_tag in values:
+            found = self.store.find(kind, id=values[id_tag])
+        elif label_tag in values:
+            found = self.store.find(kind, label=values[label_tag].decode("utf-8", "replace"))
+        else:
+            raise _Status(0x6A80)
+        if found is None:
+            raise _Status(0x6A82)
+        return found
+
+    # GET DATA ------------------------------------------------------------------------------
+
+    def _get_data(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        if command.p2 != 0x00:
+            raise _Status(0x6A86)
+        if command.p1 == 0x00:
+            return self._application_info()
+        if command.p1 == 0x01:
+            return self._object_list()
+        kinds = {0xC1: "private", 0xC2: "public", 0xC3: "file"}
+        if command.p1 in kinds:
+            kind = kinds[command.p1]
+            obj = self._object(kind, self._tlvs(command.data))
+            return tlv.encode(command.p1, self._entry(kind, obj))
+        if command.p1 == 0xC4:
+            raise _Status(0x6A82)
+        raise _Status(0x6A86)
+
+    def _application_info(self) -> bytes:
+        q = self.quirks
+        return tlv.encode_all(
+            [
+                (0x10, SPEC_VERSION),
+                (0x11, APPLET_ID),
+                (0xB1, bytes([8])),
+                (0xB2, bytes([8])),
+                (0xB3, bytes([8])),
+                (0xB4, bytes([0])),
+                (0x90, bytes([FN_SIGN | FN_KEYGEN | FN_AGREE])),
+                (0x91, b"\x00\x01"),
+                (0x92, b"\x04"),
+                (0x93, b"\x01"),
+                (0x94, b"\x00"),
+                (0xB7, bytes([q["max_sessions"]])),
+            ]
+        )
+
+    def _object_list(self) -> bytes:
+        out = b""
+        for obj in self.store.private_keys.values():
+            out += tlv.encode(0xC1, self._entry("private", obj))
+        for obj in self.store.public_keys.values():
+            out += tlv.encode(0xC2, self._entry("public", obj))
+        for obj in self.store.files.values():
+            out += tlv.encode(0xC3, self._entry("file", obj))
+        return out
+
+    @staticmethod
+    def _entry(kind: str, obj) -> bytes:
+        if kind == "file":
+            return tlv.encode_all(
+                [
+                    (0x73, obj.label.encode()),
+                    (0x83, obj.id),
+                    (0x60, bytes([obj.access])),
+                    (0x4A, b"\x01"),
+                    (0x20, len(obj.content).to_bytes(2, "big")),
+                    (0x21, bytes([obj.usage])),
+                ]
+            )
+        items = [
+            (0x74 if kind == "private" else 0x75, obj.label.encode()),
+            (0x84 if kind == "private" else 0x85, obj.id),
+            (0x60, bytes([getattr(obj, "access", 0x00)])),
+            (0x4A, bytes([getattr(obj, "state", 0x01)])),
+            (0x4B, bytes([KEY_TYPE_OF_CURVE.get(obj.curve, 0x13)])),
+        ]
+        if kind == "private":
+            items.append((0x4E, bytes([obj.usage])))
+        items.append((0x61, bytes([obj.functions])))
+        if obj.functions & FN_SIGN:
+            items += [(0x92, b"\x04"), (0x91, b"\x00\x01")]
+        if obj.functions & FN_AGREE:
+            items.append((0x6F, b"\x01"))
+        return tlv.encode_all(items)
+
+    # READ FILE -----------------------------------------------------------------------------
+
+    def _read_file(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        file = self._object("file", self._tlvs(command.data))
+        offset = (command.p1 << 8) | command.p2
+        if offset > len(file.content):
+            raise _Status(0x6B00)
+        want = (command.le or 256) if command.le is not None else 256
+        return file.content[offset : offset + want]
+
+    # signature sessions --------------------------------------------------------------------
+
+    def _session_number(self, p2: int) -> int:
+        first = self.quirks["first_session"]
+        if not first <= p2 < first + self.quirks["max_sessions"]:
+            raise _Status(0x6A86)
+        return p2
+
+    def _signature_init(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        """COMPUTE/VERIFY SIGNATURE INIT: open (P1 00) or close (P1 01) a session.
+
+        Closing a session that is not open succeeds, so Orange's defensive close before each
+        INIT works; opening one that is open answers ``6985`` (quirk ``stale_session``).
+        """
+        number = self._session_number(command.p2)
+        kind = "sign" if command.ins == Ins.COMPUTE_SIGNATURE_INIT else "verify"
+        if command.p1 == 0x01:
+            channel.sessions.pop(number, None)
+            return b""
+        if command.p1 != 0x00:
+            raise _Status(0x6A86)
+        if number in channel.sessions and self.quirks["stale_session"] == "error":
+            raise _Status(0x6985)
+        values = self._tlvs(command.data)
+        session = _Session(kind)
+        if kind == "sign":
+            self._require_pin()
+            key = self._object("private", values)
+            if not key.functions & FN_SIGN or key.state != 0x01:
+                raise _Status(0x6985)
+            session.private_key = key
+        else:
+            public = self._object("public", values)
+            if not public.functions & FN_SIGN:
+                raise _Status(0x6985)
+            session.public_key = public
+        mode = values.get(0xA1, b"")
+        if len(mode) != 1 or mode[0] not in (1, 2, 3) or (kind == "verify" and mode[0] == 2):
+            raise _Status(0x6A80)
+        session.mode = mode[0]
+        hash_algorithm = values.get(0x91, b"\x00\x01")
+        if int.from_bytes(hash_algorithm, "big") != 0x0001:
+            raise _Status(0x6A80)
+        if values.get(0x92, b"\x04") != b"\x04":
+            raise _Status(0x6A80)
+        channel.sessions[number] = session
+        return b""
+
+    def _session(self, channel: _Channel, p2: int, kind: str) -> tuple[int, _Session]:
+        number = self._session_number(p2)
+        session = channel.sessions.get(number)
+        if session is None or session.kind != kind:
+            raise _Status(0x6985)
+        return number, session
+
+    def _message_digest(self, command: Command, session: _Session, work: _Work,
+                        values: dict[int, bytes]) -> bytes | None:
+        """Feed this UPDATE's data into the session; the digest on the last block."""
+        last = bool(command.p1 & 0x80)
+        if session.mode == apdu.Mode.FINAL_HASH:
+            digest = values.get(0x9E)
+            if not last or digest is None or len(digest) != 32:
+                raise _Status(0x6A80)
+            return digest
+        if session.mode == apdu.Mode.FULL_TEXT:
+            if 0x9B not in values:
+                raise _Status(0x6A80)
+            session.hasher.update(values[0x9B])
+            work.hashed_bytes += len(values[0x9B])
+            return session.hasher.digest() if last else None
+        block, state, counter = values.get(0x9A), values.get(0x9C), values.get(0x9D)
+        if not last or block is None or state is None or counter is None or len(counter) != 4:
+            raise _Status(0x6A80)
+        if len(block) > 0x80 or len(state) != 32:
+            raise _Status(0x6A80)
+        try:
+            digest = sha256_state.finish(state, int.from_bytes(counter, "big"), block)
+        except CardError:
+            raise _Status(0x6A80) from None
+        work.hashed_bytes += len(block)
+        return digest
+
+    def _sign_update(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        number, session = self._session(channel, command.p2, "sign")
+        if command.p1 not in (0x00, 0x80):
+            raise _Status(0x6A86)
+        digest = self._message_digest(command, session, work, self._tlvs(command.data))
+        if digest is None:
+            return b""
+        key = session.private_key
+        assert key is not None
+        der = key.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        work.crypto, work.curve = "ecdsa_sign", key.curve
+        if self.quirks["auto_close_after_sign"]:
+            channel.sessions.pop(number, None)
+        if self.quirks["signature_format"] == "der":
+            body = der
+        else:
+            r, s = decode_dss_signature(der)
+            body = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if self.quirks["signature_length"] == "two-byte":
+            return b"\x33" + len(body).to_bytes(2, "big") + body
+        return tlv.encode(0x33, body)
+
+    def _verify_update(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        number, session = self._session(channel, command.p2, "verify")
+        if command.p1 not in (0x00, 0x80):
+            raise _Status(0x6A86)
+        try:
+            items, signature = apdu.split_signature_tail(command.data)
+        except (TlvError, CardError):
+            raise _Status(0x6A80) from None
+        digest = self._message_digest(command, session, work, tlv.as_dict(items))
+        if digest is None:
+            return b""
+        channel.sessions.pop(number, None)
+        public = session.public_key
+        assert public is not None
+        work.crypto, work.curve = "ecdsa_verify", public.curve
+        try:
+            raw = apdu.signature_to_raw(signature)
+        except CardError:
+            raise _Status(0x6A80) from None
+        der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        try:
+            public.key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        except InvalidSignature:
+            raise _Status(0x6D01) from None
+        return b""
+
+    # public keys ---------------------------------------------------------------------------
+
+    def _put_key_init(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        number = self._session_number(command.p2)
+        if command.p1 == 0x01:
+            channel.sessions.pop(number, None)
+            return b""
+        if command.p1 != 0x00:
+            raise _Status(0x6A86)
+        if number in channel.sessions and self.quirks["stale_session"] == "error":
+            raise _Status(0x6985)
+        public = self._object("public", self._tlvs(command.data))
+        if not public.access & ACCESS_UPDATE:
+            raise _Status(0x6985)
+        channel.sessions[number] = _Session("put", public_key=public)
+        return b""
+
+    def _put_key_update(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        _, session = self._session(channel, command.p2, "put")
+        session.buffer += command.data
+        if not command.p1 & 0x80:
+            return b""
+        public = session.public_key
+        assert public is not None
+        try:
+            point = apdu.parse_public_key(session.buffer)
+            key = ec.EllipticCurvePublicKey.from_encoded_point(CURVES[public.curve], point)
+        except (CardError, ValueError):
+            session.buffer = b""
+            raise _Status(0x6A80) from None
+        public.key = key
+        session.buffer = b""
+        return b""
+
+    def _read_public_key(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        public = self._object("public", self._tlvs(command.data))
+        return apdu.public_key_blob(public.point)
+
+    def _generate_key_pair(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        self._require_pin()
+        private = self._object("private", self._tlvs(command.data))
+        if not private.functions & FN_KEYGEN:
+            raise _Status(0x6985)
+        private.key = ec.generate_private_key(CURVES[private.curve])
+        public = self.store.public_keys.get(private.id)
+        if public is None:
+            public = self.store.public_keys[private.id] = PublicKeyObject(
+                private.id, private.label, private.key.public_key(), functions=private.functions
+            )
+        public.key = private.key.public_key()
+        work.crypto, work.curve = "keygen", private.curve
+        return (
+            tlv.encode(0x84, private.id)
+            + tlv.encode(0x85, public.id)
+            + apdu.public_key_blob(public.point)
+        )
+
+    def _compute_dh(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        self._require_pin()
+        values = self._tlvs(command.data)
+        private = self._object("private", values)
+        public = self._object("public", values)
+        if not private.functions & FN_AGREE:
+            raise _Status(0x6985)
+        if private.curve != public.curve:
+            raise _Status(0x6A80)
+        work.crypto, work.curve = "ecdh", private.curve
+        return private.key.exchange(ec.ECDH(), public.key)
+
+    def _get_random(self, command: Command, channel: _Channel, work: _Work) -> bytes:
+        if command.data:
+            raise _Status(0x6A80)
+        length = (command.le or 256) if command.le is not None else 0
+        if length == 0:
+            raise _Status(0x6700)
+        return os.urandom(length)
+
+    # ------------------------------------------------------------------------- inspection
+
+    def reset(self) -> None:
+        """A card reset: every channel but 0 closed, nothing selected, no session."""
+        with self._lock:
+            self.channels = {0: _Channel()}

@@ -1,0 +1,31 @@
+"""What every link to a card offers: send one command APDU, get the response with its SW.
+
+The client never knows whether the card is the in-process emulator, a PC/SC reader (pyscard)
+or a SIM behind a modem (AT+CSIM / AT+CGLA): each is a :class:`Transport`. A transport passes
+bytes through and does nothing clever: no automatic GET RESPONSE, no retries, so the APDU
+trace shows what really went over the link (the reference §2.1: pyscard and javax.smartcardio
+behave the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A link to one card. Not thread-safe: the token's device lock serialises callers."""
+
+    name: str
+    """Human name of the link, e.g. ``emulator:paper-sim`` or a PC/SC reader name."""
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Send one command APDU; return the response data followed by SW1 SW2.
+
+        Raises :class:`drivers.cards.errors.TransportError` when the link fails.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the link (safe to call twice)."""
+        ...
