@@ -90,8 +90,9 @@ class ModemTransport:
             self._serial.write(payload)
             self._serial.flush()
         except (serial.SerialException, OSError) as exc:
-            raise TransportError(f"the modem port went away ({exc})",
-                                 "reconnect the modem; the partial run is kept") from None
+            raise TransportError(
+                f"the modem port went away ({exc})", "reconnect the modem; the partial run is kept"
+            ) from None
         written = time.perf_counter_ns()
         deadline = time.monotonic() + (timeout_s or self.command_timeout_s)
         buffer = b""
@@ -101,8 +102,10 @@ class ModemTransport:
             try:
                 chunk = self._serial.read(max(1, self._serial.in_waiting))
             except (serial.SerialException, OSError) as exc:
-                raise TransportError(f"the modem port went away ({exc})",
-                                     "reconnect the modem; the partial run is kept") from None
+                raise TransportError(
+                    f"the modem port went away ({exc})",
+                    "reconnect the modem; the partial run is kept",
+                ) from None
             if chunk:
                 if first_byte is None:
                     first_byte = time.perf_counter_ns()
@@ -150,8 +153,10 @@ class ModemTransport:
             if match:
                 self._handle = match.group(1)
                 return
-        raise TransportError(f"AT+CCHO gave no session handle ({lines!r})",
-                             "the modem may not support AT+CCHO: use the csim mode")
+        raise TransportError(
+            f"AT+CCHO gave no session handle ({lines!r})",
+            "the modem may not support AT+CCHO: use the csim mode",
+        )
 
     def close_channel(self) -> None:
         if self._handle is not None:
@@ -166,8 +171,9 @@ class ModemTransport:
             line = f'AT+CSIM={len(encoded)},"{encoded}"'
         else:
             if self._handle is None:
-                raise TransportError("no channel open on the modem",
-                                     "open it with AT+CCHO first (open_channel)")
+                raise TransportError(
+                    "no channel open on the modem", "open it with AT+CCHO first (open_channel)"
+                )
             line = f'AT+CGLA={self._handle},{len(encoded)},"{encoded}"'
         lines, timing = self._exchange(line)
         self.last_timing = timing
@@ -176,11 +182,15 @@ class ModemTransport:
             if match:
                 length, data = int(match.group(2)), match.group(3)
                 if length != len(data) or len(data) < 4 or len(data) % 2:
-                    raise TransportError(f"malformed +{match.group(1)} answer {text!r}",
-                                         "the modem's answer length does not match its data")
+                    raise TransportError(
+                        f"malformed +{match.group(1)} answer {text!r}",
+                        "the modem's answer length does not match its data",
+                    )
                 return bytes.fromhex(data)
-        raise TransportError(f"the modem's answer to {self._shown(line)} has no response line",
-                             f"got {lines!r}; check the modem's AT+CSIM/AT+CGLA support")
+        raise TransportError(
+            f"the modem's answer to {self._shown(line)} has no response line",
+            f"got {lines!r}; check the modem's AT+CSIM/AT+CGLA support",
+        )
 
     def close(self) -> None:
         try:

@@ -1,0 +1,119 @@
+"""A card in a PC/SC reader, through pyscard: one connection for the whole run.
+
+One ``SCardConnect`` per run, not per APDU (the reference §2.1 shows a library that reconnects
+for every APDU and so inflates every latency it reports). pyscard passes bytes through, as a
+:class:`~drivers.cards.transport.Transport` must: GET RESPONSE and retries are the client's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from drivers.cards.errors import TransportError
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    index: int
+    name: str
+    card_present: bool
+    atr: bytes = b""
+
+
+def _pcsc_unavailable(exc: Exception) -> TransportError:
+    return TransportError(
+        f"cannot talk to the PC/SC daemon ({exc})",
+        "start pcscd (Debian package pcscd; `pcscd -f` in a shell if there is no service)",
+    )
+
+
+def list_readers() -> list[ReaderInfo]:
+    """Every PC/SC reader, with whether a card is in it and its ATR."""
+    try:
+        from smartcard.Exceptions import CardConnectionException, NoCardException
+        from smartcard.System import readers
+    except ImportError as exc:  # pragma: no cover - pyscard is a dependency
+        raise TransportError("pyscard is not installed", "pip install pyscard") from exc
+    try:
+        found = readers()
+    except Exception as exc:  # pyscard raises several unrelated classes for "no pcscd"
+        raise _pcsc_unavailable(exc) from None
+    infos = []
+    for index, reader in enumerate(found):
+        connection = reader.createConnection()
+        try:
+            connection.connect()
+            infos.append(ReaderInfo(index, str(reader), True, bytes(connection.getATR())))
+            connection.disconnect()
+        except (NoCardException, CardConnectionException):
+            infos.append(ReaderInfo(index, str(reader), False))
+    return infos
+
+
+class PcscTransport:
+    """APDUs to the card in one reader, chosen by index or by (part of) its name."""
+
+    def __init__(self, reader: str | int | None = None) -> None:
+        from smartcard.Exceptions import CardConnectionException, NoCardException
+        from smartcard.System import readers
+
+        try:
+            found = readers()
+        except Exception as exc:
+            raise _pcsc_unavailable(exc) from None
+        if not found:
+            raise TransportError(
+                "no PC/SC reader is connected",
+                "plug in a reader, or start the emulated card with `safelab card serve`",
+            )
+        chosen = self._choose(found, reader)
+        self.name = str(chosen)
+        self._connection = chosen.createConnection()
+        try:
+            self._connection.connect()
+        except NoCardException:
+            raise TransportError(
+                f"no card in reader {self.name!r}", "insert the SIM (or start `safelab card serve`)"
+            ) from None
+        except CardConnectionException as exc:
+            raise TransportError(
+                f"cannot connect to the card in {self.name!r} ({exc})",
+                "re-insert the card; check that no other program holds it",
+            ) from None
+        self.atr = bytes(self._connection.getATR())
+
+    @staticmethod
+    def _choose(found: list, reader: str | int | None):  # type: ignore[no-untyped-def]
+        names = ", ".join(f"{i}: {r}" for i, r in enumerate(found))
+        if reader is None:
+            return found[0]
+        if isinstance(reader, int) or (isinstance(reader, str) and reader.isdigit()):
+            index = int(reader)
+            if 0 <= index < len(found):
+                return found[index]
+            raise TransportError(f"there is no reader {index}", f"readers: {names}")
+        matches = [r for r in found if reader.lower() in str(r).lower()]
+        if len(matches) == 1:
+            return matches[0]
+        exact = [r for r in matches if str(r) == reader]
+        if len(exact) == 1:
+            return exact[0]
+        what = "no reader matches" if not matches else f"{len(matches)} readers match"
+        raise TransportError(f"{what} {reader!r}", f"give its index or full name; readers: {names}")
+
+    def transmit(self, apdu: bytes) -> bytes:
+        from smartcard.Exceptions import CardConnectionException
+
+        try:
+            data, sw1, sw2 = self._connection.transmit(list(apdu))
+        except CardConnectionException as exc:
+            raise TransportError(
+                f"the card in {self.name!r} stopped answering ({exc}); was it removed?",
+                "re-insert it and run again; the trials measured so far are kept",
+            ) from None
+        return bytes(data) + bytes([sw1, sw2])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # already gone: nothing to release
+            self._connection.disconnect()
