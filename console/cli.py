@@ -76,7 +76,21 @@ def main(ctx: click.Context, db: Path | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            ctx.invoke(console_command)
+        else:
+            click.echo(ctx.get_help())
+
+
+@main.command("console")
+@click.option("--ansi", is_flag=True, help="Use the terminal's own 16-colour palette.")
+@click.pass_context
+def console_command(ctx: click.Context, ansi: bool = False) -> None:
+    """Open the Textual console (also what `safelab` alone does on a terminal)."""
+    from console.app import find_triage, run_console  # Textual loads only for the console
+    from screens.lab import Lab
+
+    run_console(Lab(db_path=ctx.obj.get("db"), triage=find_triage()), ansi_color=ansi)
 
 
 @main.command()

@@ -1,0 +1,417 @@
+"""Signing lab: run the paper's signing experiment on the chosen token and watch it live.
+
+The runner works in a thread worker (one worker group per token, since a SIM does one thing at
+a time) and stores every sample itself; this screen only draws the snapshots it is sent. A
+stop keeps the partial run in the results store, as the CLI's Ctrl-C does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Input, Label, Select, Static
+
+from drivers.bench.runner import (
+    MODE_DEFAULT_TOKEN,
+    MODE_TOKEN_KIND,
+    PAPER_DATA,
+    ExperimentRunner,
+    Mode,
+    Progress,
+    RunConfig,
+)
+from drivers.bench.store import ResultsStore
+from drivers.errors import SafeLabError
+from drivers.tokens.base import Pin
+from drivers.tokens.registry import open_token
+from screens.base import LabScreen, StatusLine, failure_text
+from screens.lab import Lab, TokenChoice
+from screens.pin import ask_pin
+from screens.registry import ScreenSpec
+from screens.run_control import RunHandle, RunUpdate, apdu_entries
+from screens.widgets.histogram import LatencyHistogram, latency_bins
+from screens.widgets.tables import apdu_table, phase_table, run_label, table3
+
+PROGRESS_INTERVAL_S = 0.15
+"""How often the runner's thread posts a snapshot: often enough to feel live, rare enough
+that a 100k-trial software run costs the UI a few redraws per second."""
+
+
+@dataclass
+class RunStarted(Message):
+    token_label: str
+    emulated: bool
+    mode: str
+
+
+@dataclass
+class RunProgressed(Message):
+    update: RunUpdate
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer snapshot makes a queued older one useless."""
+        return isinstance(message, RunProgressed)
+
+
+@dataclass
+class RunEnded(Message):
+    run_id: int
+    status: str
+    """``complete``, ``incomplete`` (stopped), ``failed`` or ``cancelled``."""
+    text: str
+    update: RunUpdate | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated form: what to run and on which token."""
+
+    token: TokenChoice
+    config: RunConfig
+
+
+def parse_form(
+    token: TokenChoice, mode: str, n: str, warmup: str, threshold: str, data: str
+) -> RunRequest:
+    """Check the form's fields; errors say which field and what to type."""
+    try:
+        run_mode = Mode(mode)
+    except ValueError:
+        raise SafeLabError(f"unknown mode {mode!r}", "pick one in the mode list") from None
+    try:
+        trials = int(n)
+        warm = int(warmup or "0")
+    except ValueError:
+        raise SafeLabError("n and warm-up must be whole numbers", "type digits only") from None
+    try:
+        threshold_ms = float(threshold)
+    except ValueError:
+        raise SafeLabError("the threshold must be a number of ms", "e.g. 1000") from None
+    if data.startswith("hex:"):
+        try:
+            payload = bytes.fromhex(data[4:])
+        except ValueError:
+            raise SafeLabError("data after hex: is not hex", "give pairs of hex digits") from None
+    else:
+        payload = data.encode() if data else PAPER_DATA
+    wanted_kind = MODE_TOKEN_KIND.get(run_mode)
+    if wanted_kind and token.kind != wanted_kind:
+        uri = MODE_DEFAULT_TOKEN[run_mode]
+        token = TokenChoice(uri, uri, wanted_kind)
+    config = RunConfig(
+        mode=run_mode, n=trials, warmup=warm, data=payload, threshold_ms=threshold_ms
+    )
+    config.validate()
+    return RunRequest(token, config)
+
+
+class SigningLabScreen(LabScreen):
+    """Mode, n, data, threshold; start, pause, stop; live histogram, Table 3 and phases."""
+
+    JOB = "signing"
+
+    DEFAULT_CSS = """
+    SigningLabScreen #token-line { height: 1; padding: 0 1; }
+    SigningLabScreen #form { height: 1; padding: 0 1; }
+    SigningLabScreen #form Label { padding: 0 1 0 0; }
+    SigningLabScreen #form Input { margin: 0 1 0 0; }
+    SigningLabScreen #mode { width: 16; margin: 0 1 0 0; }
+    SigningLabScreen #n { width: 9; }
+    SigningLabScreen #warmup { width: 5; }
+    SigningLabScreen #threshold { width: 8; }
+    SigningLabScreen #data { width: 1fr; }
+    SigningLabScreen #progress { height: 1; padding: 0 1; }
+    SigningLabScreen #table3 { height: auto; padding: 0 1; }
+    SigningLabScreen #live { height: 1fr; }
+    SigningLabScreen #histogram { width: 1fr; }
+    SigningLabScreen #side { width: 38; }
+    SigningLabScreen #phases { height: auto; padding: 0 1; }
+    SigningLabScreen #apdus { height: 1fr; padding: 0 1; border-top: hkey $primary-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "start", "Start", id="sign.start"),
+        Binding("f6", "pause", "Pause", id="sign.pause"),
+        Binding("f7", "stop", "Stop", id="sign.stop"),
+        Binding("s", "start", "Start", show=False, id="sign.start_letter"),
+        Binding("p", "pause", "Pause/resume", show=False, id="sign.pause_letter"),
+        Binding("x", "stop", "Stop", show=False, id="sign.stop_letter"),
+        Binding("escape", "leave_form", "Leave form", show=False, id="sign.leave_form"),
+    ]
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab)
+        self.handle: RunHandle | None = None
+        self.last_update: RunUpdate | None = None
+        self.run_mode = Mode.SIGN_ONLY.value
+        self.run_token: TokenChoice = lab.token
+        self.threshold_ms = 1000.0
+        self.finished_run_id = 0
+
+    @property
+    def running(self) -> bool:
+        return self.handle is not None
+
+    def compose(self) -> ComposeResult:
+        yield self.job_bar()
+        yield Static(id="token-line")
+        with Horizontal(id="form"):
+            yield Select(
+                [(m.value, m.value) for m in Mode],
+                value=Mode.SIGN_ONLY.value,
+                allow_blank=False,
+                compact=True,
+                id="mode",
+            )
+            yield Label("n")
+            yield Input("100", type="integer", compact=True, id="n")
+            yield Label("warm-up")
+            yield Input("3", type="integer", compact=True, id="warmup")
+            yield Label("over ms")
+            yield Input("1000", type="number", compact=True, id="threshold")
+            yield Label("data")
+            yield Input(PAPER_DATA.decode(), compact=True, id="data")
+        yield Static(id="progress")
+        yield Static(id="table3")
+        with Horizontal(id="live"):
+            yield LatencyHistogram(id="histogram")
+            with Vertical(id="side"):
+                yield Static(id="phases")
+                yield Static(id="apdus")
+        yield StatusLine()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Signing lab"
+        self.query_one("#apdus").display = False
+        self._show_token()
+        self._draw(None)
+        self.say("F5 starts a run on the token above (1 picks another token)")
+
+    def on_screen_resume(self) -> None:
+        if not self.running:
+            self.run_token = self.lab.token
+            self._show_token()
+
+    def _show_token(self) -> None:
+        token = self.run_token
+        line = Text("token ", style="dim")
+        line.append(token.label, style="bold")
+        line.append(f"  {token.uri}", style="dim")
+        line.append("  [EMULATED]" if token.emulated else "  real", style="bold")
+        self.query_one("#token-line", Static).update(line)
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def _draw(self, update: RunUpdate | None) -> None:
+        stats = update.stats if update else None
+        label = run_label(self.run_token.label, self.run_token.emulated)
+        self.query_one("#table3", Static).update(
+            table3(stats, label, self.run_mode, self.threshold_ms)
+        )
+        self.query_one("#phases", Static).update(phase_table(stats))
+        self.query_one(LatencyHistogram).bins = update.bins if update else None
+        apdus = self.query_one("#apdus", Static)
+        if update is not None and update.apdus is not None:
+            apdus.display = True
+            apdus.update(apdu_table(update.apdus))
+        self.query_one("#progress", Static).update(self._progress_text(update))
+
+    def _progress_text(self, update: RunUpdate | None) -> Text:
+        if update is None:
+            return Text("no run yet", style="dim")
+        if self.running:
+            state = "paused" if update.paused or (self.handle and self.handle.paused) else "running"
+        else:
+            state = "finished"
+        width = 24
+        filled = round(width * update.done / max(update.planned, 1))
+        text = Text(f"run {update.run_id}  ")
+        text.append("█" * filled + "░" * (width - filled))
+        text.append(f"  {update.done}/{update.planned}  {state}")
+        return text
+
+    # -- controls ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return True if not self.running else None
+        if action in ("pause", "stop"):
+            return True if self.running else None
+        return True
+
+    def action_leave_form(self) -> None:
+        self.set_focus(None)
+
+    def action_start(self) -> None:
+        if self.running:
+            return
+        try:
+            request = parse_form(
+                self.lab.token,
+                str(self.query_one("#mode", Select).value),
+                self.query_one("#n", Input).value,
+                self.query_one("#warmup", Input).value,
+                self.query_one("#threshold", Input).value,
+                self.query_one("#data", Input).value,
+            )
+        except SafeLabError as exc:
+            self.fail(exc.one_line())
+            return
+        self.handle = RunHandle()
+        self.run_mode = request.config.mode.value
+        self.run_token = request.token
+        self.threshold_ms = request.config.threshold_ms
+        self.last_update = None
+        self._show_token()
+        self._draw(None)
+        self.refresh_bindings()
+        self.say(f"starting {self.run_mode} on {request.token.label}: pre-flight…")
+        handle = self.handle
+        self.run_worker(
+            lambda: self._run(request, handle),
+            name="signing run",
+            group=f"token:{request.token.uri}",
+            description=f"{self.run_mode} on {request.token.uri}",
+            thread=True,
+            exit_on_error=False,
+        )
+
+    def action_pause(self) -> None:
+        if self.handle is None:
+            return
+        if self.handle.paused:
+            self.handle.resume()
+            self.say("resumed")
+        else:
+            self.handle.pause()
+            self.say("pausing after the current trial… (F6 resumes)")
+        if self.last_update is not None:
+            self.query_one("#progress", Static).update(self._progress_text(self.last_update))
+
+    def action_stop(self) -> None:
+        if self.handle is None:
+            return
+        self.handle.stop()
+        self.say("stopping after the current trial; the partial run is kept")
+
+    def stop_for_exit(self) -> None:
+        """Stop a running experiment because the app is closing (the run is kept)."""
+        if self.handle is not None:
+            self.handle.stop()
+
+    # -- the worker (runs in a thread: no widgets here) -------------------------------------
+
+    def _run(self, request: RunRequest, handle: RunHandle) -> None:
+        asked: list[bool] = []
+        runner: ExperimentRunner | None = None
+        try:
+            with open_token(request.token.uri) as token, ResultsStore(self.lab.db_path) as store:
+
+                def pin_provider() -> Pin | None:
+                    asked.append(True)
+                    return ask_pin(self.app, token)
+
+                def on_progress(progress: Progress) -> None:
+                    assert runner is not None
+                    update = self._update(runner, token, progress.paused, progress)
+                    self.post_message(RunProgressed(update))
+
+                runner = ExperimentRunner(
+                    token,
+                    request.config,
+                    store,
+                    pin_provider=pin_provider,
+                    on_progress=on_progress,
+                    progress_interval_s=PROGRESS_INTERVAL_S,
+                )
+                handle.attach(runner)
+                self.post_message(
+                    RunStarted(token.info.label, token.info.emulated, request.config.mode.value)
+                )
+                try:
+                    result = runner.run()
+                except SafeLabError as exc:
+                    if asked and not runner.run_id and not handle.stopped and self._no_pin(exc):
+                        self.post_message(RunEnded(0, "cancelled", "PIN entry cancelled; no run"))
+                        return
+                    final = self._update(runner, token, False) if runner.run_id else None
+                    self.post_message(RunEnded(runner.run_id, "failed", exc.one_line(), final))
+                    return
+                final = self._update(runner, token, False)
+                text = f"run {result.run_id} {result.status}"
+                if result.reason:
+                    text += f" ({result.reason})"
+                self.post_message(RunEnded(result.run_id, result.status, text, final))
+        except Exception as exc:  # the runner has saved the partial run; report, never crash
+            run_id = runner.run_id if runner is not None else 0
+            self.post_message(RunEnded(run_id, "failed", failure_text(exc)))
+
+    @staticmethod
+    def _no_pin(exc: SafeLabError) -> bool:
+        return "none was given" in exc.problem
+
+    def _update(
+        self,
+        runner: ExperimentRunner,
+        token: object,
+        paused: bool,
+        progress: Progress | None = None,
+    ) -> RunUpdate:
+        """A frozen snapshot of the runner's state; only called in the runner's thread."""
+        return RunUpdate(
+            run_id=runner.run_id,
+            done=runner.stats.count,
+            planned=runner.config.n,
+            stats=progress.stats if progress is not None else runner.stats.snapshot(),
+            bins=latency_bins(runner.stats),
+            paused=paused,
+            apdus=apdu_entries(token),
+        )
+
+    # -- messages from the worker -----------------------------------------------------------
+
+    @on(RunStarted)
+    def _started(self, message: RunStarted) -> None:
+        self.run_token = TokenChoice(
+            self.run_token.uri, message.token_label, self.run_token.kind, message.emulated
+        )
+        self._show_token()
+
+    @on(RunProgressed)
+    def _progressed(self, message: RunProgressed) -> None:
+        if self.handle is None:
+            return
+        if self.last_update is None:
+            self.say(f"run {message.update.run_id} running (F6 pause, F7 stop)")
+        self.last_update = message.update
+        with self.app.batch_update():
+            self._draw(message.update)
+
+    @on(RunEnded)
+    def _ended(self, message: RunEnded) -> None:
+        self.handle = None
+        self.refresh_bindings()
+        if message.update is not None:
+            self.last_update = message.update
+        self._draw(self.last_update)
+        self.finished_run_id = message.run_id
+        if message.status == "failed":
+            self.fail(message.text)
+        else:
+            self.say(message.text)
+
+
+SCREEN = ScreenSpec(
+    name="signing",
+    title="Sign",
+    description="Signing lab: run an experiment and watch its histogram and Table 3 live",
+    order=20,
+    factory=SigningLabScreen,
+)

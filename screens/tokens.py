@@ -1,0 +1,289 @@
+"""Token picker: every token the driver layer finds, its details, and a PIN check.
+
+Discovery loads PKCS#11 modules and opens sessions, so it runs in a thread worker; the list
+shows built-in keys first, then each module with its tokens, load errors and empty slots
+(greyed, not selectable), so a missing token is explained rather than hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from drivers.tokens.discovery import Discovery, TokenEntry
+from drivers.tokens.registry import open_token
+from screens.base import LabScreen, StatusLine
+from screens.lab import Lab, TokenChoice
+from screens.pin import ask_pin
+from screens.registry import ScreenSpec
+
+
+@dataclass
+class TokensFound(Message):
+    discovery: Discovery
+
+
+@dataclass
+class PinChecked(Message):
+    text: str
+
+
+@dataclass
+class CertificateRead(Message):
+    uri: str
+    lines: tuple[str, ...]
+
+
+def _line(text: str, style: str) -> Text:
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
+
+def _kind_text(entry: TokenEntry) -> str:
+    if entry.emulated:
+        return "EMULATED card: timing from a profile, not hardware"
+    if entry.kind == "pkcs11":
+        return "real PKCS#11 token"
+    return (
+        f"real key ({entry.kind}, in-process)"
+        if entry.kind == "software"
+        else (f"real key ({entry.kind})")
+    )
+
+
+def details_renderable(entry: TokenEntry, module: str, cert_lines: tuple[str, ...]) -> Group:
+    """The details pane: identity, emulated or real, PIN status, keys, certificates."""
+    info = Table.grid(padding=(0, 1))
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column(overflow="fold")
+    identity = " ".join(filter(None, (entry.manufacturer, entry.model, entry.serial)))
+    rows = [
+        ("label", entry.label),
+        ("URI", entry.uri),
+        ("kind", _kind_text(entry)),
+        ("identity", identity or "–"),
+        ("module", module or "–"),
+        ("slot", entry.slot or "–"),
+        ("PIN", entry.pin_status or "–"),
+    ]
+    if entry.note:
+        rows.append(("note", entry.note))
+    for name, value in rows:
+        info.add_row(name, Text(value))
+    keys = Table(
+        title="Keys", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
+    for name in ("label", "id", "curve", "sign", "cert"):
+        keys.add_column(name, no_wrap=name != "label")
+    for key in entry.keys:
+        keys.add_row(
+            key.label or "–",
+            key.key_id or "–",
+            key.curve,
+            "yes" if key.can_sign else "no",
+            "yes" if key.has_certificate else "–",
+        )
+    if not entry.keys:
+        keys.add_row(Text("none visible without a PIN", style="dim"), "", "", "", "")
+    parts: list[object] = [info, Text(""), keys]
+    if cert_lines:
+        parts += [Text(""), Text("Certificate", style="bold"), *map(Text, cert_lines)]
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+class TokenPickerScreen(LabScreen):
+    """Pick the token the signing lab and triage use; check its PIN without running anything."""
+
+    JOB = "tokens"
+
+    DEFAULT_CSS = """
+    TokenPickerScreen #token-list { width: 2fr; min-width: 24; height: 1fr; }
+    TokenPickerScreen #token-details { width: 3fr; height: 1fr; padding: 0 1;
+        border-left: vkey $primary-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("u", "use", "Use token", id="tokens.use"),
+        Binding("l", "check_pin", "Check PIN", id="tokens.check_pin"),
+        Binding("r", "rescan", "Rescan", id="tokens.rescan"),
+    ]
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab)
+        self.entries: dict[str, tuple[TokenEntry, str]] = {}
+        self.certificates: dict[str, tuple[str, ...]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield self.job_bar()
+        with Horizontal():
+            yield OptionList(id="token-list")
+            with VerticalScroll(id="token-details"):
+                yield Static("looking for tokens…", id="details")
+        yield StatusLine()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Tokens"
+        self.say("looking for tokens…")
+        self._scan()
+
+    def action_rescan(self) -> None:
+        self.say("looking for tokens…")
+        self._scan()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="discovery")
+    def _scan(self) -> None:
+        self.guarded(lambda: self.post_message(TokensFound(self.lab.discover())))
+
+    @on(TokensFound)
+    def _found(self, message: TokensFound) -> None:
+        found = message.discovery
+        self.entries.clear()
+        options: list[Option | None] = [Option(Text("Built-in", style="bold"), disabled=True)]
+        for entry in found.builtin:
+            self.entries[entry.uri] = (entry, "")
+            options.append(self._option(entry))
+        for module in found.modules:
+            options.append(None)
+            name = Path(module.path).name
+            options.append(Option(_line(f"PKCS#11 {name}", "bold"), disabled=True))
+            if module.error:
+                options.append(Option(_line(f"  {module.error}", "dim"), disabled=True))
+            for entry in module.tokens:
+                self.entries[entry.uri] = (entry, f"{module.path} ({module.description})")
+                options.append(self._option(entry))
+            for slot in module.empty_slots:
+                state = "uninitialised token" if "uninitialised" in slot else "no token"
+                slot_id = slot.split(" ", 1)[0]
+                options.append(Option(_line(f"  slot {slot_id}: {state}", "dim"), disabled=True))
+        option_list = self.query_one("#token-list", OptionList)
+        option_list.clear_options()
+        option_list.add_options(options)
+        current = self.lab.token.uri
+        if current in self.entries:
+            option_list.highlighted = option_list.get_option_index(current)
+        else:
+            option_list.action_first()
+        option_list.focus()
+        count = len(self.entries)
+        self.say(f"{count} tokens found; Enter or u uses the highlighted one, l checks its PIN")
+
+    def _option(self, entry: TokenEntry) -> Option:
+        mark = "●" if entry.uri == self.lab.token.uri else " "
+        text = Text(f"{mark} {entry.label}", no_wrap=True, overflow="ellipsis")
+        if entry.emulated:
+            text.append(" [EMULATED]", style="bold")
+        if entry.pin_status and entry.pin_status != "no PIN":
+            text.append(" (PIN)", style="dim")
+        return Option(text, id=entry.uri)
+
+    @on(OptionList.OptionHighlighted, "#token-list")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        uri = event.option_id
+        if uri is None or uri not in self.entries:
+            return
+        self._show(uri)
+        entry, _ = self.entries[uri]
+        if uri not in self.certificates and any(k.has_certificate for k in entry.keys):
+            self._read_certificate(uri)
+
+    def _show(self, uri: str) -> None:
+        entry, module = self.entries[uri]
+        details = details_renderable(entry, module, self.certificates.get(uri, ()))
+        self.query_one("#details", Static).update(details)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="token-details")
+    def _read_certificate(self, uri: str) -> None:
+        def body() -> None:
+            with open_token(uri) as token:
+                certificate = token.certificate()
+            if certificate is None:
+                return
+            lines = (
+                f"subject {certificate.subject.rfc4514_string()}",
+                f"issuer  {certificate.issuer.rfc4514_string()}",
+                f"valid   until {certificate.not_valid_after_utc:%Y-%m-%d}",
+            )
+            self.post_message(CertificateRead(uri, lines))
+
+        self.guarded(body)
+
+    @on(CertificateRead)
+    def _certificate_read(self, message: CertificateRead) -> None:
+        self.certificates[message.uri] = message.lines
+        highlighted = self.query_one("#token-list", OptionList).highlighted_option
+        if highlighted is not None and highlighted.id == message.uri:
+            self._show(message.uri)
+
+    def _highlighted_entry(self) -> TokenEntry | None:
+        option = self.query_one("#token-list", OptionList).highlighted_option
+        if option is None or option.id not in self.entries:
+            return None
+        return self.entries[option.id][0]
+
+    @on(OptionList.OptionSelected, "#token-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.action_use()
+
+    def action_use(self) -> None:
+        entry = self._highlighted_entry()
+        if entry is None:
+            self.fail("no token highlighted: pick one in the list first")
+            return
+        self.lab.token = TokenChoice(entry.uri, entry.label, entry.kind, entry.emulated)
+        option_list = self.query_one("#token-list", OptionList)
+        for uri, (known, _) in self.entries.items():
+            option_list.replace_option_prompt(uri, self._option(known).prompt)
+        self.say(f"using {entry.label} ({entry.uri}); 2 opens the signing lab")
+
+    def action_check_pin(self) -> None:
+        entry = self._highlighted_entry()
+        if entry is None:
+            self.fail("no token highlighted: pick one in the list first")
+            return
+        self._check_pin(entry.uri, entry.label)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pin-check")
+    def _check_pin(self, uri: str, label: str) -> None:
+        def body() -> None:
+            with open_token(uri) as token:
+                if not token.needs_login:
+                    self.post_message(PinChecked(f"{label} needs no PIN"))
+                    return
+                pin = ask_pin(self.app, token)
+                if pin is None:
+                    self.post_message(PinChecked("PIN entry cancelled; nothing sent to the token"))
+                    return
+                with token.open() as session:
+                    session.login(pin)
+                del pin
+                self.post_message(
+                    PinChecked(f"PIN accepted by {label}; PIN status: {token.pin_status()}")
+                )
+
+        self.guarded(body)
+
+    @on(PinChecked)
+    def _pin_checked(self, message: PinChecked) -> None:
+        self.say(message.text)
+
+
+SCREEN = ScreenSpec(
+    name="tokens",
+    title="Tokens",
+    description="Pick a token: software keys, PKCS#11 tokens, cards; check its PIN",
+    order=10,
+    factory=TokenPickerScreen,
+)

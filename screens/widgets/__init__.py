@@ -1,0 +1,1 @@
+"""Widgets and renderables the SAFE Lab screens share (histogram, Table 3, phases, APDUs)."""

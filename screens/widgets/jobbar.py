@@ -1,0 +1,34 @@
+"""The top line of every screen: the lab's jobs with their keys, the current one marked.
+
+It replaces Textual's Header so that, at 80×24, the way to every job stays visible (the
+footer then has room for the screen's own keys). The current job is bracketed as well as
+highlighted, so it reads the same under NO_COLOR.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+
+class JobBar(Widget):
+    """``SAFE Lab  1 Tokens  2 Sign  [3 Results]  4 Triage`` for the lab's registered jobs."""
+
+    DEFAULT_CSS = """
+    JobBar { height: 1; width: 1fr; background: $panel; color: $foreground; }
+    """
+
+    def __init__(self, jobs: tuple[tuple[str, str], ...], current: str) -> None:
+        super().__init__()
+        self.jobs = jobs
+        self.current = current
+
+    def render(self) -> Text:
+        text = Text(" SAFE Lab ", style="bold", no_wrap=True, overflow="ellipsis")
+        for number, (name, title) in enumerate(self.jobs, start=1):
+            key = str(number) if number <= 9 else ""
+            if name == self.current:
+                text.append(f" [{key} {title}] ", style="bold reverse")
+            else:
+                text.append(f"  {key} {title}  ")
+        return text

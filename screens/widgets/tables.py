@@ -1,0 +1,131 @@
+"""Rich renderables for the screens: Table 3 with the paper's row, phases, APDUs, comparisons.
+
+Compact (no outer box) so the signing lab fits in 80×24; every emulated result says so in
+words, not only in colour, because NO_COLOR and monochrome terminals must read the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from drivers.bench.compare import Comparison
+from drivers.bench.paper import paper_row_for
+from drivers.bench.stats import StatsSnapshot
+from drivers.tokens.base import PHASES
+from screens.widgets.format import fmt_ms, threshold_label
+
+
+def _table(*columns: str, first_left: bool = True) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), expand=False
+    )
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 and first_left else "right", no_wrap=True)
+    return table
+
+
+def run_label(token_label: str, emulated: bool) -> Text:
+    """The measured row's name: the token, and [EMULATED] in words when it is one."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(token_label, style="bold")
+    if emulated:
+        text.append(" [EMULATED]", style="bold")
+    return text
+
+
+def table3(stats: StatsSnapshot | None, label: Text, mode: str, threshold_ms: float) -> Table:
+    """The measured row in the paper's Table 3 columns, with the paper's row for the mode."""
+    table = _table("run", "n", "mean", "σ", "P50", "P90", "P99", threshold_label(threshold_ms))
+    table.columns[0].max_width = 20
+    table.columns[0].overflow = "ellipsis"
+    if stats is None or stats.count == 0:
+        table.add_row(label, "0", *("–" for _ in range(6)))
+    else:
+        table.add_row(
+            label,
+            str(stats.count),
+            fmt_ms(stats.mean_ms),
+            fmt_ms(stats.stdev_ms),
+            fmt_ms(stats.p50_ms),
+            fmt_ms(stats.p90_ms),
+            fmt_ms(stats.p99_ms),
+            str(stats.over_threshold),
+        )
+    paper = paper_row_for(mode)
+    if paper is not None:
+        table.add_row(
+            Text(f"paper {paper.mode}"),
+            str(paper.n),
+            fmt_ms(paper.mean_ms),
+            fmt_ms(paper.stdev_ms),
+            fmt_ms(paper.p50_ms),
+            fmt_ms(paper.p90_ms),
+            fmt_ms(paper.p99_ms),
+            f"{paper.over_1s} (>1 s)" if threshold_ms != 1000 else str(paper.over_1s),
+            style="dim",
+        )
+    return table
+
+
+def phase_table(stats: StatsSnapshot | None) -> Table:
+    """Per-phase mean, P50, P99, and each phase's share of the summed phase means."""
+    table = _table("phase", "mean", "P50", "P99", "share")
+    phases = stats.phases if stats is not None else {}
+    total = sum(summary.mean_ms for summary in phases.values()) or 1.0
+    for phase in PHASES:
+        summary = phases.get(phase)
+        if summary is None:
+            table.add_row(phase, "–", "–", "–", "", style="dim")
+            continue
+        table.add_row(
+            phase,
+            fmt_ms(summary.mean_ms),
+            fmt_ms(summary.p50_ms),
+            fmt_ms(summary.p99_ms),
+            f"{summary.mean_ms / total:.0%}",
+        )
+    return table
+
+
+def apdu_table(entries: Sequence[object]) -> Table:
+    """The last APDUs of a card token's trace (duck-typed: ``name``, ``duration_ms``, ``sw``)."""
+    table = _table("#", "APDU", "SW", "meaning", "ms")
+    table.columns[1].justify = "left"
+    table.columns[3].justify = "left"
+    for entry in entries:
+        sw = getattr(entry, "sw", None)
+        table.add_row(
+            str(getattr(entry, "seq", "")),
+            str(getattr(entry, "name", entry)),
+            f"{sw:04X}" if isinstance(sw, int) else "",
+            str(getattr(entry, "sw_meaning", "")),
+            fmt_ms(getattr(entry, "duration_ms", None)),
+        )
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """A and B side by side with B/A ratios of P50 and P99."""
+    table = _table("", f"A #{comparison.a.id}", f"B #{comparison.b.id}", "B / A")
+    a, b = comparison.a_stats, comparison.b_stats
+    for name, left, right in (
+        ("mode", comparison.a.mode, comparison.b.mode),
+        ("token", _token_name(comparison.a), _token_name(comparison.b)),
+        ("n", str(a.count), str(b.count)),
+        ("mean", fmt_ms(a.mean_ms), fmt_ms(b.mean_ms)),
+        ("P90", fmt_ms(a.p90_ms), fmt_ms(b.p90_ms)),
+    ):
+        table.add_row(name, left, right, "")
+    table.add_row("P50", fmt_ms(a.p50_ms), fmt_ms(b.p50_ms), f"{comparison.p50_ratio:.2f}×")
+    table.add_row("P99", fmt_ms(a.p99_ms), fmt_ms(b.p99_ms), f"{comparison.p99_ratio:.2f}×")
+    return table
+
+
+def _token_name(record: object) -> str:
+    token = getattr(record, "token", {}) or {}
+    name = str(token.get("label") or getattr(record, "token_uri", ""))
+    return name + (" [EMULATED]" if getattr(record, "emulated", False) else "")

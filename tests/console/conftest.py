@@ -1,0 +1,59 @@
+"""Fixtures for the console tests: a lab on a temp results store, and pilot helpers.
+
+The console is driven for real: real tokens (software keys, the SoftHSM2 token from
+``tests/conftest.py``), a real SQLite store, real workers. Helpers wait for conditions
+instead of sleeping a fixed time, so tests stay fast and stable on slow machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from drivers.tokens.discovery import Discovery, discover_builtin
+from screens.lab import Lab
+
+
+def builtin_only() -> Discovery:
+    """Discovery limited to the built-in keys: what snapshots show on every machine."""
+    return Discovery(builtin=tuple(discover_builtin()))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    return Lab(db_path=tmp_path / "results.sqlite", export_dir=exports)
+
+
+async def wait_for(
+    pilot: Pilot[object], condition: Callable[[], bool], timeout: float = 20.0, what: str = ""
+) -> None:
+    """Let the app run until ``condition()`` holds; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
+def run(coroutine: object) -> None:
+    """Run an async test body (the suite does not depend on an asyncio pytest plugin)."""
+    asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def text_of(widget: object, width: int = 160) -> str:
+    """What a Static shows, as plain text (its Rich renderable rendered without styles)."""
+    import io
+
+    from rich.console import Console
+
+    content = getattr(widget, "content", widget)
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(content)
+    return console.export_text()

@@ -1,0 +1,70 @@
+"""The app shell: jobs by key and palette, the registry, the CLI entry point."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from console.app import SafeLabApp, find_triage
+from console.cli import main
+from screens.lab import Lab
+from screens.registry import discover_specs
+from screens.results import ResultsScreen
+from screens.signing import SigningLabScreen
+from screens.tokens import TokenPickerScreen
+from screens.triage import TriageScreen
+from tests.console.conftest import builtin_only, run, wait_for
+
+
+def test_registry_finds_every_job_in_order() -> None:
+    names = [spec.name for spec in discover_specs()]
+    assert names == ["tokens", "signing", "results", "triage"]
+
+
+def test_no_triage_driver_yet() -> None:
+    assert find_triage() is None
+
+
+def test_digits_and_palette_reach_every_job(lab: Lab) -> None:
+    lab.discover = builtin_only
+
+    async def body() -> None:
+        app = SafeLabApp(lab)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TokenPickerScreen))
+            for key, kind in (
+                ("2", SigningLabScreen),
+                ("3", ResultsScreen),
+                ("4", TriageScreen),
+                ("1", TokenPickerScreen),
+            ):
+                await pilot.press(key)
+                await wait_for(pilot, lambda kind=kind: isinstance(app.screen, kind), what=key)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.2)
+            await pilot.press(*"open results")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen), what="palette")
+
+    run(body())
+
+
+def test_palette_offers_screen_actions(lab: Lab) -> None:
+    lab.discover = builtin_only
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="signing")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SigningLabScreen))
+            titles = [command.title for command in app.get_system_commands(app.screen)]
+            assert "Open Results" in titles
+            assert "Signing lab: Start" in titles
+            assert "Signing lab: Stop" not in titles  # nothing runs: stop is not offered
+
+    run(body())
+
+
+def test_safelab_without_a_terminal_prints_help() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0
+    assert "console" in result.output and "Usage" in result.output
