@@ -763,9 +763,9 @@ def parse_signature(data: bytes, field_bytes: int = FIELD_BYTES) -> bytes:
         try:
             length, start = tlv.decode_tolerant_tail(data, 0)
             body = data[start : start + length]
-        except TlvError:
+        except TlvError as exc:
             if len(data) != 2 * field_bytes:
-                raise
+                raise ResponseFormatError(f"signature: {exc.problem}", exc.fix) from None
     return signature_to_raw(body, field_bytes)
 
 
