@@ -207,6 +207,7 @@ class ResultsScreen(LabScreen):
     def _listed(self, message: RunsListed) -> None:
         table = self.query_one("#runs", DataTable)
         previous = self._current_id()
+        changed = message.records != tuple(self.records.values())
         self.records = {record.id: record for record in message.records}
         table.clear()
         for record in message.records:
@@ -228,7 +229,8 @@ class ResultsScreen(LabScreen):
             return
         if previous in self.records:
             table.move_cursor(row=table.get_row_index(str(previous)))
-        self.say(f"{len(message.records)} runs; m marks A, c compares, e exports")
+        if changed:  # coming back from a modal keeps the message it left (export written...)
+            self.say(f"{len(message.records)} runs; m marks A, c compares, e exports")
         current = self._current_id()
         if current is not None and current != self.shown:
             self._load(current)

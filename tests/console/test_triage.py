@@ -1,0 +1,87 @@
+"""Triage: a clear placeholder without a card driver; with checks, each row as it completes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from console.app import SafeLabApp
+from drivers.bench.runner import PAPER_DATA
+from drivers.tokens.base import HashOn, Token
+from screens.lab import Lab
+from screens.triage import TriageScreen
+from tests.console.conftest import run, text_of, wait_for
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: str
+    detail: str
+
+
+def token_checks(token: Token) -> Iterator[Check]:
+    """Real checks of a token through the driver interface (what a card triage will extend)."""
+    keys = token.keys()
+    yield Check("keys", "PASS" if keys else "FAIL", f"{len(keys)} key(s) visible")
+    with token.open() as session:
+        session.login(None)
+        key = session.find_key()
+        session.sign_init(key, HashOn.HOST)
+        signature = session.sign(PAPER_DATA)
+    ok = signature.verify(token.public_key(), PAPER_DATA, HashOn.HOST)
+    yield Check("signature", "PASS" if ok else "FAIL", "verifies against the public key")
+    curve = token.public_key().curve
+    yield Check("curve", "PASS" if isinstance(curve, ec.SECP256R1) else "WARN", f"{curve.name}")
+    yield Check("certificate", "WARN" if token.certificate() is None else "PASS", "none stored")
+
+
+def test_placeholder_without_a_card_driver(lab: Lab) -> None:
+    async def body() -> None:
+        app = SafeLabApp(lab, start="triage")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TriageScreen))
+            screen = app.screen
+            assert screen.query_one("#placeholder").display
+            assert not screen.query_one("#checks").display
+            assert "IoT SAFE card (coming)" in text_of(screen.query_one("#placeholder"))
+            await pilot.press("r")
+            await pilot.pause(0.2)
+            assert screen.rows == []
+
+    run(body())
+
+
+def test_checks_appear_then_copy_and_save(lab: Lab) -> None:
+    lab.triage = token_checks
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="triage")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TriageScreen))
+            screen = app.screen
+            assert not screen.query_one("#placeholder").display
+            await pilot.press("r")
+            await wait_for(pilot, lambda: not screen.running and len(screen.rows) == 4)
+            verdicts = {row.name: row.verdict for row in screen.rows}
+            assert verdicts == {
+                "keys": "PASS",
+                "signature": "PASS",
+                "curve": "PASS",
+                "certificate": "WARN",
+            }
+            assert "PASS 3, WARN 1" in str(screen.status.render())
+            await pilot.press("y")
+            report = json.loads(app.clipboard)
+            assert report["token"] == lab.token.uri and len(report["checks"]) == 4
+            await pilot.press("w")
+            saved = lab.export_dir / "safelab-triage-software-secp256r1.json"
+            await wait_for(pilot, lambda: saved.exists() and "saved" in str(screen.status.render()))
+            assert json.loads(saved.read_text()) == report
+            await pilot.press("r")  # re-run replaces the rows
+            await wait_for(pilot, lambda: not screen.running and len(screen.rows) == 4)
+
+    run(body())
