@@ -193,8 +193,23 @@ class IoTSafeClient:
 
     # --------------------------------------------------------------------- channel & select
 
+    @property
+    def link_manages_channel(self) -> bool:
+        """True when the transport opens channels itself (modem AT+CCHO/AT+CGLA)."""
+        return bool(getattr(self.transport, "manages_channels", False))
+
     def open(self) -> None:
-        """Open a logical channel (or use channel 0) and SELECT the applet on it."""
+        """Open a logical channel (or use channel 0) and SELECT the applet on it.
+
+        On a link that manages channels itself (:class:`ChannelManagingTransport`), the link
+        opens the channel and selects the applet, and the client talks on "channel 0" whose
+        CLA bits the link patches.
+        """
+        if self.link_manages_channel:
+            self.transport.open_channel(self.aid)  # type: ignore[attr-defined]
+            self.channel = 0
+            self.selected = True
+            return
         if self.logical_channel:
             self.open_channel()
         else:
@@ -245,7 +260,9 @@ class IoTSafeClient:
             if self.open_sign_session is not None:
                 self.sign_close(self.open_sign_session)
         with contextlib.suppress(CardError):
-            if self.channel:
+            if self.link_manages_channel:
+                self.transport.close_channel()  # type: ignore[attr-defined]
+            elif self.channel:
                 self.transmit(apdu.manage_channel_close(self.channel))
         self.channel = None
         self.selected = False

@@ -29,3 +29,23 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release the link (safe to call twice)."""
         ...
+
+
+@runtime_checkable
+class ChannelManagingTransport(Transport, Protocol):
+    """A link that opens the applet's channel itself (a modem's AT+CCHO / AT+CGLA / AT+CCHC).
+
+    When ``manages_channels`` is true the client calls :meth:`open_channel` instead of
+    MANAGE CHANNEL + SELECT and :meth:`close_channel` instead of MANAGE CHANNEL close, and
+    sends every APDU with CLA channel bits 0: the link puts the real channel in.
+    """
+
+    manages_channels: bool
+
+    def open_channel(self, aid: bytes) -> None:
+        """Open a logical channel with the applet ``aid`` selected on it."""
+        ...
+
+    def close_channel(self) -> None:
+        """Close the channel :meth:`open_channel` opened."""
+        ...

@@ -389,3 +389,44 @@ def test_basic_channel_mode(card_store: CardStore) -> None:
     client.sign_digest(ObjectRef.of(1), DIGEST)
     assert client.trace.entries()[0].name == "SELECT"
     assert all(e.command[0] & 0x03 == 0 for e in client.trace.entries())
+
+
+class ChannelLink:
+    """A link that opens the channel itself and patches CLA channel bits, like AT+CGLA."""
+
+    name = "cgla-like"
+    manages_channels = True
+
+    def __init__(self, applet: IoTSafeApplet) -> None:
+        self.applet = applet
+        self.channel = 0
+
+    def open_channel(self, aid: bytes) -> None:
+        answer = self.applet.process_apdu(apdu.manage_channel_open().to_bytes())
+        self.channel = answer[0]
+        assert self.applet.process_apdu(apdu.select(self.channel, aid).to_bytes()) == b"\x90\x00"
+
+    def close_channel(self) -> None:
+        self.applet.process_apdu(apdu.manage_channel_close(self.channel).to_bytes())
+        self.channel = 0
+
+    def transmit(self, apdu_bytes: bytes) -> bytes:
+        assert apdu_bytes[0] & 0x03 == 0  # the client leaves the channel bits to the link
+        patched = bytes([apdu_bytes[0] | self.channel]) + apdu_bytes[1:]
+        return self.applet.process_apdu(patched)
+
+    def close(self) -> None:
+        pass
+
+
+def test_link_managed_channel(card_store: CardStore) -> None:
+    applet = IoTSafeApplet(card_store, speed=0)
+    link = ChannelLink(applet)
+    client = IoTSafeClient(link)
+    client.open()
+    assert link.channel == 1 and client.channel == 0
+    raw = client.sign_digest(ObjectRef.of(1), DIGEST)
+    assert verifies(cert_key(client), raw)
+    assert all(e.name != "MANAGE CHANNEL" for e in client.trace.entries())
+    client.close()
+    assert link.channel == 0 and 1 not in applet.channels
