@@ -18,6 +18,7 @@ import datetime
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +147,42 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SAFELAB_DATA_DIR", str(path))
     monkeypatch.delenv("SAFELAB_DB", raising=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[str]:
+    """A running pcscd with the vpcd reader driver (Debian pcscd, vsmartcard-vpcd).
+
+    Reuses a pcscd that is already running (a system service); otherwise starts ``pcscd -f``
+    for the session. Returns the first virtual reader's name.
+    """
+    from drivers.cards.pcsc import list_readers
+
+    if shutil.which("pcscd") is None or not Path("/usr/lib/pcsc/drivers/serial").exists():
+        pytest.fail("pcscd/vpcd missing: run scripts/test, which installs pcscd vsmartcard-vpcd")
+    started = None
+    running = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0
+    if not running:
+        started = subprocess.Popen(
+            ["pcscd", "-f", "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    import time
+
+    deadline = time.monotonic() + 15
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            names = [r.name for r in list_readers() if "Virtual PCD" in r.name]
+        except Exception:
+            names = []
+        if names:
+            break
+        time.sleep(0.2)
+    if not names:
+        pytest.fail(
+            "pcscd started but shows no 'Virtual PCD' reader (is vsmartcard-vpcd installed?)"
+        )
+    yield names[0]
+    if started is not None:
+        started.terminate()
+        started.wait(10)
