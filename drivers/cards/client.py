@@ -110,11 +110,20 @@ class IoTSafeClient:
                 f"check the card link {self.transport.name}",
             ) from exc
         duration = time.perf_counter_ns() - start
-        self._record(seq, raw, answer, start, duration, note)
+        timing = getattr(self.transport, "last_timing", None)  # a modem's AT-layer share
+        framing = getattr(timing, "framing_ns", None)
+        self._record(seq, raw, answer, start, duration, note, framing)
         return apdu.parse_response(answer)
 
     def _record(
-        self, seq: int, raw: bytes, answer: bytes, start: int, duration: int, note: str
+        self,
+        seq: int,
+        raw: bytes,
+        answer: bytes,
+        start: int,
+        duration: int,
+        note: str,
+        framing: int | None = None,
     ) -> None:
         name, detail = apdu.describe_command(raw)
         sw = int.from_bytes(answer[-2:], "big") if len(answer) >= 2 else 0
@@ -130,6 +139,7 @@ class IoTSafeClient:
                 duration_ns=duration,
                 response_detail=apdu.describe_response(raw, answer),
                 note=note,
+                framing_ns=framing,
             )
         )
 
@@ -430,9 +440,7 @@ class IoTSafeClient:
 
     def get_random(self, length: int) -> bytes:
         """GET RANDOM of ``length`` bytes (1-256)."""
-        response = self._check(
-            self.command(lambda cla: apdu.get_random(cla, length)), "GET RANDOM"
-        )
+        response = self._check(self.command(lambda cla: apdu.get_random(cla, length)), "GET RANDOM")
         if len(response.data) != length:
             raise ResponseFormatError(
                 f"GET RANDOM returned {len(response.data)} bytes, asked {length}",

@@ -18,7 +18,10 @@ in :attr:`IoTSafeSession.phase_trace`, so a run can say how many APDUs each phas
 
 Token specs (``iotsafe:emulated;profile=paper-sim;speed=0.01``), all attributes optional:
 
-- ``emulated``: the in-process emulator (the only target so far; PC/SC and modem come later);
+- the target, first: ``emulated`` (the in-process emulator, default), ``pcsc`` (a card in a
+  PC/SC reader: ``reader=NAME|INDEX``, default the first reader), or ``modem`` (a SIM behind a
+  modem: ``port=/dev/ttyUSB2``, ``mode=csim|cgla``, ``baud=115200``, ``timeout=10`` seconds);
+  a card whose ATR carries the emulator's mark is labelled emulated whatever the link;
 - ``profile=NAME|PATH``: card profile (default ``paper-sim``); ``speed=F``: time factor;
   ``seed=N``: reproducible delays; ``card=NAME``: which emulated card (keys shared by name);
   ``curves=p256,bp256``: keys to provision; ``quirk-NAME=VALUE``: override a profile quirk;
@@ -30,6 +33,7 @@ Token specs (``iotsafe:emulated;profile=paper-sim;speed=0.01``), all attributes 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from drivers.cards.apdu import GSMA_AID, ISO, PROPRIETARY, Mode, ObjectEntry, ObjectRef
+from drivers.cards.atr import EMULATOR_MARK, is_emulator_atr
 from drivers.cards.client import SIGN_SESSION, IoTSafeClient
 from drivers.cards.emulator import (
     QUIRK_DEFAULTS,
@@ -71,9 +76,30 @@ T = TypeVar("T")
 DEFAULT_PROFILE = "paper-sim"
 
 _ATTRS = {
-    "curve", "profile", "speed", "seed", "card", "curves", "key", "object", "id", "aid", "cla",
-    "session", "channel", "find", "token-hash", "login",
+    "curve",
+    "profile",
+    "speed",
+    "seed",
+    "card",
+    "curves",
+    "key",
+    "object",
+    "id",
+    "aid",
+    "cla",
+    "session",
+    "channel",
+    "find",
+    "token-hash",
+    "login",
+    "reader",
+    "port",
+    "mode",
+    "baud",
+    "timeout",
 }
+TARGETS = ("emulated", "pcsc", "modem")
+_EMULATOR_ONLY = ("profile", "speed", "seed", "card", "curves")
 
 
 @dataclass(frozen=True)
@@ -95,10 +121,24 @@ class IoTSafeOptions:
     token_hash: Mode = Mode.FULL_TEXT
     login: bool = False
     quirks: dict[str, Any] = field(default_factory=dict)
+    reader: str | None = None
+    port: str | None = None
+    modem_mode: str = "csim"
+    baud: int = 115200
+    timeout_s: float = 10.0
 
     def uri(self) -> str:
         """The spec again, normalised, without defaults where they add nothing."""
-        parts = [self.target, f"profile={self.profile}", f"speed={self.speed:g}"]
+        if self.target == "pcsc":
+            parts = ["pcsc"] + ([f"reader={self.reader}"] if self.reader is not None else [])
+        elif self.target == "modem":
+            parts = ["modem", f"port={self.port}", f"mode={self.modem_mode}"]
+            if self.baud != 115200:
+                parts.append(f"baud={self.baud}")
+            if self.timeout_s != 10.0:
+                parts.append(f"timeout={self.timeout_s:g}")
+        else:
+            parts = [self.target, f"profile={self.profile}", f"speed={self.speed:g}"]
         if self.card != "default":
             parts.append(f"card={self.card}")
         if self.curves != ("secp256r1",):
@@ -145,18 +185,65 @@ def parse_options(text: str) -> IoTSafeOptions:
         if name.startswith("quirk-") or name.startswith("quirk."):
             quirk = name[6:].replace("-", "_")
             if quirk not in QUIRK_DEFAULTS:
-                raise _bad(text, f"unknown quirk {quirk!r}",
-                           f"use one of {', '.join(QUIRK_DEFAULTS)}")
+                raise _bad(
+                    text, f"unknown quirk {quirk!r}", f"use one of {', '.join(QUIRK_DEFAULTS)}"
+                )
             quirks[quirk] = _quirk_value(text, quirk, attrs.pop(name))
     unknown = sorted(set(attrs) - _ATTRS)
     if unknown:
-        raise _bad(text, f"unknown attribute {unknown[0]!r}",
-                   f"use {', '.join(sorted(_ATTRS - {'curve'}))} or quirk-NAME")
+        raise _bad(
+            text,
+            f"unknown attribute {unknown[0]!r}",
+            f"use {', '.join(sorted(_ATTRS - {'curve'}))} or quirk-NAME",
+        )
     target = attrs.get("curve", "emulated").lower()
+    if target not in TARGETS:
+        raise _bad(
+            text,
+            f"unknown card target {target!r}",
+            "use iotsafe:emulated, iotsafe:pcsc;reader=NAME or iotsafe:modem;port=DEV",
+        )
     if target != "emulated":
-        raise _bad(text, f"card target {target!r} is not available",
-                   "use iotsafe:emulated (PC/SC and modem transports are not built yet)")
+        misplaced = [name for name in _EMULATOR_ONLY if name in attrs] + (
+            ["quirk-" + next(iter(quirks))] if quirks else []
+        )
+        if misplaced:
+            raise _bad(
+                text,
+                f"{misplaced[0]} only applies to the emulated card",
+                f"drop it from the iotsafe:{target} spec",
+            )
     options: dict[str, Any] = {"target": target, "quirks": quirks}
+    if "reader" in attrs:
+        options["reader"] = attrs["reader"]
+    if target == "modem":
+        if not attrs.get("port"):
+            raise _bad(text, "a modem needs port=", "e.g. iotsafe:modem;port=/dev/ttyUSB2")
+        options["port"] = attrs["port"]
+        mode = attrs.get("mode", "csim").lower()
+        if mode not in ("csim", "cgla"):
+            raise _bad(
+                text,
+                f"mode {mode!r} is not csim or cgla",
+                "csim: AT+CSIM (host opens channels); cgla: AT+CCHO/AT+CGLA",
+            )
+        options["modem_mode"] = mode
+        if "baud" in attrs:
+            options["baud"] = _int(text, "baud", attrs["baud"], 300, 4_000_000)
+        if "timeout" in attrs:
+            try:
+                timeout = float(attrs["timeout"])
+            except ValueError:
+                timeout = 0.0
+            if not 0.1 <= timeout <= 600:
+                raise _bad(
+                    text,
+                    f"timeout {attrs['timeout']!r} is not 0.1-600 seconds",
+                    "slow SIM operations can take seconds: e.g. timeout=10",
+                )
+            options["timeout_s"] = timeout
+    elif "port" in attrs or "mode" in attrs:
+        raise _bad(text, "port= and mode= are for iotsafe:modem", "drop them or use modem")
     if "profile" in attrs:
         options["profile"] = attrs["profile"]
     if "speed" in attrs:
@@ -165,8 +252,11 @@ def parse_options(text: str) -> IoTSafeOptions:
         except ValueError:
             speed = -1.0
         if not 0 <= speed <= 1e6:
-            raise _bad(text, f"speed {attrs['speed']!r} is not a number >= 0",
-                       "use e.g. speed=1 (real time) or speed=0.01 (100x faster)")
+            raise _bad(
+                text,
+                f"speed {attrs['speed']!r} is not a number >= 0",
+                "use e.g. speed=1 (real time) or speed=0.01 (100x faster)",
+            )
         options["speed"] = speed
     if "seed" in attrs:
         options["seed"] = _int(text, "seed", attrs["seed"], 0, 2**63)
@@ -189,14 +279,20 @@ def parse_options(text: str) -> IoTSafeOptions:
         except ValueError:
             aid = b""
         if not 5 <= len(aid) <= 16:
-            raise _bad(text, f"aid {attrs['aid']!r} is not 5-16 hex bytes",
-                       f"the GSMA IoT SAFE AID is {GSMA_AID.hex().upper()}")
+            raise _bad(
+                text,
+                f"aid {attrs['aid']!r} is not 5-16 hex bytes",
+                f"the GSMA IoT SAFE AID is {GSMA_AID.hex().upper()}",
+            )
         options["aid"] = aid
     if "cla" in attrs:
         cla = attrs["cla"].lower().removeprefix("0x")
         if cla not in ("80", "00"):
-            raise _bad(text, f"cla {attrs['cla']!r} is not 80 or 00",
-                       "cla=80 (proprietary, default) or cla=00 (ISO)")
+            raise _bad(
+                text,
+                f"cla {attrs['cla']!r} is not 80 or 00",
+                "cla=80 (proprietary, default) or cla=00 (ISO)",
+            )
         options["cla_class"] = PROPRIETARY if cla == "80" else ISO
     if "session" in attrs:
         options["session"] = _int(text, "session", attrs["session"], 0, 255)
@@ -209,12 +305,13 @@ def parse_options(text: str) -> IoTSafeOptions:
             raise _bad(text, "find must be list or info", "find=info asks for one key only")
         options["find"] = attrs["find"]
     if "token-hash" in attrs:
-        modes = {"full": Mode.FULL_TEXT, "full-text": Mode.FULL_TEXT,
-                 "last-block": Mode.LAST_BLOCK}
+        modes = {"full": Mode.FULL_TEXT, "full-text": Mode.FULL_TEXT, "last-block": Mode.LAST_BLOCK}
         if attrs["token-hash"] not in modes:
-            raise _bad(text, "token-hash must be full or last-block",
-                       "full: the card hashes everything; last-block: the host hashes whole "
-                       "blocks")
+            raise _bad(
+                text,
+                "token-hash must be full or last-block",
+                "full: the card hashes everything; last-block: the host hashes whole blocks",
+            )
         options["token_hash"] = modes[attrs["token-hash"]]
     if "login" in attrs:
         if attrs["login"] not in ("verify", "none"):
@@ -484,8 +581,9 @@ class IoTSafeToken(Token):
             files.sort(key=lambda e: not e.label.startswith(entry.label))
             for file in files:
                 with contextlib.suppress(ValueError):
-                    cert = x509.load_der_x509_certificate(client.read_file(file.ref,
-                                                                           file.file_size))
+                    cert = x509.load_der_x509_certificate(
+                        client.read_file(file.ref, file.file_size)
+                    )
                     if cert.public_key() == public:
                         return cert
             return None
@@ -532,8 +630,9 @@ def emulated_token(
     if options.quirks:
         profile = profile.with_quirks(**options.quirks)
     store = shared_card(options.card, options.curves, pin=LAB_PIN if options.login else None)
-    applet = IoTSafeApplet(store, profile, speed=options.speed, seed=options.seed,
-                           delay=delay, aid=GSMA_AID)
+    applet = IoTSafeApplet(
+        store, profile, speed=options.speed, seed=options.seed, delay=delay, aid=GSMA_AID
+    )
     transport = InProcessTransport(applet)
     info = TokenInfo(
         kind="iotsafe",
@@ -562,7 +661,73 @@ def emulated_token(
     )
 
 
+def card_token(options: IoTSafeOptions) -> IoTSafeToken:
+    """An :class:`IoTSafeToken` on a real link: a PC/SC reader or a modem."""
+    transport: Transport
+    atr = b""
+    if options.target == "pcsc":
+        from drivers.cards.pcsc import PcscTransport
+
+        transport = PcscTransport(options.reader)
+        atr = transport.atr
+        where = f"reader {transport.name!r}"
+        identity = f"iotsafe:pcsc:{transport.name}"
+        uri = dataclasses.replace(options, reader=transport.name).uri()
+    else:
+        from drivers.cards.modem import ModemTransport
+
+        transport = ModemTransport(
+            options.port or "",
+            mode=options.modem_mode,
+            baudrate=options.baud,
+            command_timeout_s=options.timeout_s,
+        )
+        where = f"modem {options.port} ({options.modem_mode})"
+        identity = f"iotsafe:modem:{options.port}"
+        uri = options.uri()
+    emulated = is_emulator_atr(atr)
+    if options.target == "modem":
+        emulated = _modem_says_emulated(transport)
+    info = TokenInfo(
+        kind="iotsafe",
+        uri=uri,
+        label=f"IoT SAFE card in {where}" + (" [emulated card]" if emulated else ""),
+        manufacturer="SAFE Lab emulator" if emulated else "",
+        model="IoT SAFE applet",
+        serial=atr.hex().upper(),
+        module=transport.name,
+        emulated=emulated,
+        flags=(f"ATR={atr.hex().upper()}",) if atr else (),
+    )
+    return IoTSafeToken(
+        transport,
+        info,
+        device_identity=identity,
+        aid=options.aid,
+        cla_class=options.cla_class,
+        sign_session=options.session,
+        logical_channel=options.logical_channel,
+        key_selector=options.key,
+        find=options.find,
+        token_hash=options.token_hash,
+        login_required=options.login,
+    )
+
+
+def _modem_says_emulated(transport: Transport) -> bool:
+    """A modem gives no ATR through AT+CSIM; SAFE Lab's pty modem says so in ATI."""
+    command = getattr(transport, "command", None)
+    if command is None:
+        return False
+    try:
+        return any(EMULATOR_MARK.decode() in line for line in command("ATI"))
+    except CardError:
+        return False
+
+
 def open_iotsafe(text: str) -> Token:
     """The token factory for ``iotsafe:`` specs (``register_scheme("iotsafe", open_iotsafe)``)."""
-    return emulated_token(parse_options(text))
-
+    options = parse_options(text)
+    if options.target == "emulated":
+        return emulated_token(options)
+    return card_token(options)

@@ -37,10 +37,12 @@ class PtyModem:
         card: ApduProcessor,
         *,
         echo: bool = True,
+        identity: str = "SAFE Lab pty modem",
         stall_on: Callable[[str], bool] | None = None,
     ) -> None:
-        """``stall_on(line)`` true makes the modem never answer that line (timeout tests)."""
+        """``identity`` answers ATI; ``stall_on(line)`` true: never answer it (timeout tests)."""
         self.card = card
+        self.identity = identity
         self.echo = echo
         self.stall_on = stall_on
         self._master, self._slave = os.openpty()
@@ -105,6 +107,8 @@ class PtyModem:
         upper = line.upper()
         if upper == "AT":
             return []
+        if upper == "ATI":
+            return [self.identity]
         if upper in ("ATE0", "ATE1"):
             self.echo = upper == "ATE1"
             return []

@@ -37,6 +37,9 @@ class TraceEntry:
     response_detail: str = ""
     note: str = ""
     """Why the client sent it, when not obvious (``GET RESPONSE after 6143``, ``retry...``)."""
+    framing_ns: int | None = None
+    """Of ``duration_ns``, the time spent in the link's own framing (AT command encoding,
+    serial writes, line parsing on a modem); ``None`` where the link has no such layer."""
 
     @property
     def bytes_out(self) -> int:
@@ -58,9 +61,10 @@ class TraceEntry:
         """One human line: ``#12 COMPUTE SIGNATURE UPDATE 39→69 B 6143 0.482 ms  …``."""
         note = f"  [{self.note}]" if self.note else ""
         sw = f"{self.sw:04X}" if self.response else "----"
+        framing = f" (AT {self.framing_ns / 1e6:.3f})" if self.framing_ns is not None else ""
         return (
             f"#{self.seq} {self.name} {self.bytes_out}→{self.bytes_in} B {sw} "
-            f"{self.duration_ms:.3f} ms  {self.detail}{note}"
+            f"{self.duration_ms:.3f} ms{framing}  {self.detail}{note}"
         )
 
     def hex_lines(self) -> tuple[str, str]:
@@ -82,6 +86,7 @@ class TraceEntry:
             "bytes_in": self.bytes_in,
             "response_detail": self.response_detail,
             "note": self.note,
+            "framing_ns": self.framing_ns,
         }
 
 

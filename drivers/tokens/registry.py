@@ -60,6 +60,13 @@ def _pkcs11(text: str) -> Token:
     return Pkcs11Token.from_uri(text)
 
 
+def _iotsafe(text: str) -> Token:
+    from drivers.cards.iotsafe_token import open_iotsafe
+
+    return open_iotsafe(text)
+
+
 register_scheme("software", _software)
+register_scheme("iotsafe", _iotsafe)
 register_scheme("openssl-cli", _openssl_cli)
 register_scheme("pkcs11", _pkcs11)

@@ -6,8 +6,14 @@ wait and never depend on the wall clock.
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
+from drivers.cards.atr import EMULATOR_ATR
 from drivers.cards.client import IoTSafeClient
 from drivers.cards.emulator import (
     INSTANT,
@@ -16,6 +22,11 @@ from drivers.cards.emulator import (
     IoTSafeApplet,
     provision_lab_card,
 )
+from drivers.cards.errors import TransportError
+from drivers.cards.modem import ModemTransport
+from drivers.cards.modem_sim import PtyModem
+from drivers.cards.pcsc import PcscTransport
+from drivers.cards.vpcd import VirtualCard
 
 PAPER_DATA = b"12345678901234567890123456789012"
 
@@ -38,9 +49,60 @@ def fresh_store() -> CardStore:
     return provision_lab_card(("secp256r1",))
 
 
-@pytest.fixture
-def client(card_store: CardStore) -> IoTSafeClient:
-    client, _ = make_client(card_store)
-    client.open()
-    yield client
-    client.close()
+LINKS = ("in-process", "pcsc", "modem-csim", "modem-cgla")
+"""Every way the client reaches a card: in-process, a real PC/SC stack (pcscd + vpcd +
+pyscard), and a modem on a pseudo-terminal with AT+CSIM or AT+CCHO/AT+CGLA."""
+
+
+@contextlib.contextmanager
+def card_link(kind: str, applet: IoTSafeApplet, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A transport of ``kind`` to ``applet``; the card is removed and the link closed after."""
+    if kind == "in-process":
+        yield InProcessTransport(applet)
+        return
+    if kind == "pcsc":
+        reader = request.getfixturevalue("pcscd")
+        card = VirtualCard(applet.process_apdu, EMULATOR_ATR, on_reset=applet.reset).insert()
+        try:
+            transport = connect_reader(reader)
+            try:
+                yield transport
+            finally:
+                transport.close()
+        finally:
+            card.remove()
+        return
+    modem = PtyModem(applet.process_apdu).start()
+    try:
+        transport = ModemTransport(
+            modem.port, mode=kind.removeprefix("modem-"), command_timeout_s=5
+        )
+        try:
+            yield transport
+        finally:
+            transport.close()
+    finally:
+        modem.stop()
+
+
+def connect_reader(reader: str, timeout_s: float = 10.0) -> PcscTransport:
+    """Connect once pcscd has noticed the card that was just inserted."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return PcscTransport(reader)
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture(params=LINKS)
+def client(card_store: CardStore, request: pytest.FixtureRequest) -> Iterator[IoTSafeClient]:
+    """An open client on the shared card, over each kind of link in turn."""
+    applet = IoTSafeApplet(card_store, INSTANT, speed=0)
+    with card_link(request.param, applet, request) as transport:
+        client = IoTSafeClient(transport)
+        client.open()
+        yield client
+        client.close()

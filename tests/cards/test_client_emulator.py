@@ -77,7 +77,7 @@ def test_trace_entries_are_complete(client: IoTSafeClient) -> None:
     assert entry.bytes_out == 5 and entry.bytes_in == 10
     assert entry.duration_ns >= 0 and entry.start_ns > 0
     assert "9000" in entry.line() and entry.sw_meaning.startswith("9000 OK")
-    assert entry.as_dict()["command"] == "8184000008"
+    assert entry.as_dict()["command"] == f"8{client.channel}84000008"
     with pytest.raises(AttributeError):
         entry.sw = 0  # type: ignore[misc]  # frozen
 
@@ -145,9 +145,7 @@ def test_keygen_put_key_dh_random(fresh_store: CardStore) -> None:
     assert verifies(new_public, client.sign_digest(ObjectRef.of(6), DIGEST))
 
     peer = ec.generate_private_key(ec.SECP256R1())
-    point = peer.public_key().public_bytes(
-        apdu_encoding(), apdu_format()
-    )
+    point = peer.public_key().public_bytes(apdu_encoding(), apdu_format())
     client.put_public_key(ObjectRef.of(5), point)
     assert client.read_public_key(ObjectRef.of(5)) == point
     secret = client.compute_dh(ObjectRef.of(4), ObjectRef.of(5))

@@ -25,10 +25,21 @@ def run_phases(token: Token, hash_on: HashOn = HashOn.HOST, pin: Pin | None = No
 
 
 @pytest.mark.parametrize("hash_on", list(HashOn))
-@pytest.mark.parametrize("extra", ["", ";token-hash=last-block", ";curves=p256,bp256;key=client-bp",
-                                   ";find=info;key=01", ";channel=0", ";cla=00",
-                                   ";quirk-cla=iso", ";quirk-signature_format=der",
-                                   ";quirk-t0=false", ";session=0"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        ";token-hash=last-block",
+        ";curves=p256,bp256;key=client-bp",
+        ";find=info;key=01",
+        ";channel=0",
+        ";cla=00",
+        ";quirk-cla=iso",
+        ";quirk-signature_format=der",
+        ";quirk-t0=false",
+        ";session=0",
+    ],
+)
 def test_token_signs_verifiably_and_times_every_phase(hash_on: HashOn, extra: str) -> None:
     token = open_iotsafe(FAST + extra)
     session, key, signature = run_phases(token, hash_on)
@@ -151,7 +162,11 @@ def test_options_and_uri() -> None:
 @pytest.mark.parametrize(
     ("spec", "word"),
     [
-        ("iotsafe:pcsc", "pcsc"),
+        ("iotsafe:floppy", "floppy"),
+        ("iotsafe:modem", "port="),
+        ("iotsafe:modem;port=/dev/null;mode=fast", "mode"),
+        ("iotsafe:pcsc;profile=paper-sim", "profile only applies to the emulated card"),
+        ("iotsafe:emulated;port=/dev/ttyUSB0", "port= and mode= are for iotsafe:modem"),
         ("iotsafe:emulated;speed=fast", "speed"),
         ("iotsafe:emulated;speed=-1", "speed"),
         ("iotsafe:emulated;colour=red", "colour"),
