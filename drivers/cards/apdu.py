@@ -402,8 +402,9 @@ def compute_signature_update_final_hash(cla: int, session: int, digest: bytes) -
     """COMPUTE SIGNATURE UPDATE, final-hash mode: ``2B 80 <sess> | 9E 20 <digest>``."""
     if not 20 <= len(digest) <= 64:
         raise CommandFormatError(f"a digest of {len(digest)} bytes is not a hash", _BUG)
-    return Command(cla, Ins.COMPUTE_SIGNATURE_UPDATE, 0x80, _session(session),
-                   tlv.encode(0x9E, digest))
+    return Command(
+        cla, Ins.COMPUTE_SIGNATURE_UPDATE, 0x80, _session(session), tlv.encode(0x9E, digest)
+    )
 
 
 FULL_TEXT_CHUNK = 0xF0
@@ -424,8 +425,13 @@ def compute_signature_update_full_text(
     for index, piece in enumerate(pieces):
         last = index == len(pieces) - 1
         commands.append(
-            Command(cla, Ins.COMPUTE_SIGNATURE_UPDATE, 0x80 if last else 0x00, _session(session),
-                    tlv.encode(0x9B, piece))
+            Command(
+                cla,
+                Ins.COMPUTE_SIGNATURE_UPDATE,
+                0x80 if last else 0x00,
+                _session(session),
+                tlv.encode(0x9B, piece),
+            )
         )
     return commands
 
@@ -526,8 +532,13 @@ def put_public_key_update(cla: int, session: int, point: bytes) -> list[Command]
     blob = public_key_blob(point)
     pieces = [blob[i : i + 0xFF] for i in range(0, len(blob), 0xFF)]
     return [
-        Command(cla, Ins.PUT_PUBLIC_KEY_UPDATE, 0x80 if i == len(pieces) - 1 else 0x00,
-                _session(session), piece)
+        Command(
+            cla,
+            Ins.PUT_PUBLIC_KEY_UPDATE,
+            0x80 if i == len(pieces) - 1 else 0x00,
+            _session(session),
+            piece,
+        )
         for i, piece in enumerate(pieces)
     ]
 
@@ -842,8 +853,11 @@ def describe_command(raw: bytes) -> tuple[str, str]:
         parts.append(f"AID {command.data.hex().upper()}")
     elif ins in (Ins.COMPUTE_SIGNATURE_INIT, Ins.VERIFY_SIGNATURE_INIT, Ins.PUT_PUBLIC_KEY_INIT):
         parts.append(f"{'open' if p1 == 0 else 'close'} session {p2:02X}")
-    elif ins in (Ins.COMPUTE_SIGNATURE_UPDATE, Ins.VERIFY_SIGNATURE_UPDATE,
-                 Ins.PUT_PUBLIC_KEY_UPDATE):
+    elif ins in (
+        Ins.COMPUTE_SIGNATURE_UPDATE,
+        Ins.VERIFY_SIGNATURE_UPDATE,
+        Ins.PUT_PUBLIC_KEY_UPDATE,
+    ):
         parts.append(f"{'last' if p1 & 0x80 else 'more'} session {p2:02X}")
     elif ins == Ins.GET_DATA:
         parts.append(_GET_DATA_NAMES.get(p1, f"P1 {p1:02X}"))

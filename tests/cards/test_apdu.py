@@ -54,7 +54,7 @@ def test_reference_at_talk_three_byte_key_id() -> None:
         (apdu.get_random(0x81, 16), "8184000010"),
         (apdu.get_random(0x81, 256), "8184000000"),
         (apdu.generate_key_pair(0x81, ObjectRef(id=b"006")), "81B90000058403303036"),
-        (apdu.read_public_key(0x81, ObjectRef.of(1)), "81CD0000038501" "01"),
+        (apdu.read_public_key(0x81, ObjectRef.of(1)), "81CD000003850101"),
         (apdu.put_public_key_init(0x81, 2, ObjectRef.of(5)), "8124000203850105"),
         (apdu.put_public_key_close(0x81, 2), "81240102"),
         (apdu.compute_dh(0x81, ObjectRef.of(4), ObjectRef.of(5)), "8146000006840104850105"),
@@ -86,9 +86,7 @@ def test_full_text_mode_chunks_with_last_flag() -> None:
 
 def test_last_block_mode_tags() -> None:
     command = apdu.compute_signature_update_last_block(0x81, 1, b"abc", bytes(32), 128)
-    assert hexof(command) == (
-        "812B80012D" + "9A03616263" + "9C20" + "00" * 32 + "9D0400000080"
-    )
+    assert hexof(command) == ("812B80012D" + "9A03616263" + "9C20" + "00" * 32 + "9D0400000080")
 
 
 def test_verify_update_two_byte_and_ber_signature() -> None:
@@ -103,9 +101,16 @@ def test_verify_update_two_byte_and_ber_signature() -> None:
         assert items[0].value == DIGEST and found == signature
 
 
-@pytest.mark.parametrize(("channel", "cla_class", "cla"),
-                         [(0, ISO, 0x00), (1, PROPRIETARY, 0x81), (3, ISO, 0x03),
-                          (4, ISO, 0x40), (19, PROPRIETARY, 0xCF)])
+@pytest.mark.parametrize(
+    ("channel", "cla_class", "cla"),
+    [
+        (0, ISO, 0x00),
+        (1, PROPRIETARY, 0x81),
+        (3, ISO, 0x03),
+        (4, ISO, 0x40),
+        (19, PROPRIETARY, 0xCF),
+    ],
+)
 def test_cla_channel_coding(channel: int, cla_class: int, cla: int) -> None:
     assert cla_for(channel, cla_class) == cla
     assert apdu.channel_of(cla) == channel
@@ -184,8 +189,9 @@ def test_public_key_forms() -> None:
 
 
 def test_application_info_tolerates_one_byte_hash() -> None:
-    data = apdu.tlv.encode_all([(0x10, b"\x01\x00"), (0x11, b"X"), (0x91, b"\x01"),
-                                (0xB7, b"\x04")])
+    data = apdu.tlv.encode_all(
+        [(0x10, b"\x01\x00"), (0x11, b"X"), (0x91, b"\x01"), (0xB7, b"\x04")]
+    )
     info = apdu.parse_application_info(data)
     assert info.hash_algorithms == 1 and info.max_sessions == 4 and info.applet_id == "X"
 
@@ -217,8 +223,10 @@ def test_parsers_raise_only_named_errors(data: bytes, which: int) -> None:
 
 
 _TLVISH = st.lists(
-    st.tuples(st.sampled_from([0x33, 0x34, 0x49, 0x86, 0x84, 0x85, 0xC1, 0xC3, 0x20, 0x91, 0x9E]),
-              st.binary(max_size=70)),
+    st.tuples(
+        st.sampled_from([0x33, 0x34, 0x49, 0x86, 0x84, 0x85, 0xC1, 0xC3, 0x20, 0x91, 0x9E]),
+        st.binary(max_size=70),
+    ),
     max_size=4,
 ).map(lambda items: apdu.tlv.encode_all(items))
 

@@ -58,20 +58,28 @@ select = { dist = "normal", mean_ms = 1.0, sigma_ms = 0.1 }
     [
         ("[profile\nname=1", "not valid TOML"),
         (GOOD + "[extra]\n", "field extra"),
-        (GOOD.replace('sigma_ms = 0.1', 'sigma_ms = -1'), "card.commands.select.sigma_ms"),
-        (GOOD.replace('sigma_ms = 0.1', 'sigma_ms = "x"'), "card.commands.select.sigma_ms"),
-        (GOOD.replace(', sigma_ms = 0.1', ''), "card.commands.select.sigma_ms"),
+        (GOOD.replace("sigma_ms = 0.1", "sigma_ms = -1"), "card.commands.select.sigma_ms"),
+        (GOOD.replace("sigma_ms = 0.1", 'sigma_ms = "x"'), "card.commands.select.sigma_ms"),
+        (GOOD.replace(", sigma_ms = 0.1", ""), "card.commands.select.sigma_ms"),
         (GOOD.replace('dist = "normal"', 'dist = "weibull"'), "card.commands.select.dist"),
         (GOOD.replace("select =", "selct ="), "card.commands.selct"),
-        (GOOD.replace('ms = 1.0 }', 'ms = 1.0, mean_ms = 2 }', 1), "transport.base.mean_ms"),
+        (GOOD.replace("ms = 1.0 }", "ms = 1.0, mean_ms = 2 }", 1), "transport.base.mean_ms"),
         (GOOD + "[quirks]\nt0 = 3\n", "quirks.t0"),
-        (GOOD + "[quirks]\ncla = \"both-ish\"\n", "quirks.cla"),
+        (GOOD + '[quirks]\ncla = "both-ish"\n', "quirks.cla"),
         (GOOD + "[quirks]\nfoo = 1\n", "quirks.foo"),
-        (GOOD.replace("sigma_ms = 0.1 }", "sigma_ms = 0.1, tail = { p = 2, dist = \"constant\","
-                      " ms = 1 } }"), "card.commands.select.tail.p"),
-        (GOOD.replace("sigma_ms = 0.1 }", "sigma_ms = 0.1, tail = { dist = \"constant\","
-                      " ms = 1 } }"), "card.commands.select.tail.p"),
-        (GOOD + "[card.crypto]\nrsa = { dist = \"constant\", ms = 1 }\n", "card.crypto.rsa"),
+        (
+            GOOD.replace(
+                "sigma_ms = 0.1 }", 'sigma_ms = 0.1, tail = { p = 2, dist = "constant", ms = 1 } }'
+            ),
+            "card.commands.select.tail.p",
+        ),
+        (
+            GOOD.replace(
+                "sigma_ms = 0.1 }", 'sigma_ms = 0.1, tail = { dist = "constant", ms = 1 } }'
+            ),
+            "card.commands.select.tail.p",
+        ),
+        (GOOD + '[card.crypto]\nrsa = { dist = "constant", ms = 1 }\n', "card.crypto.rsa"),
     ],
 )
 def test_broken_profile_names_file_and_field(tmp_path: Path, text: str, field: str) -> None:

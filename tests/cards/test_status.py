@@ -51,10 +51,17 @@ def test_key_not_found_is_also_a_key_error() -> None:
     assert isinstance(exc, KeyNotFoundError) and isinstance(exc, errors.ReferenceNotFoundError)
 
 
-@pytest.mark.parametrize(("sw", "text"), [(0x9000, "OK"), (0x6143, "67 response bytes"),
-                                          (0x6100, "256"), (0x6C44, "Le=44"),
-                                          (0x63CF, "remote administration"),
-                                          (0x6D01, "signature mismatch")])
+@pytest.mark.parametrize(
+    ("sw", "text"),
+    [
+        (0x9000, "OK"),
+        (0x6143, "67 response bytes"),
+        (0x6100, "256"),
+        (0x6C44, "Le=44"),
+        (0x63CF, "remote administration"),
+        (0x6D01, "signature mismatch"),
+    ],
+)
 def test_meanings(sw: int, text: str) -> None:
     assert text in status.describe_sw(sw)
 

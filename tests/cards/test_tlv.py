@@ -13,8 +13,14 @@ from drivers.errors import SafeLabError
 
 @pytest.mark.parametrize(
     ("length", "encoded"),
-    [(0, "00"), (0x7F, "7F"), (0x80, "8180"), (0xFF, "81FF"), (0x100, "820100"),
-     (0xFFFF, "82FFFF")],
+    [
+        (0, "00"),
+        (0x7F, "7F"),
+        (0x80, "8180"),
+        (0xFF, "81FF"),
+        (0x100, "820100"),
+        (0xFFFF, "82FFFF"),
+    ],
 )
 def test_ber_length_forms(length: int, encoded: str) -> None:
     assert tlv.encode_length(length).hex().upper() == encoded
@@ -50,10 +56,52 @@ def test_malformed_tlv_raises_tlv_error(raw: str) -> None:
 
 def test_every_reference_tag_has_a_name_and_a_description() -> None:
     reference = [
-        0x84, 0x74, 0x85, 0x75, 0x86, 0x76, 0x83, 0x73, 0xA1, 0x9B, 0x9A, 0x9C, 0x9D, 0x9E,
-        0x33, 0x34, 0x49, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0x10, 0x11, 0xB1, 0xB2, 0xB3, 0xB4,
-        0xB7, 0x90, 0x91, 0x92, 0x93, 0x94, 0xC1, 0xC2, 0xC3, 0xC4, 0x60, 0x4A, 0x4B, 0x4E,
-        0x61, 0x6F, 0x20, 0x21,
+        0x84,
+        0x74,
+        0x85,
+        0x75,
+        0x86,
+        0x76,
+        0x83,
+        0x73,
+        0xA1,
+        0x9B,
+        0x9A,
+        0x9C,
+        0x9D,
+        0x9E,
+        0x33,
+        0x34,
+        0x49,
+        0xD1,
+        0xD2,
+        0xD3,
+        0xD4,
+        0xD5,
+        0x10,
+        0x11,
+        0xB1,
+        0xB2,
+        0xB3,
+        0xB4,
+        0xB7,
+        0x90,
+        0x91,
+        0x92,
+        0x93,
+        0x94,
+        0xC1,
+        0xC2,
+        0xC3,
+        0xC4,
+        0x60,
+        0x4A,
+        0x4B,
+        0x4E,
+        0x61,
+        0x6F,
+        0x20,
+        0x21,
     ]
     for tag in reference:
         name, meaning = tlv.TAGS[tag]
@@ -82,8 +130,13 @@ def test_describe_values(tag: int, value: bytes, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "length"),
-    [("3340" + "00" * 64, 64), ("330040" + "00" * 64, 64), ("338140" + "00" * 64, 64),
-     ("33820040" + "00" * 64, 64), ("3303AABBCC", 3)],
+    [
+        ("3340" + "00" * 64, 64),
+        ("330040" + "00" * 64, 64),
+        ("338140" + "00" * 64, 64),
+        ("33820040" + "00" * 64, 64),
+        ("3303AABBCC", 3),
+    ],
 )
 def test_tolerant_tail_accepts_every_length_form(raw: str, length: int) -> None:
     data = bytes.fromhex(raw)

@@ -173,7 +173,10 @@ class IoTSafeApplet:
             except CommandFormatError:
                 response = (0x6700).to_bytes(2, "big")
             card_ms = self.profile.card_ms(
-                key, self.rng, crypto=work.crypto, curve=work.curve,
+                key,
+                self.rng,
+                crypto=work.crypto,
+                curve=work.curve,
                 hashed_bytes=work.hashed_bytes,
             )
             transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng)
@@ -350,8 +353,9 @@ class IoTSafeApplet:
             raise _Status(0x6A80) from None
 
     def _object(self, kind: str, values: dict[int, bytes]):
-        id_tag, label_tag = {"private": (0x84, 0x74), "public": (0x85, 0x75),
-                             "file": (0x83, 0x73)}[kind]
+        id_tag, label_tag = {"private": (0x84, 0x74), "public": (0x85, 0x75), "file": (0x83, 0x73)}[
+            kind
+        ]
         if id_tag in values:
             found = self.store.find(kind, id=values[id_tag])
         elif label_tag in values:
@@ -503,8 +507,9 @@ class IoTSafeApplet:
             raise _Status(0x6985)
         return number, session
 
-    def _message_digest(self, command: Command, session: _Session, work: _Work,
-                        values: dict[int, bytes]) -> bytes | None:
+    def _message_digest(
+        self, command: Command, session: _Session, work: _Work, values: dict[int, bytes]
+    ) -> bytes | None:
         """Feed this UPDATE's data into the session; the digest on the last block."""
         last = bool(command.p1 & 0x80)
         if session.mode == apdu.Mode.FINAL_HASH:

@@ -180,7 +180,8 @@ class _Reader:
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise self.fail(
-                f"{where}.{unknown[0]}", f"is not a parameter of a {kind} distribution",
+                f"{where}.{unknown[0]}",
+                f"is not a parameter of a {kind} distribution",
                 f"use {', '.join(wanted)} (and optionally min_ms, tail)",
             )
         params = {}
@@ -248,9 +249,17 @@ class CardProfile:
         quirks.update(overrides)
         checked = _check_quirks(_Reader(self.source), quirks)
         return CardProfile(
-            self.name, self.source, self.description, self.transport_base,
-            self.transport_per_byte_us, self.card_default, self.commands, self.crypto,
-            self.hash_per_byte_us, self.curve_factor, checked,
+            self.name,
+            self.source,
+            self.description,
+            self.transport_base,
+            self.transport_per_byte_us,
+            self.card_default,
+            self.commands,
+            self.crypto,
+            self.hash_per_byte_us,
+            self.curve_factor,
+            checked,
         )
 
 
@@ -297,28 +306,32 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
     per_byte = reader.number(link.get("per_byte_us", 0.0), "transport.per_byte_us")
     for key in link:
         if key not in ("base", "per_byte_us"):
-            raise reader.fail(f"transport.{key}", "is not a transport field",
-                              "use base and per_byte_us")
+            raise reader.fail(
+                f"transport.{key}", "is not a transport field", "use base and per_byte_us"
+            )
 
     card = reader.table(data.get("card", {}), "card")
     for key in card:
         if key not in ("default", "commands", "crypto", "hash_per_byte_us", "curve_factor"):
             raise reader.fail(
-                f"card.{key}", "is not a card field",
+                f"card.{key}",
+                "is not a card field",
                 "use default, commands, crypto, hash_per_byte_us, curve_factor",
             )
     default = reader.dist(card["default"], "card.default") if "default" in card else ZERO
     commands = {}
     for key, value in reader.table(card.get("commands", {}), "card.commands").items():
         if key not in COMMAND_KEYS:
-            raise reader.fail(f"card.commands.{key}", "is not a command name",
-                              f"use {', '.join(COMMAND_KEYS)}")
+            raise reader.fail(
+                f"card.commands.{key}", "is not a command name", f"use {', '.join(COMMAND_KEYS)}"
+            )
         commands[key] = reader.dist(value, f"card.commands.{key}")
     crypto = {}
     for key, value in reader.table(card.get("crypto", {}), "card.crypto").items():
         if key not in CRYPTO_KEYS:
-            raise reader.fail(f"card.crypto.{key}", "is not a crypto operation",
-                              f"use {', '.join(CRYPTO_KEYS)}")
+            raise reader.fail(
+                f"card.crypto.{key}", "is not a crypto operation", f"use {', '.join(CRYPTO_KEYS)}"
+            )
         crypto[key] = reader.dist(value, f"card.crypto.{key}")
     hash_per_byte = reader.number(card.get("hash_per_byte_us", 0.0), "card.hash_per_byte_us")
     factors = {

@@ -102,9 +102,7 @@ class CardStore:
 
     def find(self, kind: str, *, id: bytes | None = None, label: str | None = None):
         """The object of ``kind`` with that ID or label, or ``None``."""
-        table = {"private": self.private_keys, "public": self.public_keys, "file": self.files}[
-            kind
-        ]
+        table = {"private": self.private_keys, "public": self.public_keys, "file": self.files}[kind]
         if id is not None:
             return table.get(id)
         for obj in table.values():
@@ -150,9 +148,15 @@ def _certificate(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -170,8 +174,9 @@ def provision_lab_card(
     store = CardStore(pin=pin)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("SAFE Lab emulated card CA")
-    ca_cert = _certificate("SAFE Lab emulated card CA", ca_key.public_key(), ca_name, ca_key,
-                           ca=True)
+    ca_cert = _certificate(
+        "SAFE Lab emulated card CA", ca_key.public_key(), ca_name, ca_key, ca=True
+    )
     store.ca_certificate = ca_cert
 
     def add_pair(key_id: int, label: str, curve: str, functions: int) -> PrivateKeyObject:
@@ -179,8 +184,9 @@ def provision_lab_card(
         key = ec.generate_private_key(CURVES[curve])
         private = PrivateKeyObject(ident, label, key, functions=functions)
         store.private_keys[ident] = private
-        store.public_keys[ident] = PublicKeyObject(ident, label, key.public_key(),
-                                                   functions=functions)
+        store.public_keys[ident] = PublicKeyObject(
+            ident, label, key.public_key(), functions=functions
+        )
         return private
 
     def add_cert(file_id: int, label: str, subject: str, key: PrivateKeyObject) -> None:
