@@ -341,3 +341,12 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
         click.echo(json.dumps(comparison.as_dict(), indent=2))
     else:
         stdout.print(render.comparison_table(comparison))
+
+
+def _register_card_commands() -> None:
+    from console import cli_card
+
+    cli_card.register(main)
+
+
+_register_card_commands()

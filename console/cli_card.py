@@ -1,0 +1,183 @@
+"""CLI commands of the card stack: ``safelab card serve|profiles|fit`` and ``safelab triage``.
+
+Kept apart from :mod:`console.cli` so the card commands grow without touching the others;
+:func:`register` adds them to the ``safelab`` group.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from drivers.cards.iotsafe_token import parse_options
+from drivers.errors import SafeLabError
+from drivers.tokens.pin import make_pin_provider
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+VERDICT_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
+
+
+@click.group()
+def card() -> None:
+    """The IoT SAFE card stack: serve the emulated card, list profiles, fit a profile."""
+
+
+@card.command()
+@click.option(
+    "--profile",
+    default="paper-sim",
+    show_default=True,
+    help="Card profile (name in profiles/cards or a TOML path).",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Time factor: 1 real time, 0.01 a hundred times faster, 0 no delays.",
+)
+@click.option("--seed", type=int, help="Seed the delays for a reproducible card.")
+@click.option("--curves", default="p256", show_default=True, help="Keys to provision: p256,bp256.")
+@click.option(
+    "--pcsc/--no-pcsc",
+    default=True,
+    show_default=True,
+    help="Insert the card into vpcd's virtual PC/SC reader (needs pcscd + vpcd).",
+)
+@click.option(
+    "--vpcd-port",
+    type=int,
+    default=35963,
+    show_default=True,
+    help="vpcd port: 35963 is reader 'Virtual PCD 00 00', 35964 is '... 01'.",
+)
+@click.option("--modem", is_flag=True, help="Also serve it behind a modem on a pseudo-terminal.")
+def serve(
+    profile: str,
+    speed: float,
+    seed: int | None,
+    curves: str,
+    pcsc: bool,
+    vpcd_port: int,
+    modem: bool,
+) -> None:
+    """Run the emulated IoT SAFE card where real cards are: a PC/SC reader, a modem."""
+    from drivers.cards.serve import serve_emulated_card
+
+    if not pcsc and not modem:
+        raise SafeLabError(
+            "--no-pcsc without --modem serves the card nowhere",
+            "keep the PC/SC reader or add --modem",
+        )
+    spec = f"iotsafe:emulated;profile={profile};speed={speed:g};curves={curves}"
+    if seed is not None:
+        spec += f";seed={seed}"
+    served = serve_emulated_card(parse_options(spec), pcsc=pcsc, vpcd_port=vpcd_port, modem=modem)
+    stdout.print(Text(f"Serving {served.description} [EMULATED]", style="bold"))
+    for uri in served.uris:
+        stdout.print(f"  --token '{uri}'", highlight=False, soft_wrap=True)
+    stdout.print("Ctrl-C removes the card.", style="dim")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            error = served.virtual_card.error if served.virtual_card else None
+            if error is not None:
+                raise SafeLabError(
+                    f"vpcd dropped the card ({error})",
+                    "check that pcscd is still running, then serve again",
+                )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        served.stop()
+    stdout.print(f"card removed after {served.applet_calls} APDUs")
+
+
+@card.command()
+def profiles() -> None:
+    """List the card profiles shipped in profiles/cards."""
+    from drivers.cards.emulator import list_profiles, load_profile
+
+    for name in list_profiles():
+        profile = load_profile(name)
+        stdout.print(f"{name:14} {profile.description}", highlight=False)
+
+
+@click.command()
+@click.option(
+    "--token",
+    "token_uri",
+    default="iotsafe:pcsc",
+    show_default=True,
+    metavar="URI",
+    help="The card: iotsafe:pcsc[;reader=NAME], iotsafe:modem;port=DEV, or iotsafe:emulated.",
+)
+@click.option(
+    "-n",
+    "n",
+    type=int,
+    default=10,
+    show_default=True,
+    help="sign_only trials for the latency summary (and n/3 total trials).",
+)
+@click.option("--threshold-ms", type=float, default=1000.0, show_default=True)
+@click.option("--pin-env", metavar="VAR", help="SIM PIN from this variable (login=verify).")
+@click.option("--pin-fd", type=int, metavar="N", help="SIM PIN from file descriptor N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def triage(
+    token_uri: str,
+    n: int,
+    threshold_ms: float,
+    pin_env: str | None,
+    pin_fd: int | None,
+    as_json: bool,
+) -> None:
+    """Check an IoT SAFE card: link, ATR, applet, objects, certificates, signature, latency.
+
+    Exit code: 0 all PASS, 1 some WARN, 2 some FAIL.
+    """
+    from drivers.cards.triage import exit_code, overall, run_triage
+
+    pin = None
+    if parse_options(token_uri).login:
+        pin = make_pin_provider(pin_env, pin_fd)()
+    checks = []
+    for check in run_triage(
+        token_uri,
+        sign_only_trials=max(1, n),
+        total_trials=max(1, n // 3),
+        threshold_ms=threshold_ms,
+        pin=pin,
+    ):
+        checks.append(check)
+        if not as_json:
+            line = Text(f"{check.verdict:4} ", style=VERDICT_STYLE.get(check.verdict, ""))
+            line.append(f"{check.name:12} ", style="bold")
+            line.append(check.detail)
+            stdout.print(line, soft_wrap=False)
+    verdict = overall(checks)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"token": token_uri, "verdict": verdict, "checks": [c.as_dict() for c in checks]},
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        stdout.print(Text(f"verdict: {verdict}", style=VERDICT_STYLE[verdict]))
+    sys.exit(exit_code(verdict))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(card)
+    group.add_command(triage)

@@ -1,0 +1,100 @@
+"""``safelab card serve``: the emulated IoT SAFE card in a virtual PC/SC reader and/or a modem.
+
+The same emulator the in-process token uses is put where real cards are: into vpcd's virtual
+reader (so pyscard, pcsc_scan, OpenSC and SAFE Lab's ``iotsafe:pcsc`` see a card in a real
+PC/SC stack) and, on request, behind a modem on a pseudo-terminal (``iotsafe:modem``). Its ATR
+and its modem identity carry the emulator's mark, so every result made through it is labelled
+emulated. One lock serialises APDUs from both links, as one card would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from drivers.cards.atr import EMULATOR_ATR, EMULATOR_MARK
+from drivers.cards.emulator import IoTSafeApplet
+from drivers.cards.errors import TransportError
+from drivers.cards.iotsafe_token import IoTSafeOptions, emulated_token
+from drivers.cards.modem_sim import PtyModem
+from drivers.cards.pcsc import list_readers
+from drivers.cards.vpcd import VPCD_PORT, VirtualCard
+
+
+@dataclass
+class ServedCard:
+    """A running emulated card; :attr:`uris` are the token specs that reach it."""
+
+    applet: IoTSafeApplet
+    description: str
+    uris: list[str] = field(default_factory=list)
+    virtual_card: VirtualCard | None = None
+    modem: PtyModem | None = None
+    reader: str | None = None
+    applet_calls: int = 0
+    """APDUs the card has answered, over every link."""
+
+    def stop(self) -> None:
+        if self.virtual_card is not None:
+            self.virtual_card.remove()
+        if self.modem is not None:
+            self.modem.stop()
+
+
+def serve_emulated_card(
+    options: IoTSafeOptions,
+    *,
+    pcsc: bool = True,
+    vpcd_port: int = VPCD_PORT,
+    modem: bool = False,
+    reader_timeout_s: float = 10.0,
+) -> ServedCard:
+    """Start the emulated card described by ``options`` on the links asked for."""
+    token = emulated_token(options)
+    applet = token.applet
+    assert applet is not None
+    lock = threading.Lock()
+    served = ServedCard(applet, token.info.label)
+
+    def process(apdu: bytes) -> bytes:
+        with lock:
+            served.applet_calls += 1
+            return applet.process_apdu(apdu)
+
+    def reset() -> None:
+        with lock:
+            applet.reset()
+
+    try:
+        if pcsc:
+            card = VirtualCard(
+                process, EMULATOR_ATR, port=vpcd_port, on_reset=reset, connect_timeout_s=3.0
+            )
+            served.virtual_card = card.insert()
+            served.reader = _reader_showing_the_card(reader_timeout_s)
+            served.uris.append(f"iotsafe:pcsc;reader={served.reader}")
+        if modem:
+            served.modem = PtyModem(
+                process, identity=f"SAFE Lab pty modem, card {EMULATOR_MARK.decode()}"
+            ).start()
+            served.uris.append(f"iotsafe:modem;port={served.modem.port};mode=csim")
+            served.uris.append(f"iotsafe:modem;port={served.modem.port};mode=cgla")
+    except BaseException:
+        served.stop()
+        raise
+    return served
+
+
+def _reader_showing_the_card(timeout_s: float) -> str:
+    """The reader whose card has the emulator's ATR, once pcscd has noticed it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for reader in list_readers():
+            if reader.card_present and reader.atr == EMULATOR_ATR:
+                return reader.name
+        time.sleep(0.1)
+    raise TransportError(
+        "the emulated card is connected to vpcd but no PC/SC reader shows it",
+        "check that pcscd runs with the vpcd driver (`pcsc_scan` lists 'Virtual PCD')",
+    )

@@ -1,0 +1,89 @@
+"""``safelab card serve`` and ``safelab triage`` as a field engineer runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+SAFELAB = [sys.executable, "-m", "console"]
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*SAFELAB, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture
+def served(pcscd: str):
+    """`safelab card serve` in the background, with the token specs it printed."""
+    process = subprocess.Popen(
+        [*SAFELAB, "card", "serve", "--profile", "discrete-se", "--speed", "0.01", "--modem"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    uris: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"--token '(.+)'", line)
+        if match:
+            uris.append(match.group(1))
+        if "Ctrl-C" in line:
+            break
+    assert len(uris) == 3, process.stderr.read() if process.poll() is not None else uris
+    yield uris, process
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(10)
+
+
+def test_serve_then_sign_and_triage_through_every_link(served) -> None:
+    uris, process = served
+    pcsc, csim, cgla = uris
+    assert pcsc.startswith("iotsafe:pcsc;reader=Virtual PCD")
+    for uri in (pcsc, csim, cgla):
+        result = run(
+            "sign", "--token", uri, "--mode", "total", "-n", "3", "--warmup", "0", "--json"
+        )
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert document["run"]["emulated"] is True
+        assert len(document["samples"]) == 3
+    report = run("triage", "--token", pcsc, "-n", "3", "--json")
+    assert report.returncode == 0, report.stdout + report.stderr
+    data = json.loads(report.stdout)
+    verdicts = {c["name"]: c["verdict"] for c in data["checks"]}
+    assert verdicts == {
+        "link": "PASS",
+        "atr": "PASS",
+        "applet": "PASS",
+        "objects": "PASS",
+        "certificates": "PASS",
+        "signature": "PASS",
+        "latency": "PASS",
+    }
+    atr = next(c for c in data["checks"] if c["name"] == "atr")
+    assert atr["data"]["emulated"] and "T=1" in atr["data"]["protocols"]
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=10)
+    assert process.returncode == 0 and "card removed after" in out
+
+
+def test_triage_without_a_card_fails_with_exit_2(pcscd: str) -> None:
+    report = run("triage", "--token", "iotsafe:pcsc")
+    assert report.returncode == 2
+    assert "FAIL link" in report.stdout and "safelab card serve" in report.stdout
+
+
+def test_triage_of_a_wrong_aid_fails_at_the_applet() -> None:
+    report = run("triage", "--token", "iotsafe:emulated;speed=0;aid=A0000005591234", "--json")
+    assert report.returncode == 2
+    checks = json.loads(report.stdout)["checks"]
+    assert [c["name"] for c in checks] == ["link", "atr", "applet"]
+    assert checks[-1]["verdict"] == "FAIL" and "6A82" in checks[-1]["detail"]
