@@ -140,6 +140,15 @@ def tokens_table(discovery: Discovery) -> list[Table]:
         if not module.tokens and not module.empty_slots and not module.error:
             table.add_row(Text("no slots", style="dim"), "", "", "")
         tables.append(table)
+    cards = Table(title="IoT SAFE cards", title_justify="left")
+    for name in ("token (use with --token)", "what", "note"):
+        cards.add_column(name, overflow="fold")
+    for entry in discovery.cards:
+        what = entry.label + (
+            "" if not entry.emulated or "emulated" in entry.label else " [EMULATED]"
+        )
+        cards.add_row(entry.uri, what, entry.note)
+    tables.append(cards)
     return tables
 
 

@@ -156,32 +156,14 @@ def pcscd() -> Iterator[str]:
     Reuses a pcscd that is already running (a system service); otherwise starts ``pcscd -f``
     for the session. Returns the first virtual reader's name.
     """
-    from drivers.cards.pcsc import list_readers
+    from drivers.cards.pcsc import ensure_pcscd, list_readers
 
     if shutil.which("pcscd") is None or not Path("/usr/lib/pcsc/drivers/serial").exists():
         pytest.fail("pcscd/vpcd missing: run scripts/test, which installs pcscd vsmartcard-vpcd")
-    started = None
-    running = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0
-    if not running:
-        started = subprocess.Popen(
-            ["pcscd", "-f", "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-    import time
-
-    deadline = time.monotonic() + 15
-    names: list[str] = []
-    while time.monotonic() < deadline:
-        try:
-            names = [r.name for r in list_readers() if "Virtual PCD" in r.name]
-        except Exception:
-            names = []
-        if names:
-            break
-        time.sleep(0.2)
+    started = ensure_pcscd()
+    names = [r.name for r in list_readers() if "Virtual PCD" in r.name]
     if not names:
-        pytest.fail(
-            "pcscd started but shows no 'Virtual PCD' reader (is vsmartcard-vpcd installed?)"
-        )
+        pytest.fail("pcscd shows no 'Virtual PCD' reader (is vsmartcard-vpcd installed?)")
     yield names[0]
     if started is not None:
         started.terminate()

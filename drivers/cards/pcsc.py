@@ -8,6 +8,9 @@ for every APDU and so inflates every latency it reports). pyscard passes bytes t
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
+import time
 from dataclasses import dataclass
 
 from drivers.cards.errors import TransportError
@@ -26,6 +29,28 @@ def _pcsc_unavailable(exc: Exception) -> TransportError:
         f"cannot talk to the PC/SC daemon ({exc})",
         "start pcscd (Debian package pcscd; `pcscd -f` in a shell if there is no service)",
     )
+
+
+def ensure_pcscd(timeout_s: float = 15.0) -> subprocess.Popen[bytes] | None:
+    """Start ``pcscd -f`` if no pcscd runs (root needed); wait until it lists readers.
+
+    Returns the started process (the caller stops it) or ``None`` if one was running. Used by
+    benchmarks and tests; on a normal system pcscd is a service and this does nothing.
+    """
+    started = None
+    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode != 0:
+        if shutil.which("pcscd") is None:
+            raise TransportError("pcscd is not installed", "apt-get install pcscd vsmartcard-vpcd")
+        started = subprocess.Popen(
+            ["pcscd", "-f", "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TransportError):
+            if list_readers():
+                return started
+        time.sleep(0.2)
+    raise TransportError("pcscd shows no reader", "install vsmartcard-vpcd (the virtual reader)")
 
 
 def list_readers() -> list[ReaderInfo]:

@@ -97,11 +97,14 @@ class ModuleEntry:
 class Discovery:
     builtin: tuple[TokenEntry, ...] = ()
     modules: tuple[ModuleEntry, ...] = field(default_factory=tuple)
+    cards: tuple[TokenEntry, ...] = ()
+    """IoT SAFE cards: cards in PC/SC readers, then the emulated card of every profile."""
 
     def as_dict(self) -> dict[str, object]:
         return {
             "builtin": [t.as_dict() for t in self.builtin],
             "modules": [m.as_dict() for m in self.modules],
+            "cards": [t.as_dict() for t in self.cards],
         }
 
 
@@ -209,8 +212,72 @@ def _token_entry(module: str, slot_name: str, p11_token: pkcs11.Token) -> TokenE
     )
 
 
+def discover_cards() -> list[TokenEntry]:
+    """Cards in PC/SC readers (not selected: triage does that) and the emulated profiles.
+
+    A reader's card is listed with its ATR; whether it holds an IoT SAFE applet is for
+    ``safelab triage`` to say. pcscd not running is a note, not an error: a lab without
+    readers still has the emulated cards.
+    """
+    from drivers.cards.atr import is_emulator_atr
+    from drivers.cards.emulator import list_profiles, load_profile
+    from drivers.cards.pcsc import list_readers
+
+    entries: list[TokenEntry] = []
+    try:
+        readers = list_readers()
+    except SafeLabError as exc:
+        entries.append(
+            TokenEntry(
+                uri="iotsafe:pcsc", kind="iotsafe", label="PC/SC readers", note=exc.one_line()
+            )
+        )
+        readers = []
+    for reader in readers:
+        if not reader.card_present:
+            entries.append(
+                TokenEntry(
+                    uri=f"iotsafe:pcsc;reader={reader.name}",
+                    kind="iotsafe",
+                    label=f"reader {reader.name}",
+                    slot=reader.name,
+                    note="no card in the reader",
+                )
+            )
+            continue
+        emulated = is_emulator_atr(reader.atr)
+        entries.append(
+            TokenEntry(
+                uri=f"iotsafe:pcsc;reader={reader.name}",
+                kind="iotsafe",
+                label=f"card in {reader.name}" + (" [emulated card]" if emulated else ""),
+                serial=reader.atr.hex().upper(),
+                slot=reader.name,
+                emulated=emulated,
+                pin_status="see triage",
+                note=f"ATR {reader.atr.hex().upper()}",
+            )
+        )
+    for name in list_profiles():
+        profile = load_profile(name)
+        entries.append(
+            TokenEntry(
+                uri=f"iotsafe:emulated;profile={name}",
+                kind="iotsafe",
+                label=f"emulated IoT SAFE card, profile {name}",
+                manufacturer="SAFE Lab",
+                model=profile.description,
+                emulated=True,
+                pin_status="no PIN",
+                note="emulated: timing from a profile, not hardware",
+            )
+        )
+    return entries
+
+
 def discover(modules: list[str] | None = None) -> Discovery:
     return Discovery(
         builtin=tuple(discover_builtin()),
         modules=tuple(discover_module(path) for path in candidate_modules(modules)),
+        cards=tuple(discover_cards()),
     )
