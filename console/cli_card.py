@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -110,6 +111,98 @@ def profiles() -> None:
     for name in list_profiles():
         profile = load_profile(name)
         stdout.print(f"{name:14} {profile.description}", highlight=False)
+
+
+@card.command()
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.option("--name", required=True, help="Name of the fitted profile (file name too).")
+@click.option(
+    "--base",
+    "base_profile",
+    default="paper-sim",
+    show_default=True,
+    help="Profile whose link model and unfitted parts are kept.",
+)
+@click.option(
+    "--trials",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Modelled trials for the run-versus-model comparison.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the TOML (default: <data dir>/profiles/NAME.toml, which "
+    "makes `profile=NAME` work).",
+)
+@click.option(
+    "--allow-emulated",
+    is_flag=True,
+    help="Fit runs of an emulated card too (only useful to test the fit).",
+)
+@click.pass_context
+def fit(
+    ctx: click.Context,
+    run_ids: tuple[int, ...],
+    name: str,
+    base_profile: str,
+    trials: int,
+    output: Path | None,
+    allow_emulated: bool,
+) -> None:
+    """Fit a card profile from stored runs of a real card (sign_only and/or total)."""
+    from rich.table import Table
+
+    from console.render import fmt_ms
+    from drivers.bench.store import ResultsStore
+    from drivers.cards.emulator.profile import user_profiles_dir
+    from drivers.cards.fit import fit_profile
+
+    with ResultsStore(ctx.obj.get("db")) as store:
+        result = fit_profile(
+            store,
+            list(run_ids),
+            name=name,
+            base_profile=base_profile,
+            allow_emulated=allow_emulated,
+            model_trials=trials,
+        )
+    default_place = output is None
+    if output is None:
+        user_profiles_dir().mkdir(parents=True, exist_ok=True)
+        output = user_profiles_dir() / f"{name}.toml"
+    try:
+        path = result.save(output)
+    except OSError as exc:
+        raise SafeLabError(
+            f"cannot write {output} ({exc.strerror})", "choose a writable path with -o"
+        ) from None
+    for mode, comparison in result.comparisons.items():
+        table = Table(
+            title=f"{mode}: run {', '.join(map(str, comparison.run_ids))} versus "
+            "the fitted profile",
+            title_justify="left",
+        )
+        for column in ("statistic", "run", "model", "model/run"):
+            table.add_column(column, justify="left" if column == "statistic" else "right")
+        for stat, run_value, model_value in comparison.rows():
+            ratio = f"{model_value / run_value:.3f}" if run_value else "–"
+            if stat == "over_1s":
+                table.add_row(stat, f"{run_value:.1%}", f"{model_value:.1%}", ratio)
+            else:
+                table.add_row(stat, fmt_ms(run_value), fmt_ms(model_value), ratio)
+        stdout.print(table)
+    for note in result.notes:
+        stdout.print(f"note: {note}", highlight=False)
+    profile_ref = name if default_place else str(path)
+    stdout.print(
+        f"profile {name!r} written to {path}; use it with "
+        f"--token 'iotsafe:emulated;profile={profile_ref}'",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @click.command()

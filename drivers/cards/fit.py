@@ -390,7 +390,8 @@ def _check_run(run: RunRecord, allow_emulated: bool) -> None:
         raise EmulatedRunError(
             f"run {run.id} was made on an emulated card ({run.token_uri}); fitting the "
             "emulator to itself says nothing about a real card",
-            "fit a run of a real card, or pass allow_emulated=True to test the fit itself",
+            "fit a run of a real card, or pass --allow-emulated (allow_emulated=True) "
+            "to test the fit itself",
         )
     if run.n_samples < MIN_SAMPLES:
         raise TooFewSamplesError(

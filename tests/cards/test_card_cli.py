@@ -87,3 +87,47 @@ def test_triage_of_a_wrong_aid_fails_at_the_applet() -> None:
     checks = json.loads(report.stdout)["checks"]
     assert [c["name"] for c in checks] == ["link", "atr", "applet"]
     assert checks[-1]["verdict"] == "FAIL" and "6A82" in checks[-1]["detail"]
+
+
+def test_card_fit_from_a_stored_run(tmp_path) -> None:
+    made = run(
+        "sign",
+        "--token",
+        "iotsafe:emulated;profile=discrete-se;speed=1;seed=4",
+        "--mode",
+        "total",
+        "-n",
+        "25",
+        "--warmup",
+        "0",
+        "--json",
+    )
+    assert made.returncode == 0, made.stderr
+    run_id = str(json.loads(made.stdout)["run"]["id"])
+    refused = run("card", "fit", run_id, "--name", "mine")
+    assert refused.returncode == 1 and "--allow-emulated" in refused.stderr
+    fitted = run(
+        "card",
+        "fit",
+        run_id,
+        "--name",
+        "mine",
+        "--base",
+        "discrete-se",
+        "--allow-emulated",
+        "--trials",
+        "300",
+    )
+    assert fitted.returncode == 0, fitted.stderr
+    assert "profile 'mine' written to" in fitted.stdout
+    assert "mine" in run("card", "profiles").stdout
+    again = run("sign", "--token", "iotsafe:emulated;profile=mine;speed=0.1", "-n", "3", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["run"]["token"]["emulated"] is True
+
+
+def test_tokens_lists_the_emulated_card_profiles() -> None:
+    listing = json.loads(run("tokens", "--json").stdout)
+    uris = {card["uri"]: card for card in listing["cards"]}
+    assert uris["iotsafe:emulated;profile=paper-sim"]["emulated"] is True
+    assert "iotsafe:emulated;profile=discrete-se" in uris

@@ -359,24 +359,42 @@ def profiles_dir() -> Path:
     return Path(str(resources.files(_PACKAGED).joinpath("cards")))
 
 
+def user_profiles_dir() -> Path:
+    """Where ``safelab card fit`` saves fitted profiles: ``<data dir>/profiles``."""
+    from drivers.paths import data_dir
+
+    return data_dir() / "profiles"
+
+
 def list_profiles() -> list[str]:
-    """Names of the packaged profiles (``paper-sim``, ``discrete-se``...)."""
-    return sorted(path.stem for path in profiles_dir().glob("*.toml"))
+    """Names of the packaged profiles (``paper-sim``...), then the user's fitted ones."""
+    packaged = sorted(path.stem for path in profiles_dir().glob("*.toml"))
+    user = sorted(p.stem for p in user_profiles_dir().glob("*.toml") if p.stem not in packaged)
+    return packaged + user
+
+
+def _named_profile_path(name: str) -> Path | None:
+    for directory in (profiles_dir(), user_profiles_dir()):
+        path = directory / f"{name}.toml"
+        if path.exists():
+            return path
+    return None
 
 
 def load_profile(name_or_path: str | Path) -> CardProfile:
-    """Load a profile by packaged name (``paper-sim``) or by path to a TOML file."""
+    """Load a profile by name (packaged, then the user's fitted ones) or by TOML path."""
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text:
         path = Path(text).expanduser()
     else:
-        path = profiles_dir() / f"{text}.toml"
-        if not path.exists():
+        found = _named_profile_path(text)
+        if found is None:
             known = ", ".join(list_profiles()) or "none"
             raise ProfileError(
                 f"no card profile named {text!r}",
                 f"use one of {known}, or give the path of a profile .toml file",
             )
+        path = found
     try:
         raw = path.read_bytes()
     except OSError as exc:
