@@ -33,6 +33,7 @@ class PinModal(ModalScreen[Pin | None]):
         border: thick $accent; background: $surface;
     }
     PinModal Input { margin: 1 0; }
+    PinModal Label { width: 1fr; }
     PinModal .hint { color: $text-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="pin.cancel")]

@@ -56,6 +56,16 @@ class CopyReady(Message):
     what: str
 
 
+RUN_COLUMNS = (
+    ("id", 4),
+    ("started", 16),
+    ("mode", 9),
+    ("token", 16),
+    ("n", 11),
+    ("status", 10),
+)
+
+
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
@@ -154,7 +164,7 @@ class ResultsScreen(LabScreen):
     ResultsScreen #run-info { height: 1; padding: 0 1; }
     ResultsScreen #run-table3 { height: auto; padding: 0 1; }
     ResultsScreen #run-bottom { height: 1fr; }
-    ResultsScreen #run-phases { width: 38; padding: 0 1; }
+    ResultsScreen #run-phases { width: 40; padding: 0 1; }
     ResultsScreen #run-histogram { width: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -184,9 +194,6 @@ class ResultsScreen(LabScreen):
 
     def on_mount(self) -> None:
         self.sub_title = "Results"
-        table = self.query_one("#runs", DataTable)
-        for name in ("id", "started", "mode", "token", "n", "status"):
-            table.add_column(name, key=name)
         self.query_one("#run-info", Static).update(Text("no run open", style="dim"))
 
     def on_screen_resume(self) -> None:
@@ -209,7 +216,9 @@ class ResultsScreen(LabScreen):
         previous = self._current_id()
         changed = message.records != tuple(self.records.values())
         self.records = {record.id: record for record in message.records}
-        table.clear()
+        table.clear(columns=True)
+        for name, width in RUN_COLUMNS:  # fixed widths: stable however the rows arrive
+            table.add_column(name, key=name, width=width)
         for record in message.records:
             token = str(record.token.get("label") or record.token_uri)
             if record.emulated:
@@ -357,6 +366,7 @@ class CompareScreen(LabScreen):
     DEFAULT_CSS = """
     CompareScreen #comparison { height: auto; padding: 0 1; }
     CompareScreen #histograms { height: 1fr; }
+    CompareScreen #histograms LatencyHistogram { width: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "back", "Back", id="compare.back")]
 

@@ -78,11 +78,17 @@ class RunHandle:
 def apdu_entries(token: object, count: int = 6) -> tuple[object, ...] | None:
     """The last ``count`` APDUs if ``token`` keeps a trace (``token.apdu_trace``), else None.
 
-    Duck-typed so the IoT SAFE card stack plugs in without this module knowing it: the trace
-    may offer ``last(count)`` (like ``drivers.cards.trace.TraceLog``), be a callable returning
-    such an object, or be any sequence of entries.
+    Duck-typed so card tokens plug in without this module knowing them: ``last_trace(count)``
+    (the IoT SAFE token), a ``trace`` or ``apdu_trace`` offering ``last(count)`` (like
+    ``drivers.cards.trace.TraceLog``), a callable returning such an object, or any sequence.
     """
+    last_trace = getattr(token, "last_trace", None)
+    if callable(last_trace):
+        return tuple(last_trace(count))
     trace = getattr(token, "apdu_trace", None)
+    if trace is None:
+        candidate = getattr(token, "trace", None)
+        trace = candidate if callable(getattr(candidate, "last", None)) else None
     if trace is None:
         return None
     if callable(trace) and not hasattr(trace, "last"):

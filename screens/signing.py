@@ -131,7 +131,7 @@ class SigningLabScreen(LabScreen):
     SigningLabScreen #table3 { height: auto; padding: 0 1; }
     SigningLabScreen #live { height: 1fr; }
     SigningLabScreen #histogram { width: 1fr; }
-    SigningLabScreen #side { width: 38; }
+    SigningLabScreen #side { width: 40; }
     SigningLabScreen #phases { height: auto; padding: 0 1; }
     SigningLabScreen #apdus { height: 1fr; padding: 0 1; border-top: hkey $primary-muted; }
     """

@@ -47,6 +47,14 @@ class CertificateRead(Message):
     lines: tuple[str, ...]
 
 
+SPEEDS = (1.0, 0.1, 0.01)
+"""Time factors offered for emulated cards (``speed=`` in an ``iotsafe:emulated`` URI)."""
+
+
+def _is_emulated_card(entry: TokenEntry) -> bool:
+    return entry.uri.startswith("iotsafe:emulated")
+
+
 def _line(text: str, style: str) -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
@@ -116,6 +124,7 @@ class TokenPickerScreen(LabScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("u", "use", "Use token", id="tokens.use"),
         Binding("l", "check_pin", "Check PIN", id="tokens.check_pin"),
+        Binding("f", "speed", "Card speed", id="tokens.speed"),
         Binding("r", "rescan", "Rescan", id="tokens.rescan"),
     ]
 
@@ -123,6 +132,8 @@ class TokenPickerScreen(LabScreen):
         super().__init__(lab)
         self.entries: dict[str, tuple[TokenEntry, str]] = {}
         self.certificates: dict[str, tuple[str, ...]] = {}
+        self.speed = SPEEDS[0]
+        """Time factor for emulated cards (1 = the profile's real time)."""
 
     def compose(self) -> ComposeResult:
         yield self.job_bar()
@@ -154,6 +165,12 @@ class TokenPickerScreen(LabScreen):
         for entry in found.builtin:
             self.entries[entry.uri] = (entry, "")
             options.append(self._option(entry))
+        if found.cards:
+            options.append(None)
+            options.append(Option(_line("IoT SAFE cards", "bold"), disabled=True))
+            for entry in found.cards:
+                self.entries[entry.uri] = (entry, "")
+                options.append(self._option(entry))
         for module in found.modules:
             options.append(None)
             name = Path(module.path).name
@@ -180,7 +197,7 @@ class TokenPickerScreen(LabScreen):
         self.say(f"{count} tokens found; Enter or u uses the highlighted one, l checks its PIN")
 
     def _option(self, entry: TokenEntry) -> Option:
-        mark = "●" if entry.uri == self.lab.token.uri else " "
+        mark = "●" if self._uri_for(entry) == self.lab.token.uri else " "
         text = Text(f"{mark} {entry.label}", no_wrap=True, overflow="ellipsis")
         if entry.emulated:
             text.append(" [EMULATED]", style="bold")
@@ -201,6 +218,9 @@ class TokenPickerScreen(LabScreen):
     def _show(self, uri: str) -> None:
         entry, module = self.entries[uri]
         details = details_renderable(entry, module, self.certificates.get(uri, ()))
+        if _is_emulated_card(entry):
+            speed = Text(f"\nspeed ×{self.speed:g} of the profile's time (f changes it)")
+            details = Group(details, speed)
         self.query_one("#details", Static).update(details)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="token-details")
@@ -242,18 +262,33 @@ class TokenPickerScreen(LabScreen):
         if entry is None:
             self.fail("no token highlighted: pick one in the list first")
             return
-        self.lab.token = TokenChoice(entry.uri, entry.label, entry.kind, entry.emulated)
+        uri = self._uri_for(entry)
+        self.lab.token = TokenChoice(uri, entry.label, entry.kind, entry.emulated)
         option_list = self.query_one("#token-list", OptionList)
-        for uri, (known, _) in self.entries.items():
-            option_list.replace_option_prompt(uri, self._option(known).prompt)
-        self.say(f"using {entry.label} ({entry.uri}); 2 opens the signing lab")
+        for known_uri, (known, _) in self.entries.items():
+            option_list.replace_option_prompt(known_uri, self._option(known).prompt)
+        self.say(f"using {entry.label} ({uri}); 2 opens the signing lab")
+
+    def _uri_for(self, entry: TokenEntry) -> str:
+        """The URI to use: an emulated card's carries the chosen speed factor."""
+        if _is_emulated_card(entry) and self.speed != 1:
+            return f"{entry.uri};speed={self.speed:g}"
+        return entry.uri
+
+    def action_speed(self) -> None:
+        """Cycle the emulated cards' time factor: real time, 10× and 100× faster."""
+        self.speed = SPEEDS[(SPEEDS.index(self.speed) + 1) % len(SPEEDS)]
+        entry = self._highlighted_entry()
+        if entry is not None:
+            self._show(entry.uri)
+        self.say(f"emulated cards run at ×{self.speed:g} of their profile's time (u to use)")
 
     def action_check_pin(self) -> None:
         entry = self._highlighted_entry()
         if entry is None:
             self.fail("no token highlighted: pick one in the list first")
             return
-        self._check_pin(entry.uri, entry.label)
+        self._check_pin(self._uri_for(entry), entry.label)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="pin-check")
     def _check_pin(self, uri: str, label: str) -> None:

@@ -21,7 +21,12 @@ from screens.widgets.format import fmt_ms, threshold_label
 
 def _table(*columns: str, first_left: bool = True) -> Table:
     table = Table(
-        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), expand=False
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        expand=False,
     )
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 and first_left else "right", no_wrap=True)
@@ -29,18 +34,18 @@ def _table(*columns: str, first_left: bool = True) -> Table:
 
 
 def run_label(token_label: str, emulated: bool) -> Text:
-    """The measured row's name: the token, and [EMULATED] in words when it is one."""
+    """The measured row's name: [EMULATED] first (never cut off) when it is one, then the token."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(token_label, style="bold")
     if emulated:
-        text.append(" [EMULATED]", style="bold")
+        text.append("[EMULATED] ", style="bold")
+    text.append(token_label, style="bold")
     return text
 
 
 def table3(stats: StatsSnapshot | None, label: Text, mode: str, threshold_ms: float) -> Table:
     """The measured row in the paper's Table 3 columns, with the paper's row for the mode."""
     table = _table("run", "n", "mean", "σ", "P50", "P90", "P99", threshold_label(threshold_ms))
-    table.columns[0].max_width = 20
+    table.columns[0].max_width = 22
     table.columns[0].overflow = "ellipsis"
     if stats is None or stats.count == 0:
         table.add_row(label, "0", *("–" for _ in range(6)))
@@ -117,10 +122,10 @@ def comparison_table(comparison: Comparison) -> Table:
         ("token", _token_name(comparison.a), _token_name(comparison.b)),
         ("n", str(a.count), str(b.count)),
         ("mean", fmt_ms(a.mean_ms), fmt_ms(b.mean_ms)),
-        ("P90", fmt_ms(a.p90_ms), fmt_ms(b.p90_ms)),
     ):
         table.add_row(name, left, right, "")
     table.add_row("P50", fmt_ms(a.p50_ms), fmt_ms(b.p50_ms), f"{comparison.p50_ratio:.2f}×")
+    table.add_row("P90", fmt_ms(a.p90_ms), fmt_ms(b.p90_ms), "")
     table.add_row("P99", fmt_ms(a.p99_ms), fmt_ms(b.p99_ms), f"{comparison.p99_ratio:.2f}×")
     return table
 

@@ -24,6 +24,15 @@ def builtin_only() -> Discovery:
     return Discovery(builtin=tuple(discover_builtin()))
 
 
+@pytest.fixture(autouse=True)
+def _softhsm_before_discovery(softhsm: object) -> None:
+    """Create the SoftHSM2 token (and set SOFTHSM2_CONF) before any console test loads modules.
+
+    Discovery loads SoftHSM2 from its well-known path, and python-pkcs11 initialises a module
+    once per process: loaded first without SOFTHSM2_CONF, it would never see the test token.
+    """
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     exports = tmp_path / "exports"

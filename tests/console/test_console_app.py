@@ -20,8 +20,10 @@ def test_registry_finds_every_job_in_order() -> None:
     assert names == ["tokens", "signing", "results", "triage"]
 
 
-def test_no_triage_driver_yet() -> None:
-    assert find_triage() is None
+def test_triage_driver_found_by_name() -> None:
+    from drivers.cards.triage import run_triage
+
+    assert find_triage() is run_triage
 
 
 def test_digits_and_palette_reach_every_job(lab: Lab) -> None:

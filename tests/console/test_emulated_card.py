@@ -1,0 +1,62 @@
+"""The emulated IoT SAFE card end to end: picked at a speed factor, triaged, measured."""
+
+from __future__ import annotations
+
+from textual.widgets import OptionList
+
+from console.app import SafeLabApp, find_triage
+from drivers.bench.store import ResultsStore
+from screens.lab import Lab
+from screens.signing import SigningLabScreen
+from screens.tokens import TokenPickerScreen
+from screens.triage import TriageScreen
+from tests.console.conftest import run, text_of, wait_for
+
+CARD = "iotsafe:emulated;profile=paper-sim"
+
+
+def test_pick_emulated_card_triage_and_sign_with_apdus(lab: Lab) -> None:
+    lab.triage = find_triage()
+
+    async def body() -> None:
+        app = SafeLabApp(lab)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TokenPickerScreen))
+            picker = app.screen
+            await wait_for(pilot, lambda: CARD in picker.entries, what="emulated card listed")
+            option_list = picker.query_one("#token-list", OptionList)
+            option_list.focus()
+            await pilot.press("home")
+            while option_list.highlighted_option.id != CARD:
+                await pilot.press("down")
+            details = text_of(picker.query_one("#details"))
+            assert "EMULATED" in details and "speed ×1" in details
+            await pilot.press("f", "f")  # real time → ×0.1 → ×0.01
+            assert "speed ×0.01" in text_of(picker.query_one("#details"))
+            await pilot.press("u")
+            assert lab.token.uri == f"{CARD};speed=0.01" and lab.token.emulated
+
+            await pilot.press("4")
+            await wait_for(pilot, lambda: isinstance(app.screen, TriageScreen))
+            triage = app.screen
+            await pilot.press("r")
+            await wait_for(pilot, lambda: not triage.running and triage.rows, timeout=60)
+            names = [row.name for row in triage.rows]
+            assert {"applet", "signature", "latency"} <= set(names)
+            assert {row.name: row.verdict for row in triage.rows}["signature"] == "PASS"
+
+            await pilot.press("2")
+            await wait_for(pilot, lambda: isinstance(app.screen, SigningLabScreen))
+            lab_screen = app.screen
+            lab_screen.query_one("#n").value = "30"
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: lab_screen.finished_run_id > 0, timeout=60)
+            assert "complete" in str(lab_screen.status.render())
+            assert "[EMULATED]" in text_of(lab_screen.query_one("#table3"))
+            assert lab_screen.query_one("#apdus").display
+            assert "COMPUTE SIGNATURE" in text_of(lab_screen.query_one("#apdus"))
+        with ResultsStore(lab.db_path) as store:
+            record = store.get_run(lab_screen.finished_run_id)
+        assert record.emulated and record.n_samples == 30
+
+    run(body())
