@@ -264,6 +264,7 @@ class SigningLabScreen(LabScreen):
         except SafeLabError as exc:
             self.fail(exc.one_line())
             return
+        self.set_focus(None)  # leave the form, so job digits and letter keys work during the run
         self.handle = RunHandle()
         self.run_mode = request.config.mode.value
         self.run_token = request.token

@@ -117,7 +117,8 @@ class TokenPickerScreen(LabScreen):
     JOB = "tokens"
 
     DEFAULT_CSS = """
-    TokenPickerScreen #token-list { width: 2fr; min-width: 24; height: 1fr; }
+    TokenPickerScreen #token-list { width: 2fr; min-width: 24; height: 1fr;
+        text-wrap: nowrap; text-overflow: ellipsis; }
     TokenPickerScreen #token-details { width: 3fr; height: 1fr; padding: 0 1;
         border-left: vkey $primary-muted; }
     """
@@ -198,9 +199,10 @@ class TokenPickerScreen(LabScreen):
 
     def _option(self, entry: TokenEntry) -> Option:
         mark = "●" if self._uri_for(entry) == self.lab.token.uri else " "
-        text = Text(f"{mark} {entry.label}", no_wrap=True, overflow="ellipsis")
+        text = Text(f"{mark} ", no_wrap=True, overflow="ellipsis")
         if entry.emulated:
-            text.append(" [EMULATED]", style="bold")
+            text.append("[EMULATED] ", style="bold")
+        text.append(entry.label.replace("emulated IoT SAFE card, profile", "card"))
         if entry.pin_status and entry.pin_status != "no PIN":
             text.append(" (PIN)", style="dim")
         return Option(text, id=entry.uri)

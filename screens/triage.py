@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from drivers.errors import SafeLabError
 from drivers.tokens.registry import open_token
-from screens.base import LabScreen, StatusLine
+from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.registry import ScreenSpec
 
@@ -72,6 +72,8 @@ class TriageScreen(LabScreen):
     TriageScreen #triage-token { height: 1; padding: 0 1; }
     TriageScreen #checks { height: 1fr; }
     TriageScreen #placeholder { height: 1fr; padding: 1 2; }
+    TriageScreen #check-detail { height: auto; max-height: 5; padding: 0 1;
+        border-top: hkey $primary-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run", "Run checks", id="triage.run"),
@@ -90,6 +92,7 @@ class TriageScreen(LabScreen):
         yield Static(id="triage-token")
         yield DataTable(id="checks", cursor_type="row")
         yield Static(PLACEHOLDER, id="placeholder", markup=False)
+        yield Static(id="check-detail", markup=False)
         yield StatusLine()
         yield Footer()
 
@@ -100,6 +103,7 @@ class TriageScreen(LabScreen):
             table.add_column(name, key=name)
         available = self.lab.triage is not None
         table.display = available
+        self.query_one("#check-detail").display = available
         self.query_one("#placeholder").display = not available
         self._show_token()
         self.say("r runs the checks" if available else "triage needs an IoT SAFE card (coming)")
@@ -136,6 +140,7 @@ class TriageScreen(LabScreen):
             return
         self.rows.clear()
         self.query_one("#checks", DataTable).clear()
+        self.query_one("#check-detail", Static).update("")
         self.running = True
         self.checked_uri = self.lab.token.uri
         self.refresh_bindings()
@@ -163,9 +168,7 @@ class TriageScreen(LabScreen):
                         str(getattr(result, "detail", "")),
                     )
                     self.post_message(CheckDone(row))
-        except Exception as exc:
-            from screens.base import failure_text
-
+        except Exception as exc:  # a check that crashes is reported, never a traceback
             self.post_message(
                 TriageDone(f"triage stopped after {count} checks: {failure_text(exc)}")
             )
@@ -179,6 +182,13 @@ class TriageScreen(LabScreen):
         self.query_one("#checks", DataTable).add_row(
             row.name, Text(row.verdict, style=VERDICT_STYLE.get(row.verdict, "")), row.detail
         )
+
+    @on(DataTable.RowHighlighted, "#checks")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The whole detail of the highlighted check: the table cuts long ones."""
+        if 0 <= event.cursor_row < len(self.rows):
+            row = self.rows[event.cursor_row]
+            self.query_one("#check-detail", Static).update(f"{row.name}: {row.detail}")
 
     @on(TriageDone)
     def _triage_done(self, message: TriageDone) -> None:

@@ -97,18 +97,25 @@ def phase_table(stats: StatsSnapshot | None) -> Table:
 
 
 def apdu_table(entries: Sequence[object]) -> Table:
-    """The last APDUs of a card token's trace (duck-typed: ``name``, ``duration_ms``, ``sw``)."""
-    table = _table("#", "APDU", "SW", "meaning", "ms")
-    table.columns[1].justify = "left"
+    """The last APDUs of a card token's trace (duck-typed: ``name``, ``sw``, ``duration_ms``).
+
+    The meaning of the status word comes last, so a narrow panel cuts it rather than the time.
+    """
+    table = _table("APDU", "SW", "ms", "meaning")
+    table.columns[0].max_width = 16
+    table.columns[0].overflow = "ellipsis"
+    table.columns[1].min_width = 4
+    table.columns[2].min_width = 5
     table.columns[3].justify = "left"
+    table.columns[3].overflow = "ellipsis"
+    table.columns[3].max_width = 24
     for entry in entries:
         sw = getattr(entry, "sw", None)
         table.add_row(
-            str(getattr(entry, "seq", "")),
             str(getattr(entry, "name", entry)),
             f"{sw:04X}" if isinstance(sw, int) else "",
-            str(getattr(entry, "sw_meaning", "")),
             fmt_ms(getattr(entry, "duration_ms", None)),
+            str(getattr(entry, "sw_meaning", "")).removeprefix(f"{sw:04X} " if sw else ""),
         )
     return table
 

@@ -54,7 +54,7 @@ def test_pick_emulated_card_triage_and_sign_with_apdus(lab: Lab) -> None:
             assert "complete" in str(lab_screen.status.render())
             assert "[EMULATED]" in text_of(lab_screen.query_one("#table3"))
             assert lab_screen.query_one("#apdus").display
-            assert "COMPUTE SIGNATURE" in text_of(lab_screen.query_one("#apdus"))
+            assert "COMPUTE SIG" in text_of(lab_screen.query_one("#apdus"))
         with ResultsStore(lab.db_path) as store:
             record = store.get_run(lab_screen.finished_run_id)
         assert record.emulated and record.n_samples == 30
