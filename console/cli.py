@@ -31,7 +31,7 @@ from drivers.bench.runner import (
 )
 from drivers.bench.runner import Progress as RunProgress
 from drivers.bench.store import ResultsStore
-from drivers.errors import SafeLabError
+from drivers.errors import PinError, SafeLabError
 from drivers.tokens.base import HashOn, Token
 from drivers.tokens.discovery import discover
 from drivers.tokens.pin import make_pin_provider
@@ -115,7 +115,10 @@ def tokens(modules: tuple[str, ...], as_json: bool) -> None:
 def _terminal_prompt(token: Token) -> Callable[[], str | None]:
     def ask() -> str | None:
         if not sys.stdin.isatty():
-            return None
+            raise PinError(
+                f"token {token.info.label!r} needs a user PIN and there is no terminal to ask",
+                "give it with --pin-env VAR or --pin-fd N",
+            )
         status = token.pin_status()
         return getpass.getpass(f"PIN for {token.info.label!r} (PIN status: {status}): ") or None
 

@@ -52,6 +52,10 @@ class PinError(TokenError):
         self.tries_left = tries_left
 
 
+class PinCancelled(PinError):
+    """The user cancelled the PIN prompt (or the provider had no PIN to give): nothing ran."""
+
+
 class StoreError(SafeLabError):
     """The results database cannot be opened, read or written."""
 

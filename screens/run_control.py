@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from drivers.bench.runner import ExperimentRunner
 from drivers.bench.stats import StatsSnapshot
+from drivers.tokens.base import Token
 from screens.widgets.histogram import LatencyBins
 
 
@@ -75,27 +76,6 @@ class RunHandle:
                 self._runner.resume()
 
 
-def apdu_entries(token: object, count: int = 6) -> tuple[object, ...] | None:
-    """The last ``count`` APDUs if ``token`` keeps a trace (``token.apdu_trace``), else None.
-
-    Duck-typed so card tokens plug in without this module knowing them: ``last_trace(count)``
-    (the IoT SAFE token), a ``trace`` or ``apdu_trace`` offering ``last(count)`` (like
-    ``drivers.cards.trace.TraceLog``), a callable returning such an object, or any sequence.
-    """
-    last_trace = getattr(token, "last_trace", None)
-    if callable(last_trace):
-        return tuple(last_trace(count))
-    trace = getattr(token, "apdu_trace", None)
-    if trace is None:
-        candidate = getattr(token, "trace", None)
-        trace = candidate if callable(getattr(candidate, "last", None)) else None
-    if trace is None:
-        return None
-    if callable(trace) and not hasattr(trace, "last"):
-        trace = trace()
-        if trace is None:
-            return None
-    last = getattr(trace, "last", None)
-    if callable(last):
-        return tuple(last(count))
-    return tuple(list(trace)[-count:])
+def apdu_entries(token: Token, count: int = 6) -> tuple[object, ...] | None:
+    """The last ``count`` APDUs of ``token``, or ``None`` if it keeps no trace (not a card)."""
+    return tuple(token.last_trace(count)) if token.keeps_trace else None

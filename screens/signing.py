@@ -28,7 +28,7 @@ from drivers.bench.runner import (
     RunConfig,
 )
 from drivers.bench.store import ResultsStore
-from drivers.errors import SafeLabError
+from drivers.errors import PinCancelled, SafeLabError
 from drivers.tokens.base import Pin
 from drivers.tokens.registry import open_token
 from screens.base import LabScreen, StatusLine, failure_text
@@ -356,7 +356,7 @@ class SigningLabScreen(LabScreen):
 
     @staticmethod
     def _no_pin(exc: SafeLabError) -> bool:
-        return "none was given" in exc.problem
+        return isinstance(exc, PinCancelled)
 
     def _update(
         self,

@@ -58,17 +58,27 @@ def test_histogram_bins_hold_every_sample() -> None:
     stats = StreamingStats()
     for value in range(1_000_000, 2_000_000, 1_000):
         stats.add(value)
-    bins = stats.histogram(10)
-    assert len(bins) == 10
-    assert sum(b.count for b in bins) == 1000
-    assert max(b.count for b in bins) - min(b.count for b in bins) <= 5
-    assert bins[0].low_ms == 1.0
+    histogram = stats.histogram(10, high_ms=2.0)
+    assert len(histogram.counts) == 10 and len(histogram.edges_ms) == 11
+    assert sum(histogram.counts) == 1000 and histogram.overflow == 0
+    assert max(histogram.counts) - min(histogram.counts) <= 5
+    assert histogram.edges_ms[0] == 1.0
+
+
+def test_histogram_body_keeps_the_tail_apart() -> None:
+    stats = StreamingStats()
+    for value in [10_000_000] * 95 + [11_000_000] * 3 + [900_000_000] * 2:
+        stats.add(value)
+    histogram = stats.histogram(4)
+    assert histogram.overflow == 2 and sum(histogram.counts) == 98
+    # P99 is in the tail here, so the body ends at 3 × P90 (10 ms), not at P99 (900 ms).
+    assert math.isclose(histogram.edges_ms[-1], 30.0, rel_tol=1e-2)
 
 
 def test_empty_and_single_sample() -> None:
     stats = StreamingStats()
     assert stats.snapshot().count == 0 and math.isnan(stats.snapshot().p50_ms)
-    assert stats.histogram() == []
+    assert stats.histogram() is None
     stats.add(5_000_000)
     snap = stats.snapshot()
     assert snap.p50_ms == snap.p99_ms == 5.0 and math.isnan(snap.stdev_ms)

@@ -31,7 +31,7 @@ from importlib import metadata
 
 from drivers.bench.stats import StatsSnapshot, StreamingStats
 from drivers.bench.store import ResultsStore
-from drivers.errors import PinError, RunInterrupted, SafeLabError, TokenError
+from drivers.errors import PinCancelled, PinError, RunInterrupted, SafeLabError, TokenError
 from drivers.tokens.base import HashOn, KeyInfo, Pin, PinProvider, Token, TokenSession
 
 PAPER_DATA = b"12345678901234567890123456789012"
@@ -233,12 +233,18 @@ class ExperimentRunner:
     def _obtain_pin(self) -> Pin | None:
         if not self.token.needs_login:
             return None
-        pin = self.pin_provider() if self.pin_provider else None
-        if pin is None:
-            raise PinError(
-                f"token {self.token.info.label!r} needs a user PIN and none was given",
-                "give it with --pin-env VAR or --pin-fd N, or run in a terminal to be asked",
-            )
+        if self.pin_provider is not None:
+            pin = self.pin_provider()
+            if pin is None:
+                raise PinCancelled(
+                    f"PIN entry for {self.token.info.label!r} was cancelled; nothing was run",
+                    "start again and give the PIN when asked",
+                )
+            return pin
+        raise PinError(
+            f"token {self.token.info.label!r} needs a user PIN and none was given",
+            "give it with --pin-env VAR or --pin-fd N, or run in a terminal to be asked",
+        )
         return pin
 
     def _preflight(self) -> KeyInfo:

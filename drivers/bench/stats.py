@@ -41,10 +41,15 @@ class PhaseSummary:
 
 
 @dataclass(frozen=True)
-class HistogramBin:
-    low_ms: float
-    high_ms: float
-    count: int
+class Histogram:
+    """An immutable histogram of total times: equal-width bins, plus the slower tail."""
+
+    edges_ms: tuple[float, ...]
+    """``len(counts) + 1`` bin edges from the fastest trial to the top of the body."""
+    counts: tuple[int, ...]
+    overflow: int
+    """Trials slower than the last edge."""
+    total: int
 
 
 @dataclass(frozen=True)
@@ -194,22 +199,38 @@ class StreamingStats:
             phases=phases,
         )
 
-    def histogram(self, bins: int = 20) -> list[HistogramBin]:
-        """``bins`` equal-width bins from min to max of the total time (for live plots)."""
+    def histogram(self, bins: int = 120, high_ms: float | None = None) -> Histogram | None:
+        """Equal-width bins of the total time from the fastest trial to ``high_ms``.
+
+        Latency has long tails (one collection pause or card retry can be 100× the median),
+        so bins from min to max would put every trial in the first bin. By default the body
+        ends at P99 or 3×P90, whichever is lower (never above the max), and
+        :attr:`Histogram.overflow` counts everything slower. Call it from the thread that
+        adds trials (the runner's ``on_progress`` runs there). Under a millisecond whatever n.
+        """
         self._fold()
         total = self.total
         if not total.count:
-            return []
+            return None
         counts = np.ctypeslib.as_array(total.histogram.counts)
         nonzero = np.flatnonzero(counts)
         values = np.array(
             [total.histogram.get_value_from_index(int(i)) for i in nonzero], dtype=float
         )
-        low, high = float(total.min), float(total.max)
-        width = (high - low) / bins or 1.0
-        index = np.clip(((values - low) // width).astype(int), 0, bins - 1)
-        binned = np.bincount(index, weights=counts[nonzero], minlength=bins)
-        return [
-            HistogramBin(_ms(low + i * width), _ms(low + (i + 1) * width), int(count))
-            for i, count in enumerate(binned)
-        ]
+        low = float(total.min)
+        if high_ms is None:
+            p90, p99 = total.percentiles((90, 99))
+            high = min(float(total.max), p99, 3 * p90)
+        else:
+            high = high_ms * 1e6
+        width = (high - low) / bins if high > low else 1.0
+        weights = counts[nonzero]
+        inside = values <= high
+        index = np.clip(((values[inside] - low) // width).astype(int), 0, bins - 1)
+        binned = np.bincount(index, weights=weights[inside], minlength=bins)
+        return Histogram(
+            edges_ms=tuple(_ms(low + i * width) for i in range(bins + 1)),
+            counts=tuple(int(c) for c in binned),
+            overflow=int(weights[~inside].sum()),
+            total=int(total.count),
+        )

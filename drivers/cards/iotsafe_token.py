@@ -426,6 +426,7 @@ class IoTSafeToken(Token):
         trace: TraceLog | None = None,
     ) -> None:
         super().__init__(info, device_identity)
+        self.keeps_trace = True
         self.transport = transport
         self.aid = aid
         self.cla_class = cla_class

@@ -298,6 +298,8 @@ class Token(ABC):
     """A key holder: something that can open sessions and sign with a key it keeps."""
 
     info: TokenInfo
+    keeps_trace: bool = False
+    """True for tokens whose :meth:`last_trace` has content (cards: APDUs)."""
     key_selector: str | None = None
     """The key the token's URI names (``object=`` / ``id=``); ``None``: the only signing key."""
 
@@ -337,6 +339,11 @@ class Token(ABC):
         """The certificate stored with the key, where the token stores one."""
         del selector
         return None
+
+    def last_trace(self, count: int = 20) -> tuple[Any, ...]:
+        """The last ``count`` exchanges with the device (APDUs for a card); ``()`` if none."""
+        del count
+        return ()
 
     def close(self) -> None:  # noqa: B027 - optional hook, most tokens hold nothing
         """Release what the token holds (library handles, temp files). Safe to call twice."""

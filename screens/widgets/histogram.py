@@ -11,61 +11,24 @@ glyphs, so the chart reads the same without colour.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from drivers.bench.stats import StreamingStats
+from drivers.bench.stats import Histogram, StreamingStats
 from screens.widgets.format import fmt_ms
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
-@dataclass(frozen=True)
-class LatencyBins:
-    """An immutable histogram ready to draw: counts per equal-width bin, plus the tail."""
-
-    edges_ms: tuple[float, ...]
-    """``len(counts) + 1`` bin edges from the fastest trial to the top of the body."""
-    counts: tuple[int, ...]
-    overflow: int
-    """Trials slower than the last edge."""
-    total: int
+LatencyBins = Histogram
+"""The driver's immutable histogram (edges, counts, overflow, total) is what this draws."""
 
 
 def latency_bins(stats: StreamingStats, bins: int = 120) -> LatencyBins | None:
-    """Histogram of ``stats``' total times; call it in the thread that adds to ``stats``.
-
-    Reads the HdrHistogram behind :class:`StreamingStats` (its public ``total`` series), so
-    it costs well under a millisecond whatever the number of trials.
-    """
-    series = stats.total
-    if stats.count != series.count:
-        stats.snapshot()  # folds trials still queued into the histograms
-    if not series.count:
-        return None
-    histogram = series.histogram
-    counts = np.ctypeslib.as_array(histogram.counts)
-    nonzero = np.flatnonzero(counts)
-    values = np.array([histogram.get_value_from_index(int(i)) for i in nonzero], dtype=float)
-    low = float(series.min)
-    p90, p99 = (float(v) for v in series.percentiles((90, 99)))
-    high = min(float(series.max), p99, 3 * p90)
-    width = (high - low) / bins if high > low else 1.0
-    weights = counts[nonzero]
-    inside = values <= high
-    index = np.clip(((values[inside] - low) // width).astype(int), 0, bins - 1)
-    binned = np.bincount(index, weights=weights[inside], minlength=bins)
-    edges = tuple((low + i * width) / 1e6 for i in range(bins + 1))
-    return LatencyBins(
-        edges_ms=edges,
-        counts=tuple(int(c) for c in binned),
-        overflow=int(weights[~inside].sum()),
-        total=int(series.count),
-    )
+    """Histogram of ``stats``' total times; call it in the thread that adds to ``stats``."""
+    return stats.histogram(bins)
 
 
 def _bar(value: int, largest: int, width: int) -> str:
