@@ -36,6 +36,7 @@ from drivers.tokens.base import HashOn, Token
 from drivers.tokens.discovery import discover
 from drivers.tokens.pin import make_pin_provider
 from drivers.tokens.registry import DEFAULT_TOKEN, open_token
+from screens.widgets.format import fmt_ms
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -254,7 +255,7 @@ class _progress:
         self.bar.add_task("signing", total=self.total, p50="–")
 
         def on_progress(update: RunProgress) -> None:
-            self.bar.update(0, completed=update.done, p50=render.fmt_ms(update.stats.p50_ms))
+            self.bar.update(0, completed=update.done, p50=fmt_ms(update.stats.p50_ms))
 
         return self.bar, on_progress
 

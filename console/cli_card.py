@@ -155,10 +155,10 @@ def fit(
     """Fit a card profile from stored runs of a real card (sign_only and/or total)."""
     from rich.table import Table
 
-    from console.render import fmt_ms
     from drivers.bench.store import ResultsStore
     from drivers.cards.emulator.profile import user_profiles_dir
     from drivers.cards.fit import fit_profile
+    from screens.widgets.format import fmt_ms
 
     with ResultsStore(ctx.obj.get("db")) as store:
         result = fit_profile(

@@ -5,97 +5,44 @@ Kept apart from the commands so the console screens can reuse the same rows late
 
 from __future__ import annotations
 
-import math
 import time
 
 from rich.table import Table
 from rich.text import Text
 
 from drivers.bench.compare import Comparison
-from drivers.bench.paper import paper_row_for
 from drivers.bench.stats import StatsSnapshot
 from drivers.bench.store import RunRecord
-from drivers.tokens.base import PHASES
 from drivers.tokens.discovery import Discovery, TokenEntry
+from screens.widgets import tables
 
 
-def fmt_ms(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value >= 100:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
+def run_label(mode: str, token_label: str, emulated: bool) -> Text:
+    """The measured row's name: ``[EMULATED]`` first when it is one, then mode and token."""
+    return tables.run_label(f"{mode}  {token_label}", emulated)
 
 
-def run_label(record_mode: str, token_label: str, emulated: bool) -> Text:
-    text = Text(f"{record_mode}  ")
-    text.append(token_label, style="bold")
-    if emulated:
-        text.append("  [EMULATED]", style="yellow")
-    return text
-
-
-def table3(
-    stats: StatsSnapshot,
-    label: Text,
-    mode: str,
-    show_paper: bool,
-    title: str = "Signing latency (ms)",
-) -> Table:
-    """Measured row (and the paper's row for the mode) with the paper's Table 3 columns."""
-    over = (
-        f">{stats.threshold_ms / 1000:g} s"
-        if stats.threshold_ms >= 1000
-        else (f">{stats.threshold_ms:g} ms")
+def table3(stats: StatsSnapshot, label: Text, mode: str, show_paper: bool) -> Table:
+    """The console's Table 3 (same code), titled, with the paper's row only if asked."""
+    table = tables.table3(
+        stats, label, mode, stats.threshold_ms, with_paper=show_paper, label_width=None
     )
-    table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("run", overflow="fold")
-    for name in ("n", "mean", "σ", "P50", "P90", "P99", over):
-        table.add_column(name, justify="right")
-    table.add_row(
-        label,
-        str(stats.count),
-        fmt_ms(stats.mean_ms),
-        fmt_ms(stats.stdev_ms),
-        fmt_ms(stats.p50_ms),
-        fmt_ms(stats.p90_ms),
-        fmt_ms(stats.p99_ms),
-        str(stats.over_threshold),
-    )
-    paper = paper_row_for(mode) if show_paper else None
-    if paper is not None:
-        table.add_row(
-            Text(f"paper {paper.mode} (IoT SAFE SIM)", style="dim"),
-            str(paper.n),
-            fmt_ms(paper.mean_ms),
-            fmt_ms(paper.stdev_ms),
-            fmt_ms(paper.p50_ms),
-            fmt_ms(paper.p90_ms),
-            fmt_ms(paper.p99_ms),
-            f"{paper.over_1s} (>1 s)",
-            style="dim",
-        )
+    table.title = "Signing latency (ms)" + (" — dim row: the paper's SIM" if show_paper else "")
+    table.title_justify = "left"
     return table
 
 
 def phase_table(stats: StatsSnapshot) -> Table:
-    table = Table(title="Per phase (ms)", title_justify="left")
-    table.add_column("phase")
-    for name in ("n", "mean", "P50", "P99"):
-        table.add_column(name, justify="right")
-    for phase in PHASES:
-        summary = stats.phases.get(phase)
-        if summary is None:
-            continue
-        table.add_row(
-            phase,
-            str(summary.count),
-            fmt_ms(summary.mean_ms),
-            fmt_ms(summary.p50_ms),
-            fmt_ms(summary.p99_ms),
-        )
+    table = tables.phase_table(stats)
+    table.title = "Per phase (ms)"
+    table.title_justify = "left"
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    table = tables.comparison_table(comparison)
+    table.title = f"Run {comparison.b.id} (B) versus run {comparison.a.id} (A)"
+    table.title_justify = "left"
     return table
 
 
@@ -215,34 +162,4 @@ def run_details(record: RunRecord) -> Table:
         rows.append(("note", note))
     for name, value in rows:
         table.add_row(name, value)
-    return table
-
-
-def comparison_table(comparison: Comparison) -> Table:
-    table = Table(title=f"Run {comparison.b.id} versus run {comparison.a.id}", title_justify="left")
-    for name in ("run", "mode", "token", "n", "P50 ms", "P99 ms"):
-        table.add_column(
-            name, justify="right" if name in ("n", "P50 ms", "P99 ms") else "left", overflow="fold"
-        )
-    for record, stats in ((comparison.a, comparison.a_stats), (comparison.b, comparison.b_stats)):
-        token = (record.token.get("label") or record.token_uri) + (
-            " [EMULATED]" if record.emulated else ""
-        )
-        table.add_row(
-            f"{'A' if record is comparison.a else 'B'} #{record.id}",
-            record.mode,
-            token,
-            str(stats.count),
-            fmt_ms(stats.p50_ms),
-            fmt_ms(stats.p99_ms),
-        )
-    table.add_row(
-        "B / A",
-        "",
-        "",
-        "",
-        f"{comparison.p50_ratio:.2f}×",
-        f"{comparison.p99_ratio:.2f}×",
-        style="bold",
-    )
     return table

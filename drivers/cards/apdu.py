@@ -384,13 +384,17 @@ def compute_signature_init(
     signature_algorithm: int = SIG_ECDSA,
 ) -> Command:
     """COMPUTE SIGNATURE INIT (open): ``2A 00 <sess> | 84 id A1 01 mode 91 02 0001 92 01 04``."""
-    data = (
-        key.tlv("private")
-        + tlv.encode(0xA1, bytes([mode]))
+    data = key.tlv("private") + _signature_params(mode, hash_algorithm, signature_algorithm)
+    return Command(cla, Ins.COMPUTE_SIGNATURE_INIT, 0x00, _session(session), data)
+
+
+def _signature_params(mode: Mode, hash_algorithm: int, signature_algorithm: int) -> bytes:
+    """The ``A1`` mode, ``91`` hash and ``92`` signature algorithm TLVs of both INITs."""
+    return (
+        tlv.encode(0xA1, bytes([mode]))
         + tlv.encode(0x91, hash_algorithm.to_bytes(2, "big"))
         + tlv.encode(0x92, bytes([signature_algorithm]))
     )
-    return Command(cla, Ins.COMPUTE_SIGNATURE_INIT, 0x00, _session(session), data)
 
 
 def compute_signature_close(cla: int, session: int) -> Command:
@@ -462,12 +466,7 @@ def verify_signature_init(
     signature_algorithm: int = SIG_ECDSA,
 ) -> Command:
     """VERIFY SIGNATURE INIT (open): ``2C 00 <sess> | 85 id A1 .. 91 .. 92 ..``."""
-    data = (
-        key.tlv("public")
-        + tlv.encode(0xA1, bytes([mode]))
-        + tlv.encode(0x91, hash_algorithm.to_bytes(2, "big"))
-        + tlv.encode(0x92, bytes([signature_algorithm]))
-    )
+    data = key.tlv("public") + _signature_params(mode, hash_algorithm, signature_algorithm)
     return Command(cla, Ins.VERIFY_SIGNATURE_INIT, 0x00, _session(session), data)
 
 

@@ -42,10 +42,18 @@ def run_label(token_label: str, emulated: bool) -> Text:
     return text
 
 
-def table3(stats: StatsSnapshot | None, label: Text, mode: str, threshold_ms: float) -> Table:
+def table3(
+    stats: StatsSnapshot | None,
+    label: Text,
+    mode: str,
+    threshold_ms: float,
+    *,
+    with_paper: bool = True,
+    label_width: int | None = 22,
+) -> Table:
     """The measured row in the paper's Table 3 columns, with the paper's row for the mode."""
     table = _table("run", "n", "mean", "σ", "P50", "P90", "P99", threshold_label(threshold_ms))
-    table.columns[0].max_width = 22
+    table.columns[0].max_width = label_width
     table.columns[0].overflow = "ellipsis"
     if stats is None or stats.count == 0:
         table.add_row(label, "0", *("–" for _ in range(6)))
@@ -60,7 +68,7 @@ def table3(stats: StatsSnapshot | None, label: Text, mode: str, threshold_ms: fl
             fmt_ms(stats.p99_ms),
             str(stats.over_threshold),
         )
-    paper = paper_row_for(mode)
+    paper = paper_row_for(mode) if with_paper else None
     if paper is not None:
         table.add_row(
             Text(f"paper {paper.mode}"),
