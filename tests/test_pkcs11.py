@@ -182,3 +182,15 @@ def test_on_token_hashing_unsupported_by_softhsm_says_what_to_do(softhsm: SoftHs
             session.sign_init(found, HashOn.TOKEN)
     assert "CKR_MECHANISM_INVALID" in info.value.problem
     assert "--hash-on host" in info.value.fix
+
+
+def test_pkcs11_signs_a_digest(softhsm: SoftHsm) -> None:
+    import hashlib
+
+    token = open_token(softhsm.uri("dev"))
+    digest = hashlib.sha256(b"transcript").digest()
+    with token.open() as session:
+        session.login(Pin(softhsm.pin))
+        session.sign_init(session.find_key(), HashOn.HOST)
+        signature = session.sign_digest(digest)
+    assert signature.verify_digest(token.public_key(), digest)

@@ -126,3 +126,16 @@ def test_device_lock_serialises_phases_across_threads() -> None:
         assert not done.wait(0.3), "sign ran while another holder had the device"
     worker.join(10)
     assert done.is_set()
+
+
+@pytest.mark.parametrize("spec", ["software:p256", "openssl-cli:p256", "iotsafe:emulated;speed=0"])
+def test_sign_digest_for_tls_handshakes(spec: str) -> None:
+    """TLS and OpenVPN hand over a digest: the token signs it without hashing again."""
+    token = open_token(spec)
+    digest = hashlib.sha256(b"transcript").digest()
+    with token.open() as session:
+        key = session.find_key()
+        session.sign_init(key, HashOn.HOST)
+        signature = session.sign_digest(digest)
+    assert signature.verify_digest(token.public_key(), digest)
+    assert "sign" in session.phase_ns

@@ -396,6 +396,15 @@ class IoTSafeSession(TokenSession):
 
         return Signature.from_raw(self._traced("sign", sign))
 
+    def _sign_digest(self, digest: bytes) -> Signature:
+        """COMPUTE SIGNATURE UPDATE in final-hash mode: the host's digest, as TLS hands it."""
+        if self._mode != Mode.FINAL_HASH:
+            raise KeyUsageError(
+                "a digest can only be signed in final-hash mode",
+                "call sign_init with HashOn.HOST before sign_digest",
+            )
+        return Signature.from_raw(self._traced("sign", lambda: self.client.sign_final_hash(digest)))
+
     def _close(self) -> None:
         self._traced("close", self.client.close)
         self.token._learn(self.client)

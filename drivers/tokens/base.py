@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from drivers.errors import KeyUsageError
+
 PHASES: tuple[str, ...] = ("open", "login", "find", "sign_init", "sign")
 """Phase names, in the order of the paper's Table 1."""
 
@@ -245,6 +247,19 @@ class TokenSession(ABC):
     def sign(self, data: bytes) -> Signature:
         """Sign SHA-256(``data``) with the key given to :meth:`sign_init`."""
         return self._timed("sign", self._sign, data, self._hash_on)
+
+    def sign_digest(self, digest: bytes) -> Signature:
+        """Sign a SHA-256 ``digest`` the caller computed (TLS CertificateVerify, OpenVPN).
+
+        Call :meth:`sign_init` with :attr:`HashOn.HOST` first. Timed as the ``sign`` phase.
+        """
+        return self._timed("sign", self._sign_digest, digest)
+
+    def _sign_digest(self, digest: bytes) -> Signature:
+        raise KeyUsageError(
+            f"{self.token.info.label!r} cannot sign a digest computed elsewhere",
+            "use a token that signs prehashed data (software, PKCS#11 CKM_ECDSA, IoT SAFE)",
+        )
 
     def sign_init_and_sign(self, key: KeyInfo, hash_on: HashOn, data: bytes) -> Signature:
         """:meth:`sign_init` then :meth:`sign`, timed as the same two phases, with less overhead.

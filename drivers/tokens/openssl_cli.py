@@ -54,6 +54,19 @@ class OpensslCliSession(TokenSession):
             )
         return Signature.from_der(result.stdout)
 
+    def _sign_digest(self, digest: bytes) -> Signature:
+        """``openssl pkeyutl -sign``: the same process per signature, on a given digest."""
+        command = [self.token.openssl, "pkeyutl", "-sign", "-inkey", str(self.token.key_file)]
+        result = subprocess.run(command, input=digest, capture_output=True, check=False)
+        if result.returncode != 0:
+            message = result.stderr.decode(errors="replace").strip().splitlines()
+            raise TokenError(
+                f"openssl pkeyutl -sign failed (exit {result.returncode}): "
+                f"{message[0] if message else 'no message'}",
+                "check that the key file is a readable, unencrypted EC key",
+            )
+        return Signature.from_der(result.stdout)
+
     def _close(self) -> None:
         """Nothing to release."""
 

@@ -181,8 +181,12 @@ class Pkcs11Session(TokenSession):
 
     def _sign(self, data: bytes, hash_on: HashOn) -> Signature:
         message = hashlib.sha256(data).digest() if hash_on is HashOn.HOST else data
+        return self._sign_digest(message)
+
+    def _sign_digest(self, digest: bytes) -> Signature:
+        """C_Sign over the digest with CKM_ECDSA (set up by sign_init with HashOn.HOST)."""
         try:
-            raw = self.token.calls.sign(self.session.handle, message)
+            raw = self.token.calls.sign(self.session.handle, digest)
         except CryptokiCallError as exc:
             raise self.token.call_error(exc, None) from None
         return Signature.from_raw(raw)

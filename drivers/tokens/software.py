@@ -98,6 +98,9 @@ class SoftwareSession(TokenSession):
         der = self.token.private_key.sign(message, self._algorithm)
         return Signature.from_der(der)
 
+    def _sign_digest(self, digest: bytes) -> Signature:
+        return Signature.from_der(self.token.private_key.sign(digest, _HOST_HASHED))
+
     def _close(self) -> None:
         """Nothing to release."""
 
