@@ -1,0 +1,124 @@
+"""A token as a digest signer for handshakes: counts, times and keeps errors of every signature.
+
+TLS, DTLS and OpenVPN hand over a digest and want a DER ECDSA signature; :class:`TokenSigner`
+does that with any token of the driver layer. Two ways to reach the key, the paper's two modes
+inside a handshake (the "PKCS#11 session/key-handle reuse" optimisation):
+
+- ``reuse_session=True``: one session opened, logged in and the key found once, then each
+  signature is sign init → sign (sign_only);
+- ``reuse_session=False``: every signature opens, logs in, finds, signs and closes (total).
+
+A signature requested from inside OpenSSL cannot raise through C: a failure is kept in
+:attr:`TokenSigner.last_error` and the handshake fails; the caller re-raises it with
+:meth:`raise_if_failed` so the user sees "card removed", not an OpenSSL alert.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from drivers.errors import SafeLabError
+from drivers.tokens.base import HashOn, KeyInfo, Pin, Signature, Token, TokenSession
+
+
+@dataclass
+class SignRecord:
+    """One signature made for a handshake: when, how long, digest length."""
+
+    start_ns: int
+    duration_ns: int
+    digest_len: int
+
+
+@dataclass
+class TokenSigner:
+    token: Token
+    pin: Pin | None = None
+    reuse_session: bool = True
+    key_selector: str | None = None
+    records: list[SignRecord] = field(default_factory=list)
+    last_error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self._session: TokenSession | None = None
+        self._key: KeyInfo | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        """Signatures made so far (the tests check 1 per full handshake, 0 per resumed)."""
+        return len(self.records)
+
+    def mark(self) -> int:
+        """A position in :attr:`records`; :meth:`since` gives what came after it."""
+        return len(self.records)
+
+    def since(self, mark: int) -> list[SignRecord]:
+        return self.records[mark:]
+
+    def _open(self) -> tuple[TokenSession, KeyInfo]:
+        session = self.token.open()
+        try:
+            session.login(self.pin)
+            key = session.find_key(self.key_selector)
+        except BaseException:
+            session.close()
+            raise
+        return session, key
+
+    def warm_up(self) -> None:
+        """Open the reused session now, so the first handshake does not pay for it."""
+        if self.reuse_session and self._session is None:
+            self._session, self._key = self._open()
+
+    def sign_digest(self, digest: bytes) -> Signature:
+        """Sign ``digest`` with the token; records the time. Raises on failure."""
+        with self._lock, self.token.device_lock:
+            start = time.perf_counter_ns()
+            if self.reuse_session:
+                if self._session is None:
+                    self._session, self._key = self._open()
+                assert self._key is not None
+                self._session.sign_init(self._key, HashOn.HOST)
+                signature = self._session.sign_digest(digest)
+            else:
+                session, key = self._open()
+                try:
+                    session.sign_init(key, HashOn.HOST)
+                    signature = session.sign_digest(digest)
+                finally:
+                    session.close()
+            self.records.append(SignRecord(start, time.perf_counter_ns() - start, len(digest)))
+        return signature
+
+    def sign_for_openssl(self, digest: bytes) -> bytes | None:
+        """:meth:`sign_digest` for a C callback: DER bytes, or None with the error kept."""
+        try:
+            return self.sign_digest(digest).der
+        except BaseException as exc:  # never let an exception unwind through OpenSSL
+            self.last_error = exc
+            if self._session is not None:  # a failed card session is not reused
+                try:
+                    self._session.close()
+                finally:
+                    self._session = None
+            return None
+
+    def raise_if_failed(self) -> None:
+        """Re-raise (once) the error a signature inside a handshake met."""
+        error, self.last_error = self.last_error, None
+        if error is None:
+            return
+        if isinstance(error, SafeLabError):
+            raise error
+        raise SafeLabError(
+            f"the token failed to sign inside the handshake ({error!r})",
+            "check the token; see the APDU or module log",
+        ) from error
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
