@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-USER_PIN = "1234"
+USER_PIN = "lab-PIN-q7"  # letters: a PIN must never be found by chance in exported numbers
 SO_PIN = "56789012"
 TOKEN_LABEL = "safelab-test"
 PAPER_DATA = b"12345678901234567890123456789012"

@@ -20,8 +20,8 @@ CSV_COLUMNS = ("run_id", "idx", "total_ms", *(f"{phase}_ms" for phase in PHASES)
 
 
 def run_stats(store: ResultsStore, record: RunRecord) -> StreamingStats:
-    """Statistics of a stored run, recomputed from its samples."""
-    stats = StreamingStats(record.threshold_ms)
+    """Statistics of a stored run, recomputed from its samples (any phase names)."""
+    stats = StreamingStats(record.threshold_ms, phases=None)
     for _, total, phases in store.samples(record.id):
         stats.add(total, phases)
     return stats
@@ -34,7 +34,12 @@ def run_document(store: ResultsStore, run_id: int) -> dict[str, Any]:
         {
             "idx": idx,
             "total_ms": total / 1e6,
-            **{f"{phase}_ms": ns / 1e6 for phase, ns in phases.items()},
+            **{
+                (phase if phase.startswith("n_") else f"{phase}_ms"): (
+                    ns if phase.startswith("n_") else ns / 1e6
+                )
+                for phase, ns in phases.items()
+            },
         }
         for idx, total, phases in store.samples(run_id)
     ]
@@ -50,19 +55,36 @@ def write_json(store: ResultsStore, run_id: int, out: TextIO) -> None:
     out.write("\n")
 
 
+def _columns(samples: list[tuple[int, int, dict[str, int]]]) -> list[str]:
+    """Signing runs: the five token phases (a stable schema, :data:`CSV_COLUMNS`). Other
+    experiments: the token phases present, then their own figures as they appear."""
+    others = [n for _, _, phases in samples for n in phases if n not in PHASES]
+    if not others:
+        return list(PHASES)
+    seen = {name for _, _, phases in samples for name in phases}
+    return [p for p in PHASES if p in seen] + list(dict.fromkeys(others))
+
+
 def write_csv(store: ResultsStore, run_id: int, out: TextIO) -> None:
+    """One row per sample: times in ms (``<phase>_ms``), counts as integers (``n_sign``)."""
     store.get_run(run_id)  # a clear error for an unknown run before the header is written
+    samples = list(store.samples(run_id))
+    columns = _columns(samples)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for idx, total, phases in store.samples(run_id):
-        writer.writerow(
-            [
-                run_id,
-                idx,
-                f"{total / 1e6:.6f}",
-                *(f"{phases[p] / 1e6:.6f}" if p in phases else "" for p in PHASES),
-            ]
-        )
+    writer.writerow(
+        ["run_id", "idx", "total_ms", *(c if c.startswith("n_") else f"{c}_ms" for c in columns)]
+    )
+    for idx, total, phases in samples:
+        cells = []
+        for column in columns:
+            value = phases.get(column)
+            if value is None:
+                cells.append("")
+            elif column.startswith("n_"):
+                cells.append(str(value))
+            else:
+                cells.append(f"{value / 1e6:.6f}")
+        writer.writerow([run_id, idx, f"{total / 1e6:.6f}", *cells])
 
 
 def export_text(store: ResultsStore, run_id: int, fmt: str) -> str:

@@ -149,11 +149,17 @@ class StreamingStats:
 
     PENDING_LIMIT = 4096
 
-    def __init__(self, threshold_ms: float = 1000.0, phases: Iterable[str] = PHASES) -> None:
+    def __init__(self, threshold_ms: float = 1000.0, phases: Iterable[str] | None = PHASES) -> None:
+        """``phases=None`` accepts any phase name (protocol runs: connect, handshake...).
+
+        Names starting with ``n_`` are counts (``n_sign``: token signatures), not durations,
+        and are not summarised here.
+        """
         self.threshold_ms = threshold_ms
         self._threshold_ns = threshold_ms * 1e6
         self.total = _Series()
-        self.phases = {name: _Series() for name in phases}
+        self._open_phases = phases is None
+        self.phases = {name: _Series() for name in (phases or ())}
         self.over_threshold = 0
         self.count = 0
         self._pending: list[tuple[int, Mapping[str, int] | None]] = []
@@ -171,8 +177,13 @@ class StreamingStats:
         for total_ns, phase_ns in pending:
             self.total.add(total_ns)
             for name, ns in (phase_ns or {}).items():
-                if ns is not None and name in self.phases:
-                    self.phases[name].add(ns)
+                if ns is None or name.startswith("n_"):
+                    continue
+                if name not in self.phases:
+                    if not self._open_phases:
+                        continue
+                    self.phases[name] = _Series()
+                self.phases[name].add(ns)
 
     def snapshot(self) -> StatsSnapshot:
         self._fold()

@@ -10,6 +10,7 @@ stored as its :class:`~drivers.tokens.base.TokenInfo` (a URI without PIN attribu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -52,11 +53,19 @@ CREATE TABLE IF NOT EXISTS samples (
     idx INTEGER NOT NULL,
     total_ns INTEGER NOT NULL,
     open_ns INTEGER, login_ns INTEGER, find_ns INTEGER, sign_init_ns INTEGER, sign_ns INTEGER,
+    other_json TEXT,
     PRIMARY KEY (run_id, idx)
 );
 """
+MIGRATIONS = ("ALTER TABLE samples ADD COLUMN other_json TEXT",)
+"""Applied to databases made by earlier versions (a duplicate column is ignored)."""
 
 SAMPLE_COLUMNS = ("total_ns", *(f"{phase}_ns" for phase in PHASES))
+
+
+def _other_json(phases: dict[str, int]) -> str | None:
+    other = {name: value for name, value in phases.items() if name not in PHASES}
+    return json.dumps(other) if other else None
 
 
 def default_db_path() -> Path:
@@ -151,6 +160,9 @@ class ResultsStore:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(SCHEMA)
+            for statement in MIGRATIONS:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    conn.execute(statement)
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from None
         return conn
@@ -236,14 +248,19 @@ class ResultsStore:
         return int(cursor.lastrowid or 0)
 
     def add_samples(self, run_id: int, rows: Sequence[tuple[int, int, dict[str, int]]]) -> None:
-        """Append ``(idx, total_ns, phase_ns)`` rows to a run."""
+        """Append ``(idx, total_ns, phase_ns)`` rows to a run.
+
+        Token phases have their own columns; any other figure of a trial (a protocol's
+        ``connect``/``handshake``/``ready`` times, its token signature count) goes to
+        ``other_json``, so one table holds every experiment.
+        """
         if not rows:
             return
         self._write(
-            f"INSERT INTO samples (run_id, idx, {', '.join(SAMPLE_COLUMNS)})"
-            f" VALUES (?, ?, {', '.join('?' * len(SAMPLE_COLUMNS))})",
+            f"INSERT INTO samples (run_id, idx, {', '.join(SAMPLE_COLUMNS)}, other_json)"
+            f" VALUES (?, ?, {', '.join('?' * len(SAMPLE_COLUMNS))}, ?)",
             [
-                (run_id, idx, total, *(phases.get(phase) for phase in PHASES))
+                (run_id, idx, total, *(phases.get(phase) for phase in PHASES), _other_json(phases))
                 for idx, total, phases in rows
             ],
             many=True,

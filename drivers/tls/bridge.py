@@ -143,9 +143,10 @@ def client_context(
     minimum_version: ssl.TLSVersion | None = None,
     maximum_version: ssl.TLSVersion | None = None,
     tickets: bool = True,
+    context_class: type[ssl.SSLContext] = ssl.SSLContext,
 ) -> ssl.SSLContext:
-    """A client ``SSLContext`` that authenticates with the token's key (hash on host)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    """A client ``SSLContext`` (or subclass) that authenticates with the token's key."""
+    context = context_class(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(ca_file))
     if minimum_version is not None:
         context.minimum_version = minimum_version
