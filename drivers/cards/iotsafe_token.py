@@ -448,6 +448,7 @@ class IoTSafeToken(Token):
         self.applet = applet
         self.trace = trace if trace is not None else TraceLog()
         self._public_keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        self._public_by_selector: dict[str | None, ec.EllipticCurvePublicKey] = {}
         self._certificates: dict[bytes, x509.Certificate | None] = {}
         self._closed = False
 
@@ -554,7 +555,19 @@ class IoTSafeToken(Token):
         return self._with_client(lambda client: self.find_key_with(client, selector))
 
     def public_key(self, selector: str | None = None) -> ec.EllipticCurvePublicKey:
-        """READ PUBLIC KEY of the public object paired with the key (same ID, else label)."""
+        """READ PUBLIC KEY of the public object paired with the key (same ID, else label).
+
+        Kept per selector after the first read: handshakes ask for it every connection, and
+        on a SIM each lookup would cost seconds of APDUs.
+        """
+        cached = self._public_by_selector.get(selector)
+        if cached is not None:
+            return cached
+        public = self._read_public_key(selector)
+        self._public_by_selector[selector] = public
+        return public
+
+    def _read_public_key(self, selector: str | None) -> ec.EllipticCurvePublicKey:
         key = self._key_entry(selector)
         entry: ObjectEntry = key.ref
         if entry.id in self._public_keys:

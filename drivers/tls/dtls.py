@@ -45,7 +45,10 @@ class DtlsClient:
         port: int,
         *,
         timeout_s: float = 10.0,
+        key: TokenEvpKey | None = None,
     ) -> None:
+        """``key``: a :class:`TokenEvpKey` made once for many connections (else one is made,
+        which asks the token for its public key)."""
         self.lib = load()
         self.signer = signer
         self.timeout_s = timeout_s
@@ -65,7 +68,7 @@ class DtlsClient:
                     "check the lab CA file",
                 )
             ssl_lib.SSL_CTX_set_verify(self.ctx, libssl.SSL_VERIFY_PEER, None)
-            self.key = TokenEvpKey(signer, signer.token.public_key(signer.key_selector))
+            self.key = key or TokenEvpKey(signer, signer.token.public_key(signer.key_selector))
             install_client_key(self.ctx, self.key, cert_chain)
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.connect((host, port))

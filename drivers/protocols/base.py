@@ -1,0 +1,171 @@
+"""What every protocol experiment shares: conditions, one trial's figures, the run loop.
+
+A trial is one connection "established" at the paper's point (MQTT CONNACK received, HTTPS
+response fully read, CoAP ACK of a confirmable request, VPN initialisation complete), split
+into phases: ``connect`` (TCP, or nothing for UDP), ``handshake`` (TLS/DTLS, the token's
+signing inside it), ``ready`` (from the end of the handshake to established). ``n_sign`` is
+the number of signatures the token made for it (1 for a full TLS handshake, 0 for a resumed
+one) and ``sign`` their total time.
+
+Runs are stored like signing runs (experiment ``proto``, mode ``PROTOCOL:CONDITION``), with
+the same pre-flight-then-trials shape, Ctrl-C and errors keeping what was measured.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.bench.runner import collect_versions
+from drivers.bench.stats import StatsSnapshot, StreamingStats
+from drivers.bench.store import ResultsStore
+from drivers.errors import RunInterrupted, SafeLabError
+from drivers.tls.signer import TokenSigner
+
+PROTOCOL_PHASES = ("connect", "handshake", "sign", "ready")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An optimisation setting of a protocol run."""
+
+    resume: bool = False
+    """TLS session resumption (tickets / session IDs) where the peer supports it."""
+    keep_alive: bool = False
+    """Reuse one connection for every trial after the first (HTTPS keep-alive)."""
+    reuse_token_session: bool = True
+    """Keep the token's session and key handle open between handshakes (sign_only inside)."""
+    jwt_ttl_s: float = 0.0
+    """JWT: reuse a token for this long (0: a fresh JWT per request)."""
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.resume:
+            parts.append("resumed")
+        if self.keep_alive:
+            parts.append("keepalive")
+        if not self.reuse_token_session:
+            parts.append("fresh-token-session")
+        if self.jwt_ttl_s:
+            parts.append(f"jwt-cache-{self.jwt_ttl_s:g}s")
+        return "+".join(parts) or "full"
+
+
+@dataclass(frozen=True)
+class ProtocolTrial:
+    total_ns: int
+    phases: dict[str, int]
+    n_sign: int
+    resumed: bool = False
+
+    def as_sample(self) -> dict[str, int]:
+        return {**self.phases, "n_sign": self.n_sign, "n_resumed": int(self.resumed)}
+
+
+class ProtocolClient(ABC):
+    """One protocol's client against one running peer, made per run."""
+
+    protocol: str = ""
+    established_at: str = ""
+    limits: tuple[str, ...] = ()
+    """What this protocol cannot do here, said in results (e.g. no resumption)."""
+
+    def __init__(self, signer: TokenSigner, condition: Condition) -> None:
+        self.signer = signer
+        self.condition = condition
+
+    @abstractmethod
+    def trial(self) -> ProtocolTrial:
+        """One connection to established; raises SafeLabError with what went wrong."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections kept between trials."""
+
+    def _signatures_since(self, mark: int) -> tuple[int, int]:
+        records = self.signer.since(mark)
+        return len(records), sum(r.duration_ns for r in records)
+
+
+@dataclass
+class ProtocolResult:
+    run_id: int
+    status: str
+    stats: StatsSnapshot
+    n_sign: list[int] = field(default_factory=list)
+    resumed: int = 0
+    reason: str | None = None
+
+
+def run_protocol(
+    client: ProtocolClient,
+    store: ResultsStore,
+    *,
+    n: int = 30,
+    warmup: int = 1,
+    threshold_ms: float = 1000.0,
+    peer: str = "",
+    stop: Callable[[], bool] | None = None,
+    on_trial: Callable[[int, ProtocolTrial], None] | None = None,
+) -> ProtocolResult:
+    """Warm-up, then ``n`` trials of ``client``, stored as they come."""
+    token = client.signer.token
+    stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES)
+    for _ in range(warmup):
+        client.trial()
+    run_id = store.create_run(
+        experiment="proto",
+        mode=f"{client.protocol}:{client.condition.name}",
+        n_planned=n,
+        warmup=warmup,
+        data_len=0,
+        hash_on="host",
+        threshold_ms=threshold_ms,
+        token=token.info.as_dict(),
+        versions=collect_versions(),
+        extra={
+            "protocol": client.protocol,
+            "condition": client.condition.name,
+            "established_at": client.established_at,
+            "peer": peer,
+            "limits": list(client.limits),
+        },
+    )
+    result = ProtocolResult(run_id, "incomplete", stats.snapshot())
+    buffer: list[tuple[int, int, dict[str, int]]] = []
+    last_flush = time.monotonic()
+    status, reason = "complete", None
+    try:
+        for idx in range(n):
+            if stop is not None and stop():
+                status, reason = "incomplete", f"stopped by the user after {idx} trials"
+                break
+            trial = client.trial()
+            stats.add(trial.total_ns, trial.phases)
+            result.n_sign.append(trial.n_sign)
+            result.resumed += int(trial.resumed)
+            buffer.append((idx, trial.total_ns, trial.as_sample()))
+            if on_trial is not None:
+                on_trial(idx, trial)
+            if time.monotonic() - last_flush > 0.25:
+                store.add_samples(run_id, buffer)
+                buffer.clear()
+                last_flush = time.monotonic()
+    except KeyboardInterrupt:
+        store.add_samples(run_id, buffer)
+        store.finish_run(run_id, "incomplete", "interrupted by the user (Ctrl-C)")
+        raise RunInterrupted(
+            f"interrupted: kept {stats.count} trials as run {run_id} (incomplete)",
+            f"see it with `safelab runs show {run_id}`",
+        ) from None
+    except SafeLabError as exc:
+        store.add_samples(run_id, buffer)
+        store.finish_run(run_id, "incomplete", exc.one_line())
+        exc.problem += f" (run {run_id} kept {stats.count} trials, incomplete)"
+        raise
+    store.add_samples(run_id, buffer)
+    store.finish_run(run_id, status, reason)
+    result.status, result.reason, result.stats = status, reason, stats.snapshot()
+    return result
