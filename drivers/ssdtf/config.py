@@ -1,0 +1,95 @@
+"""Settings of an SSDTF deployment and the topic layout every role agrees on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+PREFIX = "ssdtf/v1"
+
+
+def auth_up(cid: str) -> str:
+    return f"{PREFIX}/auth/{cid}/up"
+
+
+def auth_down(cid: str) -> str:
+    return f"{PREFIX}/auth/{cid}/down"
+
+
+def data_topic(cid: str) -> str:
+    return f"{PREFIX}/up/{cid}"
+
+
+def ack_topic(cid: str) -> str:
+    return f"{PREFIX}/ack/{cid}"
+
+
+def report_topic(cid: str) -> str:
+    return f"{PREFIX}/report/{cid}"
+
+
+def int_topic(sub: str) -> str:
+    return f"{PREFIX}/int/{sub}"
+
+
+def out_topic(sub: str, ext_id: str) -> str:
+    return f"{PREFIX}/out/{sub}/{ext_id}"
+
+
+def topic_part(topic: str, index: int) -> str:
+    """The ``index``-th level after the prefix (``ssdtf/v1/up/sensor-1`` → 1: ``sensor-1``)."""
+    parts = topic.split("/")
+    return parts[2 + index] if len(parts) > 2 + index else ""
+
+
+MODELS = {
+    1: "one operator runs everything; data encrypted to the management server's key",
+    2: "MQTT as a Service; the data user registers everything; data encrypted to its key",
+    3: "device operator registers sensors and topics, data user registers destinations and "
+    "conversion keys; data encrypted to the device operator's key",
+}
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Everything that shapes one run. Times are seconds.
+
+    The deadlines are short by default so tests run fast; a stepping UI should use
+    :meth:`for_stepping`, since a person pausing on a packet must not expire the nonce.
+    """
+
+    model: int = 1
+    sensors: int = 1
+    messages: int = 3
+    users: int = 1
+    token: str | None = None
+    """Key of sensor-1 (any driver-layer token URI); other sensors get software keys."""
+    broker: str = "embedded"
+    """``embedded`` (amqtt in process), ``mosquitto`` (started here), or ``mqtt://host:port``."""
+    pre: str = "auto"
+    """``auto``/``umbral``/``plain`` (see :mod:`drivers.ssdtf.pre`)."""
+    capture: bool = True
+    stepping: bool = False
+    auth_deadline_s: float = 3.0
+    ts_window_s: float = 30.0
+    ack_timeout_s: float = 1.0
+    backoff: float = 2.0
+    max_attempts: int = 3
+    window: int = 64
+    connect_timeout_s: float = 10.0
+    gateway_qos: int = 1
+    """QoS of the gateway's subscription to DATA (0 = the QoS-downgrade positive control)."""
+    retain: bool = False
+    """Sensors publish DATA with RETAIN (the RETAIN positive control)."""
+    reading_prefix: str = "reading"
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def for_stepping(self) -> FlowConfig:
+        """The same run with deadlines long enough for a person stepping packet by packet."""
+        return replace(
+            self,
+            stepping=True,
+            auth_deadline_s=3600.0,
+            ts_window_s=7200.0,
+            ack_timeout_s=3600.0,
+            connect_timeout_s=7200.0,
+        )

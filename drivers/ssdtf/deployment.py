@@ -1,0 +1,414 @@
+"""A whole SSDTF system in one process: broker, tap, the five roles, keys per service model.
+
+This is the API the CLI, the tests, the benchmark and the console's packet stepper share::
+
+    dep = Deployment(FlowConfig(model=2, sensors=2, messages=3))
+    result = dep.run_all()            # start, handshakes, readings, wait, stop
+    dep.trace.packets / dep.trace.keys_at(i) / dep.trace.export_json(p) / export_pcap(p)
+
+For the stepper (live mode), run it in the background and step the tap::
+
+    run = FlowRun(FlowConfig(...).for_stepping())
+    run.start()
+    record = run.stepper.wait_pending()    # the packet about to be forwarded
+    run.stepper.step()                     # forward it; run.stepper.run_to_end()
+
+Service models (``docs/ssdtf.md`` has the key table):
+
+1. the management server (MS) owns the data key, registers sensors, topics, destinations and
+   issues the conversion keys;
+2. the first data user owns the data key and registers everything (MQTT as a Service);
+3. the MS, run by the device operator, owns the data key and registers sensors and topics;
+   the data user registers its destinations and the conversion keys the MS issued for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from drivers.errors import SafeLabError
+from drivers.ssdtf.brokers import BrokerPolicy, make_broker
+from drivers.ssdtf.config import FlowConfig
+from drivers.ssdtf.netloop import NetLoop
+from drivers.ssdtf.pre import UmbralBackend, backend
+from drivers.ssdtf.pseudonyms import MappingStore
+from drivers.ssdtf.roles.base import sign_record
+from drivers.ssdtf.roles.datauser import DataUser
+from drivers.ssdtf.roles.distribution import DistributionServer
+from drivers.ssdtf.roles.gateway import Gateway
+from drivers.ssdtf.roles.management import ManagementServer
+from drivers.ssdtf.roles.sensor import Enrolment, HandshakeFailed, Sensor
+from drivers.ssdtf.signing import Ed25519Signer, TokenSigner
+from drivers.ssdtf.tap import Interceptor, Stepper, Tap
+from drivers.ssdtf.trace import Trace
+from drivers.tokens.registry import open_token
+
+BROKER_ID = "ssdtf-broker-1"
+
+
+@dataclass
+class RunResult:
+    """What a demo run did, for the CLI and the tests (no secrets, no plaintext)."""
+
+    model: int
+    broker: str
+    pre: str
+    sensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    packets: int = 0
+    elapsed_s: float = 0.0
+    messages_per_s: float = 0.0
+    ok: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Deployment:
+    """Build with a config; :meth:`start`, :meth:`connect_sensors`, :meth:`send_readings`,
+    :meth:`wait_delivered`, :meth:`stop` — or :meth:`run_all` for all of them."""
+
+    def __init__(
+        self,
+        cfg: FlowConfig,
+        *,
+        trace: Trace | None = None,
+        interceptor: Interceptor | None = None,
+    ) -> None:
+        if cfg.model not in (1, 2, 3):
+            raise SafeLabError(f"service model {cfg.model} does not exist", "use 1, 2 or 3")
+        if cfg.sensors < 1 or cfg.users < 1:
+            raise SafeLabError("a deployment needs at least one sensor and one user", "")
+        self.cfg = cfg
+        self.trace = trace or Trace(f"ssdtf model {cfg.model}")
+        self.net = NetLoop()
+        self.token = secrets.token_hex(16)
+        self.pre = backend(cfg.pre)
+        self.store = MappingStore()
+        self.user_names = [f"user-{i + 1}" for i in range(cfg.users)]
+        self.policy = BrokerPolicy(
+            self.token,
+            {"gateway", "ds", "ms", *self.user_names},
+            registered=lambda cid: cid in self.gateway.devices,
+            ready=lambda cid: self.gateway.is_ready(cid),
+            on_deny=self._broker_denied,
+        )
+        self.broker = make_broker(cfg.broker, self.net, self.policy)
+        self.tap: Tap | None = None
+        if cfg.capture:
+            self.tap = Tap(
+                ("127.0.0.1", 0), self.trace, stepping=cfg.stepping, interceptor=interceptor
+            )
+        self._keys_dir = tempfile.TemporaryDirectory(prefix="safelab-ssdtf-keys-")
+        self.sensors: dict[str, Sensor] = {}
+        self.users: dict[str, DataUser] = {}
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.started = False
+        self._t_start = 0.0
+        self._build_roles()
+
+    @property
+    def stepper(self) -> Stepper | None:
+        return self.tap.stepper if self.tap is not None else None
+
+    # --- keys and registrations, per service model ---------------------------------
+    def _build_roles(self) -> None:
+        cfg, trace, pre = self.cfg, self.trace, self.pre
+        self.sk_b = Ed25519Signer("B")
+        self.sk_ds = Ed25519Signer("DS")
+        self.sk_ms = Ed25519Signer("MS")
+        user_signers = {n: Ed25519Signer(f"U[{n}]") for n in self.user_names}
+        umbral = pre if isinstance(pre, UmbralBackend) else None
+        ms_pre = umbral.keygen("MS") if umbral and cfg.model in (1, 3) else None
+        user_pre = {n: umbral.keygen(f"U[{n}]") if umbral else None for n in self.user_names}
+        connect_nonces = self.policy.connect_nonces if cfg.broker == "embedded" else None
+        self.gateway = Gateway(self.sk_b, BROKER_ID, pre, cfg, trace, self.token, connect_nonces)
+        self.ds = DistributionServer(
+            self.sk_ds, self.sk_b.public(), pre, cfg, trace, self.token, self.store
+        )
+        self.ms = ManagementServer(self.sk_ms, ms_pre, cfg, trace, self.token)
+        for name in self.user_names:
+            self.users[name] = DataUser(
+                name,
+                user_signers[name],
+                user_pre[name],
+                self.sk_ds.public(),
+                pre,
+                cfg,
+                trace,
+                self.token,
+            )
+        first = self.user_names[0]
+        if cfg.model == 2:
+            self.device_registrar = user_signers[first]
+            self.dest_registrar = user_signers[first]
+            self.owner_name, self.owner_keys = f"U[{first}]", user_pre[first]
+        else:
+            self.device_registrar = self.sk_ms
+            self.dest_registrar = self.sk_ms if cfg.model == 1 else user_signers[first]
+            self.owner_name, self.owner_keys = "MS", ms_pre
+        for role in (self.gateway, self.ds):
+            role.pin_registrar(self.device_registrar.public(), "devices")
+            if self.dest_registrar is not self.device_registrar:
+                role.pin_registrar(self.dest_registrar.public(), "destinations")
+            else:
+                role.registrars["destinations"] = self.dest_registrar.public()
+        if self.owner_keys is not None:
+            for role in (self.gateway, self.ds, *self.users.values()):
+                role.set_owner(self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
+        for name in self.user_names:
+            self.register_destination(name)
+        for index in range(cfg.sensors):
+            self.add_sensor(f"sensor-{index + 1}", cfg.token if index == 0 else None)
+
+    def register_destination(self, name: str) -> None:
+        """Conversion keys for ``name`` (issued by the key owner) registered at gateway and DS
+        by the destinations' registrar of the model."""
+        user = self.users[name]
+        kfrags = [b"", b""]
+        if isinstance(self.pre, UmbralBackend) and self.owner_keys and user.pre_keys:
+            kfrags = self.pre.conversion_keys(self.owner_keys, user.pre_keys.public)
+            self.trace.note(
+                f"{self.owner_name} issues conversion keys for {name}",
+                lane="ms" if self.owner_name == "MS" else self.user_names[0],
+            )
+        receiver = user.pre_keys.public.hex() if user.pre_keys else ""
+        body, sig = sign_record(
+            self.dest_registrar,
+            "destination",
+            {
+                "sub": name,
+                "receiver_pre": receiver,
+                "kfrag1_sha256": hashlib.sha256(kfrags[0]).hexdigest(),
+                "kfrag2_sha256": hashlib.sha256(kfrags[1]).hexdigest(),
+            },
+        )
+        self.gateway.register_destination(body, sig, kfrags[0])
+        self.ds.register_destination(body, sig, kfrags[1])
+
+    def revoke_destination(self, name: str) -> None:
+        self.gateway.revoke_destination(name)
+        self.ds.revoke_destination(name)
+        self.trace.note(f"{name} revoked: conversion keys deleted at gateway and DS")
+
+    def _new_key_uri(self, cid: str) -> str:
+        path = Path(self._keys_dir.name) / f"{cid}.pem"
+        key = ec.generate_private_key(ec.SECP256R1())
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+        return f"software:key={path}"
+
+    def add_sensor(
+        self, cid: str, token_uri: str | None = None, *, register: bool = True, **options: Any
+    ) -> Sensor:
+        """A sensor whose key lives in ``token_uri`` (a fresh software key if None)."""
+        signer = TokenSigner(cid, open_token(token_uri or self._new_key_uri(cid)))
+        if register:
+            self.register_device(cid, signer)
+        enc = self.owner_keys.public.hex() if self.owner_keys else ""
+        body, sig = sign_record(
+            self.device_registrar,
+            "enrolment",
+            {
+                "cid": cid,
+                "pk_b": self.sk_b.public().public_bytes.hex(),
+                "broker_alg": int(self.sk_b.public().alg),
+                "broker_id": BROKER_ID,
+                "enc_key": enc,
+                "enc_owner": self.owner_name,
+            },
+        )
+        sensor = Sensor(
+            cid,
+            signer,
+            Enrolment(body, sig, self.device_registrar.public()),
+            self.pre,
+            self.cfg,
+            self.trace,
+            self.ms.receive_report,
+            **options,
+        )
+        self.sensors[cid] = sensor
+        return sensor
+
+    def register_device(self, cid: str, signer: TokenSigner) -> None:
+        public = signer.public()
+        body, sig = sign_record(
+            self.device_registrar,
+            "device",
+            {
+                "cid": cid,
+                "alg": int(public.alg),
+                "public": public.public_bytes.hex(),
+            },
+        )
+        self.gateway.register_device(body, sig)
+        self.ms.know_device(cid, public)
+
+    def _broker_denied(self, cid: str, why: str) -> None:
+        self.trace.verdict("broker", None, False, why, "policy", cid=cid)
+
+    # --- life cycle ----------------------------------------------------------------
+    def start(self) -> None:
+        self._t_start = time.perf_counter()
+        self.broker.start()
+        self.host, self.port = self.broker.host, self.broker.port
+        if self.tap is not None:
+            self.tap.upstream = (self.broker.host, self.broker.port)
+            self.port = self.net.run(self.tap.start())
+            self.host = "127.0.0.1"
+        self.trace.note(
+            f"broker {self.broker.kind} at {self.broker.host}:{self.broker.port}"
+            + (f", tap at {self.port}" if self.tap else "")
+        )
+        if not self.pre.available:
+            self.trace.note(f"NO CONFIDENTIALITY: {self.pre.reason}")
+        self.started = True
+        self.gateway.start(self.host, self.port)
+        self.ds.start(self.host, self.port)
+        self.ms.start(self.host, self.port)
+        for user in self.users.values():
+            user.start(self.host, self.port)
+
+    def connect_sensors(self) -> dict[str, float]:
+        """Handshake every sensor; returns handshake time per sensor in ms."""
+        times = {}
+        for cid, sensor in self.sensors.items():
+            start = time.perf_counter()
+            sensor.connect(self.host, self.port)
+            times[cid] = (time.perf_counter() - start) * 1000
+        self.handshake_ms = times
+        return times
+
+    def reading(self, cid: str, index: int) -> bytes:
+        return f"{self.cfg.reading_prefix}:{cid}:{index}:t={20 + index % 7}.5C".encode()
+
+    def send_readings(self, messages: int | None = None) -> int:
+        count = 0
+        for index in range(messages if messages is not None else self.cfg.messages):
+            for cid, sensor in self.sensors.items():
+                if sensor.state == "ready":
+                    sensor.send(self.reading(cid, index))
+                    count += 1
+        return count
+
+    def wait_delivered(self, per_user: int, timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        ok = all(s.wait_settled(max(0.0, end - time.monotonic())) for s in self.sensors.values())
+        for user in self.users.values():
+            ok = user.wait_for(per_user, max(0.0, end - time.monotonic())) and ok
+        return ok
+
+    def result(self) -> RunResult:
+        elapsed = time.perf_counter() - self._t_start if self._t_start else 0.0
+        delivered = sum(len(u.readings) for u in self.users.values())
+        result = RunResult(self.cfg.model, self.broker.kind, self.pre.name)
+        for cid, sensor in self.sensors.items():
+            result.sensors[cid] = {
+                "token": sensor.signer.token.info.uri,
+                "emulated": sensor.signer.token.info.emulated,
+                "state": sensor.state,
+                "failure": sensor.failure,
+                "sent": sensor.seq,
+                "acked": len(sensor.acked),
+                "reported": len(sensor.reported),
+                "handshake_ms": getattr(self, "handshake_ms", {}).get(cid),
+                "sign_ms_median": statistics.median(sensor.sign_ms) if sensor.sign_ms else None,
+            }
+        for name, user in self.users.items():
+            result.users[name] = {
+                "received": len(user.readings),
+                "external_ids": sorted({r.ext_id for r in user.readings}),
+            }
+        result.rejections = [
+            {"role": v.role, "reason": v.reason, "stage": v.stage, "packet": v.packet}
+            for v in self.trace.rejections()
+        ]
+        result.reports = list(self.ms.reports)
+        result.packets = len(self.trace.packets)
+        result.elapsed_s = elapsed
+        result.messages_per_s = delivered / elapsed if elapsed else 0.0
+        expected = self.cfg.messages * len(self.sensors)
+        result.ok = all(len(u.readings) >= expected for u in self.users.values())
+        return result
+
+    def run_all(self, timeout: float = 20.0) -> RunResult:
+        try:
+            self.start()
+            self.connect_sensors()
+            self.send_readings()
+            self.wait_delivered(self.cfg.messages * len(self.sensors), timeout)
+            return self.result()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for sensor in self.sensors.values():
+            sensor.close()
+        for role in (*self.users.values(), self.ms, self.ds, self.gateway):
+            role.stop()
+        if self.tap is not None and self.tap.loop is not None:
+            with contextlib.suppress(Exception):
+                self.net.run(self.tap.stop(), timeout=5)
+        if self.started:
+            self.broker.stop()
+        for sensor in self.sensors.values():
+            sensor.signer.close()
+        self.net.stop()
+        self.store.close()
+        self._keys_dir.cleanup()
+        self.started = False
+
+
+class FlowRun:
+    """A deployment run in a background thread, for a UI that steps the packets."""
+
+    def __init__(self, cfg: FlowConfig, interceptor: Interceptor | None = None) -> None:
+        self.deployment = Deployment(cfg, interceptor=interceptor)
+        self.trace = self.deployment.trace
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="ssdtf-flow", daemon=True)
+
+    @property
+    def stepper(self) -> Stepper | None:
+        return self.deployment.stepper
+
+    def start(self) -> FlowRun:
+        self.thread.start()
+        return self
+
+    def _main(self) -> None:
+        try:
+            self.result = self.deployment.run_all(timeout=self.deployment.cfg.connect_timeout_s)
+        except (SafeLabError, HandshakeFailed) as error:
+            self.error = error
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        self.thread.join(timeout)
+        return self.result
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()

@@ -1,0 +1,137 @@
+"""A paho-mqtt 2.x client as the roles use it: blocking connect/subscribe, topic handlers.
+
+Why a wrapper: every role needs the same four things (connect and wait for CONNACK, subscribe
+and wait for SUBACK, publish, dispatch messages by topic filter) and the same rule after a
+connection is lost: do *not* silently reconnect, because an SSDTF session ends with its TCP
+connection and a new one needs a new handshake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from drivers.errors import SafeLabError
+
+Handler = Callable[[str, bytes, Any], None]
+
+
+class MqttError(SafeLabError):
+    """The broker refused or dropped a connection, or did not answer in time."""
+
+
+class Endpoint:
+    """One MQTT 3.1.1 connection of one role."""
+
+    def __init__(
+        self,
+        client_id: str,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        clean_session: bool = True,
+        keepalive: int = 30,
+    ) -> None:
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.keepalive = keepalive
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=clean_session,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.handlers: list[tuple[str, Handler]] = []
+        self.connected = threading.Event()
+        self.closed = threading.Event()
+        self.connack_rc: int | None = None
+        self._suback: dict[int, threading.Event] = {}
+        self._granted: dict[int, list[int]] = {}
+        self.on_closed: Callable[[], None] | None = None
+        self._closing = False
+
+    # --- paho callbacks (paho's network thread) --------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connack_rc = int(rc.value) if hasattr(rc, "value") else int(rc)
+        if self.connack_rc == 0:
+            self.connected.set()
+        else:
+            self.closed.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        self.closed.set()
+        if not self._closing:
+            self._closing = True
+            client.disconnect()  # stops paho's automatic reconnect: a new session needs a handshake
+        if was_connected and self.on_closed is not None:
+            self.on_closed()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        self._granted[mid] = [int(getattr(c, "value", c)) for c in codes]
+        event = self._suback.get(mid)
+        if event is not None:
+            event.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        for pattern, handler in self.handlers:
+            if mqtt.topic_matches_sub(pattern, msg.topic):
+                handler(msg.topic, bytes(msg.payload), msg)
+                return
+
+    # --- blocking API ----------------------------------------------------------------
+    def on(self, pattern: str, handler: Handler) -> None:
+        self.handlers.append((pattern, handler))
+
+    def connect(self, timeout: float = 10.0) -> None:
+        try:
+            self.client.connect(self.host, self.port, keepalive=self.keepalive)
+        except OSError as error:
+            raise MqttError(
+                f"cannot reach the MQTT broker at {self.host}:{self.port} ({error})",
+                "start the broker or check --broker",
+            ) from error
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            self.stop()
+            if self.connack_rc:
+                raise MqttError(
+                    f"broker refused {self.client_id!r} (CONNACK {self.connack_rc})",
+                    "the broker only admits SSDTF clients and registered services",
+                )
+            raise MqttError(f"no CONNACK for {self.client_id!r} in {timeout:.0f} s", "")
+
+    def subscribe(self, topics: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
+        result, mid = self.client.subscribe(topics)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise MqttError(f"SUBSCRIBE failed for {self.client_id!r} ({result})", "")
+        event = self._suback.setdefault(mid, threading.Event())
+        if not event.wait(timeout):
+            raise MqttError(f"no SUBACK for {self.client_id!r} in {timeout:.0f} s", "")
+        return self._granted.get(mid, [])
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self) -> None:
+        """Disconnect (DISCONNECT packet) and stop the network thread. Safe to call twice."""
+        self._closing = True
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        self.client.loop_stop()
+        self.closed.set()

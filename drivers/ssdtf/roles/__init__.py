@@ -1,0 +1,2 @@
+"""The five SSDTF roles: sensor, broker gateway, distribution server, management server,
+data user."""

@@ -1,0 +1,73 @@
+"""What every SSDTF role shares: its key inventory (shown per packet), verdicts, signed
+registration records.
+
+Key inventory: a role holds keys only through :meth:`Role.hold`, which also records a key
+event in the trace, so the stepper's "keys per role" panel is the roles' real state and the
+key-table test can assert that each role holds exactly what the seed's key table gives it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drivers.errors import SafeLabError
+from drivers.ssdtf.signing import PublicKeyRef, Signer
+from drivers.ssdtf.trace import KeyView, Trace, Verdict
+
+REGISTRATION_LABEL = b"SSDTF/1 register\x00"
+
+
+class RegistrationError(SafeLabError):
+    """A registration record whose signature does not verify under the pinned registrar key."""
+
+
+def key_view(name: str, kind: str, ref: PublicKeyRef | None = None, note: str = "") -> KeyView:
+    """A :class:`KeyView` for a signing key (its public half identifies it)."""
+    if ref is None:
+        return KeyView(name, kind, note=note)
+    return KeyView(name, kind, ref.alg.name, ref.fingerprint(), note)
+
+
+def pre_view(name: str, kind: str, public: bytes, note: str = "") -> KeyView:
+    import hashlib
+
+    return KeyView(name, kind, "umbral", hashlib.sha256(public).hexdigest()[:16], note)
+
+
+class Role:
+    """A named participant with a key inventory and a trace to report to."""
+
+    def __init__(self, name: str, trace: Trace) -> None:
+        self.name = name
+        self.trace = trace
+        self.inventory: dict[str, KeyView] = {}
+
+    def hold(self, key: KeyView) -> None:
+        self.inventory[key.name] = key
+        self.trace.key(self.name, "add", key)
+
+    def drop(self, name: str) -> None:
+        key = self.inventory.pop(name, None)
+        if key is not None:
+            self.trace.key(self.name, "remove", key)
+
+    def verdict(
+        self, payload: bytes | None, ok: bool, reason: str, stage: str, **detail: Any
+    ) -> Verdict:
+        return self.trace.verdict(self.name, payload, ok, reason, stage, **detail)
+
+
+def sign_record(signer: Signer, kind: str, record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """A registration (device, topic, destination, conversion key) signed by its registrar."""
+    body = json.dumps({"kind": kind, **record}, sort_keys=True, separators=(",", ":")).encode()
+    return body, signer.sign(REGISTRATION_LABEL + body)
+
+
+def verify_record(registrar: PublicKeyRef, body: bytes, signature: bytes) -> dict[str, Any]:
+    if not registrar.verify(signature, REGISTRATION_LABEL + body):
+        raise RegistrationError(
+            f"registration not signed by the pinned registrar {registrar.owner}",
+            "only the registrar of this service model may register",
+        )
+    return json.loads(body)

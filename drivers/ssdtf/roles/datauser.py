@@ -1,0 +1,155 @@
+"""The data user (subscriber): verifies the distribution server's DELIVER, checks the cfrags,
+decrypts. It sees external IDs only; re-identifying a device is the operator's business.
+
+In model 2 the first data user is also the key owner and registrar (it holds the PRE key the
+sensors encrypt to and issues the conversion keys for its destinations); in model 3 each data
+user registers its own destination and the conversion keys the device operator issued for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.ssdtf import wire
+from drivers.ssdtf.config import FlowConfig
+from drivers.ssdtf.endpoint import Endpoint
+from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
+from drivers.ssdtf.replay import SeqWindow
+from drivers.ssdtf.roles.base import Role, key_view, pre_view
+from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
+from drivers.ssdtf.trace import Trace
+from drivers.ssdtf.wire import MsgType, T
+
+
+@dataclass
+class Reading:
+    ext_id: str
+    epoch: int
+    seq: int
+    value: bytes
+    retain: bool
+    qos: int
+
+
+class DataUser(Role):
+    def __init__(
+        self,
+        name: str,
+        signer: Ed25519Signer,
+        pre_keys: PreKeyPair | None,
+        ds_pin: PublicKeyRef,
+        pre: UmbralBackend | PlainBackend,
+        cfg: FlowConfig,
+        trace: Trace,
+        service_token: str,
+    ) -> None:
+        super().__init__(name, trace)
+        self.signer = signer
+        self.pre_keys = pre_keys
+        self.ds_pin = ds_pin
+        self.pre = pre
+        self.cfg = cfg
+        self.token = service_token
+        self.owner_pre = b""
+        self.owner_verifying = b""
+        self.hold(key_view(f"sk_U[{name}]", "signing private", signer.public()))
+        if pre_keys is not None:
+            self.hold(pre_view(f"sk_U[{name}].pre", "pre private (decrypts)", pre_keys.public))
+        self.hold(key_view("pk_DS", "public (pinned)", ds_pin))
+        self.readings: list[Reading] = []
+        self.window = SeqWindow(cfg.window)
+        self.arrived = threading.Condition()
+        self.endpoint: Endpoint | None = None
+
+    def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
+        self.owner_pre = public
+        self.owner_verifying = verifying
+        if owner != self.name:
+            self.hold(pre_view(f"pk_{owner}.pre", "pre public (key owner)", public))
+        self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
+
+    def start(self, host: str, port: int) -> None:
+        endpoint = Endpoint(
+            f"ssdtf-{self.name}", host, port, username=self.name, password=self.token
+        )
+        pattern = f"ssdtf/v1/out/{self.name}/+"
+        endpoint.on(pattern, self._on_deliver)
+        endpoint.on("ssdtf/v1/out/#", self._on_deliver)
+        endpoint.connect(self.cfg.connect_timeout_s)
+        endpoint.subscribe(
+            [(pattern, int(self.cfg.extras.get("user_qos", 1)))], self.cfg.connect_timeout_s
+        )
+        self.endpoint = endpoint
+
+    def stop(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.stop()
+
+    def _on_deliver(self, topic: str, payload: bytes, msg: Any) -> None:
+        self.handle(topic, payload, int(msg.qos), bool(msg.retain))
+
+    def handle(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        try:
+            env = wire.decode(payload)
+            if env.type != MsgType.DELIVER:
+                raise wire.MsgTypeError(f"{env.type.name} on a delivery topic")
+        except wire.WireError as error:
+            self.verdict(payload, False, f"malformed: {error.problem}", "deliver")
+            return
+        pin = self.ds_pin
+        if (
+            env.get(T.ALG)[0] != pin.alg
+            or env.get(T.KID) != pin.kid
+            or not pin.verify(env.get(T.SIG), env.tbs(topic))
+        ):
+            self.verdict(payload, False, "distribution server signature invalid", "deliver")
+            return
+        seq = env.int(T.SEQ)
+        outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"DELIVER seq={seq} {outcome}: ignored", "deliver")
+            return
+        if env.plain:
+            if self.pre.available:
+                self.verdict(payload, False, "downgrade: plaintext DELIVER refused", "deliver")
+                return
+            value = env.get(T.CT)
+        else:
+            if not isinstance(self.pre, UmbralBackend) or self.pre_keys is None:
+                self.verdict(payload, False, "encrypted DELIVER but no PRE key here", "deliver")
+                return
+            try:
+                value = self.pre.decrypt(
+                    self.pre_keys,
+                    owner_public=self.owner_pre,
+                    owner_verifying=self.owner_verifying,
+                    capsule=env.get(T.CAPSULE),
+                    cfrags=env.cfrags,
+                    ciphertext=env.get(T.CT),
+                )
+            except PreError as error:
+                self.verdict(payload, False, error.problem, "deliver")
+                return
+        reading = Reading(env.text(T.EXT_ID), env.int(T.EPOCH), seq, value, retain, qos)
+        with self.arrived:
+            self.readings.append(reading)
+            self.arrived.notify_all()
+        self.verdict(
+            payload,
+            True,
+            "DS signature valid; cfrags verified; decrypted"
+            if not env.plain
+            else "DS signature valid; PLAIN (no PRE library): no confidentiality",
+            "deliver",
+            ext_id=reading.ext_id,
+            size=len(value),
+            qos=qos,
+            retain=retain,
+        )
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.readings) >= count, timeout)

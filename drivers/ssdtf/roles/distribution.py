@@ -1,0 +1,220 @@
+"""The distribution server (DS): second re-encryption, pseudonyms, signed DELIVER.
+
+It trusts the broker gateway's signature on FWD (the seed's key table gives it the broker's
+public key, not the devices'), re-encrypts with conversion-key share #2, replaces the internal
+device ID by a keyed external ID (scope: the destination), records the mapping for the
+operator, and signs DELIVER with its own key — so subscribers never see the device's key or
+signature, which would identify the device. Like the gateway it holds no PRE secret key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.ssdtf import config as topics
+from drivers.ssdtf import wire
+from drivers.ssdtf.config import FlowConfig
+from drivers.ssdtf.endpoint import Endpoint
+from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
+from drivers.ssdtf.pseudonyms import MappingStore, Pseudonymizer
+from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
+from drivers.ssdtf.roles.base import Role, key_view, pre_view, verify_record
+from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
+from drivers.ssdtf.trace import KeyView, Trace
+from drivers.ssdtf.wire import MsgType, T
+
+
+@dataclass
+class Recipient:
+    name: str
+    receiver_pre: bytes
+    kfrag: bytes
+    window: SeqWindow = field(default_factory=SeqWindow)
+    seq: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class DistributionServer(Role):
+    def __init__(
+        self,
+        signer: Ed25519Signer,
+        broker_pin: PublicKeyRef,
+        pre: UmbralBackend | PlainBackend,
+        cfg: FlowConfig,
+        trace: Trace,
+        service_token: str,
+        store: MappingStore,
+    ) -> None:
+        super().__init__("ds", trace)
+        self.signer = signer
+        self.broker_pin = broker_pin
+        self.pre = pre
+        self.cfg = cfg
+        self.token = service_token
+        self.store = store
+        self.pseudonyms = Pseudonymizer()
+        self.hold(key_view("sk_DS", "signing private", signer.public()))
+        self.hold(key_view("pk_B", "public (pinned)", broker_pin))
+        self.hold(
+            KeyView(
+                "K_ps",
+                "pseudonym key",
+                "HMAC-SHA256",
+                self.pseudonyms.fingerprint(),
+                f"epoch {self.pseudonyms.epoch}",
+            )
+        )
+        self.registrars: dict[str, PublicKeyRef] = {}
+        self.owner_pre = b""
+        self.owner_verifying = b""
+        self.recipients: dict[str, Recipient] = {}
+        self.delivered = 0
+        self._lock = threading.RLock()
+        self.endpoint: Endpoint | None = None
+
+    def pin_registrar(self, ref: PublicKeyRef, what: str) -> None:
+        self.registrars[what] = ref
+        self.hold(key_view(f"pk_{ref.owner}", f"public (registrar of {what})", ref))
+
+    def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
+        self.owner_pre = public
+        self.owner_verifying = verifying
+        self.hold(pre_view(f"pk_{owner}.pre", "pre public (key owner)", public))
+        self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
+
+    def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
+        record = verify_record(self.registrars["destinations"], body, signature)
+        if hashlib.sha256(kfrag).hexdigest() != record["kfrag2_sha256"]:
+            raise PreError("conversion key differs from the registered one", "re-register")
+        name = record["sub"]
+        receiver = bytes.fromhex(record["receiver_pre"])
+        self.recipients[name] = Recipient(name, receiver, kfrag, SeqWindow(self.cfg.window))
+        self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
+        self.hold(KeyView(f"kfrag#2[{name}]", "conversion key", "umbral", "", "share 2 of 2"))
+
+    def revoke_destination(self, name: str) -> None:
+        with self._lock:
+            self.recipients.pop(name, None)
+        self.drop(f"kfrag#2[{name}]")
+        self.drop(f"pk_U[{name}].pre")
+
+    def rotate_pseudonyms(self) -> int:
+        epoch = self.pseudonyms.rotate()
+        self.hold(
+            KeyView(
+                "K_ps",
+                "pseudonym key",
+                "HMAC-SHA256",
+                self.pseudonyms.fingerprint(),
+                f"epoch {epoch}",
+            )
+        )
+        return epoch
+
+    def start(self, host: str, port: int) -> None:
+        endpoint = Endpoint("ssdtf-ds", host, port, username="ds", password=self.token)
+        endpoint.on("ssdtf/v1/int/+", self._on_fwd)
+        endpoint.connect(self.cfg.connect_timeout_s)
+        endpoint.subscribe([("ssdtf/v1/int/+", 1)], self.cfg.connect_timeout_s)
+        self.endpoint = endpoint
+
+    def stop(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.stop()
+
+    def _on_fwd(self, topic: str, payload: bytes, msg: Any) -> None:
+        sub = topics.topic_part(topic, 1)
+        try:
+            env = wire.decode(payload)
+            if env.type != MsgType.FWD:
+                raise wire.MsgTypeError(f"{env.type.name} on a forwarding topic")
+        except wire.WireError as error:
+            self.verdict(payload, False, f"malformed: {error.problem}", "forward")
+            return
+        pin = self.broker_pin
+        if (
+            env.get(T.ALG)[0] != pin.alg
+            or env.get(T.KID) != pin.kid
+            or not pin.verify(env.get(T.SIG), env.tbs(topic))
+        ):
+            self.verdict(payload, False, "broker signature invalid on FWD", "forward")
+            return
+        if env.text(T.SUB) != sub:
+            self.verdict(payload, False, "FWD for another destination than its topic", "forward")
+            return
+        with self._lock:
+            recipient = self.recipients.get(sub)
+        if recipient is None:
+            self.verdict(
+                payload, False, f"no conversion key for {sub} (revoked or unknown)", "forward"
+            )
+            return
+        if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            self.verdict(payload, False, "FWD timestamp outside the window", "forward")
+            return
+        outcome = recipient.window.accept(env.int(T.SEQ), hashlib.sha256(payload).digest())
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
+            return
+        try:
+            inner = wire.decode(env.get(T.INNER))
+        except wire.WireError as error:
+            self.verdict(payload, False, f"malformed inner DATA: {error.problem}", "forward")
+            return
+        cfrags = list(env.cfrags)
+        if isinstance(self.pre, UmbralBackend) and not inner.plain:
+            try:
+                cfrags.append(
+                    self.pre.reencrypt(
+                        inner.get(T.CAPSULE),
+                        recipient.kfrag,
+                        owner_public=self.owner_pre,
+                        owner_verifying=self.owner_verifying,
+                        receiver_public=recipient.receiver_pre,
+                    )
+                )
+            except PreError as error:
+                self.verdict(payload, False, error.problem, "forward")
+                return
+        cid = inner.text(T.CID)
+        ext_id = self.pseudonyms.external_id(cid, sub)
+        epoch = self.pseudonyms.epoch
+        self.store.record(ext_id, epoch, sub, cid)
+        with recipient.lock:
+            recipient.seq += 1
+            seq = recipient.seq
+        out_topic = topics.out_topic(sub, ext_id)
+        fields = {
+            T.SEQ: wire.u64(seq),
+            T.TS: wire.u64(now_ms()),
+            T.CT: inner.get(T.CT),
+            T.EXT_ID: ext_id.encode(),
+            T.EPOCH: wire.u32(epoch),
+            T.KID: self.signer.public().kid,
+            T.ALG: bytes([self.signer.alg]),
+        }
+        if T.CAPSULE in inner.fields:
+            fields[T.CAPSULE] = inner.get(T.CAPSULE)
+        deliver = wire.encode(
+            MsgType.DELIVER,
+            fields,
+            flags=inner.flags,
+            cfrags=cfrags,
+            sign=self.signer.sign,
+            topic=out_topic,
+        )
+        assert self.endpoint is not None
+        self.endpoint.publish(
+            out_topic, deliver, qos=max(1, inner.qos_pub), retain=inner.retain_pub
+        )
+        self.delivered += 1
+        self.verdict(
+            payload,
+            True,
+            f"broker signature valid; delivered to {sub} as {ext_id}",
+            "forward",
+            ext_id=ext_id,
+        )

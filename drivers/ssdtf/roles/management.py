@@ -1,0 +1,90 @@
+"""The management server (MS): registrar (models 1 and 3), key owner of the data (models 1
+and 3, where it is the device operator's server), and receiver of failure reports.
+
+Reports come over MQTT (``ssdtf/v1/report/{cid}``) when the sensor still trusts its broker,
+or out of band (:meth:`ManagementServer.receive_report` called directly, standing for a
+separate channel) when the broker itself failed authentication; either way the MS verifies
+the device's signature before believing a report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.ssdtf import config as topics
+from drivers.ssdtf import wire
+from drivers.ssdtf.config import FlowConfig
+from drivers.ssdtf.endpoint import Endpoint
+from drivers.ssdtf.pre import PreKeyPair
+from drivers.ssdtf.roles.base import Role, key_view, pre_view
+from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
+from drivers.ssdtf.trace import Trace
+from drivers.ssdtf.wire import MsgType, T
+
+
+class ManagementServer(Role):
+    def __init__(
+        self,
+        signer: Ed25519Signer,
+        pre_keys: PreKeyPair | None,
+        cfg: FlowConfig,
+        trace: Trace,
+        service_token: str,
+    ) -> None:
+        super().__init__("ms", trace)
+        self.signer = signer
+        self.pre_keys = pre_keys
+        self.cfg = cfg
+        self.token = service_token
+        self.hold(key_view("sk_MS", "signing private", signer.public()))
+        if pre_keys is not None:
+            self.hold(pre_view("sk_MS.pre", "pre private (key owner)", pre_keys.public))
+            self.hold(pre_view("sk_MS.kfrag", "kfrag signing private", pre_keys.verifying))
+        self.devices: dict[str, PublicKeyRef] = {}
+        self.reports: list[dict[str, Any]] = []
+        self.endpoint: Endpoint | None = None
+
+    def know_device(self, cid: str, ref: PublicKeyRef) -> None:
+        self.devices[cid] = ref
+        self.hold(key_view(f"pk_D[{cid}]", "public (device)", ref))
+
+    def start(self, host: str, port: int) -> None:
+        endpoint = Endpoint("ssdtf-ms", host, port, username="ms", password=self.token)
+        endpoint.on("ssdtf/v1/report/+", lambda t, p, m: self.receive_report(p, t))
+        endpoint.connect(self.cfg.connect_timeout_s)
+        endpoint.subscribe([("ssdtf/v1/report/+", 1)], self.cfg.connect_timeout_s)
+        self.endpoint = endpoint
+
+    def stop(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.stop()
+
+    def receive_report(self, payload: bytes, topic: str = "") -> bool:
+        """Verify and store a sensor's REPORT (MQTT or out of band)."""
+        try:
+            env = wire.decode(payload)
+            if env.type != MsgType.REPORT:
+                raise wire.MsgTypeError(env.type.name)
+        except wire.WireError as error:
+            self.verdict(payload, False, f"malformed report: {error.problem}", "report")
+            return False
+        cid = env.text(T.CID)
+        key = self.devices.get(cid)
+        signed_topic = topics.report_topic(cid)
+        if (
+            key is None
+            or env.get(T.ALG)[0] != key.alg
+            or not key.verify(env.get(T.SIG), env.tbs(signed_topic))
+        ):
+            self.verdict(payload, False, "report signature invalid", "report")
+            return False
+        entry = {
+            "cid": cid,
+            "seq": env.int(T.SEQ),
+            "reason": env.text(T.REASON),
+            "via": "mqtt" if topic else "out of band",
+        }
+        self.reports.append(entry)
+        self.trace.note(f"ms: report from {cid}: {entry['reason']}", lane="ms", **entry)
+        self.verdict(payload, True, f"report from {cid} verified: {entry['reason']}", "report")
+        return True

@@ -1,0 +1,177 @@
+"""Signing keys of the SSDTF roles and the pinned public keys that verify them.
+
+Two kinds of signer, one interface (:class:`Signer`):
+
+- :class:`Ed25519Signer` for the servers (broker gateway, distribution server, management
+  server, data user): fast, deterministic, 64-byte signatures (research report §6.2);
+- :class:`TokenSigner` for a sensor: its key lives in any token of the driver layer (the
+  software key, a PKCS#11 token, the emulated or a real IoT SAFE SIM) and signs ECDSA P-256
+  through :class:`drivers.tokens.base.TokenSession`, so a card's latency shows in every
+  handshake and every DATA message. The signature is carried raw (r‖s, 64 bytes).
+
+A verifier is a :class:`PublicKeyRef`: the algorithm is pinned with the key, so an envelope
+whose ALG differs from the pinned one is refused before any cryptography (no algorithm
+confusion, no "none").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from drivers.errors import SafeLabError
+from drivers.ssdtf.wire import Alg
+from drivers.tokens.base import HashOn, KeyInfo, Token, TokenSession
+
+
+def kid_of(public_bytes: bytes) -> bytes:
+    """8-byte key identifier: the first bytes of SHA-256 of the public key."""
+    return hashlib.sha256(public_bytes).digest()[:8]
+
+
+@dataclass(frozen=True)
+class PublicKeyRef:
+    """A pinned public key: algorithm + encoded public key. Safe to show and export."""
+
+    alg: Alg
+    public_bytes: bytes
+    owner: str = ""
+
+    @property
+    def kid(self) -> bytes:
+        return kid_of(self.public_bytes)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.public_bytes).hexdigest()[:16]
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True if ``signature`` signs ``data`` under this key; never raises for bad input."""
+        if len(signature) != 64:
+            return False
+        try:
+            if self.alg == Alg.ED25519:
+                ed25519.Ed25519PublicKey.from_public_bytes(self.public_bytes).verify(
+                    signature, data
+                )
+            elif self.alg == Alg.ES256:
+                key = ec.EllipticCurvePublicKey.from_encoded_point(
+                    ec.SECP256R1(), self.public_bytes
+                )
+                der = encode_dss_signature(
+                    int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+                )
+                key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+            else:
+                return False
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class Signer(Protocol):
+    """What a role needs from its signing key."""
+
+    alg: Alg
+    name: str
+
+    def public(self) -> PublicKeyRef: ...
+
+    def sign(self, data: bytes) -> bytes:
+        """64-byte signature over ``data``."""
+        ...
+
+    @property
+    def last_sign_ms(self) -> float: ...
+
+
+class Ed25519Signer:
+    """An Ed25519 key held in this process (the private key never leaves this object)."""
+
+    alg = Alg.ED25519
+
+    def __init__(self, name: str, key: ed25519.Ed25519PrivateKey | None = None) -> None:
+        self.name = name
+        self.__key = key or ed25519.Ed25519PrivateKey.generate()
+        self._public = PublicKeyRef(
+            Alg.ED25519,
+            self.__key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            ),
+            name,
+        )
+        self._last_ns = 0
+
+    def public(self) -> PublicKeyRef:
+        return self._public
+
+    def sign(self, data: bytes) -> bytes:
+        start = time.perf_counter_ns()
+        signature = self.__key.sign(data)
+        self._last_ns = time.perf_counter_ns() - start
+        return signature
+
+    @property
+    def last_sign_ms(self) -> float:
+        return self._last_ns / 1e6
+
+    def __repr__(self) -> str:
+        return f"Ed25519Signer({self.name!r}, kid={self._public.kid.hex()})"
+
+
+class TokenSigner:
+    """A sensor's key in a token of the driver layer; signs ES256 through the token interface.
+
+    The session is opened and the key found once (phases open/login/find), then every
+    signature is ``sign_init_and_sign`` with the hash on the host, as TLS does, so the time a
+    card takes is exactly the token's ``sign_init`` + ``sign`` phases.
+    """
+
+    alg = Alg.ES256
+
+    def __init__(self, name: str, token: Token, pin: object = None) -> None:
+        self.name = name
+        self.token = token
+        self.session: TokenSession = token.open()
+        self.session.login(pin)  # type: ignore[arg-type]
+        self.key: KeyInfo = self.session.find_key(token.key_selector)
+        public = token.public_key(token.key_selector)
+        if not isinstance(public.curve, ec.SECP256R1):
+            raise SafeLabError(
+                f"the key of {name} is on {public.curve.name}, SSDTF pins ES256 (P-256)",
+                "use a P-256 key (software:p256, an IoT SAFE p256 key, a PKCS#11 P-256 key)",
+            )
+        self._public = PublicKeyRef(
+            Alg.ES256,
+            public.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            ),
+            name,
+        )
+        self._last_ns = 0
+
+    def public(self) -> PublicKeyRef:
+        return self._public
+
+    def sign(self, data: bytes) -> bytes:
+        start = time.perf_counter_ns()
+        signature = self.session.sign_init_and_sign(self.key, HashOn.HOST, data)
+        self._last_ns = time.perf_counter_ns() - start
+        return signature.raw
+
+    @property
+    def last_sign_ms(self) -> float:
+        return self._last_ns / 1e6
+
+    def close(self) -> None:
+        self.session.close()
+        self.token.close()
+
+    def __repr__(self) -> str:
+        return f"TokenSigner({self.name!r}, {self.token.info.uri!r})"

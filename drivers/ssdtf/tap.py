@@ -1,0 +1,278 @@
+"""A loopback TCP tap between the MQTT clients and the broker: it records every real packet,
+can pause before forwarding each one (the stepper's live mode), and lets an attack drop,
+rewrite or inject packets on the wire.
+
+Why a proxy and not packet capture: it needs no root and no capture privileges (runs in CI),
+sees packets already split into MQTT frames, and can hold a packet back, which a passive
+capture cannot. All clients of a deployment connect to the tap's port; the tap opens one
+upstream connection to the broker per client, so every hop (sensor↔broker, broker↔gateway,
+broker↔distribution server, broker↔data user) is captured with its direction.
+
+Ordering: all connections feed one FIFO and one forwarder task, so the trace's packet order
+is the order in which packets really left the tap, and "step" releases exactly one packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.ssdtf.mqttcodec import FrameSplitter, MqttPacket, decode_packet, redact_connect
+from drivers.ssdtf.trace import PacketRecord, Trace
+
+
+@dataclass
+class Connection:
+    id: int
+    lane: str
+    client_writer: asyncio.StreamWriter
+    upstream_writer: asyncio.StreamWriter | None = None
+    closed: bool = False
+    client_id: str = ""
+
+
+@dataclass
+class Hop:
+    """What an interceptor sees: one packet about to be forwarded."""
+
+    conn: Connection
+    direction: str
+    raw: bytes
+    packet: MqttPacket
+    tap: Tap
+
+
+@dataclass
+class Forward:
+    """An interceptor's decision: forward these frames (empty list: drop) with a note."""
+
+    frames: list[bytes] = field(default_factory=list)
+    note: str = ""
+
+
+Interceptor = Callable[[Hop], Forward | None]
+"""Returns None to forward unchanged, or a :class:`Forward` to drop/replace the packet."""
+
+
+class Stepper:
+    """Step control of a tap: pause before each packet, release one at a time, or run on.
+
+    Thread-safe: the console calls these from its own thread while the tap runs on the
+    deployment's loop.
+    """
+
+    def __init__(self, tap: Tap, stepping: bool) -> None:
+        self._tap = tap
+        self.stepping = stepping
+        self._credits = 0
+        self._wake: asyncio.Event | None = None
+        self._held: PacketRecord | None = None
+        self._held_changed = threading.Condition()
+
+    @property
+    def pending(self) -> PacketRecord | None:
+        """The packet held before forwarding (live mode), or None."""
+        return self._held
+
+    def step(self, count: int = 1) -> None:
+        """Release the next ``count`` packets."""
+        self._tap.loop.call_soon_threadsafe(self._grant, count)
+
+    def run_to_end(self) -> None:
+        """Stop pausing; forward everything from now on."""
+        self.stepping = False
+        self._tap.loop.call_soon_threadsafe(self._grant, 0)
+
+    def pause(self) -> None:
+        """Pause again before the next packet."""
+        self.stepping = True
+
+    def wait_pending(self, timeout: float = 5.0) -> PacketRecord | None:
+        """Block until a packet is held (or ``timeout``); returns it."""
+        with self._held_changed:
+            self._held_changed.wait_for(lambda: self._held is not None, timeout)
+            return self._held
+
+    def _grant(self, count: int) -> None:
+        self._credits += count
+        if self._wake is not None:
+            self._wake.set()
+
+    async def gate(self, record: PacketRecord) -> None:
+        if not self.stepping:
+            return
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with self._held_changed:
+            self._held = record
+            self._held_changed.notify_all()
+        while self.stepping and self._credits <= 0:
+            self._wake.clear()
+            await self._wake.wait()
+        if self._credits > 0:
+            self._credits -= 1
+        with self._held_changed:
+            self._held = None
+            self._held_changed.notify_all()
+
+
+class Tap:
+    """The proxy. Start it on a running loop with :meth:`start`; clients connect to ``port``."""
+
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        trace: Trace,
+        *,
+        stepping: bool = False,
+        interceptor: Interceptor | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.trace = trace
+        self.interceptor = interceptor
+        self.port = 0
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.stepper = Stepper(self, stepping)
+        self.connections: dict[int, Connection] = {}
+        self._next = 1
+        self._queue: asyncio.Queue[tuple[Connection, str, bytes | None, str, bool]] | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._forwarder()))
+        return self.port
+
+    async def stop(self) -> None:
+        self.stepper.run_to_end()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections.values()):
+            self._close(conn)
+        for task in self._tasks:
+            task.cancel()
+
+    def find(self, lane: str) -> Connection | None:
+        """The newest open connection of ``lane`` (for injections)."""
+        for conn in sorted(self.connections.values(), key=lambda c: -c.id):
+            if conn.lane == lane and not conn.closed:
+                return conn
+        return None
+
+    def inject(self, lane: str, direction: str, raw: bytes, note: str = "injected") -> bool:
+        """Queue a frame on ``lane``'s newest connection; thread-safe. False if no such lane."""
+        conn = self.find(lane)
+        if conn is None:
+            return False
+        self.loop.call_soon_threadsafe(
+            self._queue.put_nowait,  # type: ignore[union-attr]
+            (conn, direction, raw, note, True),
+        )
+        return True
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self._next, f"conn-{self._next}", writer)
+        self._next += 1
+        self.connections[conn.id] = conn
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError as error:
+            self.trace.note(f"tap cannot reach the broker: {error}", conn=conn.id)
+            writer.close()
+            return
+        conn.upstream_writer = up_writer
+        self._tasks.append(asyncio.create_task(self._pump(conn, reader, "c2b")))
+        self._tasks.append(asyncio.create_task(self._pump(conn, up_reader, "b2c")))
+
+    async def _pump(self, conn: Connection, reader: asyncio.StreamReader, direction: str) -> None:
+        splitter = FrameSplitter()
+        assert self._queue is not None
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for frame in splitter.feed(data):
+                    self._queue.put_nowait((conn, direction, frame, "", False))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        self._queue.put_nowait((conn, direction, None, "", False))
+
+    async def _forwarder(self) -> None:
+        assert self._queue is not None
+        while True:
+            conn, direction, raw, note, injected = await self._queue.get()
+            if raw is None:
+                if not conn.closed:
+                    side = "client" if direction == "c2b" else "broker"
+                    self.trace.note(
+                        f"TCP closed by {side}", conn=conn.id, lane=conn.lane, event="close"
+                    )
+                self._close(conn)
+                continue
+            if conn.closed:
+                continue
+            packet = decode_packet(raw)
+            if packet.type == 1 and direction == "c2b":
+                self._name_lane(conn, packet)
+            frames: list[tuple[bytes, str]] = [(raw, note)]
+            if self.interceptor is not None and not injected:
+                decision = self.interceptor(Hop(conn, direction, raw, packet, self))
+                if decision is not None:
+                    frames = [(f, decision.note) for f in decision.frames]
+                    if not frames:
+                        self.trace.add_packet(
+                            conn.id,
+                            conn.lane,
+                            direction,
+                            redact_connect(raw),
+                            "dropped",
+                            decision.note or "dropped",
+                        )
+                        continue
+            for frame, frame_note in frames:
+                await self._send(conn, direction, frame, frame_note)
+
+    async def _send(self, conn: Connection, direction: str, frame: bytes, note: str) -> None:
+        status = "held" if self.stepper.stepping else "forwarded"
+        record = self.trace.add_packet(
+            conn.id, conn.lane, direction, redact_connect(frame), status, note
+        )
+        if self.stepper.stepping:
+            await self.stepper.gate(record)
+            self.trace.set_status(record, "forwarded")
+        writer = conn.upstream_writer if direction == "c2b" else conn.client_writer
+        if conn.closed or writer is None:
+            self.trace.set_status(record, "dropped")
+            return
+        try:
+            writer.write(frame)
+            await writer.drain()
+        except ConnectionError:
+            self._close(conn)
+
+    def _name_lane(self, conn: Connection, packet: MqttPacket) -> None:
+        """Service clients log in with their role as user name; sensors by client ID."""
+        fields = packet.fields
+        conn.client_id = str(fields.get("client_id", ""))
+        password = str(fields.get("password", ""))
+        if password.startswith("<redacted") and fields.get("username"):
+            conn.lane = str(fields["username"])
+        else:
+            conn.lane = conn.client_id or conn.lane
+
+    def _close(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        for writer in (conn.client_writer, conn.upstream_writer):
+            if writer is not None:
+                with contextlib.suppress(RuntimeError):
+                    writer.close()
