@@ -348,9 +348,10 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
 
 
 def _register_card_commands() -> None:
-    from console import cli_card
+    from console import cli_card, cli_proto
 
     cli_card.register(main)
+    cli_proto.register(main)
 
 
 _register_card_commands()

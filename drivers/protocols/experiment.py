@@ -80,8 +80,8 @@ def protocol_session(
     peer: Peer | None = None,
 ) -> Iterator[ProtocolClient]:
     """Peer (started here unless given), signer and client; everything released after."""
-    own_peer = peer is None
     running = peer or peer_for(protocol, pki)
+    own_peer = not running.running  # a peer given but not started is started (and stopped) here
     signer = TokenSigner(token, pin=pin, reuse_session=condition.reuse_token_session)
     client: ProtocolClient | None = None
     try:
@@ -113,9 +113,17 @@ def run_experiment(
 ) -> ProtocolResult:
     """Run ``protocol`` on ``token`` under ``condition``; the run is stored."""
     pki = pki or LabPki()
-    with protocol_session(protocol, token, condition, pki, pin=pin, peer=peer) as client:
-        label = type(peer).__name__ if peer else type(peer_for(protocol, pki)).__name__
-        return _run(client, store, n=n, warmup=warmup, peer=label, stop=stop, on_trial=on_trial)
+    session = protocol_session(protocol, token, condition, pki, pin=pin, peer=peer)
+    with session as (client, running):
+        return _run(
+            client,
+            store,
+            n=n,
+            warmup=warmup,
+            peer=type(running).__name__,
+            stop=stop,
+            on_trial=on_trial,
+        )
 
 
 @dataclass

@@ -83,6 +83,14 @@ class HttpsClient(ProtocolClient):
                 "check the certificate and that the server runs",
             ) from None
         self.signer.raise_if_failed()
+        if self.last_status == 400 and b"certificate" in self.last_body.lower():
+            self.close()
+            raise ProtocolError(
+                f"the HTTPS server refused the client certificate (HTTP 400: "
+                f"{_first_line(self.last_body)})",
+                "nginx answers 400 to an untrusted, expired or missing client certificate; "
+                "issue one from the lab CA for this token",
+            )
         socket = context.last_socket if fresh else None
         resumed = bool(socket is not None and socket.session_reused)
         if fresh and self.condition.resume and socket is not None:
@@ -102,3 +110,11 @@ class HttpsClient(ProtocolClient):
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+def _first_line(body: bytes) -> str:
+    text = body.decode(errors="replace")
+    for marker in ("<title>", "<h1>"):
+        if marker in text:
+            return text.split(marker, 1)[1].split("<", 1)[0].strip()
+    return text.strip().splitlines()[0][:80] if text.strip() else "empty body"

@@ -121,10 +121,13 @@ def install_client_key(ctx_pointer: int, key: TokenEvpKey, cert_chain: Path) -> 
             "check the certificate file",
         )
     if lib.SSL_CTX_use_PrivateKey(ctx_pointer, key.pkey) != 1:
-        raise KeyUsageError(
-            f"OpenSSL refused the token key ({openssl_errors(key.lib)})",
-            "the certificate must be issued for the token's public key",
+        errors = openssl_errors(key.lib)
+        problem = (
+            f"the certificate {cert_chain} is not for the token's key ({errors})"
+            if "mismatch" in errors
+            else f"OpenSSL refused the token key ({errors})"
         )
+        raise KeyUsageError(problem, "issue the client certificate for this token's public key")
     if lib.SSL_CTX_check_private_key(ctx_pointer) != 1:
         raise KeyUsageError(
             f"the certificate {cert_chain} is not for the token's key ({openssl_errors(key.lib)})",

@@ -1,0 +1,278 @@
+"""``safelab proto``: protocol experiments with the client key in a token, and Table 6.
+
+``safelab proto PROTOCOL --token URI`` runs one protocol under one condition against its real
+peer on loopback; ``safelab proto table6 --token URI`` reproduces the paper's Table 6 (every
+protocol, software key versus the token, full and resumed handshakes) with the paper's figures
+beside ours. Runs land in the results store (``safelab runs list``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from drivers.bench.paper import TABLE6
+from drivers.bench.store import ResultsStore
+from drivers.errors import SafeLabError
+from drivers.tokens.pin import make_pin_provider
+from drivers.tokens.registry import DEFAULT_TOKEN, open_token
+from screens.widgets.format import fmt_ms
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+PROTOCOL_CHOICES = ("mqtt", "https", "coap", "vpn", "jwt")
+
+
+def _pin_for(token_uri: str, pin_env: str | None, pin_fd: int | None):  # type: ignore[no-untyped-def]
+    token = open_token(token_uri)
+    pin = make_pin_provider(pin_env, pin_fd)() if token.needs_login else None
+    if token.needs_login and pin is None:
+        raise SafeLabError(
+            f"token {token.info.label!r} needs a user PIN",
+            "give it with --pin-env VAR or --pin-fd N",
+        )
+    return token, pin
+
+
+class ProtoGroup(click.Group):
+    """``safelab proto PROTOCOL`` and ``safelab proto table6`` under one name."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+        if args and args[0] in PROTOCOL_CHOICES:
+            ctx.meta["protocol"] = args[0]
+            return "run", run_command, args[1:]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=ProtoGroup)
+def proto() -> None:
+    """Protocols signed by the token: PROTOCOL is mqtt, https, coap, vpn or jwt.
+
+    \b
+    safelab proto mqtt --token URI [--resume] [-n 30]
+    safelab proto table6 --token URI [-n 30] [--json|--csv]
+    """
+
+
+@click.command("run")
+@click.option("--token", "token_uri", default=DEFAULT_TOKEN, show_default=True, metavar="URI")
+@click.option("-n", "n", type=int, default=30, show_default=True, help="Trials (the paper: 30).")
+@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--resume", is_flag=True, help="TLS session resumption (MQTT, HTTPS).")
+@click.option("--keep-alive", is_flag=True, help="HTTPS: one connection for every trial.")
+@click.option(
+    "--jwt-ttl",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="JWT: reuse a token this many seconds (0: a fresh JWT per request).",
+)
+@click.option(
+    "--fresh-token-session",
+    is_flag=True,
+    help="Open, log in and find the key for every signature (total mode inside).",
+)
+@click.option("--pin-env", metavar="VAR")
+@click.option("--pin-fd", type=int, metavar="N")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    token_uri: str,
+    n: int,
+    warmup: int,
+    resume: bool,
+    keep_alive: bool,
+    jwt_ttl: float,
+    fresh_token_session: bool,
+    pin_env: str | None,
+    pin_fd: int | None,
+    as_json: bool,
+) -> None:
+    """Run one protocol experiment."""
+    from drivers.protocols.base import Condition
+    from drivers.protocols.experiment import run_experiment
+
+    protocol = ctx.meta["protocol"]
+    if resume and protocol in ("vpn", "coap"):
+        why = (
+            "OpenVPN disables TLS resumption"
+            if protocol == "vpn"
+            else "libcoap 4.3.1 has no DTLS resumption"
+        )
+        raise SafeLabError(
+            f"{protocol} cannot resume sessions here ({why})",
+            "drop --resume; every connection is a full handshake",
+        )
+    token, pin = _pin_for(token_uri, pin_env, pin_fd)
+    condition = Condition(
+        resume=resume,
+        keep_alive=keep_alive,
+        jwt_ttl_s=jwt_ttl,
+        reuse_token_session=not fresh_token_session,
+    )
+    with ResultsStore(ctx.find_root().obj.get("db")) as store:
+        result = run_experiment(protocol, token, condition, store, n=n, warmup=warmup, pin=pin)
+        record = store.get_run(result.run_id)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "run": record.as_dict(),
+                    "summary": result.stats.as_dict(),
+                    "signatures_per_trial": result.n_sign,
+                    "resumed_trials": result.resumed,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    table = Table(
+        title=f"{protocol} {condition.name}: connection established (ms)", title_justify="left"
+    )
+    for column in ("token", "n", "mean", "P50", "P99", "sign/conn", "resumed"):
+        table.add_column(column, justify="left" if column == "token" else "right")
+    label = token.info.label + (" [EMULATED]" if token.info.emulated else "")
+    signatures = sum(result.n_sign) / max(len(result.n_sign), 1)
+    table.add_row(
+        label,
+        str(result.stats.count),
+        fmt_ms(result.stats.mean_ms),
+        fmt_ms(result.stats.p50_ms),
+        fmt_ms(result.stats.p99_ms),
+        f"{signatures:.2f}",
+        str(result.resumed),
+    )
+    stdout.print(table)
+    phases = Table(title="Phases (mean ms)", title_justify="left")
+    for name in result.stats.phases:
+        phases.add_column(name, justify="right")
+    phases.add_row(*(fmt_ms(s.mean_ms) for s in result.stats.phases.values()))
+    stdout.print(phases)
+    for limit in record.extra.get("limits", []):
+        stdout.print(f"note: {limit}", highlight=False)
+    stdout.print(
+        f"established at: {record.extra.get('established_at')}; peer "
+        f"{record.extra.get('peer')}; run {result.run_id} stored",
+        highlight=False,
+    )
+
+
+@proto.command("table6")
+@click.option(
+    "--token",
+    "token_uri",
+    required=True,
+    metavar="URI",
+    help="The token to compare with the software key.",
+)
+@click.option("-n", "n", type=int, default=30, show_default=True)
+@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--protocols", default="vpn,mqtt,coap,https", show_default=True)
+@click.option("--pin-env", metavar="VAR")
+@click.option("--pin-fd", type=int, metavar="N")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+@click.pass_context
+def table6_command(
+    ctx: click.Context,
+    token_uri: str,
+    n: int,
+    warmup: int,
+    protocols: str,
+    pin_env: str | None,
+    pin_fd: int | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """The paper's Table 6: software key versus the token, full and resumed, per protocol."""
+    from drivers.protocols.experiment import table6
+
+    wanted = tuple(p.strip() for p in protocols.split(",") if p.strip())
+    unknown = [p for p in wanted if p not in TABLE6]
+    if unknown:
+        raise SafeLabError(f"unknown protocol {unknown[0]!r}", "use vpn, mqtt, coap, https")
+    token, pin = _pin_for(token_uri, pin_env, pin_fd)
+    with ResultsStore(ctx.find_root().obj.get("db")) as store:
+        rows = table6(
+            token_uri,
+            store,
+            n=n,
+            warmup=warmup,
+            protocols=wanted,
+            pin=pin,
+            progress=(lambda text: stderr.print(f"running {text}", style="dim"))
+            if stderr.is_terminal
+            else None,
+        )
+    data = [row.as_dict() for row in rows]
+    if as_json:
+        click.echo(json.dumps({"token": token.info.as_dict(), "n": n, "rows": data}, indent=2))
+        return
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(data[0]) if data else ["protocol"])
+        writer.writeheader()
+        for row in data:
+            writer.writerow(
+                {k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
+            )
+        click.echo(out.getvalue(), nl=False)
+        return
+    label = token.info.label + (" [EMULATED]" if token.info.emulated else "")
+    table = Table(
+        title=f"Table 6: connection established with mTLS, mean ms, n={n} (token: {label})",
+        title_justify="left",
+    )
+    for column in (
+        "protocol",
+        "software",
+        "token",
+        "diff",
+        "token sign",
+        "resumed sw",
+        "resumed tok",
+        "paper sw",
+        "paper SIM",
+        "paper diff",
+    ):
+        table.add_column(column, justify="left" if column == "protocol" else "right")
+    for row in data:
+        table.add_row(
+            str(row["protocol"]),
+            fmt_ms(row["software_ms"]),
+            fmt_ms(row["token_ms"]),
+            Text(f"+{row['difference_ms']:.0f}", style="bold"),
+            fmt_ms(row["token_sign_ms"]),
+            fmt_ms(row["resumed_software_ms"]),
+            fmt_ms(row["resumed_token_ms"]),
+            f"{row['paper_software_ms']:g}",
+            f"{row['paper_iot_safe_ms']:g}",
+            f"+{row['paper_difference_ms']:g}",
+        )
+    stdout.print(table)
+    for row in data:
+        if row["note"]:
+            stdout.print(f"note: {row['protocol']}: {row['note']}", highlight=False)
+    stdout.print(
+        "The difference should be the token's signing time inside the handshake "
+        "(column 'token sign'); resumed handshakes make no token signature.",
+        style="dim",
+    )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(proto)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(proto())
