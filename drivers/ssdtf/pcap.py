@@ -5,10 +5,10 @@ the format is tiny (a 24-byte global header, a 16-byte record header per packet)
 works on TCP payloads, not frames, so each MQTT packet is wrapped in a synthetic IPv4 + TCP
 header with LINKTYPE_RAW (101, raw IPv4): each connection gets its own client address
 (10.84.x.y from the connection number), the broker is 10.83.0.1:1883 (the MQTT port
-Wireshark's dissector binds to), and sequence/acknowledgement numbers run on per direction, so stream reassembly and the
-Flow Graph work. A SYN/SYN-ACK/ACK opens every connection. Checksums are computed, so no
-"bad checksum" noise. Only what the trace holds is written: CONNECT passwords of service
-clients are already redacted.
+Wireshark's dissector binds to), and sequence/acknowledgement numbers run on per direction,
+so stream reassembly and the Flow Graph work. A SYN/SYN-ACK/ACK opens every connection.
+Checksums are computed, so no "bad checksum" noise. Only what the trace holds is written:
+CONNECT passwords of service clients are already redacted.
 """
 
 from __future__ import annotations

@@ -121,15 +121,16 @@ class MappingStore:
         allowed = credential is not None and hmac.compare_digest(
             credential, operator_credential(create=False)
         )
-        with self._lock, self._db:
-            if not allowed:
+        if not allowed:
+            with self._lock, self._db:  # committed before the refusal is raised
                 self._db.execute(
                     "INSERT INTO audit VALUES (?, ?, ?, ?)", (time.time(), who, ext_id, "denied")
                 )
-                raise TraceDenied(
-                    f"{who} may not resolve external IDs",
-                    "only the operator (holder of the operator credential) may trace a device",
-                )
+            raise TraceDenied(
+                f"{who} may not resolve external IDs",
+                "only the operator (holder of the operator credential) may trace a device",
+            )
+        with self._lock, self._db:
             rows = self._db.execute(
                 "SELECT epoch, scope, internal_id, first_seen FROM mapping WHERE ext_id = ?"
                 " ORDER BY epoch",

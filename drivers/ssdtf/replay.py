@@ -28,6 +28,13 @@ class SeqWindow:
         self.hashes: dict[int, bytes] = {}
         self._lock = threading.Lock()
 
+    def seen(self, seq: int) -> bool:
+        """True if ``seq`` was accepted before or is below the window (no commit)."""
+        with self._lock:
+            if seq <= 0 or seq <= self.high - self.size:
+                return True
+            return seq <= self.high and bool(self.bits >> (self.high - seq) & 1)
+
     def accept(self, seq: int, digest: bytes) -> str:
         with self._lock:
             if seq <= 0:

@@ -224,7 +224,11 @@ class Tap:
                 self._name_lane(conn, packet)
             frames: list[tuple[bytes, str]] = [(raw, note)]
             if self.interceptor is not None and not injected:
-                decision = self.interceptor(Hop(conn, direction, raw, packet, self))
+                try:
+                    decision = self.interceptor(Hop(conn, direction, raw, packet, self))
+                except Exception as error:
+                    self.trace.note(f"interceptor failed: {error!r}", conn=conn.id)
+                    decision = None
                 if decision is not None:
                     frames = [(f, decision.note) for f in decision.frames]
                     if not frames:

@@ -108,9 +108,8 @@ class DataUser(Role):
             self.verdict(payload, False, "distribution server signature invalid", "deliver")
             return
         seq = env.int(T.SEQ)
-        outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
-        if outcome != SeqWindow.NEW:
-            self.verdict(payload, False, f"DELIVER seq={seq} {outcome}: ignored", "deliver")
+        if self.window.seen(seq):
+            self.verdict(payload, False, f"DELIVER seq={seq} already seen: ignored", "deliver")
             return
         if env.plain:
             if self.pre.available:
@@ -133,6 +132,11 @@ class DataUser(Role):
             except PreError as error:
                 self.verdict(payload, False, error.problem, "deliver")
                 return
+        # Committed only now: a DELIVER that fails the cfrag check must not burn its seq.
+        outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"DELIVER seq={seq} {outcome}: ignored", "deliver")
+            return
         reading = Reading(env.text(T.EXT_ID), env.int(T.EPOCH), seq, value, retain, qos)
         with self.arrived:
             self.readings.append(reading)

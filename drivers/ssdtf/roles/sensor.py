@@ -110,6 +110,7 @@ class Sensor(Role):
         self._done = threading.Event()
         self.pending: dict[int, Pending] = {}
         self.acked: list[int] = []
+        self.acked_digests: dict[int, bytes] = {}
         self.reported: list[int] = []
         self.sign_ms: list[float] = []
         self._lock = threading.RLock()
@@ -304,6 +305,12 @@ class Sensor(Role):
         seq = env.int(T.SEQ)
         with self._lock:
             item = self.pending.get(seq)
+            done = self.acked_digests.get(seq)
+        if not problem and item is None and done == env.get(T.HASH):
+            self.verdict(
+                payload, True, f"repeated ACK for seq={seq} (already discarded)", "ack", benign=True
+            )
+            return
         if not problem and (item is None or env.get(T.HASH) != item.digest):
             problem = "ACK for an envelope this sensor is not waiting for (hash differs)"
         if not problem and env.get(T.SID) != self.sid:
@@ -316,6 +323,7 @@ class Sensor(Role):
             with self._lock:
                 self.pending.pop(seq, None)
                 self.acked.append(seq)
+                self.acked_digests[seq] = item.digest  # type: ignore[union-attr]
             self.verdict(
                 payload, True, f"signed ACK seq={seq} ({status.name}); message discarded", "ack"
             )

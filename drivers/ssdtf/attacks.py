@@ -1,0 +1,654 @@
+"""The attack cases of the research report (§7), each run against a real deployment.
+
+An attack is a normal run plus an attacker: usually the tap acting as a man in the middle
+(drop, rewrite or inject packets on the wire), sometimes a misbehaving sensor (wrong key,
+skewed clock, plaintext) or a curious subscriber. Each attack names where it must be
+rejected (role and reason); :func:`run_attack` runs it and checks the trace for exactly that
+verdict. Positive controls (``control-*``) are legitimate broker behaviour that must still
+verify.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.errors import SafeLabError
+from drivers.ssdtf import config as topics
+from drivers.ssdtf import wire
+from drivers.ssdtf.config import FlowConfig
+from drivers.ssdtf.deployment import Deployment
+from drivers.ssdtf.endpoint import Endpoint, MqttError
+from drivers.ssdtf.mqttcodec import encode_publish
+from drivers.ssdtf.pseudonyms import TraceDenied
+from drivers.ssdtf.roles.sensor import HandshakeFailed
+from drivers.ssdtf.signing import Ed25519Signer
+from drivers.ssdtf.tap import Forward, Hop
+from drivers.ssdtf.trace import Trace, Verdict
+from drivers.ssdtf.wire import MsgType, T
+
+FAST = {
+    "auth_deadline_s": 1.0,
+    "ack_timeout_s": 0.15,
+    "backoff": 1.5,
+    "max_attempts": 3,
+    "connect_timeout_s": 5.0,
+}
+
+
+@dataclass
+class AttackOutcome:
+    name: str
+    title: str
+    rejected: bool
+    """Attack: rejected at the expected point. Control: everything verified."""
+    role: str = ""
+    reason: str = ""
+    packet: int | None = None
+    expected: list[tuple[str, str]] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    control: bool = False
+    trace: Trace | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "trace"}
+        out["expected"] = [f"{role}: {text}" for role, text in self.expected]
+        return out
+
+
+@dataclass
+class Attack:
+    name: str
+    title: str
+    expect: list[tuple[str, str]]
+    scenario: Callable[[FlowConfig], tuple[Deployment, dict[str, Any]]]
+    control: bool = False
+
+
+# --- helpers --------------------------------------------------------------------------
+def _is(hop: Hop, lane: str, direction: str, msg_type: MsgType | None = None) -> bool:
+    if hop.conn.lane != lane or hop.direction != direction or hop.packet.payload is None:
+        return False
+    if msg_type is None:
+        return True
+    try:
+        return wire.decode(hop.packet.payload).type == msg_type
+    except wire.WireError:
+        return False
+
+
+def _republish(hop: Hop, payload: bytes, **changes: Any) -> bytes:
+    p = hop.packet
+    topic = changes.pop("topic", p.topic or "")
+    args = {"qos": p.qos, "retain": p.retain, "dup": p.dup, "packet_id": p.packet_id}
+    args.update(changes)
+    return encode_publish(topic, payload, **args)
+
+
+def _resign(payload: bytes, topic: str, signer: Ed25519Signer, kid: bytes | None = None) -> bytes:
+    env = wire.decode(payload)
+    fields = {t: v for t, v in env.fields.items() if t != T.SIG}
+    if kid is not None:
+        fields[T.KID] = kid
+    return wire.encode(
+        env.type, fields, flags=env.flags, cfrags=env.cfrags, sign=signer.sign, topic=topic
+    )
+
+
+class Once:
+    """An interceptor that rewrites the first matching packet only."""
+
+    def __init__(self, match: Callable[[Hop], bool], rewrite: Callable[[Hop], Forward]):
+        self.match = match
+        self.rewrite = rewrite
+        self.done = False
+
+    def __call__(self, hop: Hop) -> Forward | None:
+        if self.done or not self.match(hop):
+            return None
+        self.done = True
+        return self.rewrite(hop)
+
+
+def _deploy(cfg: FlowConfig, interceptor: Any = None, **changes: Any) -> Deployment:
+    return Deployment(dataclasses.replace(cfg, **{**FAST, **changes}), interceptor=interceptor)
+
+
+def _standard(dep: Deployment, messages: int = 2, settle: float = 3.0) -> dict[str, Any]:
+    """Start, handshake, send, wait; the usual body of an attack run."""
+    evidence: dict[str, Any] = {}
+    dep.start()
+    try:
+        dep.connect_sensors()
+    except HandshakeFailed as error:
+        evidence["handshake"] = error.problem
+    dep.send_readings(messages)
+    dep.wait_delivered(messages * len(dep.sensors), settle)
+    evidence["received"] = {n: len(u.readings) for n, u in dep.users.items()}
+    return evidence
+
+
+def _data_published(dep: Deployment, cid: str) -> int:
+    return sum(
+        1
+        for p in dep.trace.packets
+        if p.lane == cid and p.direction == "c2b" and p.topic == topics.data_topic(cid)
+    )
+
+
+def _reconnect(dep: Deployment, cid: str) -> str:
+    sensor = dep.sensors[cid]
+    sensor.disconnect()
+    try:
+        sensor.connect(dep.host, dep.port)
+    except HandshakeFailed as error:
+        return error.problem
+    return "ready"
+
+
+# --- scenarios ------------------------------------------------------------------------
+def replay_same_session(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def dup(hop: Hop) -> Forward:
+        replay = _republish(hop, hop.packet.payload or b"", qos=0, dup=False)
+        return Forward([hop.raw, replay], "replayed by the attacker")
+
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), dup))
+    return dep, _standard(dep)
+
+
+def _two_sessions(
+    cfg: FlowConfig, first: Callable[[Hop], None], second: Callable[[Hop, dict[str, Any]], Any]
+) -> tuple[Deployment, dict[str, Any]]:
+    state: dict[str, Any] = {"session": 1}
+
+    def interceptor(hop: Hop) -> Forward | None:
+        if state["session"] == 1:
+            first(hop)
+            return None
+        return second(hop, state)
+
+    dep = _deploy(cfg, interceptor)
+    evidence = _standard(dep, messages=1)
+    state["session"] = 2
+    evidence["second_session"] = _reconnect(dep, "sensor-1")
+    return dep, evidence
+
+
+def replay_old_session(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    store: dict[str, bytes] = {}
+
+    def first(hop: Hop) -> None:
+        if _is(hop, "sensor-1", "c2b", MsgType.DATA):
+            store.setdefault("data", hop.packet.payload or b"")
+
+    dep, evidence = _two_sessions(cfg, first, lambda hop, state: None)
+    if dep.tap is not None and "data" in store:
+        frame = encode_publish(topics.data_topic("sensor-1"), store["data"], qos=0)
+        dep.tap.inject("sensor-1", "c2b", frame, "old session's DATA replayed")
+        dep.wait_delivered(10**6, 0.5)
+    return dep, evidence
+
+
+def replay_old_resp(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    store: dict[str, bytes] = {}
+
+    def first(hop: Hop) -> None:
+        if _is(hop, "sensor-1", "c2b", MsgType.RESP):
+            store.setdefault("resp", hop.packet.payload or b"")
+
+    def second(hop: Hop, state: dict[str, Any]) -> Forward | None:
+        if _is(hop, "sensor-1", "c2b", MsgType.RESP) and "resp" in store:
+            return Forward([_republish(hop, store["resp"])], "old RESP replayed")
+        return None
+
+    return _two_sessions(cfg, first, second)
+
+
+def replay_old_chal(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    store: dict[str, bytes] = {}
+
+    def first(hop: Hop) -> None:
+        if _is(hop, "sensor-1", "b2c", MsgType.CHAL):
+            store.setdefault("chal", hop.packet.payload or b"")
+
+    def second(hop: Hop, state: dict[str, Any]) -> Forward | None:
+        if _is(hop, "sensor-1", "b2c", MsgType.CHAL) and "chal" in store:
+            return Forward([_republish(hop, store["chal"])], "fake broker replays an old CHAL")
+        return None
+
+    return _two_sessions(cfg, first, second)
+
+
+def broker_impersonation(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    attacker = Ed25519Signer("attacker")
+    holder: dict[str, Deployment] = {}
+
+    def forge(hop: Hop) -> Forward | None:
+        if _is(hop, "sensor-1", "b2c", MsgType.CHAL) or _is(hop, "sensor-1", "b2c", MsgType.OK):
+            kid = holder["dep"].sk_b.public().kid
+            forged = _resign(hop.packet.payload or b"", hop.packet.topic or "", attacker, kid)
+            return Forward([_republish(hop, forged)], "signed by an impostor broker key")
+        return None
+
+    dep = _deploy(cfg, forge)
+    holder["dep"] = dep
+    evidence = _standard(dep)
+    evidence["data_publishes_by_sensor_1"] = _data_published(dep, "sensor-1")
+    evidence["reports_to_ms"] = len(dep.ms.reports)
+    evidence["check"] = evidence["data_publishes_by_sensor_1"] == 0
+    return dep, evidence
+
+
+def wrong_device_key(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, sensors=1)
+    victim = dep.sensors["sensor-1"]
+    attacker = dep.add_sensor("sensor-1", None, register=False)
+    victim.signer.close()
+    evidence = _standard(dep)
+    evidence["data_publishes_by_sensor_1"] = _data_published(dep, "sensor-1")
+    evidence["check"] = evidence["data_publishes_by_sensor_1"] == 0 and attacker.state != "ready"
+    return dep, evidence
+
+
+def _flip_ct(hop: Hop) -> Forward:
+    payload = bytearray(hop.packet.payload or b"")
+    payload[-68] ^= 0x01  # last byte of CT, which sits just before the SIG TLV
+    return Forward([_republish(hop, bytes(payload))], "one bit of the ciphertext flipped")
+
+
+def tampered_payload(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), _flip_ct))
+    evidence = _standard(dep)
+    evidence["check"] = all(n >= 2 for n in evidence["received"].values())
+    evidence["note"] = "the sensor re-sent the untouched original after the error ACK"
+    return dep, evidence
+
+
+def tampered_topic(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def move(hop: Hop) -> Forward:
+        frame = _republish(hop, hop.packet.payload or b"", topic=topics.data_topic("sensor-2"))
+        return Forward([frame], "moved to another device's topic")
+
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), move), sensors=2)
+    return dep, _standard(dep)
+
+
+def _strip_sig(hop: Hop) -> Forward:
+    return Forward([_republish(hop, (hop.packet.payload or b"")[:-67])], "SIG TLV stripped")
+
+
+def stripped_signature(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), _strip_sig))
+    return dep, _standard(dep)
+
+
+def downgrade_plain(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None)
+    dep.sensors["sensor-1"].force_plain = True
+    return dep, _standard(dep, messages=1)
+
+
+def _patch_byte(
+    offset_of: Callable[[bytes], int], value: int, note: str
+) -> Callable[[Hop], Forward]:
+    def rewrite(hop: Hop) -> Forward:
+        payload = bytearray(hop.packet.payload or b"")
+        payload[offset_of(bytes(payload))] = value
+        return Forward([_republish(hop, bytes(payload))], note)
+
+    return rewrite
+
+
+def downgrade_version(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    rewrite = _patch_byte(lambda p: 2, 0, "version byte set to 0")
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), rewrite))
+    return dep, _standard(dep)
+
+
+def downgrade_alg(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def alg_offset(payload: bytes) -> int:
+        env = wire.decode(payload)
+        pos = 5
+        while payload[pos] != T.ALG:
+            pos += 3 + int.from_bytes(payload[pos + 1 : pos + 3], "big")
+        del env
+        return pos + 3
+
+    rewrite = _patch_byte(alg_offset, 0, "ALG set to 0 (none)")
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), rewrite))
+    return dep, _standard(dep)
+
+
+def stale_nonce(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, auth_deadline_s=0.3, extras={"resp_delay_s": 0.6})
+    return dep, _standard(dep, messages=1, settle=1.0)
+
+
+def slow_loris(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, auth_deadline_s=0.3)
+    dep.sensors["sensor-1"].answer_challenge = False
+    return dep, _standard(dep, messages=1, settle=1.0)
+
+
+def stale_timestamp(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None)
+    dep.sensors["sensor-1"].clock_offset_s = -120.0
+    evidence = _standard(dep, messages=1, settle=2.0)
+    evidence["reports_to_ms"] = len(dep.ms.reports)
+    return dep, evidence
+
+
+def forged_ack(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    attacker = Ed25519Signer("attacker")
+    holder: dict[str, Deployment] = {}
+
+    def forge(hop: Hop) -> Forward | None:
+        if _is(hop, "sensor-1", "b2c", MsgType.ACK):
+            kid = holder["dep"].sk_b.public().kid
+            forged = _resign(hop.packet.payload or b"", hop.packet.topic or "", attacker, kid)
+            return Forward([_republish(hop, forged)], "real ACK replaced by a forged one")
+        return None
+
+    dep = _deploy(cfg, forge)
+    holder["dep"] = dep
+    evidence = _standard(dep, messages=1, settle=2.5)
+    evidence["reports_to_ms"] = len(dep.ms.reports)
+    evidence["check"] = evidence["reports_to_ms"] >= 1
+    return dep, evidence
+
+
+def malformed_tlv(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def trail(hop: Hop) -> Forward:
+        return Forward(
+            [_republish(hop, (hop.packet.payload or b"") + b"\x00")], "a byte appended after SIG"
+        )
+
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), trail))
+    return dep, _standard(dep)
+
+
+def plain_client(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None)
+    evidence = _standard(dep, messages=1)
+    intruder = Endpoint("sensor-1", dep.host, dep.port)
+    try:
+        intruder.connect(2.0)
+        intruder.publish(topics.data_topic("sensor-1"), b"temperature=99", qos=1)
+        dep.wait_delivered(10**6, 0.5)
+        evidence["connected"] = True
+    except MqttError as error:
+        evidence["connected"] = False
+        evidence["refused"] = error.problem
+    finally:
+        intruder.stop()
+    return dep, evidence
+
+
+def wrong_subscriber(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def copy(hop: Hop) -> Forward | None:
+        if _is(hop, "user-1", "b2c", MsgType.DELIVER):
+            hop.tap.inject("user-2", "b2c", hop.raw, "user-1's DELIVER handed to user-2")
+        return None
+
+    dep = _deploy(cfg, copy, users=2)
+    return dep, _standard(dep, messages=1)
+
+
+def revoked_subscriber(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, users=2)
+    evidence = _standard(dep, messages=1)
+    before = {n: len(u.readings) for n, u in dep.users.items()}
+    old_ids = {r.ext_id for r in dep.users["user-1"].readings}
+    dep.revoke_destination("user-2")
+    dep.ds.rotate_pseudonyms()
+    dep.send_readings(1)
+    dep.users["user-1"].wait_for(before["user-1"] + 1, 2.0)
+    dep.users["user-2"].wait_for(before["user-2"] + 1, 0.5)
+    after = {n: len(u.readings) for n, u in dep.users.items()}
+    new_ids = {r.ext_id for r in dep.users["user-1"].readings[before["user-1"] :]}
+    evidence.update(before=before, after=after, ids_rotated=not (old_ids & new_ids))
+    ok = after["user-2"] == before["user-2"] and after["user-1"] > before["user-1"]
+    dep.trace.verdict(
+        "ds",
+        None,
+        not ok,
+        "revoked: no conversion key for user-2, nothing delivered; external IDs rotated",
+        "policy",
+    )
+    evidence["check"] = ok and evidence["ids_rotated"]
+    return dep, evidence
+
+
+def subscriber_trace(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None)
+    evidence = _standard(dep, messages=1)
+    ext_id = dep.users["user-1"].readings[0].ext_id if dep.users["user-1"].readings else "00"
+    try:
+        dep.store.lookup(ext_id, None, who="user-1")
+        evidence["denied"] = False
+    except TraceDenied as error:
+        evidence["denied"] = True
+        dep.trace.verdict("ds", None, False, f"trace denied: {error.problem} (audited)", "policy")
+    evidence["audit"] = dep.store.audit()[-1:]
+    delivers = [
+        p.ssdtf or {}
+        for p in dep.trace.packets
+        if p.lane == "user-1" and (p.ssdtf or {}).get("type") == "DELIVER"
+    ]
+    evidence["deliver_fields"] = sorted(delivers[0]) if delivers else []
+    evidence["deliver_names_device"] = any("sensor-" in str(d) for d in delivers)
+    evidence["check"] = evidence["denied"] and not evidence["deliver_names_device"]
+    return dep, evidence
+
+
+def control_qos(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, gateway_qos=0, extras={"user_qos": 0})
+    return dep, _standard(dep)
+
+
+def control_dup(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def dup(hop: Hop) -> Forward:
+        again = _republish(hop, hop.packet.payload or b"", dup=True)
+        return Forward([hop.raw, again], "re-sent with DUP=1 (QoS 1 retransmission)")
+
+    dep = _deploy(cfg, Once(lambda h: _is(h, "sensor-1", "c2b", MsgType.DATA), dup))
+    return dep, _standard(dep)
+
+
+def control_retain(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    def flip(hop: Hop) -> Forward:
+        return Forward(
+            [_republish(hop, hop.packet.payload or b"", retain=True)],
+            "RETAIN set on delivery (as for a new subscription)",
+        )
+
+    dep = _deploy(cfg, Once(lambda h: _is(h, "gateway", "b2c", MsgType.DATA), flip), retain=True)
+    return dep, _standard(dep)
+
+
+ATTACKS: dict[str, Attack] = {
+    a.name: a
+    for a in [
+        Attack(
+            "replay",
+            "Replay a captured DATA envelope in the same session",
+            [("gateway", "duplicate seq=")],
+            replay_same_session,
+        ),
+        Attack(
+            "replay-old-session",
+            "Replay DATA from an old session into a new one",
+            [("gateway", "sid mismatch")],
+            replay_old_session,
+        ),
+        Attack(
+            "replay-resp",
+            "Replay an old RESP into a new handshake",
+            [("gateway", "nonce Nb unknown")],
+            replay_old_resp,
+        ),
+        Attack(
+            "replay-chal",
+            "Fake broker replays an old CHAL",
+            [("sensor-1", "Nd echo mismatch")],
+            replay_old_chal,
+        ),
+        Attack(
+            "broker-impersonation",
+            "Impostor broker without sk_B",
+            [("sensor-1", "broker signature invalid")],
+            broker_impersonation,
+        ),
+        Attack(
+            "wrong-device-key",
+            "Device impersonation: victim's client ID, attacker's key",
+            [("gateway", "device signature invalid")],
+            wrong_device_key,
+        ),
+        Attack(
+            "tampered-payload",
+            "One bit of the ciphertext flipped on the wire",
+            [("gateway", "device signature invalid")],
+            tampered_payload,
+        ),
+        Attack(
+            "tampered-topic",
+            "DATA moved to another device's topic",
+            [("broker", "not this client's topic"), ("gateway", "signature invalid")],
+            tampered_topic,
+        ),
+        Attack(
+            "stripped-signature",
+            "Signature TLV removed",
+            [("gateway", "missing field: SIG")],
+            stripped_signature,
+        ),
+        Attack(
+            "downgrade",
+            "Plaintext DATA where re-encryption is required",
+            [("gateway", "downgrade: plaintext")],
+            downgrade_plain,
+        ),
+        Attack(
+            "downgrade-version",
+            "Envelope version set to 0",
+            [("gateway", "unsupported version")],
+            downgrade_version,
+        ),
+        Attack("downgrade-alg", "ALG set to 0 (none)", [("gateway", "ALG 0x00")], downgrade_alg),
+        Attack(
+            "stale-nonce",
+            "RESP sent after the nonce deadline",
+            [("gateway", "expired")],
+            stale_nonce,
+        ),
+        Attack(
+            "slow-loris",
+            "Handshake never completed",
+            [("gateway", "handshake deadline passed")],
+            slow_loris,
+        ),
+        Attack(
+            "stale-timestamp",
+            "Device clock 120 s behind",
+            [("gateway", "timestamp outside")],
+            stale_timestamp,
+        ),
+        Attack(
+            "forged-ack",
+            "Forged ACKs to suppress retransmission",
+            [("sensor-1", "broker signature invalid")],
+            forged_ack,
+        ),
+        Attack(
+            "malformed-tlv",
+            "Trailing byte after SIG",
+            [("gateway", "trailing bytes after SIG")],
+            malformed_tlv,
+        ),
+        Attack(
+            "plain-client",
+            "Plain MQTT client on the SSDTF listener",
+            [("broker", "not an SSDTF client"), ("gateway", "malformed")],
+            plain_client,
+        ),
+        Attack(
+            "wrong-subscriber",
+            "Subscriber uses another subscriber's cfrags",
+            [("user-2", "cfrag verification failed")],
+            wrong_subscriber,
+        ),
+        Attack(
+            "revoked-subscriber",
+            "Revoked subscriber; pseudonyms rotated",
+            [("ds", "revoked")],
+            revoked_subscriber,
+        ),
+        Attack(
+            "subscriber-trace",
+            "Subscriber tries to resolve an external ID",
+            [("ds", "trace denied")],
+            subscriber_trace,
+        ),
+        Attack(
+            "control-qos",
+            "Positive control: QoS downgraded 1→0 on delivery",
+            [],
+            control_qos,
+            control=True,
+        ),
+        Attack("control-dup", "Positive control: DUP re-send", [], control_dup, control=True),
+        Attack(
+            "control-retain",
+            "Positive control: RETAIN published and changed on delivery",
+            [],
+            control_retain,
+            control=True,
+        ),
+    ]
+}
+
+
+def _match(verdicts: list[Verdict], expect: list[tuple[str, str]]) -> Verdict | None:
+    for verdict in verdicts:
+        if verdict.ok:
+            continue
+        for role, text in expect:
+            if verdict.role == role and text in verdict.reason:
+                return verdict
+    return None
+
+
+def run_attack(name: str, cfg: FlowConfig | None = None) -> AttackOutcome:
+    """Run one attack (or control) on a fresh deployment and judge the trace."""
+    attack = ATTACKS.get(name)
+    if attack is None:
+        raise SafeLabError(f"unknown attack {name!r}", f"choose one of {', '.join(ATTACKS)}")
+    cfg = cfg or FlowConfig()
+    dep, evidence = attack.scenario(cfg)
+    dep.stop()
+    outcome = AttackOutcome(
+        attack.name,
+        attack.title,
+        False,
+        expected=attack.expect,
+        evidence=evidence,
+        control=attack.control,
+        trace=dep.trace,
+    )
+    verdicts = list(dep.trace.verdicts)
+    if attack.control:
+        bad = [v for v in verdicts if not v.ok and not v.detail.get("benign")]
+        expected = 2 * len(dep.sensors)  # _standard sends two readings per sensor
+        delivered = all(n >= expected for n in evidence.get("received", {}).values())
+        outcome.rejected = not bad and delivered
+        outcome.reason = bad[0].reason if bad else "all messages verified and delivered"
+        outcome.role = bad[0].role if bad else ""
+        return outcome
+    hit = _match(verdicts, attack.expect)
+    if hit is not None:
+        outcome.role, outcome.reason, outcome.packet = hit.role, hit.reason, hit.packet
+    outcome.rejected = hit is not None and evidence.get("check", True)
+    return outcome
