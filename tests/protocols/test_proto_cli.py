@@ -1,0 +1,58 @@
+"""``safelab proto`` as a user runs it: one protocol, Table 6, and errors as one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def safelab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "console", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_proto_mqtt_resumed_json() -> None:
+    result = safelab("proto", "mqtt", "--token", "software:p256", "-n", "3", "--resume", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["signatures_per_trial"] == [0, 0, 0] and data["resumed_trials"] == 3
+    assert data["run"]["mode"] == "mqtt:resumed"
+    assert data["run"]["extra"]["established_at"] == "MQTT CONNACK received"
+
+
+def test_table6_with_the_emulated_card() -> None:
+    result = safelab(
+        "proto",
+        "table6",
+        "--token",
+        "iotsafe:emulated;profile=discrete-se;speed=0.05",
+        "-n",
+        "2",
+        "--protocols",
+        "https,coap",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["protocol"]: row for row in json.loads(result.stdout)["rows"]}
+    assert rows["https"]["paper_iot_safe_ms"] == 678
+    assert rows["https"]["difference_ms"] > 0 and rows["https"]["token_sign_ms"] > 0
+    assert rows["https"]["resumed_token_signatures"] == 0
+    assert rows["coap"]["resumed_token_ms"] is None and "no resumption" in rows["coap"]["note"]
+    listing = json.loads(safelab("runs", "list", "--json").stdout)
+    assert {r["mode"] for r in listing} >= {"https:full", "https:resumed", "coap:full"}
+
+
+def test_proto_errors_are_one_line() -> None:
+    result = safelab("proto", "vpn", "--resume")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "OpenVPN disables TLS resumption" in lines[0]
+    result = safelab("proto", "table6", "--token", "software:p256", "--protocols", "smtp")
+    assert result.returncode == 1 and "unknown protocol 'smtp'" in result.stderr
