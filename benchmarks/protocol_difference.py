@@ -6,7 +6,7 @@ difference of their mean connection times is compared with the mean time the car
 signing inside those handshakes (goal: within ±5%). With session resumption (MQTT, HTTPS) the
 difference must be under 5 ms (no signature at all). Runs go to a temporary results store.
 
-Run: ``.venv/bin/python benchmarks/protocol_difference.py [-n 30] [--protocols vpn,mqtt,coap,https]``
+Run: ``.venv/bin/python benchmarks/protocol_difference.py [-n 30] [--protocols ...]``
 (~8 minutes at n=30: the paper SIM takes ~0.5 s per signature and OpenVPN ~1.2 s per
 connection). Writes benchmarks/results/protocol_difference.json; exits 1 if a goal is missed.
 """
