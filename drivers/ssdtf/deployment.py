@@ -328,7 +328,11 @@ class Deployment:
         result = RunResult(self.cfg.model, self.broker.kind, self.pre.name)
         for cid, sensor in self.sensors.items():
             result.sensors[cid] = {
-                "token": sensor.signer.token.info.uri,
+                "token": (
+                    "software (fresh P-256 key)"
+                    if self._keys_dir.name in sensor.signer.token.info.uri
+                    else sensor.signer.token.info.uri
+                ),
                 "emulated": sensor.signer.token.info.emulated,
                 "state": sensor.state,
                 "failure": sensor.failure,

@@ -97,6 +97,7 @@ class MappingStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or ssdtf_dir() / "mapping.sqlite"
+        operator_credential(create=True)  # the operator's secret exists as soon as the table
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         with self._db:

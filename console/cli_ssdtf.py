@@ -1,0 +1,274 @@
+"""CLI of the SSDTF/MQTT lab: ``safelab ssdtf demo|attack|attacks|trace``.
+
+Kept apart from :mod:`console.cli` (one ``register(main)`` line adds it) so the protocol
+commands grow without touching the others. Human output is Rich; ``--json`` prints the same
+content for scripts. Errors a user can fix are :class:`drivers.errors.SafeLabError` and come
+out as one line through the ``safelab`` group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from drivers.errors import SafeLabError
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def _config(**kwargs: Any) -> Any:
+    from drivers.ssdtf.config import FlowConfig
+
+    return FlowConfig(**kwargs)
+
+
+def _export(trace: Any, path: Path | None) -> list[str]:
+    """Write the trace; ``.pcap`` gives pcap, anything else JSON (and a .pcap beside it)."""
+    if path is None:
+        return []
+    if path.suffix == ".pcap":
+        trace.export_pcap(path)
+        return [str(path)]
+    trace.export_json(path)
+    pcap = path.with_suffix(".pcap")
+    trace.export_pcap(pcap)
+    return [str(path), str(pcap)]
+
+
+@click.group()
+def ssdtf() -> None:
+    """SSDTF over MQTT: authenticated, re-encrypted, pseudonymous sensor data, with attacks."""
+
+
+@ssdtf.command()
+@click.option(
+    "--model",
+    type=click.IntRange(1, 3),
+    default=1,
+    show_default=True,
+    help="Service model (1 operator, 2 MQTT as a Service, 3 device operator).",
+)
+@click.option("--sensors", type=click.IntRange(1, 50), default=2, show_default=True)
+@click.option(
+    "--messages",
+    type=click.IntRange(0, 10000),
+    default=3,
+    show_default=True,
+    help="Readings per sensor.",
+)
+@click.option(
+    "--users",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Data users (destinations).",
+)
+@click.option(
+    "--token",
+    help="Key of sensor-1: any token URI (e.g. "
+    "'iotsafe:emulated;profile=paper-sim;speed=0.01'); others get software keys.",
+)
+@click.option(
+    "--broker",
+    default="embedded",
+    show_default=True,
+    help="embedded | mosquitto | mqtt://host:port",
+)
+@click.option(
+    "--pre",
+    type=click.Choice(["auto", "umbral", "plain"]),
+    default="auto",
+    show_default=True,
+    help="Proxy re-encryption backend.",
+)
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the packet trace (FILE.json + FILE.pcap, or FILE.pcap).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def demo(
+    model: int,
+    sensors: int,
+    messages: int,
+    users: int,
+    token: str | None,
+    broker: str,
+    pre: str,
+    trace_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Run a whole SSDTF system: handshakes, readings, re-encryption, delivery."""
+    from drivers.ssdtf.deployment import Deployment
+
+    cfg = _config(
+        model=model,
+        sensors=sensors,
+        messages=messages,
+        users=users,
+        token=token,
+        broker=broker,
+        pre=pre,
+        capture=True,
+    )
+    dep = Deployment(cfg)
+    result = dep.run_all(timeout=max(10.0, messages * sensors * 0.05))
+    files = _export(dep.trace, trace_path)
+    if as_json:
+        click.echo(json.dumps(result.as_dict() | {"trace_files": files}, indent=1, default=str))
+    else:
+        _print_demo(result, dep, files)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _print_demo(result: Any, dep: Any, files: list[str]) -> None:
+    from drivers.ssdtf.config import MODELS
+
+    stdout.print(f"[bold]SSDTF model {result.model}[/]: {MODELS[result.model]}")
+    conf = (
+        "umbral-pre re-encryption"
+        if result.pre != "plain"
+        else ("[bold red]NO CONFIDENTIALITY[/] (no PRE library: readings travel signed, in clear)")
+    )
+    stdout.print(f"broker: {result.broker}; {conf}; {result.packets} packets captured")
+    table = Table("sensor", "token", "state", "sent", "acked", "handshake ms", "sign ms (P50)")
+    for cid, info in result.sensors.items():
+        table.add_row(
+            cid,
+            info["token"] + (" (emulated)" if info["emulated"] else ""),
+            info["state"],
+            str(info["sent"]),
+            str(info["acked"]),
+            f"{info['handshake_ms']:.1f}" if info["handshake_ms"] is not None else "-",
+            f"{info['sign_ms_median']:.2f}" if info["sign_ms_median"] is not None else "-",
+        )
+    stdout.print(table)
+    users = Table("data user", "received (verified, decrypted)", "external IDs seen")
+    for name, info in result.users.items():
+        users.add_row(name, str(info["received"]), ", ".join(info["external_ids"]))
+    stdout.print(users)
+    for rejection in result.rejections:
+        stdout.print(f"[red]rejected[/] by {rejection['role']}: {rejection['reason']}")
+    stdout.print(
+        f"{result.messages_per_s:.1f} readings/s delivered in {result.elapsed_s:.2f} s; "
+        f"[{'green' if result.ok else 'red'}]{'all delivered' if result.ok else 'MISSING'}"
+        "[/]"
+    )
+    for path in files:
+        stdout.print(f"trace written: {path}")
+    stdout.print("resolve an external ID (operator only, audited): safelab ssdtf trace EXTERNAL_ID")
+
+
+@ssdtf.command()
+@click.argument("name")
+@click.option(
+    "--broker",
+    default="embedded",
+    show_default=True,
+    help="embedded | mosquitto | mqtt://host:port",
+)
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the packet trace of the attack run.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def attack(name: str, broker: str, trace_path: Path | None, as_json: bool) -> None:
+    """Run one attack NAME (see `safelab ssdtf attacks`) and show where it was rejected."""
+    from drivers.ssdtf.attacks import run_attack
+
+    outcome = run_attack(name, _config(broker=broker))
+    files = _export(outcome.trace, trace_path)
+    if as_json:
+        click.echo(json.dumps(outcome.as_dict() | {"trace_files": files}, indent=1, default=str))
+    else:
+        kind = "control" if outcome.control else "attack"
+        stdout.print(f"[bold]{kind} {outcome.name}[/]: {outcome.title}")
+        if outcome.control:
+            style = "green" if outcome.rejected else "red"
+            verdict = "still verifies" if outcome.rejected else "BROKE"
+            stdout.print(f"[{style}]{verdict}[/]: {outcome.reason}")
+        elif outcome.rejected:
+            where = f" (packet #{outcome.packet})" if outcome.packet is not None else ""
+            stdout.print(f"[green]rejected[/] by [bold]{outcome.role}[/]{where}: {outcome.reason}")
+        else:
+            stdout.print(
+                "[bold red]NOT rejected as expected[/] "
+                f"(expected {'; '.join(f'{r}: {t}' for r, t in outcome.expected)})"
+            )
+        for path in files:
+            stdout.print(f"trace written: {path}")
+    if not outcome.rejected:
+        sys.exit(1)
+
+
+@ssdtf.command("attacks")
+@click.option("--json", "as_json", is_flag=True)
+def list_attacks(as_json: bool) -> None:
+    """List the attacks and positive controls with their expected rejection points."""
+    from drivers.ssdtf.attacks import ATTACKS
+
+    rows = [
+        {
+            "name": a.name,
+            "title": a.title,
+            "control": a.control,
+            "expected": [f"{r}: {t}" for r, t in a.expect],
+        }
+        for a in ATTACKS.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("name", "what", "rejected by (expected)")
+    for row in rows:
+        expected = "must still verify" if row["control"] else " or ".join(row["expected"])
+        table.add_row(row["name"], row["title"], expected)
+    stdout.print(table)
+
+
+@ssdtf.command("trace")
+@click.argument("external_id")
+@click.option("--json", "as_json", is_flag=True)
+def trace_id(external_id: str, as_json: bool) -> None:
+    """Resolve EXTERNAL_ID to the device (operator only; every lookup is audited)."""
+    import getpass
+
+    from drivers.ssdtf.pseudonyms import MappingStore, operator_credential, ssdtf_dir
+
+    if not (ssdtf_dir() / "mapping.sqlite").exists():
+        raise SafeLabError(
+            "no SSDTF mapping store in the data directory", "run `safelab ssdtf demo` first"
+        )
+    store = MappingStore()
+    try:
+        rows = store.lookup(
+            external_id.strip().lower(),
+            operator_credential(create=False),
+            who=f"operator:{getpass.getuser()}",
+        )
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("external ID", "epoch", "seen by (scope)", "device (internal ID)")
+    for row in rows:
+        table.add_row(external_id, str(row["epoch"]), str(row["scope"]), str(row["internal_id"]))
+    stdout.print(table)
+    stdout.print("[dim]this lookup was written to the audit log[/]")
+
+
+def register(group: click.Group) -> None:
+    """Add ``ssdtf`` to the ``safelab`` group."""
+    group.add_command(ssdtf)
