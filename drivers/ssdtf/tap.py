@@ -90,11 +90,18 @@ class Stepper:
         """Pause again before the next packet."""
         self.stepping = True
 
-    def wait_pending(self, timeout: float = 5.0) -> PacketRecord | None:
-        """Block until a packet is held (or ``timeout``); returns it."""
+    def wait_pending(self, timeout: float = 5.0, after: int = -1) -> PacketRecord | None:
+        """Block until a packet with index > ``after`` is held (or ``timeout``); return it.
+
+        ``after`` is the index of the packet just stepped, so a caller never gets the same
+        packet back before the tap has forwarded it.
+        """
         with self._held_changed:
-            self._held_changed.wait_for(lambda: self._held is not None, timeout)
-            return self._held
+            self._held_changed.wait_for(
+                lambda: self._held is not None and self._held.index > after, timeout
+            )
+            held = self._held
+        return held if held is not None and held.index > after else None
 
     def _grant(self, count: int) -> None:
         self._credits += count

@@ -67,7 +67,7 @@ class DataUser(Role):
     def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
         self.owner_pre = public
         self.owner_verifying = verifying
-        if owner != self.name:
+        if owner != f"U[{self.name}]":  # model 2: its own key, already held
             self.hold(pre_view(f"pk_{owner}.pre", "pre public (key owner)", public))
         self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
 
