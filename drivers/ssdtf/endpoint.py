@@ -84,9 +84,8 @@ class Endpoint:
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         self._granted[mid] = [int(getattr(c, "value", c)) for c in codes]
-        event = self._suback.get(mid)
-        if event is not None:
-            event.set()
+        # setdefault on both sides: the SUBACK may arrive before subscribe() stores its event
+        self._suback.setdefault(mid, threading.Event()).set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         for pattern, handler in self.handlers:

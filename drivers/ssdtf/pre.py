@@ -75,6 +75,7 @@ class UmbralBackend:
 
         self.u = umbral_pre
         self.timings = PreTimings()
+        self._verified: dict[tuple[bytes, bytes, bytes, bytes], Any] = {}
 
     def keygen(self, name: str) -> PreKeyPair:
         u = self.u
@@ -122,12 +123,16 @@ class UmbralBackend:
         conversion key that the owner did not issue for this receiver)."""
         u = self.u
         start = time.perf_counter_ns()
+        cache_key = (kfrag, owner_public, owner_verifying, receiver_public)
         try:
-            verified = u.KeyFrag.from_bytes(kfrag).verify(
-                verifying_pk=u.PublicKey.from_compressed_bytes(owner_verifying),
-                delegating_pk=u.PublicKey.from_compressed_bytes(owner_public),
-                receiving_pk=u.PublicKey.from_compressed_bytes(receiver_public),
-            )
+            verified = self._verified.get(cache_key)
+            if verified is None:  # verify a conversion key once, not once per message
+                verified = u.KeyFrag.from_bytes(kfrag).verify(
+                    verifying_pk=u.PublicKey.from_compressed_bytes(owner_verifying),
+                    delegating_pk=u.PublicKey.from_compressed_bytes(owner_public),
+                    receiving_pk=u.PublicKey.from_compressed_bytes(receiver_public),
+                )
+                self._verified[cache_key] = verified
             cfrag = u.reencrypt(capsule=u.Capsule.from_bytes(capsule), kfrag=verified)
         except (ValueError, u.VerificationError) as error:
             raise PreError(f"re-encryption refused: {error}", "check the conversion key") from error

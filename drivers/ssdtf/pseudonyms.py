@@ -99,6 +99,7 @@ class MappingStore:
         self.path = path or ssdtf_dir() / "mapping.sqlite"
         operator_credential(create=True)  # the operator's secret exists as soon as the table
         self._lock = threading.Lock()
+        self._recorded: set[tuple[str, int, str]] = set()
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         with self._db:
             self._db.execute(
@@ -111,6 +112,11 @@ class MappingStore:
         os.chmod(self.path, 0o600)
 
     def record(self, ext_id: str, epoch: int, scope: str, internal_id: str) -> None:
+        """Store a mapping row once (a commit per message would cost a disk sync each)."""
+        key = (ext_id, epoch, scope)
+        if key in self._recorded:
+            return
+        self._recorded.add(key)
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO mapping VALUES (?, ?, ?, ?, ?)",
