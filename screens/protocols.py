@@ -1,0 +1,790 @@
+"""Protocols: the paper's section 4 on the chosen token, one protocol × condition cell at a time.
+
+The matrix has a row per protocol (VPN, MQTT, CoAP, HTTPS, JWT, each with the peer that would
+answer it) and a column per condition (full handshake, resumed, keep-alive, JWT cache, fresh
+token session). Enter runs the selected cell against its real peer on loopback through
+:func:`~drivers.protocols.experiment.run_experiment` in a thread worker, which posts frozen
+snapshots about every 150 ms (live histogram, phases, the cell's figures) as the signing lab
+does; a stop keeps the partial run in the store. ``t`` runs
+:func:`~drivers.protocols.experiment.table6` (software key versus the chosen token) and shows
+our means beside the paper's. The screen does no I/O itself: peers are checked, tokens opened
+and runs stored only by workers calling the driver layer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Label, Static
+
+from drivers.bench.paper import TABLE6
+from drivers.bench.stats import Histogram, StatsSnapshot, StreamingStats
+from drivers.bench.store import ResultsStore
+from drivers.errors import RunInterrupted, SafeLabError
+from drivers.protocols.base import Condition
+from drivers.tokens.base import Pin, Token
+from drivers.tokens.registry import open_token
+from screens.base import LabScreen, StatusLine, failure_text
+from screens.lab import Lab, TokenChoice
+from screens.pin import ask_pin
+from screens.registry import ScreenSpec
+from screens.widgets.histogram import LatencyHistogram
+from screens.widgets.protocol_tables import (
+    COLUMN_BY_KEY,
+    COLUMNS,
+    CellResult,
+    ConditionColumn,
+    cell_info,
+    cell_text,
+    peer_for_protocol,
+    protocol_phase_table,
+    resumable,
+    row_label,
+    table6_heading,
+    table6_notes,
+    table6_table,
+)
+
+if TYPE_CHECKING:
+    from drivers.peers.select import PeerStatus
+    from drivers.protocols.base import ProtocolTrial
+    from drivers.protocols.experiment import Table6Row
+
+PROTOCOL_ROWS = ("vpn", "mqtt", "coap", "https", "jwt")
+"""The matrix's rows: the driver's ``PROTOCOLS`` (checked by a test), kept here so opening
+the console does not import the protocol stack."""
+
+PROGRESS_INTERVAL_S = 0.15
+"""How often a running cell posts a snapshot (as the signing lab): live, yet cheap."""
+
+THRESHOLD_MS = 1000.0
+"""Only for the statistics object; protocol runs have no paper threshold column."""
+
+
+# -- requests and messages ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProtoForm:
+    """The validated form: trials, warm-up, JWT cache TTL and the Table 6 protocols."""
+
+    n: int
+    warmup: int
+    jwt_ttl_s: float
+    table6_protocols: tuple[str, ...]
+
+
+def parse_form(n: str, warmup: str, ttl: str, protocols: str) -> ProtoForm:
+    """Check the form; errors name the field and what to type (shown in the status line)."""
+    try:
+        trials = int(n)
+        warm = int(warmup or "0")
+    except ValueError:
+        raise SafeLabError("n and warm-up must be whole numbers", "type digits only") from None
+    if trials < 1 or warm < 0:
+        raise SafeLabError("n must be at least 1 and warm-up at least 0", "e.g. n 30, warm-up 1")
+    try:
+        jwt_ttl = float(ttl)
+    except ValueError:
+        raise SafeLabError("the JWT cache TTL must be a number of seconds", "e.g. 60") from None
+    if jwt_ttl <= 0:
+        raise SafeLabError("the JWT cache TTL must be above 0 s", "e.g. 60 (0 is column full)")
+    wanted = tuple(p.strip().lower() for p in protocols.split(",") if p.strip())
+    unknown = [p for p in wanted if p not in TABLE6]
+    if unknown or not wanted:
+        raise SafeLabError(
+            f"Table 6 has no protocol {unknown[0]!r}" if unknown else "no Table 6 protocol given",
+            "list some of vpn,mqtt,coap,https",
+        )
+    return ProtoForm(trials, warm, jwt_ttl, wanted)
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """One cell to run, with what the UI knew of its peer (the worker reports the real one)."""
+
+    protocol: str
+    column: str
+    condition: Condition
+    token: TokenChoice
+    n: int
+    warmup: int
+    peer: str
+    embedded: bool
+
+
+@dataclass
+class PeersChecked(Message):
+    peers: tuple[PeerStatus, ...]
+
+
+@dataclass
+class CellProgressed(Message):
+    result: CellResult
+    bins: Histogram | None
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer snapshot makes a queued older one useless."""
+        return isinstance(message, CellProgressed)
+
+
+@dataclass
+class CellEnded(Message):
+    request: CellRequest
+    result: CellResult | None
+    bins: Histogram | None
+    status: str
+    """``complete``, ``incomplete`` (stopped), ``failed`` or ``cancelled``."""
+    text: str
+
+
+@dataclass
+class Table6Step(Message):
+    text: str
+    step: int
+    steps: int
+
+
+@dataclass
+class Table6Ended(Message):
+    rows: tuple[Table6Row, ...] | None
+    peers: Mapping[str, tuple[str, bool]]
+    token_label: str
+    emulated: bool
+    n: int
+    status: str
+    text: str
+
+
+def table6_steps(protocols: Sequence[str]) -> int:
+    """How many runs :func:`table6` makes: software and token, full (and resumed)."""
+    return sum(4 if resumable(p) else 2 for p in protocols)
+
+
+def _ask_pin_once(screen: LabScreen, token: Token) -> tuple[bool, Pin | None]:
+    """``(go on?, pin)``: asks once, before anything starts, if the token needs a PIN."""
+    if not token.needs_login:
+        return True, None
+    pin = ask_pin(screen.app, token)
+    return pin is not None, pin
+
+
+# -- the screen -----------------------------------------------------------------------------
+
+
+class ProtocolsScreen(LabScreen):
+    """Protocol × condition matrix; run a cell live; run and view Table 6."""
+
+    JOB = "protocols"
+
+    DEFAULT_CSS = """
+    ProtocolsScreen #token-line { height: 1; padding: 0 1; }
+    ProtocolsScreen #form { height: 1; padding: 0 1; }
+    ProtocolsScreen #form Label { padding: 0 1 0 0; }
+    ProtocolsScreen #form Input { margin: 0 1 0 0; }
+    ProtocolsScreen #n { width: 7; }
+    ProtocolsScreen #warmup { width: 4; }
+    ProtocolsScreen #ttl { width: 6; }
+    ProtocolsScreen #t6protocols { width: 1fr; }
+    ProtocolsScreen #views { height: 1fr; }
+    ProtocolsScreen #matrix { height: auto; max-height: 11; }
+    ProtocolsScreen #cell-info { height: 1; padding: 0 1; background: $boost; }
+    ProtocolsScreen #live { height: 1fr; }
+    ProtocolsScreen #histogram { width: 1fr; min-height: 3; }
+    ProtocolsScreen #phases { width: 42; height: auto; padding: 0 1; }
+    ProtocolsScreen #table6-view { padding: 0 1; }
+    ProtocolsScreen #table6-heading { height: auto; }
+    ProtocolsScreen #table6 { height: auto; }
+    ProtocolsScreen #table6-notes { height: auto; color: $text; }
+    ProtocolsScreen #progress { height: 1; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "run_cell", "Run cell", id="proto.run"),
+        Binding("f7", "stop", "Stop", id="proto.stop"),
+        Binding("t", "table6", "Table 6", id="proto.table6"),
+        Binding("v", "switch_view", "Matrix/Table 6", id="proto.view"),
+        Binding("s", "run_cell", "Run cell", show=False, id="proto.run_letter"),
+        Binding("x", "stop", "Stop", show=False, id="proto.stop_letter"),
+        Binding("escape", "leave_form", "Leave form", show=False, id="proto.leave_form"),
+    ]
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab)
+        self.peers: tuple[PeerStatus, ...] | None = None
+        self.results: dict[tuple[str, str, str], CellResult] = {}
+        """Last result per ``(token URI, protocol, column)``: the matrix shows one token's."""
+        self.stop_event: threading.Event | None = None
+        self.running_cell: tuple[str, str] | None = None
+        self.table6_running = False
+        self.last_bins: Histogram | None = None
+        self.live_stats: StatsSnapshot | None = None
+        self.finished_run_id = 0
+        self.table6_rows: tuple[Table6Row, ...] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.stop_event is not None
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield self.job_bar()
+        yield Static(id="token-line")
+        with Horizontal(id="form"):
+            yield Label("n")
+            yield Input("30", type="integer", compact=True, id="n")
+            yield Label("warm-up")
+            yield Input("1", type="integer", compact=True, id="warmup")
+            yield Label("jwt ttl s")
+            yield Input("60", type="number", compact=True, id="ttl")
+            yield Label("table 6")
+            yield Input("vpn,mqtt,coap,https", compact=True, id="t6protocols")
+        with ContentSwitcher(initial="matrix-view", id="views"):
+            with Vertical(id="matrix-view"):
+                yield DataTable(cursor_type="cell", zebra_stripes=False, id="matrix")
+                yield Static(id="cell-info")
+                with Horizontal(id="live"):
+                    yield LatencyHistogram(id="histogram")
+                    yield Static(id="phases")
+            with Vertical(id="table6-view"):
+                yield Static(id="table6-heading")
+                yield Static(id="table6")
+                yield Static(id="table6-notes")
+        yield Static(id="progress")
+        yield StatusLine()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Protocols"
+        table = self.query_one("#matrix", DataTable)
+        for column in COLUMNS:
+            table.add_column(column.title, key=column.key, width=11)
+        self._draw_matrix()
+        table.focus()
+        self._show_token()
+        self._draw_live()
+        self._show_table6()
+        self.query_one("#progress", Static).update(Text("no run yet", style="dim"))
+        self.say("Enter runs the selected cell · t runs Table 6 · v shows it · Tab edits n")
+        self.run_worker(self._check_peers, name="peer check", thread=True, exit_on_error=False)
+
+    def on_screen_resume(self) -> None:
+        """The token picker may have chosen another token: show that token's matrix."""
+        if not self.running:
+            self._show_token()
+            self._draw_matrix()
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    @property
+    def token(self) -> TokenChoice:
+        return self.lab.token
+
+    def _show_token(self) -> None:
+        token = self.token
+        line = Text("token ", style="dim", no_wrap=True, overflow="ellipsis")
+        line.append("[EMULATED] " if token.emulated else "real ", style="bold")
+        line.append(token.label, style="bold")
+        line.append(f"  {token.uri}", style="dim")
+        line.append("  · cells: mean/P50 ms, token signatures per connection", style="dim")
+        self.query_one("#token-line", Static).update(line)
+
+    def show_peers(self, peers: Sequence[PeerStatus]) -> None:
+        """Label each row with its peer and mark protocols that cannot run (tests pin this)."""
+        self.peers = tuple(peers)
+        self._draw_matrix()
+        missing = [s for s in self.peers if not s.available]
+        if missing and not self.running:
+            self.say("no peer for " + ", ".join(f"{s.protocol} ({s.install})" for s in missing))
+
+    def _draw_matrix(self) -> None:
+        """Rebuild the rows (labels change when the peers are known), keeping the cursor."""
+        table = self.query_one("#matrix", DataTable)
+        cursor = table.cursor_coordinate
+        with self.app.batch_update():
+            table.clear()
+            for protocol in PROTOCOL_ROWS:
+                table.add_row(
+                    *(self._cell(protocol, column) for column in COLUMNS),
+                    key=protocol,
+                    label=row_label(protocol, peer_for_protocol(protocol, self.peers)),
+                    height=2,
+                )
+            table.move_cursor(row=cursor.row, column=cursor.column, animate=False)
+        self._show_cell_info()
+
+    def _cell(self, protocol: str, column: ConditionColumn) -> Text:
+        status = peer_for_protocol(protocol, self.peers)
+        result = self.results.get((self.token.uri, protocol, column.key))
+        return cell_text(protocol, column, status, result)
+
+    def _draw_one(self, protocol: str, column_key: str) -> None:
+        table = self.query_one("#matrix", DataTable)
+        table.update_cell(protocol, column_key, self._cell(protocol, COLUMN_BY_KEY[column_key]))
+        self._show_cell_info()
+
+    def selected(self) -> tuple[str, ConditionColumn]:
+        """The protocol and condition of the matrix's cursor."""
+        coordinate = self.query_one("#matrix", DataTable).cursor_coordinate
+        return PROTOCOL_ROWS[coordinate.row], COLUMNS[coordinate.column]
+
+    def select(self, protocol: str, column_key: str) -> None:
+        """Move the matrix's cursor to a cell (the keyboard does it with the arrows)."""
+        table = self.query_one("#matrix", DataTable)
+        table.move_cursor(
+            row=PROTOCOL_ROWS.index(protocol),
+            column=[c.key for c in COLUMNS].index(column_key),
+        )
+        self._show_cell_info()
+
+    def _show_cell_info(self) -> None:
+        protocol, column = self.selected()
+        status = peer_for_protocol(protocol, self.peers)
+        result = self.results.get((self.token.uri, protocol, column.key))
+        self.query_one("#cell-info", Static).update(cell_info(protocol, column, status, result))
+
+    def _draw_live(self) -> None:
+        self.query_one("#phases", Static).update(protocol_phase_table(self.live_stats))
+        self.query_one(LatencyHistogram).bins = self.last_bins
+
+    def show_result(self, result: CellResult, bins: Histogram | None) -> None:
+        """Draw one cell's figures and the live view from a snapshot (worker or test)."""
+        self.results[(result.token_uri, result.protocol, result.column)] = result
+        self.live_stats = result.stats
+        self.last_bins = bins
+        with self.app.batch_update():
+            if result.token_uri == self.token.uri:
+                self._draw_one(result.protocol, result.column)
+            self._draw_live()
+            self.query_one("#progress", Static).update(self._progress_text(result))
+
+    def _progress_text(self, result: CellResult) -> Text:
+        state = "running" if result.status == "running" else result.status
+        width = 20
+        filled = round(width * result.done / max(result.planned, 1))
+        text = Text(no_wrap=True, overflow="ellipsis")
+        column = COLUMN_BY_KEY[result.column].title
+        text.append(f"{result.protocol} {column}  ", style="bold")
+        text.append("█" * filled + "░" * (width - filled))
+        text.append(f"  {result.done}/{result.planned}  {state}")
+        if result.run_id:
+            text.append(f"  run {result.run_id}")
+        return text
+
+    def show_table6(
+        self,
+        rows: Sequence[Table6Row],
+        peers: Mapping[str, tuple[str, bool]],
+        token_label: str,
+        emulated: bool,
+        n: int,
+    ) -> None:
+        """Fill the Table 6 view (from a finished worker, or fixed rows in tests)."""
+        self.table6_rows = tuple(rows)
+        self.query_one("#table6-heading", Static).update(table6_heading(token_label, emulated, n))
+        self.query_one("#table6", Static).update(table6_table(rows))
+        self.query_one("#table6-notes", Static).update(table6_notes(rows, peers))
+
+    def _show_table6(self) -> None:
+        if self.table6_rows is not None:
+            return
+        self.query_one("#table6-heading", Static).update(
+            Text("Table 6 · not run yet: t runs it for the token above", style="bold")
+        )
+        self.query_one("#table6", Static).update(table6_table(()))
+        self.query_one("#table6-notes", Static).update(
+            Text(
+                "t runs every protocol listed in 'table 6' with the software key and with the "
+                "token, full and resumed, n trials each, against the real peers; the paper's "
+                "figures (a real IoT SAFE SIM) stand beside ours.",
+                style="dim",
+            )
+        )
+
+    # -- controls ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("run_cell", "table6"):
+            return True if not self.running else None
+        if action == "stop":
+            return True if self.running else None
+        return True
+
+    def action_leave_form(self) -> None:
+        """Give the keys back to the screen (the matrix when it is shown)."""
+        if self.query_one("#views", ContentSwitcher).current == "matrix-view":
+            self.query_one("#matrix", DataTable).focus()
+        else:
+            self.set_focus(None)
+
+    def action_switch_view(self) -> None:
+        switcher = self.query_one("#views", ContentSwitcher)
+        showing = switcher.current
+        switcher.current = "table6-view" if showing == "matrix-view" else "matrix-view"
+        self.action_leave_form()
+
+    def show_view(self, view: str) -> None:
+        """``matrix-view`` or ``table6-view``."""
+        self.query_one("#views", ContentSwitcher).current = view
+
+    def _form(self) -> ProtoForm | None:
+        try:
+            return parse_form(
+                self.query_one("#n", Input).value,
+                self.query_one("#warmup", Input).value,
+                self.query_one("#ttl", Input).value,
+                self.query_one("#t6protocols", Input).value,
+            )
+        except SafeLabError as exc:
+            self.fail(exc.one_line())
+            return None
+
+    @on(DataTable.CellSelected, "#matrix")
+    def _cell_selected(self) -> None:
+        self.action_run_cell()
+
+    @on(DataTable.CellHighlighted, "#matrix")
+    def _cell_highlighted(self) -> None:
+        self._show_cell_info()
+
+    def action_run_cell(self) -> None:
+        """Run the selected cell with the form's n and warm-up on the lab's token."""
+        if self.running:
+            return
+        protocol, column = self.selected()
+        if not column.applies(protocol):
+            self.fail(f"{column.title} does not apply to {protocol}: {column.why_not}")
+            return
+        status = peer_for_protocol(protocol, self.peers)
+        if status is None:
+            self.fail("still checking which peers are installed; try again in a moment")
+            return
+        if not status.available:
+            self.fail(f"no {status.protocol} peer on this machine: install it ({status.install})")
+            return
+        form = self._form()
+        if form is None:
+            return
+        request = CellRequest(
+            protocol,
+            column.key,
+            column.condition(form.jwt_ttl_s),
+            self.token,
+            form.n,
+            form.warmup,
+            status.peer,
+            status.embedded,
+        )
+        self.query_one("#matrix", DataTable).focus()
+        self.show_view("matrix-view")
+        self._start(running_cell=(protocol, column.key))
+        placeholder = self._result(request, StreamingStats(THRESHOLD_MS, phases=None).snapshot())
+        self.show_result(placeholder, None)
+        self.say(f"{protocol} {request.condition.name}: starting the peer…")
+        stop = self.stop_event
+        assert stop is not None
+        self.run_worker(
+            lambda: self._run_cell(request, stop),
+            name="protocol run",
+            group=f"token:{request.token.uri}",
+            description=f"{protocol} {request.condition.name} on {request.token.uri}",
+            thread=True,
+            exit_on_error=False,
+        )
+
+    def action_table6(self) -> None:
+        """Run Table 6 for the lab's token against the software key, then show it."""
+        if self.running:
+            return
+        form = self._form()
+        if form is None:
+            return
+        missing = [
+            (p, status)
+            for p in form.table6_protocols
+            if (status := peer_for_protocol(p, self.peers)) is not None and not status.available
+        ]
+        if missing:
+            protocol, status = missing[0]
+            self.fail(f"{protocol}: no {status.protocol} peer here: {status.install}")
+            return
+        self.show_view("table6-view")
+        self.set_focus(None)  # leave the form, so job digits and letter keys work during the run
+        self._start(table6=True)
+        steps = table6_steps(form.table6_protocols)
+        self._table6_progress(Table6Step("starting", 0, steps))
+        self.say(f"Table 6 on {self.token.label}: {steps} runs of n={form.n} (F7 stops)")
+        token, stop = self.token, self.stop_event
+        assert stop is not None
+        self.run_worker(
+            lambda: self._run_table6(token, form, stop),
+            name="table 6",
+            group=f"token:{token.uri}",
+            description=f"Table 6 on {token.uri}",
+            thread=True,
+            exit_on_error=False,
+        )
+
+    def _start(self, *, running_cell: tuple[str, str] | None = None, table6: bool = False) -> None:
+        self.stop_event = threading.Event()
+        self.running_cell = running_cell
+        self.table6_running = table6
+        self.refresh_bindings()
+
+    def _finish(self) -> None:
+        self.stop_event = None
+        self.running_cell = None
+        self.table6_running = False
+        self.refresh_bindings()
+
+    def action_stop(self) -> None:
+        if self.stop_event is None:
+            return
+        self.stop_event.set()
+        if self.table6_running:
+            self.say("stopping Table 6 after the current run; finished runs stay in the store")
+        else:
+            self.say("stopping after the current trial; the partial run is kept")
+
+    def stop_for_exit(self) -> None:
+        """Stop a running experiment because the app is closing (what ran is kept)."""
+        if self.stop_event is not None:
+            self.stop_event.set()
+
+    # -- workers (threads: no widgets here, only messages) -----------------------------------
+
+    def _check_peers(self) -> None:
+        def body() -> None:
+            from drivers.peers.select import peer_status
+
+            self.post_message(PeersChecked(tuple(peer_status())))
+
+        self.guarded(body, "peer check")
+
+    @staticmethod
+    def _result(
+        request: CellRequest,
+        stats: StatsSnapshot,
+        *,
+        token_label: str | None = None,
+        emulated: bool | None = None,
+        n_sign: Sequence[int] = (),
+        resumed: int = 0,
+        run_id: int = 0,
+        status: str = "running",
+        peer: str | None = None,
+    ) -> CellResult:
+        return CellResult(
+            protocol=request.protocol,
+            column=request.column,
+            condition=request.condition.name,
+            token_uri=request.token.uri,
+            token_label=token_label if token_label is not None else request.token.label,
+            emulated=emulated if emulated is not None else request.token.emulated,
+            peer=peer or request.peer,
+            embedded=(peer or request.peer).startswith("Embedded"),
+            stats=stats,
+            planned=request.n,
+            sig_per_conn=sum(n_sign) / len(n_sign) if n_sign else None,
+            resumed=resumed,
+            run_id=run_id,
+            status=status,
+        )
+
+    def _run_cell(self, request: CellRequest, stop: threading.Event) -> None:
+        """Open the token (PIN once), run the experiment, post snapshots; never raise."""
+        from drivers.protocols.experiment import run_experiment
+
+        stats = StreamingStats(THRESHOLD_MS, phases=None)
+        n_sign: list[int] = []
+        resumed = 0
+        label, emulated = request.token.label, request.token.emulated
+        last_post = 0.0
+
+        def snapshot(status: str = "running", **extra: object) -> CellResult:
+            return self._result(
+                request,
+                stats.snapshot(),
+                token_label=label,
+                emulated=emulated,
+                n_sign=n_sign,
+                resumed=resumed,
+                status=status,
+                **extra,  # type: ignore[arg-type]
+            )
+
+        def on_trial(idx: int, trial: ProtocolTrial) -> None:
+            nonlocal resumed, last_post
+            stats.add(trial.total_ns, trial.phases)
+            n_sign.append(trial.n_sign)
+            resumed += int(trial.resumed)
+            now = time.monotonic()
+            if now - last_post >= PROGRESS_INTERVAL_S:
+                last_post = now
+                self.post_message(CellProgressed(snapshot(), stats.histogram()))
+
+        try:
+            with open_token(request.token.uri) as token:
+                go_on, pin = _ask_pin_once(self, token)
+                if not go_on:
+                    self.post_message(
+                        CellEnded(request, None, None, "cancelled", "PIN entry cancelled; no run")
+                    )
+                    return
+                label, emulated = token.info.label, token.info.emulated
+                with ResultsStore(self.lab.db_path) as store:
+                    try:
+                        result = run_experiment(
+                            request.protocol,
+                            token,
+                            request.condition,
+                            store,
+                            n=request.n,
+                            warmup=request.warmup,
+                            pin=pin,
+                            stop=stop.is_set,
+                            on_trial=on_trial,
+                        )
+                    except SafeLabError as exc:
+                        final = snapshot("incomplete") if stats.count else None
+                        self.post_message(
+                            CellEnded(request, final, stats.histogram(), "failed", exc.one_line())
+                        )
+                        return
+                    peer = str(store.get_run(result.run_id).extra.get("peer") or request.peer)
+            final = replace(
+                snapshot(result.status, run_id=result.run_id, peer=peer), stats=result.stats
+            )
+            text = f"{request.protocol} {request.condition.name}: run {result.run_id} "
+            text += result.status + (f" ({result.reason})" if result.reason else "")
+            self.post_message(CellEnded(request, final, stats.histogram(), result.status, text))
+        except Exception as exc:  # the driver kept what was measured; report, never crash
+            final = snapshot("incomplete") if stats.count else None
+            self.post_message(CellEnded(request, final, None, "failed", failure_text(exc)))
+
+    def _run_table6(self, choice: TokenChoice, form: ProtoForm, stop: threading.Event) -> None:
+        """Table 6 through the driver; a stop ends it between runs (finished runs are kept)."""
+        from drivers.protocols.experiment import table6
+
+        steps = table6_steps(form.table6_protocols)
+        step = 0
+        label, emulated = choice.label, choice.emulated
+        peers: dict[str, tuple[str, bool]] = {}
+
+        def ended(status: str, text: str, rows: tuple[Table6Row, ...] | None = None) -> None:
+            self.post_message(Table6Ended(rows, peers, label, emulated, form.n, status, text))
+
+        def progress(text: str) -> None:
+            nonlocal step
+            if stop.is_set():
+                raise RunInterrupted(
+                    f"Table 6 stopped by the user after {step} of {steps} runs",
+                    "the finished runs are in the store (3 Results)",
+                )
+            step += 1
+            self.post_message(Table6Step(text, step, steps))
+
+        try:
+            with open_token(choice.uri) as token:
+                go_on, pin = _ask_pin_once(self, token)
+                label, emulated = token.info.label, token.info.emulated
+            if not go_on:
+                ended("cancelled", "PIN entry cancelled; no run")
+                return
+            with ResultsStore(self.lab.db_path) as store:
+                rows = table6(
+                    choice.uri,
+                    store,
+                    n=form.n,
+                    warmup=form.warmup,
+                    protocols=form.table6_protocols,
+                    pin=pin,
+                    progress=progress,
+                )
+                for row in rows:
+                    if row.run_ids:
+                        name = str(store.get_run(row.run_ids[0]).extra.get("peer") or "")
+                        peers[row.protocol] = (name, name.startswith("Embedded"))
+            ids = [i for row in rows for i in row.run_ids]
+            runs = f"runs {ids[0]}–{ids[-1]}" if ids else "no runs"
+            ended("complete", f"Table 6 complete ({runs} in the store)", tuple(rows))
+        except SafeLabError as exc:
+            status = "incomplete" if isinstance(exc, RunInterrupted) else "failed"
+            ended(status, exc.one_line())
+        except Exception as exc:
+            ended("failed", failure_text(exc))
+
+    # -- messages from the workers ----------------------------------------------------------
+
+    @on(PeersChecked)
+    def _peers_checked(self, message: PeersChecked) -> None:
+        self.show_peers(message.peers)
+
+    @on(CellProgressed)
+    def _cell_progressed(self, message: CellProgressed) -> None:
+        if self.running_cell is None:
+            return
+        if self.live_stats is None or self.live_stats.count == 0:
+            self.say(f"{message.result.protocol} {message.result.condition} running (F7 stops)")
+        self.show_result(message.result, message.bins)
+
+    @on(CellEnded)
+    def _cell_ended(self, message: CellEnded) -> None:
+        self._finish()
+        request = message.request
+        key = (request.token.uri, request.protocol, request.column)
+        if message.result is not None:
+            self.show_result(message.result, message.bins)
+            self.finished_run_id = message.result.run_id
+        else:
+            current = self.results.get(key)
+            if current is not None and current.status == "running":
+                del self.results[key]  # nothing measured: back to the cell's previous state
+            self._draw_one(request.protocol, request.column)
+            self.query_one("#progress", Static).update(Text(message.text, style="dim"))
+        if message.status == "failed":
+            self.fail(message.text)
+        else:
+            self.say(message.text)
+
+    @on(Table6Step)
+    def _table6_progress(self, message: Table6Step) -> None:
+        width = 20
+        filled = round(width * message.step / max(message.steps, 1))
+        text = Text("Table 6  ", style="bold", no_wrap=True, overflow="ellipsis")
+        text.append("█" * filled + "░" * (width - filled))
+        text.append(f"  run {message.step}/{message.steps}: {message.text}")
+        self.query_one("#progress", Static).update(text)
+
+    @on(Table6Ended)
+    def _table6_ended(self, message: Table6Ended) -> None:
+        self._finish()
+        if message.rows is not None:
+            self.show_table6(
+                message.rows, message.peers, message.token_label, message.emulated, message.n
+            )
+            self.show_view("table6-view")
+        self.query_one("#progress", Static).update(Text(message.text, style="dim"))
+        if message.status == "failed":
+            self.fail(message.text)
+        else:
+            self.say(message.text)
+
+
+SCREEN = ScreenSpec(
+    name="protocols",
+    title="Protocols",
+    description="Protocols: MQTT, HTTPS, CoAP, VPN, JWT with the token's key; Table 6",
+    order=50,
+    factory=ProtocolsScreen,
+)
