@@ -223,6 +223,8 @@ class ProtocolsScreen(LabScreen):
         self.peers: tuple[PeerStatus, ...] | None = None
         self.results: dict[tuple[str, str, str], CellResult] = {}
         """Last result per ``(token URI, protocol, column)``: the matrix shows one token's."""
+        self.bins: dict[tuple[str, str, str], Histogram | None] = {}
+        """Each result's histogram, so selecting a finished cell shows its distribution."""
         self.stop_event: threading.Event | None = None
         self.running_cell: tuple[str, str] | None = None
         self.table6_running = False
@@ -359,7 +361,9 @@ class ProtocolsScreen(LabScreen):
 
     def show_result(self, result: CellResult, bins: Histogram | None) -> None:
         """Draw one cell's figures and the live view from a snapshot (worker or test)."""
-        self.results[(result.token_uri, result.protocol, result.column)] = result
+        key = (result.token_uri, result.protocol, result.column)
+        self.results[key] = result
+        self.bins[key] = bins
         self.live_stats = result.stats
         self.last_bins = bins
         with self.app.batch_update():
@@ -455,7 +459,17 @@ class ProtocolsScreen(LabScreen):
 
     @on(DataTable.CellHighlighted, "#matrix")
     def _cell_highlighted(self) -> None:
+        """Show the selected cell's provenance and, between runs, its last distribution."""
         self._show_cell_info()
+        if self.running:
+            return  # the live view belongs to the running cell
+        protocol, column = self.selected()
+        key = (self.token.uri, protocol, column.key)
+        result = self.results.get(key)
+        if result is not None:
+            self.live_stats, self.last_bins = result.stats, self.bins.get(key)
+            self._draw_live()
+            self.query_one("#progress", Static).update(self._progress_text(result))
 
     def action_run_cell(self) -> None:
         """Run the selected cell with the form's n and warm-up on the lab's token."""

@@ -108,6 +108,10 @@ def test_mqtt_full_and_resumed_cells_update_and_are_stored(lab: Lab) -> None:
             assert "1.00 sig" in _cell(screen, "mqtt", "full")  # the other cell stays
             result = screen.results[(lab.token.uri, "mqtt", "resumed")]
             assert result.resumed == 5 and result.sig_per_conn == 0.0
+            resumed_bins = screen.query_one("#histogram").bins
+            await pilot.press("left")  # back to full: its own distribution, not the last run's
+            assert screen.query_one("#histogram").bins is not resumed_bins
+            assert f"run {full_id}" in text_of(screen.query_one("#progress"))
         with ResultsStore(lab.db_path) as store:
             full, resumed = store.get_run(full_id), store.get_run(resumed_id)
         assert (full.mode, full.status, full.n_samples) == ("mqtt:full", "complete", 5)
@@ -200,6 +204,21 @@ def test_table6_fast_subset_with_the_emulated_card(lab: Lab) -> None:
             records = [store.get_run(i) for i in run_ids]
         assert all(r.status == "complete" and r.n_samples == 2 for r in records)
         assert sum(r.emulated for r in records) == 4  # the token's runs; the others: software
+
+    run(body())
+
+
+def test_table6_stop_ends_between_runs(lab: Lab) -> None:
+    async def body() -> None:
+        app = SafeLabApp(lab, start="protocols")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await _open(pilot)
+            _set(screen, n="2", warmup="0", t6protocols="mqtt,https")
+            await pilot.press("t", "f7")
+            await wait_for(pilot, lambda: not screen.running, timeout=60, what="stop")
+            status = str(screen.status.render())
+            assert "Table 6 stopped by the user after" in status and "of 8 runs" in status
+            assert screen.table6_rows is None  # no half table presented as Table 6
 
     run(body())
 
