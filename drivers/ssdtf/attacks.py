@@ -11,6 +11,7 @@ verify.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,15 @@ def _standard(dep: Deployment, messages: int = 2, settle: float = 3.0) -> dict[s
     dep.wait_delivered(messages * len(dep.sensors), settle)
     evidence["received"] = {n: len(u.readings) for n, u in dep.users.items()}
     return evidence
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _data_published(dep: Deployment, cid: str) -> int:
@@ -336,6 +346,7 @@ def stale_timestamp(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     dep = _deploy(cfg, None)
     dep.sensors["sensor-1"].clock_offset_s = -120.0
     evidence = _standard(dep, messages=1, settle=2.0)
+    _wait(lambda: bool(dep.ms.reports), 3.0)
     evidence["reports_to_ms"] = len(dep.ms.reports)
     return dep, evidence
 
@@ -354,6 +365,7 @@ def forged_ack(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     dep = _deploy(cfg, forge)
     holder["dep"] = dep
     evidence = _standard(dep, messages=1, settle=2.5)
+    _wait(lambda: bool(dep.ms.reports), 3.0)  # the REPORT is still on its way over MQTT
     evidence["reports_to_ms"] = len(dep.ms.reports)
     evidence["check"] = evidence["reports_to_ms"] >= 1
     return dep, evidence

@@ -120,7 +120,13 @@ class Deployment:
         self.port = 0
         self.started = False
         self._t_start = 0.0
-        self._build_roles()
+        try:
+            self._build_roles()
+        except BaseException:
+            self.net.stop()  # a bad token URI must not leave the loop thread and store open
+            self.store.close()
+            self._keys_dir.cleanup()
+            raise
 
     @property
     def stepper(self) -> Stepper | None:

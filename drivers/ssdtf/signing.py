@@ -143,6 +143,7 @@ class TokenSigner:
         self.key: KeyInfo = self.session.find_key(token.key_selector)
         public = token.public_key(token.key_selector)
         if not isinstance(public.curve, ec.SECP256R1):
+            self.session.close()
             raise SafeLabError(
                 f"the key of {name} is on {public.curve.name}, SSDTF pins ES256 (P-256)",
                 "use a P-256 key (software:p256, an IoT SAFE p256 key, a PKCS#11 P-256 key)",
