@@ -24,11 +24,19 @@ class JobBar(Widget):
         self.current = current
 
     def render(self) -> Text:
+        text = self._line(2)
+        if text.cell_len > self.size.width > 0:
+            text = self._line(1)  # six or more jobs at 80 columns: tighter, but every key shows
+        return text
+
+    def _line(self, pad: int) -> Text:
         text = Text(" SAFE Lab ", style="bold", no_wrap=True, overflow="ellipsis")
+        outer = " " * pad
+        inner = " " * (pad - 1)
         for number, (name, title) in enumerate(self.jobs, start=1):
             key = str(number) if number <= 9 else ""
             if name == self.current:
-                text.append(f" [{key} {title}] ", style="bold reverse")
+                text.append(f"{inner}[{key} {title}]{inner}", style="bold reverse")
             else:
-                text.append(f"  {key} {title}  ")
+                text.append(f"{outer}{key} {title}{outer}")
         return text

@@ -1,0 +1,141 @@
+"""The SSDTF packet stepper end to end: a real flow on the embedded broker, a real attack.
+
+The live test steps a model-1 flow (one sensor, one message, the software key) packet by
+packet through the tap, watches rows, verdicts and the keys panel change, runs it to the end
+and exports JSON and pcap; the attack test runs ``replay`` and checks the rejecting packet and
+reason are shown. The snapshots show the idle screen (no run, so no timings).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input
+
+from console.app import SafeLabApp
+from drivers.errors import SafeLabError
+from screens.lab import Lab
+from screens.ssdtf import (
+    AttackMenu,
+    SsdtfScreen,
+    TracePathModal,
+    attack_names,
+    export_paths,
+    parse_form,
+)
+from tests.console.conftest import run, text_of, wait_for
+from tests.console.test_snapshots import SIZES, fixed_lab  # noqa: F401 - fixture
+
+
+def _screen(app: SafeLabApp) -> SsdtfScreen:
+    screen = app.screen
+    assert isinstance(screen, SsdtfScreen)
+    return screen
+
+
+def test_form_and_paths() -> None:
+    assert parse_form("2", "1", "3").model == 2
+    for args, words in (
+        (("4", "1", "1"), "model 4"),
+        (("1", "0", "1"), "sensors"),
+        (("x", "1", "1"), "whole numbers"),
+    ):
+        with pytest.raises(SafeLabError, match=words):
+            parse_form(*args)
+    assert export_paths(Path("/d/run.json")) == (Path("/d/run.json"), Path("/d/run.pcap"))
+    assert export_paths(Path("/d/run.v1")) == (Path("/d/run.v1.json"), Path("/d/run.v1.pcap"))
+    names = [name for name, *_ in attack_names()]
+    assert len(names) == 24 and "replay" in names
+
+
+def test_live_flow_steps_keys_run_to_end_and_export(lab: Lab, tmp_path: Path) -> None:
+    async def body() -> None:
+        app = SafeLabApp(lab, start="ssdtf")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+            screen = _screen(app)
+            idle_keys = screen.keys_shown()
+            await pilot.press("s")
+            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
+            assert screen.rows[-1].status == "held" and screen.rows[-1].mqtt_type == "CONNECT"
+            assert "HELD" in text_of(screen.query_one("#info"))
+            assert screen.keys_shown() != idle_keys
+            # Step until the gateway has judged the HELLO (a verdict on a row).
+            for _ in range(40):
+                count = len(screen.rows)
+                await pilot.press("n")
+                await wait_for(pilot, lambda c=count: len(screen.rows) > c, what="next packet")
+                if any(r.verdicts for r in screen.rows):
+                    break
+            judged = next(r for r in screen.rows if r.verdicts)
+            assert judged.verdicts[0].ok and judged.verdicts[0].role == "gateway"
+            table = screen.query_one("#packets", DataTable)
+            assert "✓ gateway" in str(table.get_row(str(judged.index))[7])
+            # Back through the capture: the selection moves, nothing is re-sent.
+            count = len(screen.rows)
+            await pilot.press("b", "b")
+            await pilot.pause(0.1)
+            assert table.cursor_row == count - 3 and len(screen.rows) == count
+            await pilot.press("e")
+            await wait_for(pilot, lambda: screen.done, what="run to end")
+            kinds = {r.ssdtf_type for r in screen.rows}
+            assert {"HELLO", "CHAL", "RESP", "OK", "DATA", "ACK", "FWD", "DELIVER"} <= kinds
+            assert all(r.status == "forwarded" for r in screen.rows)
+            # The keys panel at the first packet differs from the one after the handshake.
+            table.move_cursor(row=0)
+            await pilot.pause(0.1)
+            at_start = screen.keys_shown()
+            data = next(i for i, r in enumerate(screen.rows) if r.ssdtf_type == "DATA")
+            table.move_cursor(row=data)
+            await pilot.pause(0.1)
+            assert screen.keys_shown() != at_start and "sid[sensor-1]" in screen.keys_shown()
+            assert "seq" in text_of(screen.query_one("#details"))
+            # Export next to a typed path.
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, TracePathModal))
+            app.screen.query_one(Input).value = str(tmp_path / "out" / "flow")
+            await pilot.press("enter")
+            json_path, pcap_path = tmp_path / "out" / "flow.json", tmp_path / "out" / "flow.pcap"
+            await wait_for(pilot, lambda: pcap_path.exists() and "wrote" in text_of(screen.status))
+            document = json.loads(json_path.read_text())
+            assert document["format"] == "safelab-ssdtf-trace/1"
+            assert len(document["packets"]) == len(screen.rows)
+            assert pcap_path.stat().st_size > 100
+
+    run(body())
+
+
+def test_replay_attack_shows_where_and_why(lab: Lab) -> None:
+    async def body() -> None:
+        app = SafeLabApp(lab, start="ssdtf")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+            screen = _screen(app)
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, AttackMenu))
+            await pilot.press("enter")  # the first entry is replay
+            await wait_for(pilot, lambda: screen.source == "attack replay", what="attack started")
+            await wait_for(pilot, lambda: not screen.attack_running, timeout=30, what="attack")
+            info = text_of(screen.query_one("#info"))
+            assert "attack replay: REJECTED" in info and "duplicate seq=" in info
+            assert screen.highlight is not None
+            selected = screen.selected_row()
+            assert selected is not None and selected.index == screen.highlight
+            assert selected.rejected
+            details = text_of(screen.query_one("#details"))
+            assert "REJECTED by gateway" in details and "duplicate seq=" in details
+            assert any(r.note for r in screen.rows)  # the attacker's injected copy
+
+    run(body())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_idle(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:  # noqa: F811
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SsdtfScreen))
+        await pilot.pause(0.2)
+
+    app = SafeLabApp(fixed_lab, start="ssdtf")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
