@@ -168,7 +168,7 @@ class AttackMenu(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         options = []
         for name, title, expected, control in attack_names():
-            prompt = Text(f"{name:<21}", style="bold")
+            prompt = Text(f"{name:<21}", style="bold", no_wrap=True, overflow="ellipsis")
             prompt.append(title)
             prompt.append(f"\n{'':<21}", style="dim")
             prompt.append(("control: " if control else "rejected by ") + expected, style="dim")
@@ -257,6 +257,7 @@ class SsdtfScreen(LabScreen):
     SsdtfScreen #keys-pane { width: 40%; padding: 0 1; border-top: solid $panel;
         border-left: solid $panel; }
     SsdtfScreen #details, SsdtfScreen #keys { width: 1fr; }
+    SsdtfScreen #keys { text-wrap: nowrap; text-overflow: ellipsis; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Start", id="ssdtf.start"),
@@ -371,7 +372,7 @@ class SsdtfScreen(LabScreen):
     def _show_selected(self) -> None:
         row = self.selected_row()
         self.query_one("#details", Static).update(detail_text(row, self.highlight_reason))
-        keys = Text("")
+        keys = Text(no_wrap=True, overflow="ellipsis")
         if self.trace is not None:
             index = row.index if row is not None else None
             now = self.trace.keys_at(index)

@@ -22,10 +22,10 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("t", "t ms", 7),
     ("lanes", "lanes", None),
     ("st", "st", 4),
-    ("hop", "hop", 14),
-    ("type", "MQTT", 7),
-    ("ssdtf", "SSDTF", 16),
-    ("verdict", "verdict", 34),
+    ("hop", "hop", 12),
+    ("packet", "packet", 16),
+    ("verdict", "verdict", 40),
+    ("type", "MQTT", 11),
     ("topic", "topic", 40),
 )
 """``(key, title, width)`` of the packet table; ``lanes`` is as wide as there are roles."""
@@ -142,11 +142,11 @@ SHORT_FIELDS = ("seq", "sid", "ct", "sig")
 
 
 def ssdtf_short(row: PacketRow) -> Text:
-    """``DATA seq=1 ct=52B sig`` style summary, or the decode error."""
+    """``DATA seq=1 ct=52B sig`` style summary, the decode error, or the MQTT type."""
     if row.ssdtf_error:
         return Text(f"✗ {row.ssdtf_error}", style="bold red", no_wrap=True)
     if not row.ssdtf_type:
-        return Text("")
+        return Text(row.mqtt_type, style="dim", no_wrap=True)
     fields = dict(row.ssdtf)
     text = Text(row.ssdtf_type, style="bold", no_wrap=True)
     if "seq" in fields:
@@ -187,16 +187,16 @@ def verdict_text(row: PacketRow, highlight: bool = False) -> Text:
 
 def cells(row: PacketRow, lanes: Sequence[str], highlight: bool = False) -> list[Text | str]:
     """The table's cells for a row, in :data:`COLUMNS` order."""
-    mqtt = row.mqtt_type + ("*" if row.dup else "")
+    mqtt = row.mqtt_type + (" DUP" if row.dup else "") + (" RET" if row.retain else "")
     return [
         Text(str(row.index), style="bold reverse red" if highlight else ""),
         f"{row.t_ms:7.1f}",
         lanes_text(row, lanes),
         status_text(row),
         hop_text(row),
-        mqtt,
         ssdtf_short(row),
         verdict_text(row, highlight),
+        mqtt,
         Text(row.topic, no_wrap=True, overflow="ellipsis"),
     ]
 
@@ -229,7 +229,7 @@ def detail_text(row: PacketRow | None, highlight_reason: str = "") -> Text:
     if row.ssdtf_type:
         text.append(f"SSDTF {row.ssdtf_type}\n", style="bold")
         for name, value in row.ssdtf:
-            text.append(f"  {name:<9}", style="cyan")
+            text.append(f"  {name:<11}", style="cyan")
             text.append(f"{value}\n")
     for verdict in row.verdicts:
         ok = "✓ accepted" if verdict.ok else "✗ REJECTED"
@@ -253,7 +253,8 @@ def keys_text(
     if not keys:
         return Text("No keys yet: start a flow (s) or run an attack (a).", style="dim")
     head = "keys held before packet " + (f"#{at}" if at is not None else "(end)")
-    text = Text(head + "\n", style="bold")
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(head + "\n", style="bold")
     for role, views in keys.items():
         old = {k.name for k in (before or {}).get(role, [])}
         text.append(f"{role}\n", style="bold underline")

@@ -72,7 +72,7 @@ def test_live_flow_steps_keys_run_to_end_and_export(lab: Lab, tmp_path: Path) ->
             judged = next(r for r in screen.rows if r.verdicts)
             assert judged.verdicts[0].ok and judged.verdicts[0].role == "gateway"
             table = screen.query_one("#packets", DataTable)
-            assert "✓ gateway" in str(table.get_row(str(judged.index))[7])
+            assert "✓ gateway" in str(table.get_row(str(judged.index))[6])
             # Back through the capture: the selection moves, nothing is re-sent.
             count = len(screen.rows)
             await pilot.press("b", "b")
