@@ -28,7 +28,7 @@ from screens.widgets.format import fmt_ms
 stdout = Console()
 stderr = Console(stderr=True)
 
-PROTOCOL_CHOICES = ("mqtt", "https", "coap", "vpn", "jwt")
+PROTOCOL_CHOICES = ("mqtt", "https", "coap", "vpn", "jwt", "coap-psk")
 
 
 def _pin_for(token_uri: str, pin_env: str | None, pin_fd: int | None):  # type: ignore[no-untyped-def]
@@ -54,7 +54,7 @@ class ProtoGroup(click.Group):
 
 @click.group(cls=ProtoGroup)
 def proto() -> None:
-    """Protocols signed by the token: PROTOCOL is mqtt, https, coap, vpn or jwt.
+    """Protocols signed by the token: PROTOCOL is mqtt, https, coap, vpn, jwt or coap-psk.
 
     \b
     safelab proto mqtt --token URI [--resume] [-n 30]
@@ -102,7 +102,7 @@ def run_command(
     from drivers.protocols.experiment import run_experiment
 
     protocol = ctx.meta["protocol"]
-    if resume and protocol in ("vpn", "coap"):
+    if resume and protocol in ("vpn", "coap", "coap-psk"):
         why = (
             "OpenVPN disables TLS resumption"
             if protocol == "vpn"

@@ -23,6 +23,7 @@ from drivers.peers.select import https_peer, mqtt_peer
 from drivers.protocols.base import Condition, ProtocolClient, ProtocolResult, ProtocolTrial
 from drivers.protocols.base import run_protocol as _run
 from drivers.protocols.coap import CoapDtlsClient
+from drivers.protocols.coap_psk import CoapPskClient
 from drivers.protocols.https import HttpsClient
 from drivers.protocols.jwt_client import JwtHttpsClient
 from drivers.protocols.mqtt import MqttTlsClient
@@ -31,7 +32,9 @@ from drivers.tls.signer import TokenSigner
 from drivers.tokens.base import Pin, Token
 from drivers.tokens.registry import open_token
 
-PROTOCOLS = ("vpn", "mqtt", "coap", "https", "jwt")
+PROTOCOLS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
+LAB_PSK = b"safelab-lab-psk"
+"""The pre-shared key of the CoAP DTLS-PSK peer and client (a lab value, not a secret)."""
 RESUMABLE = {"mqtt", "https"}
 """Protocols whose peer resumes TLS sessions (OpenVPN disables it; libcoap has none)."""
 
@@ -43,6 +46,8 @@ def peer_for(protocol: str, pki: LabPki) -> Peer:
         return https_peer(pki=pki)
     if protocol == "coap":
         return CoapServerPeer(pki=pki)
+    if protocol == "coap-psk":
+        return CoapServerPeer(pki=pki, psk=LAB_PSK)
     if protocol == "vpn":
         return OpenVpnServerPeer(pki=pki)
     raise ValueError(f"unknown protocol {protocol!r}")
@@ -51,6 +56,8 @@ def peer_for(protocol: str, pki: LabPki) -> Peer:
 def make_client(
     protocol: str, signer: TokenSigner, condition: Condition, peer: Peer, pki: LabPki
 ) -> ProtocolClient:
+    if protocol == "coap-psk":
+        return CoapPskClient(signer, condition, peer.host, peer.port, LAB_PSK)
     credentials = pki.client_cert_for_token(signer.token, selector=signer.key_selector)
     cert, ca = credentials.cert_path, pki.ca_path
     if protocol == "mqtt":

@@ -238,3 +238,27 @@ def test_missing_peer_binary_names_the_package(pki: LabPki) -> None:
             peer=MosquittoPeer(pki=pki, binary="mosquitto-not-here"),
         )
     assert "apt-get install mosquitto" in info.value.fix
+
+
+def test_coap_psk_remedy_needs_no_signature(pki: LabPki) -> None:
+    result = run_experiment(
+        "coap-psk", open_token("software:p256"), Condition(), ResultsStore(), n=3, warmup=1, pki=pki
+    )
+    assert result.status == "complete" and result.n_sign == [0, 0, 0]
+
+
+def test_coap_psk_with_a_wrong_key_times_out_clearly(pki: LabPki) -> None:
+    from drivers.protocols.coap_psk import CoapPskClient
+
+    with CoapServerPeer(pki=pki, psk=b"the-right-key") as peer:
+        client = CoapPskClient(
+            TokenSigner(open_token("software:p256")),
+            Condition(),
+            peer.host,
+            peer.port,
+            b"a-wrong-key",
+            timeout_s=2,
+        )
+        with pytest.raises(ProtocolError, match="no CoAP answer over DTLS-PSK") as info:
+            run_protocol(client, ResultsStore(), n=1, warmup=0)
+        assert "wrong pre-shared key" in info.value.fix
