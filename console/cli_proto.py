@@ -76,6 +76,11 @@ def proto() -> None:
     help="JWT: reuse a token this many seconds (0: a fresh JWT per request).",
 )
 @click.option(
+    "--jwt-hash-on-token",
+    is_flag=True,
+    help="JWT: the token hashes the signing input (IoT SAFE full-text mode).",
+)
+@click.option(
     "--fresh-token-session",
     is_flag=True,
     help="Open, log in and find the key for every signature (total mode inside).",
@@ -92,6 +97,7 @@ def run_command(
     resume: bool,
     keep_alive: bool,
     jwt_ttl: float,
+    jwt_hash_on_token: bool,
     fresh_token_session: bool,
     pin_env: str | None,
     pin_fd: int | None,
@@ -117,6 +123,7 @@ def run_command(
         resume=resume,
         keep_alive=keep_alive,
         jwt_ttl_s=jwt_ttl,
+        jwt_hash_on_token=jwt_hash_on_token,
         reuse_token_session=not fresh_token_session,
     )
     with ResultsStore(ctx.find_root().obj.get("db")) as store:

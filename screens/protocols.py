@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from drivers.protocols.base import ProtocolTrial
     from drivers.protocols.experiment import Table6Row
 
-PROTOCOL_ROWS = ("vpn", "mqtt", "coap", "https", "jwt")
+PROTOCOL_ROWS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
 """The matrix's rows: the driver's ``PROTOCOLS`` (checked by a test), kept here so opening
 the console does not import the protocol stack."""
 

@@ -39,6 +39,8 @@ class Condition:
     """Keep the token's session and key handle open between handshakes (sign_only inside)."""
     jwt_ttl_s: float = 0.0
     """JWT: reuse a token for this long (0: a fresh JWT per request)."""
+    jwt_hash_on_token: bool = False
+    """JWT: the token hashes the signing input itself (IoT SAFE full-text mode)."""
 
     @property
     def name(self) -> str:
@@ -51,6 +53,8 @@ class Condition:
             parts.append("fresh-token-session")
         if self.jwt_ttl_s:
             parts.append(f"jwt-cache-{self.jwt_ttl_s:g}s")
+        if self.jwt_hash_on_token:
+            parts.append("hash-on-token")
         return "+".join(parts) or "full"
 
 

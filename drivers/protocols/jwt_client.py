@@ -10,6 +10,7 @@ JWT is cached and re-signed only when it expires (the paper's token caching).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -25,18 +26,22 @@ from drivers.protocols.base import Condition, ProtocolTrial
 from drivers.protocols.https import HttpsClient
 from drivers.protocols.mqtt import ProtocolError
 from drivers.tls.signer import TokenSigner
+from drivers.tokens.base import HashOn
 
 
 class TokenJwtKey(ec.EllipticCurvePrivateKey):
     """An EC private key whose only private operation is the token's signature."""
 
-    def __init__(self, signer: TokenSigner) -> None:
+    def __init__(self, signer: TokenSigner, hash_on: HashOn = HashOn.HOST) -> None:
         self.signer = signer
+        self.hash_on = hash_on
         self._public = signer.token.public_key(signer.key_selector)
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm.algorithm, hashes.SHA256):
             raise KeyUsageError("the token key signs ES256 (SHA-256) only", "use ES256")
+        if self.hash_on is HashOn.TOKEN:
+            return self.signer.sign_message(data, HashOn.TOKEN).der
         return self.signer.sign_digest(hashlib.sha256(data).digest()).der
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
@@ -101,12 +106,7 @@ class JwtHttpsClient(HttpsClient):
         path: str = "/api",
         timeout_s: float = 10.0,
     ) -> None:
-        keep = Condition(
-            resume=condition.resume,
-            keep_alive=True,
-            reuse_token_session=condition.reuse_token_session,
-            jwt_ttl_s=condition.jwt_ttl_s,
-        )
+        keep = dataclasses.replace(condition, keep_alive=True)
         super().__init__(
             signer,
             keep,
@@ -118,7 +118,7 @@ class JwtHttpsClient(HttpsClient):
             timeout_s=timeout_s,
             headers=self._authorization,
         )
-        self.key = TokenJwtKey(signer)
+        self.key = TokenJwtKey(signer, HashOn.TOKEN if condition.jwt_hash_on_token else HashOn.HOST)
         self.kid = kid
         self._cached: tuple[str, float] | None = None
         self.jwt_ns = 0

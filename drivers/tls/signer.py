@@ -93,6 +93,24 @@ class TokenSigner:
             self.records.append(SignRecord(start, time.perf_counter_ns() - start, len(digest)))
         return signature
 
+    def sign_message(self, data: bytes, hash_on: HashOn) -> Signature:
+        """Sign ``data`` itself (SHA-256 on the host or on the token): JWT, not handshakes."""
+        with self._lock, self.token.device_lock:
+            start = time.perf_counter_ns()
+            session, key = (self._session, self._key) if self.reuse_session else (None, None)
+            if session is None:
+                session, key = self._open()
+                if self.reuse_session:
+                    self._session, self._key = session, key
+            assert key is not None
+            try:
+                signature = session.sign_init_and_sign(key, hash_on, data)
+            finally:
+                if not self.reuse_session:
+                    session.close()
+            self.records.append(SignRecord(start, time.perf_counter_ns() - start, len(data)))
+        return signature
+
     def sign_for_openssl(self, digest: bytes) -> bytes | None:
         """:meth:`sign_digest` for a C callback: DER bytes, or None with the error kept."""
         try:

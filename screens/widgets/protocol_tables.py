@@ -36,6 +36,7 @@ PEER_PROTOCOL = {
     "coap": "CoAP/DTLS",
     "https": "HTTPS",
     "jwt": "HTTPS",
+    "coap-psk": "CoAP/DTLS",
 }
 """Which :func:`~drivers.peers.select.peer_status` row serves each protocol (JWT goes to the
 HTTPS peer, which verifies the tokens)."""
