@@ -262,3 +262,22 @@ def test_coap_psk_with_a_wrong_key_times_out_clearly(pki: LabPki) -> None:
         with pytest.raises(ProtocolError, match="no CoAP answer over DTLS-PSK") as info:
             run_protocol(client, ResultsStore(), n=1, warmup=0)
         assert "wrong pre-shared key" in info.value.fix
+
+
+def test_jwt_signed_with_hashing_on_the_card(peers, pki: LabPki) -> None:
+    token = open_token("iotsafe:emulated;profile=discrete-se;speed=0.02")
+    result = run_experiment(
+        "jwt",
+        token,
+        Condition(jwt_hash_on_token=True),
+        ResultsStore(),
+        n=2,
+        warmup=1,
+        pki=pki,
+        peer=peers["jwt"],
+    )
+    assert result.n_sign == [1, 1]
+    names = {entry.name for entry in token.last_trace(40)}
+    assert "COMPUTE SIGNATURE UPDATE" in names
+    full_text = [e for e in token.last_trace(40) if e.name == "COMPUTE SIGNATURE INIT"]
+    assert full_text and "full" in full_text[-1].detail.lower()
