@@ -95,7 +95,9 @@ def test_port_in_use_is_a_clear_error(factory, transport: str, offset: int) -> N
         peer = factory(port)
         with pytest.raises(PortInUse) as info:
             peer.start()
-    assert info.value.port == port
+    # CoAP reserves base and base + 1: if the base port happens to be taken by another program
+    # too, that is the one reported, which is just as right.
+    assert info.value.port in (port, port - offset)
     assert "already in use" in info.value.one_line()
     assert peer.process is None
 
