@@ -29,6 +29,7 @@ from drivers.tokens.base import (
 )
 from drivers.tokens.spec import TokenSpec
 
+_sha256 = hashlib.sha256
 # Immutable algorithm objects, made once: building them costs µs inside a timed trial.
 _HOST_HASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 _TOKEN_HASHED = ec.ECDSA(hashes.SHA256())
@@ -92,11 +93,11 @@ class SoftwareSession(TokenSession):
 
     def _sign_init(self, key: KeyInfo, hash_on: HashOn) -> None:
         self._algorithm = _HOST_HASHED if hash_on is HashOn.HOST else _TOKEN_HASHED
+        self._signer = self.token.private_key.sign  # bound once: a trial pays no lookups
 
     def _sign(self, data: bytes, hash_on: HashOn) -> Signature:
-        message = hashlib.sha256(data).digest() if hash_on is HashOn.HOST else data
-        der = self.token.private_key.sign(message, self._algorithm)
-        return Signature.from_der(der)
+        message = _sha256(data).digest() if hash_on is HashOn.HOST else data
+        return Signature(der=self._signer(message, self._algorithm))
 
     def _sign_digest(self, digest: bytes) -> Signature:
         return Signature.from_der(self.token.private_key.sign(digest, _HOST_HASHED))
