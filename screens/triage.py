@@ -7,6 +7,7 @@ Until a provider exists the screen says so plainly instead of showing invented r
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from drivers.errors import SafeLabError
 from drivers.tokens.registry import open_token
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
+from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 
 PLACEHOLDER = (
@@ -160,7 +162,14 @@ class TriageScreen(LabScreen):
         count = 0
         try:
             with open_token(uri) as token:
-                for result in provider(token):
+                checks = provider
+                if token.needs_login:  # a SIM with login=verify: ask once, never retried
+                    pin = ask_pin(self.app, token)
+                    if pin is None:
+                        self.post_message(TriageDone("PIN entry cancelled; no checks run"))
+                        return
+                    checks = functools.partial(provider, pin=pin)  # type: ignore[call-arg]
+                for result in checks(token):
                     count += 1
                     row = CheckRow(
                         str(getattr(result, "name", "?")),

@@ -85,3 +85,32 @@ def test_checks_appear_then_copy_and_save(lab: Lab) -> None:
             await wait_for(pilot, lambda: not screen.running and len(screen.rows) == 4)
 
     run(body())
+
+
+def test_card_with_a_sim_pin_is_asked_once(lab: Lab) -> None:
+    """A card spec with login=verify: the PIN modal appears, then every check runs with it."""
+    from drivers.cards.emulator.store import LAB_PIN
+    from drivers.cards.triage import run_triage
+    from screens.lab import TokenChoice
+
+    lab.triage = run_triage
+    lab.token = TokenChoice(
+        "iotsafe:emulated;speed=0;login=verify;card=pin-card",
+        "emulated card with PIN",
+        "iotsafe",
+        emulated=True,
+    )
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="triage")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TriageScreen))
+            screen = app.screen
+            await pilot.press("r")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "PinModal")
+            await pilot.press(*LAB_PIN, "enter")
+            await wait_for(pilot, lambda: not screen.running and len(screen.rows) >= 6, timeout=30)
+            verdicts = {row.name: row.verdict for row in screen.rows}
+            assert verdicts["signature"] == "PASS" and verdicts["latency"] == "PASS"
+
+    run(body())
