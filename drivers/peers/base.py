@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -336,3 +337,39 @@ def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
         break
     if process.poll() is None:  # pragma: no cover - SIGKILL always ends a process
         process.wait()
+
+
+class PythonModulePeer(Peer):
+    """A real server written in Python, run as ``python -m MODULE --port N ...`` in its own
+    process, so it is started, health-checked and stopped exactly like the binary peers.
+
+    Subclasses name the module and add their own arguments in :meth:`_module_arguments`; the
+    module prints ``listening on`` once it accepts connections.
+    """
+
+    program: ClassVar[str] = sys.executable
+    module: ClassVar[str] = ""
+
+    def _module_arguments(self, workdir: Path) -> list[str]:
+        return []
+
+    def _prepare(self, program: str, workdir: Path) -> list[str]:
+        arguments = self._module_arguments(workdir)
+        return [program, "-m", self.module, "--port", str(self.port), *arguments]
+
+    def _environment(self) -> dict[str, str]:
+        return python_environment()
+
+    def _healthy(self) -> bool:
+        return "listening on" in self.log_text()
+
+    def _tls_arguments(self) -> list[str]:
+        """``--cert/--key/--ca`` of the lab server certificate, for TLS servers."""
+        return [
+            "--cert",
+            str(self.cert_path),
+            "--key",
+            str(self.key_path),
+            "--ca",
+            str(self.ca_path),
+        ]

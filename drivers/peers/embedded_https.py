@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from drivers.peers.base import Peer, python_environment
+from drivers.peers.base import PythonModulePeer
 from drivers.peers.jwt_check import KeyDirectory, check_authorization, register_key
 from drivers.peers.nginx import API_BODY, ROOT_BODY
 from drivers.peers.pki import LabPki
@@ -106,11 +106,11 @@ def serve(port: int, cert: Path, key: Path, ca: Path, keys_dir: Path) -> None:
     server.serve_forever()
 
 
-class EmbeddedHttpsPeer(Peer):
+class EmbeddedHttpsPeer(PythonModulePeer):
     """Python ``ssl`` HTTPS server on ``.port``; same API as :class:`NginxPeer`."""
 
     protocol = "HTTPS server (embedded Python ssl)"
-    program = sys.executable
+    module = "drivers.peers.embedded_https"
     package = "python3"
 
     def __init__(
@@ -133,30 +133,10 @@ class EmbeddedHttpsPeer(Peer):
         assert self.jwt_keys_dir is not None, "start the peer first"
         return register_key(self.jwt_keys_dir, public_key)
 
-    def _prepare(self, program: str, workdir: Path) -> list[str]:
+    def _module_arguments(self, workdir: Path) -> list[str]:
         self.jwt_keys_dir = workdir / "jwt-keys"
         self.jwt_keys_dir.mkdir()
-        return [
-            program,
-            "-m",
-            "drivers.peers.embedded_https",
-            "--port",
-            str(self.port),
-            "--cert",
-            str(self.cert_path),
-            "--key",
-            str(self.key_path),
-            "--ca",
-            str(self.ca_path),
-            "--keys",
-            str(self.jwt_keys_dir),
-        ]
-
-    def _environment(self) -> dict[str, str]:
-        return python_environment()
-
-    def _healthy(self) -> bool:
-        return "listening on" in self.log_text()
+        return [*self._tls_arguments(), "--keys", str(self.jwt_keys_dir)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from drivers.peers.base import Peer, python_environment
+from drivers.peers.base import PythonModulePeer
 from drivers.peers.pki import LabPki
 
 
@@ -64,11 +64,11 @@ async def _serve(port: int, cert: Path, key: Path, ca: Path) -> None:
         await broker.shutdown()
 
 
-class EmbeddedMqttPeer(Peer):
+class EmbeddedMqttPeer(PythonModulePeer):
     """amqtt broker on ``.port`` with TLS and a required client certificate."""
 
     protocol = "MQTT broker (embedded amqtt)"
-    program = sys.executable
+    module = "drivers.peers.embedded_mqtt"
     package = "amqtt"
     installer = "pip install"
 
@@ -90,26 +90,8 @@ class EmbeddedMqttPeer(Peer):
         super().start()
         return self
 
-    def _prepare(self, program: str, workdir: Path) -> list[str]:
-        return [
-            program,
-            "-m",
-            "drivers.peers.embedded_mqtt",
-            "--port",
-            str(self.port),
-            "--cert",
-            str(self.cert_path),
-            "--key",
-            str(self.key_path),
-            "--ca",
-            str(self.ca_path),
-        ]
-
-    def _environment(self) -> dict[str, str]:
-        return python_environment()
-
-    def _healthy(self) -> bool:
-        return "listening on" in self.log_text()
+    def _module_arguments(self, workdir: Path) -> list[str]:
+        return self._tls_arguments()
 
 
 def amqtt_installed() -> bool:

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
-from drivers.peers.base import Peer, python_environment
+from drivers.peers.base import PythonModulePeer
 from drivers.peers.jwt_check import KeyDirectory, check_authorization
 from drivers.peers.pki import LabPki
 
@@ -50,33 +50,19 @@ def serve(port: int, keys_dir: Path) -> None:
     server.serve_forever()
 
 
-class JwtVerifierPeer(Peer):
+class JwtVerifierPeer(PythonModulePeer):
     """The verifier as a managed process (started and stopped by :class:`NginxPeer`)."""
 
     protocol = "JWT verifier"
-    program = sys.executable
+    module = "drivers.peers.jwt_verifier"
     package = "python3"
 
     def __init__(self, keys_dir: Path, *, pki: LabPki | None = None) -> None:
         super().__init__(pki=pki)
         self.keys_dir = keys_dir
 
-    def _prepare(self, program: str, workdir: Path) -> list[str]:
-        return [
-            program,
-            "-m",
-            "drivers.peers.jwt_verifier",
-            "--port",
-            str(self.port),
-            "--keys",
-            str(self.keys_dir),
-        ]
-
-    def _environment(self) -> dict[str, str]:
-        return python_environment()
-
-    def _healthy(self) -> bool:
-        return "listening on" in self.log_text()
+    def _module_arguments(self, workdir: Path) -> list[str]:
+        return ["--keys", str(self.keys_dir)]
 
 
 def main(argv: list[str] | None = None) -> None:
