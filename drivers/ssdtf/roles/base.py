@@ -58,6 +58,25 @@ class Role:
         return self.trace.verdict(self.name, payload, ok, reason, stage, **detail)
 
 
+class ProxyRole(Role):
+    """The two proxies (broker gateway, distribution server): they pin the registrars' keys
+    and the key owner's public keys, and transform ciphertexts without ever decrypting."""
+
+    registrars: dict[str, PublicKeyRef]
+    owner_pre: bytes
+    owner_verifying: bytes
+
+    def pin_registrar(self, ref: PublicKeyRef, what: str) -> None:
+        self.registrars[what] = ref
+        self.hold(key_view(f"pk_{ref.owner}", f"public (registrar of {what})", ref))
+
+    def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
+        self.owner_pre = public
+        self.owner_verifying = verifying
+        self.hold(pre_view(f"pk_{owner}.pre", "pre public (key owner)", public))
+        self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
+
+
 def sign_record(signer: Signer, kind: str, record: dict[str, Any]) -> tuple[bytes, bytes]:
     """A registration (device, topic, destination, conversion key) signed by its registrar."""
     body = json.dumps({"kind": kind, **record}, sort_keys=True, separators=(",", ":")).encode()

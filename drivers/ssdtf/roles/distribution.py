@@ -21,7 +21,7 @@ from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.pseudonyms import MappingStore, Pseudonymizer
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import Role, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import ProxyRole, key_view, pre_view, verify_record
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
 from drivers.ssdtf.wire import MsgType, T
@@ -37,7 +37,7 @@ class Recipient:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class DistributionServer(Role):
+class DistributionServer(ProxyRole):
     def __init__(
         self,
         signer: Ed25519Signer,
@@ -74,16 +74,6 @@ class DistributionServer(Role):
         self.delivered = 0
         self._lock = threading.RLock()
         self.endpoint: Endpoint | None = None
-
-    def pin_registrar(self, ref: PublicKeyRef, what: str) -> None:
-        self.registrars[what] = ref
-        self.hold(key_view(f"pk_{ref.owner}", f"public (registrar of {what})", ref))
-
-    def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
-        self.owner_pre = public
-        self.owner_verifying = verifying
-        self.hold(pre_view(f"pk_{owner}.pre", "pre public (key owner)", public))
-        self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
 
     def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
         record = verify_record(self.registrars["destinations"], body, signature)

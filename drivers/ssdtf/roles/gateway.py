@@ -29,7 +29,7 @@ from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import Role, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import ProxyRole, key_view, pre_view, verify_record
 from drivers.ssdtf.roles.sensor import session_id
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
@@ -61,7 +61,7 @@ class Destination:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Gateway(Role):
+class Gateway(ProxyRole):
     def __init__(
         self,
         signer: Ed25519Signer,
@@ -94,16 +94,6 @@ class Gateway(Role):
         self._timers: list[threading.Timer] = []
 
     # --- provisioning ------------------------------------------------------------
-    def pin_registrar(self, ref: PublicKeyRef, what: str) -> None:
-        self.registrars[what] = ref
-        self.hold(key_view(f"pk_{ref.owner}", f"public (registrar of {what})", ref))
-
-    def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
-        self.owner_pre = public
-        self.owner_verifying = verifying
-        self.hold(pre_view(f"pk_{owner}.pre", "pre public (key owner)", public))
-        self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
-
     def register_device(self, body: bytes, signature: bytes) -> None:
         record = verify_record(self.registrars["devices"], body, signature)
         ref = PublicKeyRef(Alg(record["alg"]), bytes.fromhex(record["public"]), record["cid"])
