@@ -94,6 +94,8 @@ def ssdtf() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the packet trace (FILE.json + FILE.pcap, or FILE.pcap).",
 )
+@click.option("--pin-env", metavar="VAR", help="PIN of --token from this variable.")
+@click.option("--pin-fd", type=int, metavar="N", help="PIN of --token from descriptor N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def demo(
     model: int,
@@ -104,17 +106,29 @@ def demo(
     broker: str,
     pre: str,
     trace_path: Path | None,
+    pin_env: str | None,
+    pin_fd: int | None,
     as_json: bool,
 ) -> None:
     """Run a whole SSDTF system: handshakes, readings, re-encryption, delivery."""
     from drivers.ssdtf.deployment import Deployment
+    from drivers.tokens.pin import make_pin_provider
+    from drivers.tokens.registry import open_token
 
+    pin = None
+    if token and open_token(token).needs_login:
+        pin = make_pin_provider(pin_env, pin_fd)()
+        if pin is None:
+            raise SafeLabError(
+                f"the token {token!r} needs a PIN", "give it with --pin-env VAR or --pin-fd N"
+            )
     cfg = _config(
         model=model,
         sensors=sensors,
         messages=messages,
         users=users,
         token=token,
+        token_pin=pin,
         broker=broker,
         pre=pre,
         capture=True,

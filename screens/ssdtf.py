@@ -36,6 +36,7 @@ from textual.widgets.option_list import Option
 from drivers.errors import SafeLabError
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
+from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.widgets.packets import (
     COLUMNS,
@@ -588,11 +589,32 @@ class SsdtfScreen(LabScreen):
 
     # -- workers (threads: no widgets here, only messages) -----------------------------------
 
+    def _with_pin(self, cfg: object) -> object | None:
+        """The config with the token's PIN, asked once in the modal if the token needs one.
+
+        Runs in the worker thread (the modal waits there); ``None`` if the user cancels.
+        """
+        import dataclasses
+
+        from drivers.tokens.registry import open_token
+
+        uri = getattr(cfg, "token", None)
+        if not uri or not open_token(uri).needs_login:
+            return cfg
+        pin = ask_pin(self.app, open_token(uri))
+        return None if pin is None else dataclasses.replace(cfg, token_pin=pin)  # type: ignore[type-var]
+
     def _run_flow(self, cfg: object, generation: int, stop: threading.Event) -> None:
         """Build and start the flow, then post copies of its trace until it ends."""
         from drivers.ssdtf.deployment import FlowRun
 
         try:
+            cfg = self._with_pin(cfg)
+            if cfg is None:
+                self.post_message(
+                    TraceSnapshot(generation, (), (), True, "PIN entry cancelled; nothing was run")
+                )
+                return
             flow = FlowRun(cfg).start()  # type: ignore[arg-type]
         except Exception as exc:
             self.post_message(TraceSnapshot(generation, (), (), True, failure_text(exc)))
@@ -623,6 +645,12 @@ class SsdtfScreen(LabScreen):
         from drivers.ssdtf.attacks import ATTACKS, run_attack
 
         try:
+            cfg = self._with_pin(cfg)
+            if cfg is None:
+                raise SafeLabError(
+                    "PIN entry cancelled; the attack was not run",
+                    "start it again and give the token's PIN",
+                )
             outcome = run_attack(name, cfg)  # type: ignore[arg-type]
             trace = outcome.trace
             rows = copy_rows(trace, {}) if trace is not None else ()

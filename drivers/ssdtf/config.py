@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 PREFIX = "ssdtf/v1"
 
@@ -63,6 +64,8 @@ class FlowConfig:
     users: int = 1
     token: str | None = None
     """Key of sensor-1 (any driver-layer token URI); other sensors get software keys."""
+    token_pin: Any = field(default=None, repr=False, compare=False)
+    """The :class:`~drivers.tokens.base.Pin` of ``token`` when it needs one (never shown)."""
     broker: str = "embedded"
     """``embedded`` (amqtt in process), ``mosquitto`` (started here), or ``mqtt://host:port``."""
     pre: str = "auto"

@@ -229,7 +229,8 @@ class Deployment:
         self, cid: str, token_uri: str | None = None, *, register: bool = True, **options: Any
     ) -> Sensor:
         """A sensor whose key lives in ``token_uri`` (a fresh software key if None)."""
-        signer = TokenSigner(cid, open_token(token_uri or self._new_key_uri(cid)))
+        pin = self.cfg.token_pin if token_uri and token_uri == self.cfg.token else None
+        signer = TokenSigner(cid, open_token(token_uri or self._new_key_uri(cid)), pin)
         if register:
             self.register_device(cid, signer)
         enc = self.owner_keys.public.hex() if self.owner_keys else ""

@@ -139,3 +139,24 @@ def test_snapshot_idle(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> N
 
     app = SafeLabApp(fixed_lab, start="ssdtf")
     assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+def test_sensor_token_with_a_pin_is_asked_once(lab: Lab, softhsm) -> None:
+    """A PIN-protected sensor key: the masked modal appears once, then the flow starts."""
+    from screens.lab import TokenChoice
+
+    lab.token = TokenChoice(softhsm.uri("dev"), "SoftHSM dev", "pkcs11")
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="ssdtf")
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+            screen = app.screen
+            await pilot.press("s")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "PinModal", what="PIN modal")
+            await pilot.press(*softhsm.pin, "enter")
+            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: screen.done, timeout=30, what="run to end")
+
+    run(body())
