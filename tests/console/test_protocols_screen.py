@@ -86,9 +86,16 @@ def test_mqtt_full_and_resumed_cells_update_and_are_stored(lab: Lab) -> None:
             _set(screen, n="5", warmup="1")
             await pilot.press("down")  # vpn → mqtt, column full
             assert screen.selected()[0] == "mqtt"
+            before = screen.finished_run_id
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.running, what="start")
-            await wait_for(pilot, lambda: not screen.running, timeout=60, what="full run")
+            # Wait for the run to have ended, not to be seen running: a fast run can start and
+            # end between two polls.
+            await wait_for(
+                pilot,
+                lambda: screen.finished_run_id != before and not screen.running,
+                timeout=60,
+                what="full run",
+            )
             full_id = screen.finished_run_id
             assert "complete" in str(screen.status.render())
             cell = _cell(screen, "mqtt", "full")
@@ -100,8 +107,12 @@ def test_mqtt_full_and_resumed_cells_update_and_are_stored(lab: Lab) -> None:
             assert screen.query_one("#histogram").bins is not None
 
             await pilot.press("right", "enter")  # the resumed column
-            await wait_for(pilot, lambda: screen.running, what="start")
-            await wait_for(pilot, lambda: not screen.running, timeout=60, what="resumed run")
+            await wait_for(
+                pilot,
+                lambda: screen.finished_run_id != full_id and not screen.running,
+                timeout=60,
+                what="resumed run",
+            )
             resumed_id = screen.finished_run_id
             assert resumed_id > full_id
             assert "0.00 sig" in _cell(screen, "mqtt", "resumed")
@@ -185,8 +196,12 @@ def test_table6_fast_subset_with_the_emulated_card(lab: Lab) -> None:
             screen = await _open(pilot)
             _set(screen, n="2", warmup="1", t6protocols="mqtt,https")
             await pilot.press("t")
-            await wait_for(pilot, lambda: screen.running, what="start")
-            await wait_for(pilot, lambda: not screen.running, timeout=120, what="Table 6")
+            await wait_for(
+                pilot,
+                lambda: screen.table6_rows is not None and not screen.running,
+                timeout=120,
+                what="Table 6",
+            )
             assert "Table 6 complete" in str(screen.status.render())
             rows = screen.table6_rows
             assert rows is not None and [row.protocol for row in rows] == ["mqtt", "https"]
