@@ -21,7 +21,7 @@ from rich.text import Text
 from drivers.bench.paper import TABLE6
 from drivers.bench.store import ResultsStore
 from drivers.errors import SafeLabError
-from drivers.tokens.pin import make_pin_provider
+from drivers.tokens.pin import required_pin
 from drivers.tokens.registry import DEFAULT_TOKEN, open_token
 from screens.widgets.format import fmt_ms
 
@@ -33,13 +33,7 @@ PROTOCOL_CHOICES = ("mqtt", "https", "coap", "vpn", "jwt", "coap-psk")
 
 def _pin_for(token_uri: str, pin_env: str | None, pin_fd: int | None):  # type: ignore[no-untyped-def]
     token = open_token(token_uri)
-    pin = make_pin_provider(pin_env, pin_fd)() if token.needs_login else None
-    if token.needs_login and pin is None:
-        raise SafeLabError(
-            f"token {token.info.label!r} needs a user PIN",
-            "give it with --pin-env VAR or --pin-fd N",
-        )
-    return token, pin
+    return token, required_pin(token, pin_env, pin_fd)
 
 
 class ProtoGroup(click.Group):

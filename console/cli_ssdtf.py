@@ -112,16 +112,10 @@ def demo(
 ) -> None:
     """Run a whole SSDTF system: handshakes, readings, re-encryption, delivery."""
     from drivers.ssdtf.deployment import Deployment
-    from drivers.tokens.pin import make_pin_provider
+    from drivers.tokens.pin import required_pin
     from drivers.tokens.registry import open_token
 
-    pin = None
-    if token and open_token(token).needs_login:
-        pin = make_pin_provider(pin_env, pin_fd)()
-        if pin is None:
-            raise SafeLabError(
-                f"the token {token!r} needs a PIN", "give it with --pin-env VAR or --pin-fd N"
-            )
+    pin = required_pin(open_token(token), pin_env, pin_fd) if token else None
     cfg = _config(
         model=model,
         sensors=sensors,

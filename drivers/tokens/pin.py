@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 
 from drivers.errors import PinError
-from drivers.tokens.base import Pin, PinProvider
+from drivers.tokens.base import Pin, PinProvider, Token
 
 
 def pin_from_env(variable: str) -> Pin:
@@ -59,3 +59,20 @@ def make_pin_provider(
         return None
 
     return provide
+
+
+def required_pin(token: Token, env: str | None = None, fd: int | None = None) -> Pin | None:
+    """The PIN ``token`` needs, from ``--pin-env``/``--pin-fd``; ``None`` if it needs none.
+
+    For commands that cannot prompt (they run peers or whole deployments): a token that needs
+    a PIN and was given none is a clear error, never a silent login failure later.
+    """
+    if not token.needs_login:
+        return None
+    pin = make_pin_provider(env, fd)()
+    if pin is None:
+        raise PinError(
+            f"token {token.info.label!r} needs a PIN",
+            "give it with --pin-env VAR or --pin-fd N",
+        )
+    return pin

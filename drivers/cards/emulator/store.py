@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from drivers.tokens.base import CURVES
+from drivers.x509_profiles import CA_KEY_USAGE
 
 KEY_TYPE_OF_CURVE = {"secp256r1": 0x13, "brainpoolP256r1": 0x23}
 """Persistent key types (object list tag ``4B``)."""
@@ -147,17 +148,7 @@ def _certificate(
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
     else:
