@@ -266,6 +266,12 @@ class ResultsStore:
             many=True,
         )
 
+    def add_extra(self, run_id: int, extra: dict[str, Any]) -> None:
+        """Merge ``extra`` into a run's extra fields: what a run only knows at its end (the
+        summary of an SSDTF flow, an attack's verdict) joins what was known at its start."""
+        merged = {**self.get_run(run_id).extra, **extra}
+        self._write("UPDATE runs SET extra_json = ? WHERE id = ?", (json.dumps(merged), run_id))
+
     def finish_run(self, run_id: int, status: str, reason: str | None = None) -> None:
         self._write(
             "UPDATE runs SET status = ?, reason = ?, finished_at = ? WHERE id = ?",

@@ -86,8 +86,20 @@ from drivers.runs.service import (
     running,
 )
 from drivers.runs.signing import SignDetail, SigningRun
+from drivers.runs.ssdtf import (
+    AttackDetail,
+    FlowControls,
+    FlowDetail,
+    SsdtfAttackResult,
+    SsdtfAttackRun,
+    SsdtfFlowResult,
+    SsdtfFlowRun,
+)
 
 __all__ = [
+    "AttackDetail",
+    "FlowControls",
+    "FlowDetail",
     "ProtocolDetail",
     "ProtocolRun",
     "RunContext",
@@ -100,6 +112,10 @@ __all__ = [
     "RunState",
     "SignDetail",
     "SigningRun",
+    "SsdtfAttackResult",
+    "SsdtfAttackRun",
+    "SsdtfFlowResult",
+    "SsdtfFlowRun",
     "Table6Result",
     "Table6Run",
     "TokenProvenance",

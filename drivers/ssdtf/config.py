@@ -66,6 +66,9 @@ class FlowConfig:
     """Key of sensor-1 (any driver-layer token URI); other sensors get software keys."""
     token_pin: Any = field(default=None, repr=False, compare=False)
     """The :class:`~drivers.tokens.base.Pin` of ``token`` when it needs one (never shown)."""
+    token_lent: Any = field(default=None, repr=False, compare=False)
+    """``token`` already opened by the caller (the run service: once per run, closed at its
+    end); deployments sign with it and never close it. ``None``: they open ``token`` themselves."""
     broker: str = "embedded"
     """``embedded`` (amqtt in process), ``mosquitto`` (started here), or ``mqtt://host:port``."""
     pre: str = "auto"

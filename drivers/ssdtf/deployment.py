@@ -230,7 +230,9 @@ class Deployment:
     ) -> Sensor:
         """A sensor whose key lives in ``token_uri`` (a fresh software key if None)."""
         pin = self.cfg.token_pin if token_uri and token_uri == self.cfg.token else None
-        signer = TokenSigner(cid, open_token(token_uri or self._new_key_uri(cid)), pin)
+        lent = self.cfg.token_lent if token_uri and token_uri == self.cfg.token else None
+        token = lent if lent is not None else open_token(token_uri or self._new_key_uri(cid))
+        signer = TokenSigner(cid, token, pin, owns_token=lent is None)
         if register:
             self.register_device(cid, signer)
         enc = self.owner_keys.public.hex() if self.owner_keys else ""

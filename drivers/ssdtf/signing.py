@@ -135,9 +135,13 @@ class TokenSigner:
 
     alg = Alg.ES256
 
-    def __init__(self, name: str, token: Token, pin: object = None) -> None:
+    def __init__(
+        self, name: str, token: Token, pin: object = None, *, owns_token: bool = True
+    ) -> None:
         self.name = name
         self.token = token
+        self.owns_token = owns_token
+        """False for a token lent by the run service, which closes it itself."""
         self.session: TokenSession = token.open()
         self.session.login(pin)  # type: ignore[arg-type]
         self.key: KeyInfo = self.session.find_key(token.key_selector)
@@ -172,7 +176,8 @@ class TokenSigner:
 
     def close(self) -> None:
         self.session.close()
-        self.token.close()
+        if self.owns_token:
+            self.token.close()
 
     def __repr__(self) -> str:
         return f"TokenSigner({self.name!r}, {self.token.info.uri!r})"

@@ -1,21 +1,33 @@
-"""What the packet stepper draws: frozen rows built from a live SSDTF trace, and their text.
+"""What the packet stepper draws: the text of frozen rows copied from a live SSDTF trace.
 
-The trace's records are written by the tap's and the roles' threads while the UI reads, so
-the screen never keeps a :class:`~drivers.ssdtf.trace.PacketRecord`: a worker copies each one
-into a :class:`PacketRow` (frozen, compared by value, so only changed rows are redrawn), and
-these functions turn rows and key views into Rich text. Nothing here does I/O.
+The SSDTF runs (:mod:`drivers.runs.ssdtf`) copy every trace record into a frozen
+:class:`~drivers.runs.packets.PacketRow` and post them in snapshots; these functions turn rows
+and key views into Rich text (the row types are re-exported here for the screen). Nothing
+here does I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from drivers.runs.packets import HEX_LIMIT, PacketRow, VerdictView, row_of
+
 if TYPE_CHECKING:
-    from drivers.ssdtf.trace import KeyView, PacketRecord
+    from drivers.ssdtf.trace import KeyView
+
+__all__ = [
+    "COLUMNS",
+    "HEX_LIMIT",
+    "PacketRow",
+    "VerdictView",
+    "cells",
+    "detail_text",
+    "keys_text",
+    "row_of",
+]
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("idx", "#", 3),
@@ -29,91 +41,6 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("topic", "topic", 40),
 )
 """``(key, title, width)`` of the packet table; ``lanes`` is as wide as there are roles."""
-
-HEX_LIMIT = 512
-"""Bytes of a packet shown in the hex dump; the export keeps them all."""
-
-
-@dataclass(frozen=True)
-class VerdictView:
-    """One role's decision about a packet, copied out of the trace."""
-
-    role: str
-    ok: bool
-    reason: str
-    stage: str
-
-
-@dataclass(frozen=True)
-class PacketRow:
-    """One captured packet as the stepper shows it (a copy: safe to keep in the UI)."""
-
-    index: int
-    t_ms: float
-    lane: str
-    direction: str
-    arrow: str
-    mqtt_type: str
-    topic: str
-    qos: int
-    dup: bool
-    retain: bool
-    packet_id: int | None
-    size: int
-    ssdtf: tuple[tuple[str, str], ...]
-    ssdtf_type: str
-    ssdtf_error: str
-    status: str
-    note: str
-    verdicts: tuple[VerdictView, ...]
-    hexdump: str
-
-    @property
-    def rejected(self) -> bool:
-        return any(not v.ok for v in self.verdicts)
-
-
-def _field_text(value: Any) -> str:
-    if isinstance(value, dict) and "len" in value:
-        return f"{value['len']} B, starts {value.get('head', '')}"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def row_of(record: PacketRecord) -> PacketRow:
-    """Copy a trace record (its verdict list may still grow; the copy will not)."""
-    fields = dict(record.ssdtf or {})
-    ssdtf_type = str(fields.pop("type", "")) if record.ssdtf is not None else ""
-    raw = bytes(record.raw)
-    dump = record.hexdump() if len(raw) <= HEX_LIMIT else _short_dump(record)
-    return PacketRow(
-        index=record.index,
-        t_ms=record.t_ms,
-        lane=record.lane,
-        direction=record.direction,
-        arrow=record.arrow,
-        mqtt_type=record.mqtt_type,
-        topic=record.topic or "",
-        qos=record.qos,
-        dup=record.dup,
-        retain=record.retain,
-        packet_id=record.packet_id,
-        size=len(raw),
-        ssdtf=tuple((k, _field_text(v)) for k, v in fields.items()),
-        ssdtf_type=ssdtf_type,
-        ssdtf_error=record.ssdtf_error or "",
-        status=record.status,
-        note=record.note,
-        verdicts=tuple(VerdictView(v.role, v.ok, v.reason, v.stage) for v in list(record.verdicts)),
-        hexdump=dump,
-    )
-
-
-def _short_dump(record: PacketRecord) -> str:
-    lines = record.hexdump().splitlines()
-    keep = HEX_LIMIT // 16
-    return "\n".join([*lines[:keep], f"… {len(record.raw) - HEX_LIMIT} more bytes in the export"])
 
 
 def short_lane(lane: str) -> str:
