@@ -29,6 +29,18 @@ def _config(**kwargs: Any) -> Any:
     return FlowConfig(**kwargs)
 
 
+def _run(spec: Any, pin_env: str | None, pin_fd: int | None) -> Any:
+    """Run ``spec`` on the run service in this thread (Ctrl-C keeps the stored part); its
+    result, or its one-line error. The PIN comes from --pin-env/--pin-fd, asked once."""
+    from drivers.runs import RunHandle
+    from drivers.tokens.pin import run_pin_provider
+
+    db = (click.get_current_context().find_root().obj or {}).get("db")
+    outcome = RunHandle(spec, db_path=db, pin_provider=run_pin_provider(pin_env, pin_fd)).run()
+    outcome.raise_for_error()
+    return outcome.result
+
+
 def _export(trace: Any, path: Path | None) -> list[str]:
     """Write the trace; ``.pcap`` gives pcap, anything else JSON (and a .pcap beside it)."""
     if path is None:
@@ -111,34 +123,34 @@ def demo(
     as_json: bool,
 ) -> None:
     """Run a whole SSDTF system: handshakes, readings, re-encryption, delivery."""
-    from drivers.ssdtf.deployment import Deployment
-    from drivers.tokens.pin import required_pin
-    from drivers.tokens.registry import open_token
+    from drivers.runs import SsdtfFlowRun
 
-    pin = required_pin(open_token(token), pin_env, pin_fd) if token else None
-    cfg = _config(
-        model=model,
-        sensors=sensors,
-        messages=messages,
-        users=users,
-        token=token,
-        token_pin=pin,
-        broker=broker,
-        pre=pre,
-        capture=True,
+    spec = SsdtfFlowRun(
+        _config(
+            model=model,
+            sensors=sensors,
+            messages=messages,
+            users=users,
+            token=token,
+            broker=broker,
+            pre=pre,
+            capture=True,
+        ),
+        live=False,
     )
-    dep = Deployment(cfg)
-    result = dep.run_all(timeout=max(10.0, messages * sensors * 0.05))
-    files = _export(dep.trace, trace_path)
+    flow = _run(spec, pin_env, pin_fd)
+    result = flow.summary
+    files = _export(flow.trace, trace_path)
     if as_json:
-        click.echo(json.dumps(result.as_dict() | {"trace_files": files}, indent=1, default=str))
+        document = result.as_dict() | {"run_id": flow.run_id, "trace_files": files}
+        click.echo(json.dumps(document, indent=1, default=str))
     else:
-        _print_demo(result, dep, files)
+        _print_demo(result, flow.run_id, files)
     if not result.ok:
         sys.exit(1)
 
 
-def _print_demo(result: Any, dep: Any, files: list[str]) -> None:
+def _print_demo(result: Any, run_id: int, files: list[str]) -> None:
     from drivers.ssdtf.config import MODELS
 
     stdout.print(f"[bold]SSDTF model {result.model}[/]: {MODELS[result.model]}")
@@ -173,6 +185,7 @@ def _print_demo(result: Any, dep: Any, files: list[str]) -> None:
     )
     for path in files:
         stdout.print(f"trace written: {path}")
+    stdout.print(f"stored as run {run_id} (safelab runs show {run_id})")
     stdout.print("resolve an external ID (operator only, audited): safelab ssdtf trace EXTERNAL_ID")
 
 
@@ -190,15 +203,32 @@ def _print_demo(result: Any, dep: Any, files: list[str]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the packet trace of the attack run.",
 )
+@click.option(
+    "--token",
+    help="Key of sensor-1 in the attacked deployments (any token URI); default: software keys.",
+)
+@click.option("--pin-env", metavar="VAR", help="PIN of --token from this variable.")
+@click.option("--pin-fd", type=int, metavar="N", help="PIN of --token from descriptor N.")
 @click.option("--json", "as_json", is_flag=True)
-def attack(name: str, broker: str, trace_path: Path | None, as_json: bool) -> None:
+def attack(
+    name: str,
+    broker: str,
+    trace_path: Path | None,
+    token: str | None,
+    pin_env: str | None,
+    pin_fd: int | None,
+    as_json: bool,
+) -> None:
     """Run one attack NAME (see `safelab ssdtf attacks`) and show where it was rejected."""
-    from drivers.ssdtf.attacks import run_attack
+    from drivers.runs import SsdtfAttackRun
+    from drivers.runs.ssdtf import outcome_dict
 
-    outcome = run_attack(name, _config(broker=broker))
-    files = _export(outcome.trace, trace_path)
+    done = _run(SsdtfAttackRun(name, _config(broker=broker, token=token)), pin_env, pin_fd)
+    outcome = done.outcome
+    files = _export(outcome.trace, trace_path) if outcome.trace is not None else []
     if as_json:
-        click.echo(json.dumps(outcome.as_dict() | {"trace_files": files}, indent=1, default=str))
+        document = outcome_dict(outcome) | {"run_id": done.run_id, "trace_files": files}
+        click.echo(json.dumps(document, indent=1, default=str))
     else:
         kind = "control" if outcome.control else "attack"
         stdout.print(f"[bold]{kind} {outcome.name}[/]: {outcome.title}")
@@ -216,6 +246,7 @@ def attack(name: str, broker: str, trace_path: Path | None, as_json: bool) -> No
             )
         for path in files:
             stdout.print(f"trace written: {path}")
+        stdout.print(f"[dim]stored as run {done.run_id}[/]")
     if not outcome.rejected:
         sys.exit(1)
 

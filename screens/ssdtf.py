@@ -9,15 +9,17 @@ fields, verdicts and hex dump; the keys panel what every role holds at that pack
 (``trace.keys_at``). ``a`` runs one of the driver's attacks on a fresh deployment and shows its
 trace here with the rejecting packet highlighted; ``w`` writes the trace as JSON and pcap.
 
-Threads: building a deployment, starting it and running an attack block, so they run in
-thread workers. A worker copies the trace into frozen :class:`PacketRow` snapshots (woken by
-``trace.subscribe``, at most every ~100 ms) and posts them; the screen only draws snapshots and
-calls the stepper, whose methods are thread-safe and return at once.
+Runs: the screen builds a spec (:class:`~drivers.runs.SsdtfFlowRun`,
+:class:`~drivers.runs.SsdtfAttackRun`), gives the run service the masked PIN modal as its one
+PIN step and runs the handle in a thread worker. The run opens the token once, builds and
+stops the deployments, stores the run and posts frozen snapshots (trace rows at most every
+~100 ms); the screen only draws them and calls the flow's controls (``detail.controls``),
+whose methods are thread-safe and return at once. Leaving or restarting stops the handle,
+which releases a held flow to run to its end.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,25 +36,25 @@ from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from drivers.errors import SafeLabError
+from drivers.runs import (
+    AttackDetail,
+    FlowControls,
+    FlowDetail,
+    RunHandle,
+    RunSnapshot,
+    RunState,
+    SsdtfAttackRun,
+    SsdtfFlowRun,
+)
+from drivers.runs.ssdtf import expected_text
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
-from screens.widgets.packets import (
-    COLUMNS,
-    PacketRow,
-    cells,
-    detail_text,
-    keys_text,
-    row_of,
-)
+from screens.widgets.packets import COLUMNS, PacketRow, cells, detail_text, keys_text
 
 if TYPE_CHECKING:
-    from drivers.ssdtf.deployment import FlowRun
     from drivers.ssdtf.trace import Trace
-
-POLL_INTERVAL_S = 0.1
-"""How often a busy trace is copied for the UI: live, yet a burst is one redraw."""
 
 
 @dataclass(frozen=True)
@@ -81,72 +83,28 @@ def attack_names() -> list[tuple[str, str, str, bool]]:
     """``(name, title, expected rejection, control)`` of every attack the driver knows."""
     from drivers.ssdtf.attacks import ATTACKS
 
-    return [
-        (
-            a.name,
-            a.title,
-            " or ".join(f"{role}: {text}" for role, text in a.expect) or "everything verifies",
-            a.control,
-        )
-        for a in ATTACKS.values()
-    ]
+    return [(a.name, a.title, expected_text(a.expect), a.control) for a in ATTACKS.values()]
 
 
 # -- messages from the workers ------------------------------------------------------------
 
 
 @dataclass
-class FlowStarted(Message):
-    generation: int
-    flow: FlowRun
+class RunSnapshotted(Message):
+    """A snapshot of the screen's run (flow or attack), posted from the run's thread."""
 
-
-@dataclass
-class TraceSnapshot(Message):
     generation: int
-    rows: tuple[PacketRow, ...]
-    lanes: tuple[str, ...]
-    done: bool
-    error: str
+    snapshot: RunSnapshot
 
     def can_replace(self, message: Message) -> bool:
-        """A newer copy of the same run makes a queued older one useless."""
-        return isinstance(message, TraceSnapshot) and message.generation == self.generation
-
-
-@dataclass
-class AttackEnded(Message):
-    generation: int
-    name: str
-    trace: Trace | None
-    rows: tuple[PacketRow, ...]
-    lanes: tuple[str, ...]
-    rejected: bool
-    positive_control: bool
-    role: str
-    reason: str
-    packet: int | None
-    expected: str
-    error: str
+        """A newer snapshot of the same run makes a queued older one useless."""
+        return isinstance(message, RunSnapshotted) and message.generation == self.generation
 
 
 @dataclass
 class Exported(Message):
     text: str
     ok: bool
-
-
-def copy_rows(trace: Trace, cache: dict[int, tuple[str, int, PacketRow]]) -> tuple[PacketRow, ...]:
-    """Frozen rows of the trace; a record whose status and verdicts did not change is reused."""
-    rows: list[PacketRow] = []
-    for record in trace.snapshot():
-        key = (record.status, len(record.verdicts))
-        cached = cache.get(record.index)
-        if cached is None or cached[:2] != key:
-            cached = (*key, row_of(record))
-            cache[record.index] = cached
-        rows.append(cached[2])
-    return tuple(rows)
 
 
 # -- modals -------------------------------------------------------------------------------
@@ -276,7 +234,10 @@ class SsdtfScreen(LabScreen):
         super().__init__(lab)
         self.generation = 0
         """Counts runs; a worker's messages about an older run are ignored."""
-        self.flow: FlowRun | None = None
+        self.handle: RunHandle | None = None
+        """The run shown (or being started); stopped when another starts or the app quits."""
+        self.controls: FlowControls | None = None
+        """The live flow's stepper, once its deployment exists."""
         self.trace: Trace | None = None
         self.rows: tuple[PacketRow, ...] = ()
         self.lanes: tuple[str, ...] = ()
@@ -289,7 +250,6 @@ class SsdtfScreen(LabScreen):
         self.highlight_reason = ""
         self.source = ""
         """What the shown trace is: ``model 1`` or ``attack replay`` (names the export)."""
-        self.stop_event = threading.Event()
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -446,9 +406,8 @@ class SsdtfScreen(LabScreen):
     def _reset(self, source: str) -> int:
         """Forget the shown trace and let a previous live flow run out; a new generation."""
         self._release()
-        self.stop_event = threading.Event()
         self.generation += 1
-        self.flow, self.trace, self.source = None, None, source
+        self.handle, self.controls, self.trace, self.source = None, None, None, source
         self.highlight, self.highlight_reason, self.follow = None, "", True
         self.query_one("#packets", DataTable).clear()
         self.rows, self.lanes = (), ()
@@ -456,10 +415,9 @@ class SsdtfScreen(LabScreen):
         return self.generation
 
     def _release(self) -> None:
-        """A held flow would wait for an hour: let it run to its end in the background."""
-        self.stop_event.set()
-        if self.flow is not None and not self.flow.done and self.flow.stepper is not None:
-            self.flow.stepper.run_to_end()
+        """A held flow would wait for an hour: stopping its run lets it run to its end."""
+        if self.handle is not None:
+            self.handle.stop()
 
     def action_start(self) -> None:
         """Start a live flow with the form's values on the lab's token (paused at packet 0)."""
@@ -482,9 +440,9 @@ class SsdtfScreen(LabScreen):
         self.action_leave_form()
         self._info(Text(f"model {form.model}: building the deployment…"))
         self.say(f"starting model {form.model}, {form.sensors} sensor(s), {form.messages} msg")
-        stop = self.stop_event
+        self.handle = self._handle(SsdtfFlowRun(cfg), generation)
         self.run_worker(
-            lambda: self._run_flow(cfg, generation, stop),
+            self.handle.run,
             name="ssdtf flow",
             group=f"token:{self.lab.token.uri}",
             description=f"SSDTF model {form.model} on {self.lab.token.uri}",
@@ -499,11 +457,11 @@ class SsdtfScreen(LabScreen):
             table.move_cursor(row=table.cursor_row + 1)
             return
         held = self.rows[-1] if self.rows and self.rows[-1].status == "held" else None
-        if self.flow is not None and self.flow.stepper is not None and held is not None:
+        if self.controls is not None and held is not None:
             self.follow = True
-            self.flow.stepper.step()
+            self.controls.step()
             return
-        if self.flow is None and not self.rows:
+        if self.controls is None and not self.rows:
             self.say("no flow: s starts one, a runs an attack")
         elif self.done:
             self.say("end of the capture")
@@ -515,17 +473,17 @@ class SsdtfScreen(LabScreen):
             table.move_cursor(row=table.cursor_row - 1)
 
     def action_run_to_end(self) -> None:
-        if self.flow is None or self.done or self.flow.stepper is None:
+        if self.controls is None or self.done:
             self.say("no live flow to run")
             return
         self.follow = True
-        self.flow.stepper.run_to_end()
+        self.controls.run_to_end()
         self.say("running to the end (p pauses again)")
 
     def action_pause(self) -> None:
-        if self.flow is None or self.done or self.flow.stepper is None:
+        if self.controls is None or self.done:
             return
-        self.flow.stepper.pause()
+        self.controls.pause()
         self.say("live mode: pausing before the next packet")
 
     def action_attacks(self) -> None:
@@ -553,8 +511,16 @@ class SsdtfScreen(LabScreen):
         self.refresh_bindings()
         self._info(Text(f"attack {name}: running…"))
         self.say(f"running attack {name} on a fresh deployment")
+        try:
+            spec = SsdtfAttackRun(name, cfg)
+        except SafeLabError as exc:
+            self.attack_running = False
+            self.refresh_bindings()
+            self.fail(exc.one_line())
+            return
+        self.handle = self._handle(spec, generation)
         self.run_worker(
-            lambda: self._run_attack(name, cfg, generation),
+            self.handle.run,
             name="ssdtf attack",
             group=f"token:{self.lab.token.uri}",
             description=f"SSDTF attack {name}",
@@ -589,106 +555,15 @@ class SsdtfScreen(LabScreen):
 
     # -- workers (threads: no widgets here, only messages) -----------------------------------
 
-    def _with_pin(self, cfg: object) -> object | None:
-        """The config with the token's PIN, asked once in the modal if the token needs one.
-
-        Runs in the worker thread (the modal waits there); ``None`` if the user cancels.
-        """
-        import dataclasses
-
-        from drivers.tokens.registry import open_token
-
-        uri = getattr(cfg, "token", None)
-        if not uri or not open_token(uri).needs_login:
-            return cfg
-        pin = ask_pin(self.app, open_token(uri))
-        return None if pin is None else dataclasses.replace(cfg, token_pin=pin)  # type: ignore[type-var]
-
-    def _run_flow(self, cfg: object, generation: int, stop: threading.Event) -> None:
-        """Build and start the flow, then post copies of its trace until it ends."""
-        from drivers.ssdtf.deployment import FlowRun
-
-        try:
-            cfg = self._with_pin(cfg)
-            if cfg is None:
-                self.post_message(
-                    TraceSnapshot(generation, (), (), True, "PIN entry cancelled; nothing was run")
-                )
-                return
-            flow = FlowRun(cfg).start()  # type: ignore[arg-type]
-        except Exception as exc:
-            self.post_message(TraceSnapshot(generation, (), (), True, failure_text(exc)))
-            return
-        self.post_message(FlowStarted(generation, flow))
-        wake = threading.Event()
-        flow.trace.subscribe(lambda kind, obj: wake.set())
-        cache: dict[int, tuple[str, int, PacketRow]] = {}
-        last: tuple[PacketRow, ...] | None = None
-        try:
-            while True:
-                wake.wait(0.5)
-                wake.clear()
-                done = flow.done
-                rows = copy_rows(flow.trace, cache)
-                error = failure_text(flow.error) if done and flow.error is not None else ""
-                if rows != last or done:
-                    last = rows
-                    lanes = tuple(flow.trace.lanes())
-                    self.post_message(TraceSnapshot(generation, rows, lanes, done, error))
-                if done or stop.is_set():
-                    return
-                time.sleep(POLL_INTERVAL_S)
-        except Exception as exc:
-            self.post_message(TraceSnapshot(generation, (), (), True, failure_text(exc)))
-
-    def _run_attack(self, name: str, cfg: object, generation: int) -> None:
-        from drivers.ssdtf.attacks import ATTACKS, run_attack
-
-        try:
-            cfg = self._with_pin(cfg)
-            if cfg is None:
-                raise SafeLabError(
-                    "PIN entry cancelled; the attack was not run",
-                    "start it again and give the token's PIN",
-                )
-            outcome = run_attack(name, cfg)  # type: ignore[arg-type]
-            trace = outcome.trace
-            rows = copy_rows(trace, {}) if trace is not None else ()
-            lanes = tuple(trace.lanes()) if trace is not None else ()
-            expected = " or ".join(f"{r}: {t}" for r, t in ATTACKS[name].expect)
-            self.post_message(
-                AttackEnded(
-                    generation,
-                    name,
-                    trace,
-                    rows,
-                    lanes,
-                    outcome.rejected,
-                    outcome.control,
-                    outcome.role,
-                    outcome.reason,
-                    outcome.packet,
-                    expected,
-                    "",
-                )
-            )
-        except Exception as exc:
-            self.post_message(
-                AttackEnded(
-                    generation,
-                    name,
-                    None,
-                    (),
-                    (),
-                    False,
-                    False,
-                    "",
-                    "",
-                    None,
-                    "",
-                    failure_text(exc),
-                )
-            )
+    def _handle(self, spec: SsdtfFlowRun | SsdtfAttackRun, generation: int) -> RunHandle:
+        """A run of ``spec`` on the lab's store: the modal is its PIN step, snapshots come
+        back as messages tagged with ``generation`` (a newer run's make these stale)."""
+        return RunHandle(
+            spec,
+            db_path=self.lab.db_path,
+            pin_provider=lambda token: ask_pin(self.app, token),
+            on_snapshot=lambda snapshot: self.post_message(RunSnapshotted(generation, snapshot)),
+        )
 
     def _export(self, trace: Trace, base: Path) -> None:
         json_path, pcap_path = export_paths(base)
@@ -703,63 +578,70 @@ class SsdtfScreen(LabScreen):
 
     # -- messages from the workers ----------------------------------------------------------
 
-    @on(FlowStarted)
-    def _flow_started(self, message: FlowStarted) -> None:
-        if message.generation != self.generation:
-            message.flow.stepper and message.flow.stepper.run_to_end()
-            return
-        self.flow, self.trace = message.flow, message.flow.trace
-        self.say("live: each packet is held before it is sent; n forwards it")
-
-    @on(TraceSnapshot)
-    def _snapshot(self, message: TraceSnapshot) -> None:
+    @on(RunSnapshotted)
+    def _snapshotted(self, message: RunSnapshotted) -> None:
         if message.generation != self.generation:
             return
-        self._draw(message.rows, message.lanes)
-        self.done = message.done
-        self._live_info(message.done, message.error)
-        if message.error:
-            self.fail(message.error)
-        elif message.done:
+        snapshot = message.snapshot
+        if snapshot.kind == SsdtfAttackRun.name:
+            if snapshot.state.finished:
+                self._attack_ended(snapshot)
+            return
+        detail = snapshot.detail
+        if isinstance(detail, FlowDetail):
+            if self.controls is None:
+                self.say("live: each packet is held before it is sent; n forwards it")
+            self.controls, self.trace = detail.controls, detail.trace
+            self._draw(detail.rows, detail.lanes)
+        if snapshot.state in (RunState.PENDING, RunState.RUNNING, RunState.PAUSED):
+            if detail is not None:
+                self._live_info(False)
+            return
+        self.done = True
+        error = "" if snapshot.state is RunState.COMPLETE else snapshot.text
+        self._live_info(True, error)
+        if error:
+            self.fail(error)
+        else:
             rejected = sum(1 for r in self.rows if r.rejected)
             self.say(f"flow finished: {len(self.rows)} packets, {rejected} rejected · w exports")
 
-    @on(AttackEnded)
-    def _attack_ended(self, message: AttackEnded) -> None:
-        if message.generation != self.generation:
-            return
+    def _attack_ended(self, snapshot: RunSnapshot) -> None:
+        name = self.source.removeprefix("attack ")
         self.attack_running = False
         self.done = True
         self.refresh_bindings()
-        if message.error:
-            self._info(Text(f"attack {message.name}: failed", style="bold red"))
-            self.fail(message.error)
+        detail = snapshot.detail
+        if not isinstance(detail, AttackDetail) or snapshot.state is not RunState.COMPLETE:
+            self._info(Text(f"attack {name}: failed", style="bold red"))
+            self.fail(snapshot.text)
             return
-        self.trace = message.trace
-        target = message.packet
-        if target is None and not message.positive_control:
-            target = next((r.index for r in message.rows if r.rejected), None)
-        self.highlight = target if not message.positive_control else None
-        self.highlight_reason = message.reason if not message.positive_control else ""
+        outcome = detail.outcome
+        self.trace = detail.trace
+        target = outcome.packet
+        if target is None and not outcome.control:
+            target = next((r.index for r in detail.rows if r.rejected), None)
+        self.highlight = target if not outcome.control else None
+        self.highlight_reason = outcome.reason if not outcome.control else ""
         self.follow = False
-        self._draw(message.rows, message.lanes)
+        self._draw(detail.rows, detail.lanes)
         if target is not None:
             position = next((i for i, r in enumerate(self.rows) if r.index == target), None)
             if position is not None:
                 self.query_one("#packets", DataTable).move_cursor(row=position, animate=False)
         self._show_selected()
-        text = Text(f"attack {message.name}: ", style="bold")
-        if message.positive_control:
-            verdict = "control verified" if message.rejected else "CONTROL FAILED"
-            text.append(verdict, style="bold green" if message.rejected else "bold red")
-            text.append(f": {message.reason}")
-        elif message.rejected:
+        text = Text(f"attack {name}: ", style="bold")
+        if outcome.control:
+            verdict = "control verified" if outcome.rejected else "CONTROL FAILED"
+            text.append(verdict, style="bold green" if outcome.rejected else "bold red")
+            text.append(f": {outcome.reason}")
+        elif outcome.rejected:
             where = f" at #{target}" if target is not None else ""
-            text.append(f"REJECTED{where} by {message.role}", style="bold red reverse")
-            text.append(f": {message.reason}")
+            text.append(f"REJECTED{where} by {outcome.role}", style="bold red reverse")
+            text.append(f": {outcome.reason}")
         else:
             text.append("NOT rejected as expected", style="bold red")
-            text.append(f" (expected {message.expected})")
+            text.append(f" (expected {expected_text(outcome.expected)})")
         self._info(text)
         self.say(text.plain)
 
