@@ -168,3 +168,52 @@ def pcscd() -> Iterator[str]:
     if started is not None:
         started.terminate()
         started.wait(10)
+
+
+@dataclass
+class TokenCounts:
+    """What the ``counting:`` tokens of one test saw: tokens opened/closed, sessions too."""
+
+    tokens: int = 0
+    closed: int = 0
+    sessions: int = 0
+    sessions_closed: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.tokens == self.closed and self.sessions == self.sessions_closed
+
+
+@pytest.fixture
+def counting_tokens(monkeypatch: pytest.MonkeyPatch) -> TokenCounts:
+    """A ``counting:p256`` token scheme: the lab's real software key, counted.
+
+    Every ``open_token("counting:...")`` builds a real :class:`SoftwareToken` that counts
+    itself, its ``close()`` and its sessions, so a test proves a run opens a token once and
+    closes what it opened (the scheme is removed again after the test).
+    """
+    from drivers.tokens import registry
+    from drivers.tokens.software import SoftwareSession, SoftwareToken
+    from drivers.tokens.spec import parse_spec
+
+    counts = TokenCounts()
+
+    class CountingSession(SoftwareSession):
+        def _close(self) -> None:
+            counts.sessions_closed += 1
+            super()._close()
+
+    class CountingToken(SoftwareToken):
+        def __init__(self, text: str) -> None:
+            super().__init__(parse_spec(text))
+            counts.tokens += 1
+
+        def _open(self) -> SoftwareSession:
+            counts.sessions += 1
+            return CountingSession(self)
+
+        def close(self) -> None:
+            counts.closed += 1
+
+    monkeypatch.setitem(registry._FACTORIES, "counting", CountingToken)
+    return counts

@@ -13,8 +13,9 @@ on fresh deployments (``safelab ssdtf attack``, the stepper's attack menu). Both
   version, Mosquitto and its version, or an external broker);
 - post frozen trace rows (:class:`~drivers.runs.packets.PacketRow`) in their snapshots'
   ``detail`` and store a run (experiment ``ssdtf`` / ``ssdtf-attack``) so Results lists it:
-  the sensors' handshake times as samples, the flow's summary or the attack's verdict in its
-  extra fields.
+  a flow's row is created once its sensors logged in, with the sensors' handshake times as
+  samples and the flow's summary in its extra fields; an attack's once it ran, with its
+  verdict. A cancelled or wrong PIN stores nothing.
 
 A live flow is stepped through :class:`FlowControls` (``detail.controls``): ``step``,
 ``run_to_end``, ``pause``; the handle's own ``pause``/``resume``/``stop`` map to pause, run on
@@ -461,6 +462,12 @@ class SsdtfAttackRun(RunKind):
         cfg, token = _lend_token(ctx, self.config)
         peer = broker_identity(cfg.broker)
         ctx.describe(peer=peer, condition=f"attack {attack.name}, model {cfg.model}")
+        ctx.post(step=f"attack {attack.name}")
+        outcome = run_attack(attack.name, cfg)  # sensors log in here: a wrong PIN stores nothing
+        trace = outcome.trace
+        rows = RowCopier()(trace) if trace is not None else ()
+        lanes = tuple(trace.lanes()) if trace is not None else ()
+        # Stored once it ran (an attack is over in seconds): what it did and the verdict.
         run_id = _create_run(
             ctx,
             token,
@@ -475,27 +482,14 @@ class SsdtfAttackRun(RunKind):
                 "expected": expected_text(attack.expect),
                 "model": cfg.model,
                 "broker": cfg.broker,
+                "outcome": outcome_dict(outcome),
+                "verdict": SsdtfAttackResult(outcome, 0).verdict,
+                "packets": len(rows),
             },
         )
-        ctx.post(run_id=run_id, step=f"attack {attack.name}")
-        try:
-            outcome = run_attack(attack.name, cfg)
-        except SafeLabError as exc:
-            ctx.store.finish_run(run_id, "incomplete", exc.one_line())
-            raise
-        trace = outcome.trace
-        rows = RowCopier()(trace) if trace is not None else ()
-        lanes = tuple(trace.lanes()) if trace is not None else ()
-        ctx.post(done=1, detail=AttackDetail(rows, lanes, trace, outcome))
-        result = SsdtfAttackResult(outcome, run_id)
-        ctx.store.add_extra(
-            run_id,
-            _jsonable(
-                {"outcome": outcome_dict(outcome), "verdict": result.verdict, "packets": len(rows)}
-            ),
-        )
         ctx.store.finish_run(run_id, "complete")
-        return result
+        ctx.post(run_id=run_id, done=1, detail=AttackDetail(rows, lanes, trace, outcome))
+        return SsdtfAttackResult(outcome, run_id)
 
     def ended_text(self, result: Any, run_ids: tuple[int, ...]) -> str:
         return f"attack {self.attack}: {result.verdict} (run {result.run_id})"

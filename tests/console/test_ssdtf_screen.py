@@ -160,3 +160,29 @@ def test_sensor_token_with_a_pin_is_asked_once(lab: Lab, softhsm) -> None:
             await wait_for(pilot, lambda: screen.done, timeout=30, what="run to end")
 
     run(body())
+
+
+def test_flow_opens_the_token_once_closes_it_and_is_stored(lab: Lab, counting_tokens) -> None:
+    """The stepper's run opens sensor-1's token once and closes it; Results can list the run."""
+    from drivers.bench.store import ResultsStore
+    from screens.lab import TokenChoice
+
+    lab.token = TokenChoice("counting:p256", "counted software key", "software")
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="ssdtf")
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+            screen = _screen(app)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: screen.done, timeout=30, what="run to end")
+            assert "finished" in text_of(screen.query_one("#info"))
+
+    run(body())
+    assert counting_tokens.tokens == 1 and counting_tokens.closed == 1
+    assert counting_tokens.balanced
+    with ResultsStore(lab.db_path) as store:
+        (record,) = store.list_runs()
+    assert record.experiment == "ssdtf" and record.status == "complete"
