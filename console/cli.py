@@ -250,7 +250,7 @@ class _progress:
         if not self.enabled:
             return None
         self.bar.start()
-        self.bar.add_task("signing", total=self.total, p50="–")
+        task = self.bar.add_task("signing", total=self.total, p50="–")
 
         def on_progress(update: RunSnapshot) -> None:
             fields: dict[str, Any] = {"completed": update.done}
@@ -258,7 +258,7 @@ class _progress:
                 fields["p50"] = fmt_ms(update.stats.p50_ms)
             if update.meta is not None and update.meta.token is not None:
                 fields["description"] = f"{update.meta.condition} on {update.meta.token.label}"
-            self.bar.update(0, **fields)
+            self.bar.update(task, **fields)
 
         return on_progress
 
