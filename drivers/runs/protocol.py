@@ -157,7 +157,7 @@ class Table6Run(RunKind):
         unknown = [p for p in self.protocols if p not in TABLE6]
         if unknown or not self.protocols:
             raise SafeLabError(
-                f"Table 6 has no protocol {unknown[0]!r}" if unknown else "no protocol given",
+                f"unknown protocol {unknown[0]!r} for Table 6" if unknown else "no protocol given",
                 "list some of vpn,mqtt,coap,https",
             )
 
