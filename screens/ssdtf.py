@@ -558,11 +558,15 @@ class SsdtfScreen(LabScreen):
     def _handle(self, spec: SsdtfFlowRun | SsdtfAttackRun, generation: int) -> RunHandle:
         """A run of ``spec`` on the lab's store: the modal is its PIN step, snapshots come
         back as messages tagged with ``generation`` (a newer run's make these stale)."""
+
+        def post(snapshot: RunSnapshot) -> None:
+            self.post_message(RunSnapshotted(generation, snapshot))
+
         return RunHandle(
             spec,
             db_path=self.lab.db_path,
             pin_provider=lambda token: ask_pin(self.app, token),
-            on_snapshot=lambda snapshot: self.post_message(RunSnapshotted(generation, snapshot)),
+            on_snapshot=post,
         )
 
     def _export(self, trace: Trace, base: Path) -> None:

@@ -353,7 +353,7 @@ class SsdtfFlowRun(RunKind):
         """Store the handshake times and the summary; raise what the deployment raised."""
         error = worker.error
         summary = worker.result if worker.result is not None else dep.result()  # after stop
-        samples = [
+        samples: list[tuple[int, int, dict[str, int]]] = [
             (index, int(info["handshake_ms"] * 1e6), {})
             for index, info in enumerate(summary.sensors.values())
             if info.get("handshake_ms") is not None
@@ -362,8 +362,8 @@ class SsdtfFlowRun(RunKind):
         ctx.store.add_extra(run_id, _jsonable({"summary": summary.as_dict()}))
         delivered = sum(int(user["received"]) for user in summary.users.values())
         if error is not None:
-            reason = error.one_line() if isinstance(error, SafeLabError) else repr(error)
-            ctx.store.finish_run(run_id, "incomplete", reason)
+            why = error.one_line() if isinstance(error, SafeLabError) else repr(error)
+            ctx.store.finish_run(run_id, "incomplete", why)
             if isinstance(error, SafeLabError):
                 raise error
             raise SafeLabError(
