@@ -57,5 +57,10 @@ def test_attack_human_output_and_errors() -> None:
     assert unknown.exit_code == 1 and "unknown attack" in unknown.output
     missing = runner.invoke(cli(), ["ssdtf", "trace", "00"])
     assert missing.exit_code == 1
+    as_json = runner.invoke(cli(), ["ssdtf", "attack", "replay", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    doc = json.loads(as_json.output)
+    assert doc["rejected"] is True and doc["role"] == "gateway" and doc["run_id"] > 0
+    assert "trace" not in doc  # exported on its own (--trace), never inlined
     listed = runner.invoke(cli(), ["ssdtf", "attacks", "--json"])
     assert {"replay", "downgrade", "control-qos"} <= {a["name"] for a in json.loads(listed.output)}
