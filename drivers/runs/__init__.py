@@ -72,6 +72,7 @@ from drivers.runs.protocol import (
     ProtocolDetail,
     ProtocolRun,
     Table6Result,
+    Table6Row,
     Table6Run,
     table6_steps,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "SignDetail",
     "SigningRun",
     "Table6Result",
+    "Table6Row",
     "Table6Run",
     "TokenProvenance",
     "running",
