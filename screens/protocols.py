@@ -64,7 +64,7 @@ from screens.widgets.protocol_tables import (
 
 if TYPE_CHECKING:
     from drivers.peers.select import PeerStatus
-    from drivers.protocols.experiment import Table6Row
+    from drivers.runs import Table6Row
 
 __all__ = ["PROTOCOL_ROWS", "ProtocolsScreen", "parse_form", "table6_steps"]
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
-from drivers.bench.paper import TABLE6
 from drivers.bench.store import ResultsStore
 from drivers.peers.base import Peer, PeerIdentity
 from drivers.peers.coap import CoapServerPeer
@@ -28,8 +26,9 @@ from drivers.protocols.coap_psk import CoapPskClient
 from drivers.protocols.https import HttpsClient
 from drivers.protocols.jwt_client import JwtHttpsClient
 from drivers.protocols.mqtt import MqttTlsClient
-from drivers.protocols.rules import PROTOCOLS, RESUMABLE, check, no_resumption_note
+from drivers.protocols.rules import PROTOCOLS, RESUMABLE, check
 from drivers.protocols.vpn import VpnClient
+from drivers.runs.protocol import Table6Row, table6_row
 from drivers.tls.signer import TokenSigner
 from drivers.tokens.base import Pin, Token
 
@@ -141,67 +140,3 @@ def run_experiment(
             on_trial=on_trial,
             on_created=on_created,
         )
-
-
-@dataclass
-class Table6Row:
-    protocol: str
-    software_ms: float
-    token_ms: float
-    token_sign_ms: float
-    """Mean time of the token's signatures inside one full handshake (what the paper says
-    the difference is made of)."""
-    resumed_software_ms: float | None = None
-    resumed_token_ms: float | None = None
-    resumed_token_signatures: int | None = None
-    run_ids: list[int] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def difference_ms(self) -> float:
-        return self.token_ms - self.software_ms
-
-    def as_dict(self) -> dict[str, object]:
-        paper = TABLE6.get(self.protocol)
-        return {
-            "protocol": self.protocol,
-            "software_ms": self.software_ms,
-            "token_ms": self.token_ms,
-            "difference_ms": self.difference_ms,
-            "token_sign_ms": self.token_sign_ms,
-            "resumed_software_ms": self.resumed_software_ms,
-            "resumed_token_ms": self.resumed_token_ms,
-            "resumed_token_signatures": self.resumed_token_signatures,
-            "paper_software_ms": paper.software_ms if paper else None,
-            "paper_iot_safe_ms": paper.iot_safe_ms if paper else None,
-            "paper_difference_ms": paper.difference_ms if paper else None,
-            "run_ids": self.run_ids,
-            "note": self.note,
-        }
-
-
-def table6_row(protocol: str, results: dict[tuple[str, bool], ProtocolResult]) -> Table6Row:
-    """One row from the runs ``(who, resumed) -> result`` (who: ``software`` or ``token``).
-
-    Means are compared, as the paper's Table 6 gives means.
-    """
-    full_token = results[("token", False)]
-    row = Table6Row(
-        protocol,
-        results[("software", False)].stats.mean_ms,
-        full_token.stats.mean_ms,
-        _mean_phase(full_token, "sign"),
-        run_ids=[r.run_id for r in results.values()],
-    )
-    if ("token", True) in results:
-        row.resumed_software_ms = results[("software", True)].stats.mean_ms
-        row.resumed_token_ms = results[("token", True)].stats.mean_ms
-        row.resumed_token_signatures = sum(results[("token", True)].n_sign)
-    else:
-        row.note = no_resumption_note(protocol)
-    return row
-
-
-def _mean_phase(result: ProtocolResult, phase: str) -> float:
-    summary = result.stats.phases.get(phase)
-    return summary.mean_ms if summary else 0.0

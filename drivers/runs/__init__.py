@@ -72,6 +72,7 @@ from drivers.runs.protocol import (
     ProtocolDetail,
     ProtocolRun,
     Table6Result,
+    Table6Row,
     Table6Run,
     table6_steps,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "SsdtfFlowResult",
     "SsdtfFlowRun",
     "Table6Result",
+    "Table6Row",
     "Table6Run",
     "TokenProvenance",
     "running",

@@ -18,7 +18,7 @@ from drivers.bench.stats import StreamingStats
 from drivers.errors import RunInterrupted, SafeLabError
 from drivers.peers.base import PeerIdentity
 from drivers.protocols.base import PROTOCOL_PHASES, Condition, ProtocolResult, ProtocolTrial
-from drivers.protocols.rules import check, resumable
+from drivers.protocols.rules import check, no_resumption_note, resumable
 from drivers.runs.meta import TokenProvenance
 from drivers.runs.service import RunContext, RunKind
 
@@ -130,8 +130,8 @@ class ProtocolRun(RunKind):
 class Table6Result:
     """What :class:`Table6Run` returns: the rows and who answered each protocol."""
 
-    rows: tuple[Any, ...]
-    """:class:`~drivers.protocols.experiment.Table6Row`, one per protocol."""
+    rows: tuple[Table6Row, ...]
+    """One per protocol, in the order asked."""
     peers: dict[str, PeerIdentity]
     token: TokenProvenance
     status: str = "complete"
@@ -170,7 +170,7 @@ class Table6Run(RunKind):
 
     def execute(self, ctx: RunContext) -> Table6Result:
         from drivers.peers.pki import LabPki
-        from drivers.protocols.experiment import peer_for, run_experiment, table6_row
+        from drivers.protocols.experiment import peer_for, run_experiment
 
         token = ctx.token(self.token_uri)
         provenance = TokenProvenance.of(token, self.token_uri)
@@ -221,6 +221,70 @@ class Table6Run(RunKind):
     def ended_text(self, result: Any, run_ids: tuple[int, ...]) -> str:
         runs = f"runs {run_ids[0]}–{run_ids[-1]}" if run_ids else "no runs"
         return f"Table 6 complete ({runs} in the store)"
+
+
+@dataclass
+class Table6Row:
+    protocol: str
+    software_ms: float
+    token_ms: float
+    token_sign_ms: float
+    """Mean time of the token's signatures inside one full handshake (what the paper says
+    the difference is made of)."""
+    resumed_software_ms: float | None = None
+    resumed_token_ms: float | None = None
+    resumed_token_signatures: int | None = None
+    run_ids: list[int] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def difference_ms(self) -> float:
+        return self.token_ms - self.software_ms
+
+    def as_dict(self) -> dict[str, object]:
+        paper = TABLE6.get(self.protocol)
+        return {
+            "protocol": self.protocol,
+            "software_ms": self.software_ms,
+            "token_ms": self.token_ms,
+            "difference_ms": self.difference_ms,
+            "token_sign_ms": self.token_sign_ms,
+            "resumed_software_ms": self.resumed_software_ms,
+            "resumed_token_ms": self.resumed_token_ms,
+            "resumed_token_signatures": self.resumed_token_signatures,
+            "paper_software_ms": paper.software_ms if paper else None,
+            "paper_iot_safe_ms": paper.iot_safe_ms if paper else None,
+            "paper_difference_ms": paper.difference_ms if paper else None,
+            "run_ids": self.run_ids,
+            "note": self.note,
+        }
+
+
+def table6_row(protocol: str, results: dict[tuple[str, bool], ProtocolResult]) -> Table6Row:
+    """One row from the runs ``(who, resumed) -> result`` (who: ``software`` or ``token``).
+
+    Means are compared, as the paper's Table 6 gives means.
+    """
+    full_token = results[("token", False)]
+    row = Table6Row(
+        protocol,
+        results[("software", False)].stats.mean_ms,
+        full_token.stats.mean_ms,
+        _mean_phase(full_token, "sign"),
+        run_ids=[r.run_id for r in results.values()],
+    )
+    if ("token", True) in results:
+        row.resumed_software_ms = results[("software", True)].stats.mean_ms
+        row.resumed_token_ms = results[("token", True)].stats.mean_ms
+        row.resumed_token_signatures = sum(results[("token", True)].n_sign)
+    else:
+        row.note = no_resumption_note(protocol)
+    return row
+
+
+def _mean_phase(result: ProtocolResult, phase: str) -> float:
+    summary = result.stats.phases.get(phase)
+    return summary.mean_ms if summary else 0.0
 
 
 def _pause_only(ctx: RunContext) -> Any:

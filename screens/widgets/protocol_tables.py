@@ -29,7 +29,7 @@ from screens.widgets.format import fmt_ms
 
 if TYPE_CHECKING:
     from drivers.peers.select import PeerStatus
-    from drivers.protocols.experiment import Table6Row
+    from drivers.runs import Table6Row
 
 PEER_PROTOCOL = {
     "vpn": "TLS-VPN",
