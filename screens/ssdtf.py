@@ -492,11 +492,11 @@ class SsdtfScreen(LabScreen):
 
         def chosen(name: str | None) -> None:
             if name:
-                self.run_attack(name)
+                self.start_attack(name)
 
         self.app.push_screen(AttackMenu(), callback=chosen)
 
-    def run_attack(self, name: str) -> None:
+    def start_attack(self, name: str) -> None:
         """Run one attack on a fresh deployment in a worker; its trace replaces the view."""
         form = self._form()
         if form is None:

@@ -9,8 +9,8 @@
      status/identity data (``drivers.peers.select.peer_status``/``PeerStatus``,
      ``drivers.peers.base.PeerIdentity``) -- without a peer class, it cannot start a peer;
    - imports the run loops the service drives (``ExperimentRunner``, ``run_protocol``,
-     ``run_experiment``, ``TokenSigner``) or calls a peer factory (``peer_for``,
-     ``mqtt_peer``, ``https_peer``);
+     ``run_experiment``, ``TokenSigner``, the SSDTF ``Deployment``/``FlowRun``), calls
+     ``run_attack`` or calls a peer factory (``peer_for``, ``mqtt_peer``, ``https_peer``);
    - calls a store write (``create_run``, ``add_samples``, ``finish_run``); reading the store
      (``get_run``, ``list_runs``, ``samples``) for display and export is fine;
    - opens a token: calls ``open_token(...)``, a bare ``.open()`` (a token session) or
@@ -34,8 +34,6 @@ TOKEN_INFO = {
     "screens/tokens.py": "the token picker: certificate details and a PIN check, no runs",
 }
 NOT_YET_ON_THE_SERVICE = {
-    "screens/ssdtf.py": "TODO(issue 9): SSDTF flow/attack runs move onto drivers.runs",
-    "console/cli_ssdtf.py": "TODO(issue 9): SSDTF flow/attack runs move onto drivers.runs",
     "screens/triage.py": "TODO(issue 9): card triage becomes a run kind of drivers.runs",
 }
 
@@ -47,8 +45,10 @@ FORBIDDEN_NAMES = {
     "drivers.bench.runner": {"ExperimentRunner"},
     "drivers.protocols.base": {"run_protocol"},
     "drivers.tls.signer": {"TokenSigner"},
+    "drivers.ssdtf.deployment": {"Deployment", "FlowRun"},
+    "drivers.ssdtf.signing": {"TokenSigner"},
 }
-FORBIDDEN_CALLS = {"run_experiment", "peer_for", "mqtt_peer", "https_peer"}
+FORBIDDEN_CALLS = {"run_experiment", "peer_for", "mqtt_peer", "https_peer", "run_attack"}
 STORE_WRITES = {"create_run", "add_samples", "finish_run"}
 TOKEN_OPENING = {"open_token", "login"}
 
@@ -151,8 +151,10 @@ from drivers.peers.nginx import NginxPeer
 from drivers.peers.select import peer_status, mqtt_peer
 from drivers.bench.runner import ExperimentRunner, RunConfig
 from drivers.tokens.registry import open_token
+from drivers.ssdtf.deployment import Deployment
 
 def run(store, uri):
+    run_attack("replay", None)
     with open_token(uri) as token, token.open() as session:
         session.login(None)
     run_id = store.create_run(experiment="sign")
@@ -190,6 +192,8 @@ def test_the_rule_catches_each_kind_of_violation() -> None:
         "writes the store (add_samples)",
         "writes the store (finish_run)",
         "calls peer_for()",
+        "['Deployment']",
+        "calls run_attack()",
     ):
         assert words in found, words
     assert run_violations(CLEAN) == []
