@@ -72,9 +72,6 @@ PROTOCOL_ROWS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
 """The matrix's rows: the driver's ``PROTOCOLS`` (checked by a test), kept here so opening
 the console does not import the protocol stack."""
 
-PROGRESS_INTERVAL_S = 0.15
-"""How often a running cell posts a snapshot (as the signing lab): live, yet cheap."""
-
 THRESHOLD_MS = 1000.0
 """Only for the statistics object; protocol runs have no paper threshold column."""
 

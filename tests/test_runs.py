@@ -222,3 +222,22 @@ def test_table6_stopped_between_runs_keeps_the_finished_runs() -> None:
     with ResultsStore() as store:
         records = [store.get_run(run_id) for run_id in outcome.run_ids]
     assert [(r.status, r.n_samples) for r in records] == [("complete", 2), ("complete", 2)]
+
+
+def test_every_peer_says_what_it_is() -> None:
+    """Real servers give their binary's version, embedded fallbacks their library's."""
+    from drivers.peers.coap import CoapServerPeer
+    from drivers.peers.embedded_https import EmbeddedHttpsPeer
+    from drivers.peers.embedded_mqtt import EmbeddedMqttPeer
+    from drivers.peers.mosquitto import MosquittoPeer
+    from drivers.peers.nginx import NginxPeer
+    from drivers.peers.openvpn import OpenVpnServerPeer
+
+    for real in (MosquittoPeer, NginxPeer, CoapServerPeer, OpenVpnServerPeer):
+        identity = real().identity
+        assert (identity.name, identity.kind) == (real.__name__, "real")
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?", identity.version), identity
+    assert MosquittoPeer().identity.version == _mosquitto_version()
+    https, mqtt = EmbeddedHttpsPeer().identity, EmbeddedMqttPeer().identity
+    assert https.embedded and https.kind == "embedded" and "OpenSSL" in https.version
+    assert mqtt.embedded and mqtt.version.startswith("amqtt ")

@@ -16,8 +16,12 @@ Using a run (front ends)
     spec = ProtocolRun("mqtt", "software:p256", Condition(resume=True), n=30)  # refused here
     handle = RunHandle(spec, db_path=db, pin_provider=ask, on_snapshot=draw)
     outcome = handle.run()          # CLI: in this thread, so Ctrl-C keeps the partial run
-    handle.start(); handle.wait()   # console: in a thread; pause()/resume()/stop() any time
     outcome.raise_for_error()       # CLI: failed/cancelled/interrupted -> its one-line error
+    handle.pause(); handle.resume(); handle.stop()   # any thread, even before the run starts
+
+The console calls ``handle.run()`` inside a Textual thread worker (``run_worker(...,
+thread=True)``), because its PIN modal waits on the worker; scripts may use
+``handle.start()`` / ``handle.wait()`` (a plain daemon thread) or ``with running(handle):``.
 
 - ``pin_provider(token) -> Pin | None`` is the front end's one PIN step (CLI:
   :func:`drivers.tokens.pin.run_pin_provider` -- env, fd or prompt; console: the masked

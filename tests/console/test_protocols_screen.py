@@ -16,7 +16,9 @@ from drivers.bench.stats import Histogram, StreamingStats
 from drivers.bench.store import ResultsStore
 from drivers.errors import SafeLabError
 from drivers.peers.select import PeerStatus
+from drivers.protocols.base import Condition
 from drivers.protocols.experiment import PROTOCOLS, Table6Row
+from drivers.protocols.rules import refusal
 from screens.lab import Lab, TokenChoice
 from screens.pin import PinModal
 from screens.protocols import PROTOCOL_ROWS, ProtocolsScreen, parse_form, table6_steps
@@ -179,6 +181,14 @@ def test_cells_that_cannot_run_say_why(lab: Lab) -> None:
             await pilot.press("enter")
             await pilot.pause()
             assert not screen.running and "does not apply" in str(screen.status.render())
+            # jwt + resume: refused, in the very words the CLI uses (drivers.protocols.rules)
+            screen.select("jwt", "resumed")
+            await pilot.press("enter")
+            await pilot.pause()
+            reason = refusal("jwt", Condition(resume=True))
+            assert reason is not None and not screen.running
+            assert reason in str(screen.status.render()).replace("\n", " ")
+            assert "·" in _cell(screen, "jwt", "resumed")
             _set(screen, t6protocols="vpn,mqtt")
             await pilot.press("t")
             await pilot.pause()

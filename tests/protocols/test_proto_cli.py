@@ -49,6 +49,19 @@ def test_table6_with_the_emulated_card() -> None:
     assert {r["mode"] for r in listing} >= {"https:full", "https:resumed", "coap:full"}
 
 
+def test_jwt_resume_is_refused_with_the_rules_reason() -> None:
+    """The CLI refuses what the console's matrix refuses, in the same words."""
+    from drivers.protocols.base import Condition
+    from drivers.protocols.rules import refusal
+
+    result = safelab("proto", "jwt", "--token", "software:p256", "--resume", "-n", "1")
+    reason = refusal("jwt", Condition(resume=True))
+    assert result.returncode == 1 and reason is not None
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and reason in lines[0]
+    assert json.loads(safelab("runs", "list", "--json").stdout) == []  # nothing ran
+
+
 def test_proto_errors_are_one_line() -> None:
     result = safelab("proto", "vpn", "--resume")
     assert result.returncode == 1
