@@ -116,7 +116,7 @@ def run_protocol(
 ) -> ProtocolResult:
     """Warm-up, then ``n`` trials of ``client``, stored as they come."""
     token = client.signer.token
-    stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES)
+    stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES, keep_samples=True)
     for _ in range(warmup):
         client.trial()
     run_id = store.create_run(
@@ -171,5 +171,5 @@ def run_protocol(
         raise
     store.add_samples(run_id, buffer)
     store.finish_run(run_id, status, reason)
-    result.status, result.reason, result.stats = status, reason, stats.snapshot()
+    result.status, result.reason, result.stats = status, reason, stats.final_snapshot()
     return result
