@@ -22,20 +22,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from console import render
 from drivers.bench.compare import compare_runs
 from drivers.bench.export import export_text, run_document, run_stats
-from drivers.bench.runner import (
-    MODE_DEFAULT_TOKEN,
-    PAPER_DATA,
-    ExperimentRunner,
-    Mode,
-    RunConfig,
-)
-from drivers.bench.runner import Progress as RunProgress
+from drivers.bench.runner import PAPER_DATA, Mode, RunConfig
 from drivers.bench.store import ResultsStore
 from drivers.errors import PinError, SafeLabError
+from drivers.runs import RunHandle, RunSnapshot, SigningRun
 from drivers.tokens.base import HashOn, Token
 from drivers.tokens.discovery import discover
-from drivers.tokens.pin import make_pin_provider
-from drivers.tokens.registry import DEFAULT_TOKEN, open_token
+from drivers.tokens.pin import run_pin_provider
+from drivers.tokens.registry import DEFAULT_TOKEN
 from screens.widgets.format import fmt_ms
 
 stdout = Console()
@@ -113,17 +107,15 @@ def tokens(modules: tuple[str, ...], as_json: bool) -> None:
         stdout.print(table)
 
 
-def _terminal_prompt(token: Token) -> Callable[[], str | None]:
-    def ask() -> str | None:
-        if not sys.stdin.isatty():
-            raise PinError(
-                f"token {token.info.label!r} needs a user PIN and there is no terminal to ask",
-                "give it with --pin-env VAR or --pin-fd N",
-            )
-        status = token.pin_status()
-        return getpass.getpass(f"PIN for {token.info.label!r} (PIN status: {status}): ") or None
-
-    return ask
+def _terminal_prompt(token: Token) -> str | None:
+    """The run service's PIN step on a terminal: shows the token's tries left, asks once."""
+    if not sys.stdin.isatty():
+        raise PinError(
+            f"token {token.info.label!r} needs a user PIN and there is no terminal to ask",
+            "give it with --pin-env VAR or --pin-fd N",
+        )
+    status = token.pin_status()
+    return getpass.getpass(f"PIN for {token.info.label!r} (PIN status: {status}): ") or None
 
 
 def _data_option(data: str | None, data_hex: str | None) -> bytes:
@@ -208,21 +200,27 @@ def sign(
         key_selector=key_label,
     )
     config.validate()
-    token = open_token(token_uri or MODE_DEFAULT_TOKEN.get(run_mode, DEFAULT_TOKEN))
-    store = open_store(ctx)
-    pins = make_pin_provider(pin_env, pin_fd, _terminal_prompt(token))
-    show_progress = stderr.is_terminal
-    with token, store, _progress(show_progress, n) as (progress, on_progress):
-        runner = ExperimentRunner(token, config, store, pins, on_progress)
-        if show_progress:
-            progress.update(0, description=f"{run_mode.value} on {token.info.label}")
-        result = runner.run()
+    handle = RunHandle(
+        SigningRun(config, token_uri),
+        db_path=ctx.obj.get("db"),
+        pin_provider=run_pin_provider(pin_env, pin_fd, _terminal_prompt),
+    )
+    with _progress(stderr.is_terminal, n) as on_progress:
+        if on_progress is not None:
+            handle.subscribe(on_progress)
+        outcome = handle.run()
+    outcome.raise_for_error()
+    result = outcome.result
+    with open_store(ctx) as store:
         if as_json:
             click.echo(json.dumps(run_document(store, result.run_id), indent=2, default=str))
         elif as_csv:
             click.echo(export_text(store, result.run_id, "csv"), nl=False)
         else:
-            label = render.run_label(run_mode.value, token.info.label, token.info.emulated)
+            token = outcome.meta.token if outcome.meta else None
+            label = render.run_label(
+                run_mode.value, token.label if token else "?", bool(token and token.emulated)
+            )
             stdout.print(render.table3(result.stats, label, run_mode.value, paper))
             stdout.print(render.phase_table(result.stats))
             for note in result.notes:
@@ -248,16 +246,21 @@ class _progress:
             transient=True,
         )
 
-    def __enter__(self) -> tuple[Progress, Callable[[RunProgress], None] | None]:
+    def __enter__(self) -> Callable[[RunSnapshot], None] | None:
         if not self.enabled:
-            return self.bar, None
+            return None
         self.bar.start()
-        self.bar.add_task("signing", total=self.total, p50="–")
+        task = self.bar.add_task("signing", total=self.total, p50="–")
 
-        def on_progress(update: RunProgress) -> None:
-            self.bar.update(0, completed=update.done, p50=fmt_ms(update.stats.p50_ms))
+        def on_progress(update: RunSnapshot) -> None:
+            fields: dict[str, Any] = {"completed": update.done}
+            if update.stats is not None:
+                fields["p50"] = fmt_ms(update.stats.p50_ms)
+            if update.meta is not None and update.meta.token is not None:
+                fields["description"] = f"{update.meta.condition} on {update.meta.token.label}"
+            self.bar.update(task, **fields)
 
-        return self.bar, on_progress
+        return on_progress
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:

@@ -4,6 +4,10 @@
 peer on loopback; ``safelab proto table6 --token URI`` reproduces the paper's Table 6 (every
 protocol, software key versus the token, full and resumed handshakes) with the paper's figures
 beside ours. Runs land in the results store (``safelab runs list``).
+
+Both only build a run spec (:mod:`drivers.runs`), give it the PIN step (``--pin-env``,
+``--pin-fd``; these commands run peers and never prompt) and print the outcome: which
+conditions a protocol accepts is :mod:`drivers.protocols.rules`' call, the same as the console's.
 """
 
 from __future__ import annotations
@@ -18,22 +22,31 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drivers.bench.paper import TABLE6
 from drivers.bench.store import ResultsStore
-from drivers.errors import SafeLabError
-from drivers.tokens.pin import required_pin
-from drivers.tokens.registry import DEFAULT_TOKEN, open_token
+from drivers.protocols.rules import PROTOCOLS
+from drivers.runs import RunHandle, RunMeta, RunSnapshot
+from drivers.tokens.pin import run_pin_provider
+from drivers.tokens.registry import DEFAULT_TOKEN
 from screens.widgets.format import fmt_ms
 
 stdout = Console()
 stderr = Console(stderr=True)
 
-PROTOCOL_CHOICES = ("mqtt", "https", "coap", "vpn", "jwt", "coap-psk")
+PROTOCOL_CHOICES = PROTOCOLS
 
 
-def _pin_for(token_uri: str, pin_env: str | None, pin_fd: int | None):  # type: ignore[no-untyped-def]
-    token = open_token(token_uri)
-    return token, required_pin(token, pin_env, pin_fd)
+def _token_words(meta: RunMeta | None) -> str:
+    token = meta.token if meta is not None else None
+    if token is None:
+        return "?"
+    return token.label + (" [EMULATED]" if token.emulated else "")
+
+
+def _peer_words(meta: RunMeta | None) -> str:
+    peer = meta.peer if meta is not None else None
+    if peer is None:
+        return "?"
+    return f"{peer.name} ({peer.kind} peer, {peer.version})"
 
 
 class ProtoGroup(click.Group):
@@ -99,20 +112,9 @@ def run_command(
 ) -> None:
     """Run one protocol experiment."""
     from drivers.protocols.base import Condition
-    from drivers.protocols.experiment import run_experiment
+    from drivers.runs import ProtocolRun
 
     protocol = ctx.meta["protocol"]
-    if resume and protocol in ("vpn", "coap", "coap-psk"):
-        why = (
-            "OpenVPN disables TLS resumption"
-            if protocol == "vpn"
-            else "libcoap 4.3.1 has no DTLS resumption"
-        )
-        raise SafeLabError(
-            f"{protocol} cannot resume sessions here ({why})",
-            "drop --resume; every connection is a full handshake",
-        )
-    token, pin = _pin_for(token_uri, pin_env, pin_fd)
     condition = Condition(
         resume=resume,
         keep_alive=keep_alive,
@@ -120,8 +122,12 @@ def run_command(
         jwt_hash_on_token=jwt_hash_on_token,
         reuse_token_session=not fresh_token_session,
     )
-    with ResultsStore(ctx.find_root().obj.get("db")) as store:
-        result = run_experiment(protocol, token, condition, store, n=n, warmup=warmup, pin=pin)
+    spec = ProtocolRun(protocol, token_uri, condition, n=n, warmup=warmup)  # refuses bad combos
+    db = ctx.find_root().obj.get("db")
+    outcome = RunHandle(spec, db_path=db, pin_provider=run_pin_provider(pin_env, pin_fd)).run()
+    outcome.raise_for_error()
+    result = outcome.result
+    with ResultsStore(db) as store:
         record = store.get_run(result.run_id)
     if as_json:
         click.echo(
@@ -131,6 +137,7 @@ def run_command(
                     "summary": result.stats.as_dict(),
                     "signatures_per_trial": result.n_sign,
                     "resumed_trials": result.resumed,
+                    "meta": outcome.meta.as_dict() if outcome.meta else None,
                 },
                 indent=2,
                 default=str,
@@ -142,7 +149,7 @@ def run_command(
     )
     for column in ("token", "n", "mean", "P50", "P99", "sign/conn", "resumed"):
         table.add_column(column, justify="left" if column == "token" else "right")
-    label = token.info.label + (" [EMULATED]" if token.info.emulated else "")
+    label = _token_words(outcome.meta)
     signatures = sum(result.n_sign) / max(len(result.n_sign), 1)
     table.add_row(
         label,
@@ -161,9 +168,12 @@ def run_command(
     stdout.print(phases)
     for limit in record.extra.get("limits", []):
         stdout.print(f"note: {limit}", highlight=False)
+    established = outcome.meta.established_at if outcome.meta else "?"
     stdout.print(
-        f"established at: {record.extra.get('established_at')}; peer "
-        f"{record.extra.get('peer')}; run {result.run_id} stored",
+        f"established at: {established}; peer {_peer_words(outcome.meta)}; "
+        f"run {result.run_id} {result.status}"
+        + (f" ({result.reason})" if result.reason else "")
+        + " stored",
         highlight=False,
     )
 
@@ -196,28 +206,29 @@ def table6_command(
     as_csv: bool,
 ) -> None:
     """The paper's Table 6: software key versus the token, full and resumed, per protocol."""
-    from drivers.protocols.experiment import table6
+    from drivers.runs import Table6Run
 
     wanted = tuple(p.strip() for p in protocols.split(",") if p.strip())
-    unknown = [p for p in wanted if p not in TABLE6]
-    if unknown:
-        raise SafeLabError(f"unknown protocol {unknown[0]!r}", "use vpn, mqtt, coap, https")
-    token, pin = _pin_for(token_uri, pin_env, pin_fd)
-    with ResultsStore(ctx.find_root().obj.get("db")) as store:
-        rows = table6(
-            token_uri,
-            store,
-            n=n,
-            warmup=warmup,
-            protocols=wanted,
-            pin=pin,
-            progress=(lambda text: stderr.print(f"running {text}", style="dim"))
-            if stderr.is_terminal
-            else None,
-        )
+    spec = Table6Run(token_uri, wanted, n=n, warmup=warmup)
+    handle = RunHandle(
+        spec,
+        db_path=ctx.find_root().obj.get("db"),
+        pin_provider=run_pin_provider(pin_env, pin_fd),
+    )
+    if stderr.is_terminal:
+        handle.subscribe(_step_printer())
+    outcome = handle.run()
+    outcome.raise_for_error()
+    rows = outcome.result.rows
     data = [row.as_dict() for row in rows]
     if as_json:
-        click.echo(json.dumps({"token": token.info.as_dict(), "n": n, "rows": data}, indent=2))
+        document = {
+            "token": vars(outcome.result.token),
+            "peers": {p: i.as_dict() for p, i in outcome.result.peers.items()},
+            "n": n,
+            "rows": data,
+        }
+        click.echo(json.dumps(document, indent=2))
         return
     if as_csv:
         out = io.StringIO()
@@ -229,7 +240,7 @@ def table6_command(
             )
         click.echo(out.getvalue(), nl=False)
         return
-    label = token.info.label + (" [EMULATED]" if token.info.emulated else "")
+    label = _token_words(outcome.meta)
     table = Table(
         title=f"Table 6: connection established with mTLS, mean ms, n={n} (token: {label})",
         title_justify="left",
@@ -269,6 +280,20 @@ def table6_command(
         "(column 'token sign'); resumed handshakes make no token signature.",
         style="dim",
     )
+
+
+def _step_printer():  # type: ignore[no-untyped-def]
+    """Print each Table 6 step once (on a terminal), as the runs start."""
+    seen = [0]
+
+    def show(snapshot: RunSnapshot) -> None:
+        if snapshot.step_index > seen[0]:
+            seen[0] = snapshot.step_index
+            stderr.print(
+                f"running {snapshot.step} ({snapshot.step_index}/{snapshot.steps})", style="dim"
+            )
+
+    return show
 
 
 def register(group: click.Group) -> None:

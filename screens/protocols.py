@@ -2,21 +2,20 @@
 
 The matrix has a row per protocol (VPN, MQTT, CoAP, HTTPS, JWT, each with the peer that would
 answer it) and a column per condition (full handshake, resumed, keep-alive, JWT cache, fresh
-token session). Enter runs the selected cell against its real peer on loopback through
-:func:`~drivers.protocols.experiment.run_experiment` in a thread worker, which posts frozen
-snapshots about every 150 ms (live histogram, phases, the cell's figures) as the signing lab
-does; a stop keeps the partial run in the store. ``t`` runs
-:func:`~drivers.protocols.experiment.table6` (software key versus the chosen token) and shows
-our means beside the paper's. The screen does no I/O itself: peers are checked, tokens opened
-and runs stored only by workers calling the driver layer.
+token session). Enter runs the selected cell against its real peer on loopback as a
+:class:`~drivers.runs.ProtocolRun` of the run service, in a thread worker; the service posts
+frozen snapshots about every 150 ms (live histogram, phases, the cell's figures, the peer's
+own identity) which the screen turns into messages; a stop keeps the partial run in the
+store. ``t`` runs a :class:`~drivers.runs.Table6Run` (software key versus the chosen token)
+and shows our means beside the paper's. Which cells apply is
+:mod:`drivers.protocols.rules`' call. The screen only builds the spec, gives the PIN modal
+as the PIN step and draws: it starts no peer, opens no token and writes nothing.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -29,11 +28,20 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Label, St
 
 from drivers.bench.paper import TABLE6
 from drivers.bench.stats import Histogram, StatsSnapshot, StreamingStats
-from drivers.bench.store import ResultsStore
-from drivers.errors import RunInterrupted, SafeLabError
+from drivers.errors import PinCancelled, RunInterrupted, SafeLabError
 from drivers.protocols.base import Condition
+from drivers.runs import (
+    ProtocolDetail,
+    ProtocolRun,
+    RunHandle,
+    RunOutcome,
+    RunSnapshot,
+    RunState,
+    Table6Result,
+    Table6Run,
+    table6_steps,
+)
 from drivers.tokens.base import Pin, Token
-from drivers.tokens.registry import open_token
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab, TokenChoice
 from screens.pin import ask_pin
@@ -48,7 +56,6 @@ from screens.widgets.protocol_tables import (
     cell_text,
     peer_for_protocol,
     protocol_phase_table,
-    resumable,
     row_label,
     table6_heading,
     table6_notes,
@@ -57,8 +64,9 @@ from screens.widgets.protocol_tables import (
 
 if TYPE_CHECKING:
     from drivers.peers.select import PeerStatus
-    from drivers.protocols.base import ProtocolTrial
     from drivers.protocols.experiment import Table6Row
+
+__all__ = ["PROTOCOL_ROWS", "ProtocolsScreen", "parse_form", "table6_steps"]
 
 PROTOCOL_ROWS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
 """The matrix's rows: the driver's ``PROTOCOLS`` (checked by a test), kept here so opening
@@ -166,17 +174,11 @@ class Table6Ended(Message):
     text: str
 
 
-def table6_steps(protocols: Sequence[str]) -> int:
-    """How many runs :func:`table6` makes: software and token, full (and resumed)."""
-    return sum(4 if resumable(p) else 2 for p in protocols)
-
-
-def _ask_pin_once(screen: LabScreen, token: Token) -> tuple[bool, Pin | None]:
-    """``(go on?, pin)``: asks once, before anything starts, if the token needs a PIN."""
-    if not token.needs_login:
-        return True, None
-    pin = ask_pin(screen.app, token)
-    return pin is not None, pin
+def ended_status(outcome: RunOutcome) -> str:
+    """``complete``, ``incomplete`` (stopped; what ran is kept), ``cancelled`` or ``failed``."""
+    if outcome.error is not None and not isinstance(outcome.error, RunInterrupted | PinCancelled):
+        return "failed"
+    return outcome.state.value
 
 
 # -- the screen -----------------------------------------------------------------------------
@@ -225,7 +227,7 @@ class ProtocolsScreen(LabScreen):
         """Last result per ``(token URI, protocol, column)``: the matrix shows one token's."""
         self.bins: dict[tuple[str, str, str], Histogram | None] = {}
         """Each result's histogram, so selecting a finished cell shows its distribution."""
-        self.stop_event: threading.Event | None = None
+        self.handle: RunHandle | None = None
         self.running_cell: tuple[str, str] | None = None
         self.table6_running = False
         self.last_bins: Histogram | None = None
@@ -235,7 +237,7 @@ class ProtocolsScreen(LabScreen):
 
     @property
     def running(self) -> bool:
-        return self.stop_event is not None
+        return self.handle is not None
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -476,8 +478,9 @@ class ProtocolsScreen(LabScreen):
         if self.running:
             return
         protocol, column = self.selected()
-        if not column.applies(protocol):
-            self.fail(f"{column.title} does not apply to {protocol}: {column.why_not}")
+        why_not = column.why_not(protocol)
+        if why_not is not None:
+            self.fail(f"{column.title} does not apply: {why_not}")
             return
         status = peer_for_protocol(protocol, self.peers)
         if status is None:
@@ -499,16 +502,27 @@ class ProtocolsScreen(LabScreen):
             status.peer,
             status.embedded,
         )
+        try:
+            spec = ProtocolRun(
+                protocol, request.token.uri, request.condition, n=form.n, warmup=form.warmup
+            )
+        except SafeLabError as exc:
+            self.fail(exc.one_line())
+            return
+        handle = RunHandle(
+            spec,
+            db_path=self.lab.db_path,
+            pin_provider=self._ask_pin,
+            on_snapshot=lambda snapshot: self._cell_snapshot(request, snapshot),
+        )
         self.query_one("#matrix", DataTable).focus()
         self.show_view("matrix-view")
-        self._start(running_cell=(protocol, column.key))
+        self._start(handle, running_cell=(protocol, column.key))
         placeholder = self._result(request, StreamingStats(THRESHOLD_MS, phases=None).snapshot())
         self.show_result(placeholder, None)
         self.say(f"{protocol} {request.condition.name}: starting the peer…")
-        stop = self.stop_event
-        assert stop is not None
         self.run_worker(
-            lambda: self._run_cell(request, stop),
+            lambda: self._run_cell(request, handle),
             name="protocol run",
             group=f"token:{request.token.uri}",
             description=f"{protocol} {request.condition.name} on {request.token.uri}",
@@ -532,16 +546,22 @@ class ProtocolsScreen(LabScreen):
             protocol, status = missing[0]
             self.fail(f"{protocol}: no {status.protocol} peer here: {status.install}")
             return
+        try:
+            spec = Table6Run(self.token.uri, form.table6_protocols, n=form.n, warmup=form.warmup)
+        except SafeLabError as exc:
+            self.fail(exc.one_line())
+            return
+        token = self.token
+        handle = RunHandle(spec, db_path=self.lab.db_path, pin_provider=self._ask_pin)
+        handle.subscribe(self._table6_snapshot())
         self.show_view("table6-view")
         self.set_focus(None)  # leave the form, so job digits and letter keys work during the run
-        self._start(table6=True)
-        steps = table6_steps(form.table6_protocols)
+        self._start(handle, table6=True)
+        steps = spec.steps()
         self._table6_progress(Table6Step("starting", 0, steps))
-        self.say(f"Table 6 on {self.token.label}: {steps} runs of n={form.n} (F7 stops)")
-        token, stop = self.token, self.stop_event
-        assert stop is not None
+        self.say(f"Table 6 on {token.label}: {steps} runs of n={form.n} (F7 stops)")
         self.run_worker(
-            lambda: self._run_table6(token, form, stop),
+            lambda: self._run_table6(token, form, handle),
             name="table 6",
             group=f"token:{token.uri}",
             description=f"Table 6 on {token.uri}",
@@ -549,22 +569,28 @@ class ProtocolsScreen(LabScreen):
             exit_on_error=False,
         )
 
-    def _start(self, *, running_cell: tuple[str, str] | None = None, table6: bool = False) -> None:
-        self.stop_event = threading.Event()
+    def _start(
+        self,
+        handle: RunHandle,
+        *,
+        running_cell: tuple[str, str] | None = None,
+        table6: bool = False,
+    ) -> None:
+        self.handle = handle
         self.running_cell = running_cell
         self.table6_running = table6
         self.refresh_bindings()
 
     def _finish(self) -> None:
-        self.stop_event = None
+        self.handle = None
         self.running_cell = None
         self.table6_running = False
         self.refresh_bindings()
 
     def action_stop(self) -> None:
-        if self.stop_event is None:
+        if self.handle is None:
             return
-        self.stop_event.set()
+        self.handle.stop()
         if self.table6_running:
             self.say("stopping Table 6 after the current run; finished runs stay in the store")
         else:
@@ -572,8 +598,8 @@ class ProtocolsScreen(LabScreen):
 
     def stop_for_exit(self) -> None:
         """Stop a running experiment because the app is closing (what ran is kept)."""
-        if self.stop_event is not None:
-            self.stop_event.set()
+        if self.handle is not None:
+            self.handle.stop()
 
     # -- workers (threads: no widgets here, only messages) -----------------------------------
 
@@ -585,158 +611,103 @@ class ProtocolsScreen(LabScreen):
 
         self.guarded(body, "peer check")
 
+    def _ask_pin(self, token: Token) -> Pin | None:
+        """The run service's PIN step: the masked modal, once, from the run's worker thread."""
+        return ask_pin(self.app, token)
+
     @staticmethod
     def _result(
         request: CellRequest,
         stats: StatsSnapshot,
-        *,
-        token_label: str | None = None,
-        emulated: bool | None = None,
-        n_sign: Sequence[int] = (),
-        resumed: int = 0,
-        run_id: int = 0,
+        snapshot: RunSnapshot | None = None,
         status: str = "running",
-        peer: str | None = None,
     ) -> CellResult:
+        """The cell's figures from a run snapshot; provenance from the run's metadata."""
+        meta = snapshot.meta if snapshot is not None else None
+        token = meta.token if meta is not None else None
+        peer = meta.peer if meta is not None else None
+        detail = snapshot.detail if snapshot is not None else None
+        n_sign = detail.n_sign if isinstance(detail, ProtocolDetail) else ()
         return CellResult(
             protocol=request.protocol,
             column=request.column,
             condition=request.condition.name,
             token_uri=request.token.uri,
-            token_label=token_label if token_label is not None else request.token.label,
-            emulated=emulated if emulated is not None else request.token.emulated,
-            peer=peer or request.peer,
-            embedded=(peer or request.peer).startswith("Embedded"),
+            token_label=token.label if token else request.token.label,
+            emulated=token.emulated if token else request.token.emulated,
+            peer=peer.name if peer else request.peer,
+            embedded=peer.embedded if peer else request.embedded,
             stats=stats,
             planned=request.n,
             sig_per_conn=sum(n_sign) / len(n_sign) if n_sign else None,
-            resumed=resumed,
-            run_id=run_id,
+            resumed=detail.resumed if isinstance(detail, ProtocolDetail) else 0,
+            run_id=snapshot.run_id if snapshot is not None else 0,
             status=status,
         )
 
-    def _run_cell(self, request: CellRequest, stop: threading.Event) -> None:
-        """Open the token (PIN once), run the experiment, post snapshots; never raise."""
-        from drivers.protocols.experiment import run_experiment
+    def _cell_snapshot(self, request: CellRequest, snapshot: RunSnapshot) -> None:
+        """In the run's thread: a running snapshot becomes a :class:`CellProgressed`."""
+        if snapshot.state.finished or snapshot.stats is None:
+            return
+        result = self._result(request, snapshot.stats, snapshot)
+        self.post_message(CellProgressed(result, snapshot.histogram))
 
-        stats = StreamingStats(THRESHOLD_MS, phases=None)
-        n_sign: list[int] = []
-        resumed = 0
-        label, emulated = request.token.label, request.token.emulated
-        last_post = 0.0
-
-        def snapshot(status: str = "running", **extra: object) -> CellResult:
-            return self._result(
-                request,
-                stats.snapshot(),
-                token_label=label,
-                emulated=emulated,
-                n_sign=n_sign,
-                resumed=resumed,
-                status=status,
-                **extra,  # type: ignore[arg-type]
-            )
-
-        def on_trial(idx: int, trial: ProtocolTrial) -> None:
-            nonlocal resumed, last_post
-            stats.add(trial.total_ns, trial.phases)
-            n_sign.append(trial.n_sign)
-            resumed += int(trial.resumed)
-            now = time.monotonic()
-            if now - last_post >= PROGRESS_INTERVAL_S:
-                last_post = now
-                self.post_message(CellProgressed(snapshot(), stats.histogram()))
-
+    def _run_cell(self, request: CellRequest, handle: RunHandle) -> None:
+        """Run the cell in this worker thread and post how it ended; never raise."""
         try:
-            with open_token(request.token.uri) as token:
-                go_on, pin = _ask_pin_once(self, token)
-                if not go_on:
-                    self.post_message(
-                        CellEnded(request, None, None, "cancelled", "PIN entry cancelled; no run")
-                    )
-                    return
-                label, emulated = token.info.label, token.info.emulated
-                with ResultsStore(self.lab.db_path) as store:
-                    try:
-                        result = run_experiment(
-                            request.protocol,
-                            token,
-                            request.condition,
-                            store,
-                            n=request.n,
-                            warmup=request.warmup,
-                            pin=pin,
-                            stop=stop.is_set,
-                            on_trial=on_trial,
-                        )
-                    except SafeLabError as exc:
-                        final = snapshot("incomplete") if stats.count else None
-                        self.post_message(
-                            CellEnded(request, final, stats.histogram(), "failed", exc.one_line())
-                        )
-                        return
-                    peer = str(store.get_run(result.run_id).extra.get("peer") or request.peer)
-            final = replace(
-                snapshot(result.status, run_id=result.run_id, peer=peer), stats=result.stats
-            )
-            text = f"{request.protocol} {request.condition.name}: run {result.run_id} "
-            text += result.status + (f" ({result.reason})" if result.reason else "")
-            self.post_message(CellEnded(request, final, stats.histogram(), result.status, text))
-        except Exception as exc:  # the driver kept what was measured; report, never crash
-            final = snapshot("incomplete") if stats.count else None
-            self.post_message(CellEnded(request, final, None, "failed", failure_text(exc)))
+            outcome = handle.run()
+            last = outcome.last
+            status = ended_status(outcome)
+            final = None
+            if last is not None and last.stats is not None and last.stats.count:
+                shown = "incomplete" if status == "failed" else outcome.state.value
+                final = self._result(request, last.stats, last, shown)
+            bins = last.histogram if last is not None else None
+            self.post_message(CellEnded(request, final, bins, status, outcome.text))
+        except Exception as exc:  # the service kept what was measured; report, never crash
+            self.post_message(CellEnded(request, None, None, "failed", failure_text(exc)))
 
-    def _run_table6(self, choice: TokenChoice, form: ProtoForm, stop: threading.Event) -> None:
-        """Table 6 through the driver; a stop ends it between runs (finished runs are kept)."""
-        from drivers.protocols.experiment import table6
+    def _table6_snapshot(self):  # type: ignore[no-untyped-def]
+        """A listener that posts a :class:`Table6Step` when the next run starts."""
+        seen = [0]
 
-        steps = table6_steps(form.table6_protocols)
-        step = 0
-        label, emulated = choice.label, choice.emulated
-        peers: dict[str, tuple[str, bool]] = {}
+        def listen(snapshot: RunSnapshot) -> None:
+            if snapshot.step_index > seen[0]:
+                seen[0] = snapshot.step_index
+                self.post_message(Table6Step(snapshot.step, snapshot.step_index, snapshot.steps))
 
-        def ended(status: str, text: str, rows: tuple[Table6Row, ...] | None = None) -> None:
-            self.post_message(Table6Ended(rows, peers, label, emulated, form.n, status, text))
+        return listen
 
-        def progress(text: str) -> None:
-            nonlocal step
-            if stop.is_set():
-                raise RunInterrupted(
-                    f"Table 6 stopped by the user after {step} of {steps} runs",
-                    "the finished runs are in the store (3 Results)",
-                )
-            step += 1
-            self.post_message(Table6Step(text, step, steps))
-
+    def _run_table6(self, choice: TokenChoice, form: ProtoForm, handle: RunHandle) -> None:
+        """Table 6 in this worker thread; a stop ends it between runs (finished runs kept)."""
         try:
-            with open_token(choice.uri) as token:
-                go_on, pin = _ask_pin_once(self, token)
-                label, emulated = token.info.label, token.info.emulated
-            if not go_on:
-                ended("cancelled", "PIN entry cancelled; no run")
-                return
-            with ResultsStore(self.lab.db_path) as store:
-                rows = table6(
-                    choice.uri,
-                    store,
-                    n=form.n,
-                    warmup=form.warmup,
-                    protocols=form.table6_protocols,
-                    pin=pin,
-                    progress=progress,
+            outcome = handle.run()
+            result = outcome.result if isinstance(outcome.result, Table6Result) else None
+            meta = outcome.meta
+            token = meta.token if meta is not None else None
+            peers = {
+                protocol: (identity.name, identity.embedded)
+                for protocol, identity in (result.peers.items() if result else ())
+            }
+            self.post_message(
+                Table6Ended(
+                    result.rows
+                    if result is not None and outcome.state is RunState.COMPLETE
+                    else None,
+                    peers,
+                    token.label if token else choice.label,
+                    token.emulated if token else choice.emulated,
+                    form.n,
+                    ended_status(outcome),
+                    outcome.text,
                 )
-                for row in rows:
-                    if row.run_ids:
-                        name = str(store.get_run(row.run_ids[0]).extra.get("peer") or "")
-                        peers[row.protocol] = (name, name.startswith("Embedded"))
-            ids = [i for row in rows for i in row.run_ids]
-            runs = f"runs {ids[0]}–{ids[-1]}" if ids else "no runs"
-            ended("complete", f"Table 6 complete ({runs} in the store)", tuple(rows))
-        except SafeLabError as exc:
-            status = "incomplete" if isinstance(exc, RunInterrupted) else "failed"
-            ended(status, exc.one_line())
+            )
         except Exception as exc:
-            ended("failed", failure_text(exc))
+            self.post_message(
+                Table6Ended(
+                    None, {}, choice.label, choice.emulated, form.n, "failed", failure_text(exc)
+                )
+            )
 
     # -- messages from the workers ----------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Signing lab: run the paper's signing experiment on the chosen token and watch it live.
 
-The runner works in a thread worker (one worker group per token, since a SIM does one thing at
-a time) and stores every sample itself; this screen only draws the snapshots it is sent. A
-stop keeps the partial run in the results store, as the CLI's Ctrl-C does.
+The run is a :class:`~drivers.runs.SigningRun` of the run service, run in a thread worker
+(one worker group per token, since a SIM does one thing at a time); the service opens the
+token, asks the PIN through this screen's modal once, and stores every sample. This screen
+only builds the spec and draws the snapshots it is sent. A stop keeps the partial run in the
+results store, as the CLI's Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -22,21 +24,18 @@ from drivers.bench.runner import (
     MODE_DEFAULT_TOKEN,
     MODE_TOKEN_KIND,
     PAPER_DATA,
-    ExperimentRunner,
     Mode,
-    Progress,
     RunConfig,
 )
-from drivers.bench.store import ResultsStore
-from drivers.errors import PinCancelled, SafeLabError
-from drivers.tokens.base import Pin
-from drivers.tokens.registry import open_token
+from drivers.errors import PinCancelled, RunInterrupted, SafeLabError
+from drivers.runs import RunHandle, RunSnapshot, SigningRun
+from drivers.tokens.base import Pin, Token
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
-from screens.run_control import RunHandle, RunUpdate, apdu_entries
-from screens.widgets.histogram import LatencyHistogram, latency_bins
+from screens.run_control import RunUpdate, update_from
+from screens.widgets.histogram import LatencyHistogram
 from screens.widgets.tables import apdu_table, phase_table, run_label, table3
 
 PROGRESS_INTERVAL_S = 0.15
@@ -265,7 +264,12 @@ class SigningLabScreen(LabScreen):
             self.fail(exc.one_line())
             return
         self.set_focus(None)  # leave the form, so job digits and letter keys work during the run
-        self.handle = RunHandle()
+        self.handle = RunHandle(
+            SigningRun(request.config, request.token.uri, progress_interval_s=PROGRESS_INTERVAL_S),
+            db_path=self.lab.db_path,
+            pin_provider=self._ask_pin,
+            on_snapshot=self._snapshot_listener(request.config.mode.value),
+        )
         self.run_mode = request.config.mode.value
         self.run_token = request.token
         self.threshold_ms = request.config.threshold_ms
@@ -309,72 +313,37 @@ class SigningLabScreen(LabScreen):
 
     # -- the worker (runs in a thread: no widgets here) -------------------------------------
 
+    def _ask_pin(self, token: Token) -> Pin | None:
+        """The run service's PIN step: the masked modal, once, from the run's worker thread."""
+        return ask_pin(self.app, token)
+
+    def _snapshot_listener(self, mode: str):  # type: ignore[no-untyped-def]
+        """In the run's thread: snapshots become messages (the token's own words once)."""
+        started = [False]
+
+        def listen(snapshot: RunSnapshot) -> None:
+            token = snapshot.meta.token if snapshot.meta is not None else None
+            if token is not None and not started[0]:
+                started[0] = True
+                self.post_message(RunStarted(token.label, token.emulated, mode))
+            update = update_from(snapshot)
+            if update is not None and not snapshot.state.finished:
+                self.post_message(RunProgressed(update))
+
+        return listen
+
     def _run(self, request: RunRequest, handle: RunHandle) -> None:
-        asked: list[bool] = []
-        runner: ExperimentRunner | None = None
+        """Run in this worker thread and post how it ended; never raise."""
         try:
-            with open_token(request.token.uri) as token, ResultsStore(self.lab.db_path) as store:
-
-                def pin_provider() -> Pin | None:
-                    asked.append(True)
-                    return ask_pin(self.app, token)
-
-                def on_progress(progress: Progress) -> None:
-                    assert runner is not None
-                    update = self._update(runner, token, progress.paused, progress)
-                    self.post_message(RunProgressed(update))
-
-                runner = ExperimentRunner(
-                    token,
-                    request.config,
-                    store,
-                    pin_provider=pin_provider,
-                    on_progress=on_progress,
-                    progress_interval_s=PROGRESS_INTERVAL_S,
-                )
-                handle.attach(runner)
-                self.post_message(
-                    RunStarted(token.info.label, token.info.emulated, request.config.mode.value)
-                )
-                try:
-                    result = runner.run()
-                except SafeLabError as exc:
-                    if asked and not runner.run_id and not handle.stopped and self._no_pin(exc):
-                        self.post_message(RunEnded(0, "cancelled", "PIN entry cancelled; no run"))
-                        return
-                    final = self._update(runner, token, False) if runner.run_id else None
-                    self.post_message(RunEnded(runner.run_id, "failed", exc.one_line(), final))
-                    return
-                final = self._update(runner, token, False)
-                text = f"run {result.run_id} {result.status}"
-                if result.reason:
-                    text += f" ({result.reason})"
-                self.post_message(RunEnded(result.run_id, result.status, text, final))
-        except Exception as exc:  # the runner has saved the partial run; report, never crash
-            run_id = runner.run_id if runner is not None else 0
-            self.post_message(RunEnded(run_id, "failed", failure_text(exc)))
-
-    @staticmethod
-    def _no_pin(exc: SafeLabError) -> bool:
-        return isinstance(exc, PinCancelled)
-
-    def _update(
-        self,
-        runner: ExperimentRunner,
-        token: object,
-        paused: bool,
-        progress: Progress | None = None,
-    ) -> RunUpdate:
-        """A frozen snapshot of the runner's state; only called in the runner's thread."""
-        return RunUpdate(
-            run_id=runner.run_id,
-            done=runner.stats.count,
-            planned=runner.config.n,
-            stats=progress.stats if progress is not None else runner.stats.snapshot(),
-            bins=latency_bins(runner.stats),
-            paused=paused,
-            apdus=apdu_entries(token),
-        )
+            outcome = handle.run()
+            error = outcome.error
+            status = outcome.state.value
+            if error is not None and not isinstance(error, PinCancelled | RunInterrupted):
+                status = "failed"
+            final = update_from(outcome.last) if outcome.last is not None else None
+            self.post_message(RunEnded(outcome.run_id, status, outcome.text, final))
+        except Exception as exc:  # the service saved the partial run; report, never crash
+            self.post_message(RunEnded(handle.snapshot.run_id, "failed", failure_text(exc)))
 
     # -- messages from the worker -----------------------------------------------------------
 

@@ -27,6 +27,9 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -84,6 +87,47 @@ def tcp_accepts(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
         return False
 
 
+_VERSION = re.compile(r"\d+\.\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """What answered a run, said by the peer itself: stored with runs, shown beside figures.
+
+    ``embedded`` is True for the Python fallbacks (amqtt, the ``ssl`` module server) that run
+    when the real server is missing; ``version`` is the binary's (``mosquitto 2.0.11``) or the
+    library's version, or ``"unknown"`` if the program does not say.
+    """
+
+    name: str
+    embedded: bool
+    version: str
+
+    @property
+    def kind(self) -> str:
+        return "embedded" if self.embedded else "real"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "embedded": self.embedded, "version": self.version}
+
+
+@cache
+def program_version(path: str, arguments: tuple[str, ...]) -> str:
+    """The first ``N.N[.N]`` a program prints for ``arguments`` (its version), once per path."""
+    try:
+        done = subprocess.run(
+            [path, *arguments],
+            capture_output=True,
+            timeout=5,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    match = _VERSION.search((done.stdout + done.stderr).decode(errors="replace"))
+    return match.group(0) if match else "unknown"
+
+
 class Peer(ABC):
     """A real server on loopback, used as a context manager::
 
@@ -104,6 +148,10 @@ class Peer(ABC):
     port_span: ClassVar[int] = 1
     fatal_log: ClassVar[str | None] = None
     """A regex that, found in the log during start-up, means the peer cannot work."""
+    embedded: ClassVar[bool] = False
+    """True for the Python fallbacks of a missing real server (see :class:`PeerIdentity`)."""
+    version_arguments: ClassVar[tuple[str, ...]] = ("--version",)
+    """What makes :attr:`program` print its version (``nginx -v``, ``mosquitto -h``)."""
     start_timeout: float = 15.0
     stop_timeout: float = 5.0
 
@@ -142,6 +190,17 @@ class Peer(ABC):
     def key_path(self) -> Path:
         assert self._server.key_path is not None
         return self._server.key_path
+
+    # -- what it is ---------------------------------------------------------------------
+    @property
+    def identity(self) -> PeerIdentity:
+        """Name, real or embedded, and version: the run's metadata asks this, never guesses."""
+        return PeerIdentity(type(self).__name__, self.embedded, self.version())
+
+    def version(self) -> str:
+        """The version of the program this peer runs (``unknown`` if it does not say)."""
+        path = find_program(self.binary)
+        return program_version(path, self.version_arguments) if path else "unknown"
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> Self:
@@ -349,6 +408,19 @@ class PythonModulePeer(Peer):
 
     program: ClassVar[str] = sys.executable
     module: ClassVar[str] = ""
+    library: ClassVar[str] = ""
+    """The package that does the protocol work (``amqtt``); its version is the peer's."""
+
+    def version(self) -> str:
+        """The library's version; for a plain-``ssl`` server, Python's and OpenSSL's."""
+        if self.library:
+            try:
+                return f"{self.library} {metadata.version(self.library)}"
+            except metadata.PackageNotFoundError:
+                return "unknown"
+        import ssl
+
+        return f"python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION}"
 
     def _module_arguments(self, workdir: Path) -> list[str]:
         return []

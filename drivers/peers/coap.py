@@ -28,6 +28,7 @@ class CoapServerPeer(Peer):
     """``coap-server-openssl`` on 127.0.0.1; DTLS on ``.port`` (``.url`` = ``coaps://...``)."""
 
     protocol = "CoAP/DTLS server (libcoap)"
+    version_arguments = ("-h",)
     program = "coap-server-openssl"
     package = "libcoap3-bin"
     transports = ("udp", "tcp")

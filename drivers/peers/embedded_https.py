@@ -111,6 +111,7 @@ class EmbeddedHttpsPeer(PythonModulePeer):
 
     protocol = "HTTPS server (embedded Python ssl)"
     module = "drivers.peers.embedded_https"
+    embedded = True
     package = "python3"
 
     def __init__(

@@ -69,6 +69,8 @@ class EmbeddedMqttPeer(PythonModulePeer):
 
     protocol = "MQTT broker (embedded amqtt)"
     module = "drivers.peers.embedded_mqtt"
+    embedded = True
+    library = "amqtt"
     package = "amqtt"
     installer = "pip install"
 

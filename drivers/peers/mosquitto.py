@@ -25,6 +25,7 @@ class MosquittoPeer(Peer):
     """
 
     protocol = "MQTT broker (Mosquitto)"
+    version_arguments = ("-h",)
     program = "mosquitto"
     package = "mosquitto"
 

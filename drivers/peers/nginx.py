@@ -34,6 +34,7 @@ class NginxPeer(Peer):
     """
 
     protocol = "HTTPS server (nginx)"
+    version_arguments = ("-v",)
     program = "nginx"
     package = "nginx"
 

@@ -63,7 +63,7 @@ def peer_status() -> list[PeerStatus]:
             PeerStatus(
                 protocol=protocol,
                 peer=chosen.__name__ if chosen else "",
-                embedded=chosen is not None and chosen is not real,
+                embedded=chosen is not None and chosen.embedded,
                 available=chosen is not None,
                 install=f"{real.installer} {real.package}",
             )

@@ -17,12 +17,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from drivers.bench.runner import collect_versions
 from drivers.bench.stats import StatsSnapshot, StreamingStats
 from drivers.bench.store import ResultsStore
 from drivers.errors import RunInterrupted, SafeLabError
 from drivers.tls.signer import TokenSigner
+
+if TYPE_CHECKING:
+    from drivers.peers.base import PeerIdentity
 
 PROTOCOL_PHASES = ("connect", "handshake", "sign", "ready")
 
@@ -110,11 +114,15 @@ def run_protocol(
     n: int = 30,
     warmup: int = 1,
     threshold_ms: float = 1000.0,
-    peer: str = "",
+    peer: PeerIdentity | None = None,
     stop: Callable[[], bool] | None = None,
     on_trial: Callable[[int, ProtocolTrial], None] | None = None,
+    on_created: Callable[[int], None] | None = None,
 ) -> ProtocolResult:
-    """Warm-up, then ``n`` trials of ``client``, stored as they come."""
+    """Warm-up, then ``n`` trials of ``client``, stored as they come.
+
+    ``stop`` is asked before each trial (it may block while the run is paused).
+    """
     token = client.signer.token
     stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES, keep_samples=True)
     for _ in range(warmup):
@@ -133,10 +141,14 @@ def run_protocol(
             "protocol": client.protocol,
             "condition": client.condition.name,
             "established_at": client.established_at,
-            "peer": peer,
+            "peer": peer.name if peer else "",
+            "peer_embedded": peer.embedded if peer else None,
+            "peer_version": peer.version if peer else "",
             "limits": list(client.limits),
         },
     )
+    if on_created is not None:
+        on_created(run_id)
     result = ProtocolResult(run_id, "incomplete", stats.snapshot())
     buffer: list[tuple[int, int, dict[str, int]]] = []
     last_flush = time.monotonic()

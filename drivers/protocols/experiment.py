@@ -1,10 +1,11 @@
-"""One protocol experiment from start to end, and the paper's Table 6 from several of them.
+"""One protocol experiment from start to end, and the rows of the paper's Table 6.
 
 :func:`run_experiment` starts the peer (the real server, or the embedded one where allowed),
 issues the token's client certificate from the lab CA, runs the trials and always stops the
-peer and closes the token session, also on error or Ctrl-C. :func:`table6` runs every protocol
-with the software key and with the chosen token, full and resumed, and puts the paper's
-figures beside ours.
+peer and closes the token session, also on error or Ctrl-C. Which conditions a protocol
+accepts is :mod:`drivers.protocols.rules`' call, checked here before anything starts.
+Front ends do not call this module: they start runs through :mod:`drivers.runs`
+(``ProtocolRun``, ``Table6Run``), which builds on it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 from drivers.bench.paper import TABLE6
 from drivers.bench.store import ResultsStore
-from drivers.peers.base import Peer
+from drivers.peers.base import Peer, PeerIdentity
 from drivers.peers.coap import CoapServerPeer
 from drivers.peers.openvpn import OpenVpnServerPeer
 from drivers.peers.pki import LabPki
@@ -27,16 +28,15 @@ from drivers.protocols.coap_psk import CoapPskClient
 from drivers.protocols.https import HttpsClient
 from drivers.protocols.jwt_client import JwtHttpsClient
 from drivers.protocols.mqtt import MqttTlsClient
+from drivers.protocols.rules import PROTOCOLS, RESUMABLE, check, no_resumption_note
 from drivers.protocols.vpn import VpnClient
 from drivers.tls.signer import TokenSigner
 from drivers.tokens.base import Pin, Token
-from drivers.tokens.registry import open_token
 
-PROTOCOLS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
+__all__ = ["PROTOCOLS", "RESUMABLE", "Table6Row", "peer_for", "run_experiment", "table6_row"]
+
 LAB_PSK = b"safelab-lab-psk"
 """The pre-shared key of the CoAP DTLS-PSK peer and client (a lab value, not a secret)."""
-RESUMABLE = {"mqtt", "https"}
-"""Protocols whose peer resumes TLS sessions (OpenVPN disables it; libcoap has none)."""
 
 
 def peer_for(protocol: str, pki: LabPki) -> Peer:
@@ -85,7 +85,7 @@ def protocol_session(
     *,
     pin: Pin | None = None,
     peer: Peer | None = None,
-) -> Iterator[ProtocolClient]:
+) -> Iterator[tuple[ProtocolClient, Peer]]:
     """Peer (started here unless given), signer and client; everything released after."""
     running = peer or peer_for(protocol, pki)
     own_peer = not running.running  # a peer given but not started is started (and stopped) here
@@ -117,19 +117,29 @@ def run_experiment(
     peer: Peer | None = None,
     stop: Callable[[], bool] | None = None,
     on_trial: Callable[[int, ProtocolTrial], None] | None = None,
+    on_peer: Callable[[PeerIdentity], None] | None = None,
+    on_created: Callable[[int], None] | None = None,
 ) -> ProtocolResult:
-    """Run ``protocol`` on ``token`` under ``condition``; the run is stored."""
+    """Run ``protocol`` on ``token`` under ``condition``; the run is stored.
+
+    ``on_peer`` hears which peer answered (before the trials), ``on_created`` the run's id.
+    """
+    check(protocol, condition)
     pki = pki or LabPki()
     session = protocol_session(protocol, token, condition, pki, pin=pin, peer=peer)
     with session as (client, running):
+        identity = running.identity
+        if on_peer is not None:
+            on_peer(identity)
         return _run(
             client,
             store,
             n=n,
             warmup=warmup,
-            peer=type(running).__name__,
+            peer=identity,
             stop=stop,
             on_trial=on_trial,
+            on_created=on_created,
         )
 
 
@@ -170,65 +180,26 @@ class Table6Row:
         }
 
 
-def table6(
-    token_spec: str,
-    store: ResultsStore,
-    *,
-    n: int = 30,
-    warmup: int = 1,
-    software_spec: str = "software:p256",
-    protocols: tuple[str, ...] = PROTOCOLS[:4],
-    pin: Pin | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> list[Table6Row]:
-    """Every protocol, software key versus ``token_spec``, full and (where possible) resumed.
+def table6_row(protocol: str, results: dict[tuple[str, bool], ProtocolResult]) -> Table6Row:
+    """One row from the runs ``(who, resumed) -> result`` (who: ``software`` or ``token``).
 
     Means are compared, as the paper's Table 6 gives means.
     """
-    pki = LabPki()
-    software, token = open_token(software_spec), open_token(token_spec)
-    rows = []
-    for protocol in protocols:
-        with contextlib.ExitStack() as stack:
-            peer = stack.enter_context(peer_for(protocol, pki))
-            results: dict[tuple[str, bool], ProtocolResult] = {}
-            conditions = [False, True] if protocol in RESUMABLE else [False]
-            for resume in conditions:
-                for who, which, which_pin in (("software", software, None), ("token", token, pin)):
-                    if progress:
-                        progress(f"{protocol} {'resumed' if resume else 'full'} {who}")
-                    results[(who, resume)] = run_experiment(
-                        protocol,
-                        which,
-                        Condition(resume=resume),
-                        store,
-                        n=n,
-                        warmup=warmup,
-                        pin=which_pin,
-                        pki=pki,
-                        peer=peer,
-                    )
-        full_token = results[("token", False)]
-        sign_ms = _mean_phase(full_token, "sign")
-        row = Table6Row(
-            protocol,
-            results[("software", False)].stats.mean_ms,
-            full_token.stats.mean_ms,
-            sign_ms,
-            run_ids=[r.run_id for r in results.values()],
-        )
-        if ("token", True) in results:
-            row.resumed_software_ms = results[("software", True)].stats.mean_ms
-            row.resumed_token_ms = results[("token", True)].stats.mean_ms
-            row.resumed_token_signatures = sum(results[("token", True)].n_sign)
-        else:
-            row.note = "no resumption: " + (
-                "OpenVPN disables it"
-                if protocol == "vpn"
-                else "libcoap 4.3.1 has no DTLS resumption"
-            )
-        rows.append(row)
-    return rows
+    full_token = results[("token", False)]
+    row = Table6Row(
+        protocol,
+        results[("software", False)].stats.mean_ms,
+        full_token.stats.mean_ms,
+        _mean_phase(full_token, "sign"),
+        run_ids=[r.run_id for r in results.values()],
+    )
+    if ("token", True) in results:
+        row.resumed_software_ms = results[("software", True)].stats.mean_ms
+        row.resumed_token_ms = results[("token", True)].stats.mean_ms
+        row.resumed_token_signatures = sum(results[("token", True)].n_sign)
+    else:
+        row.note = no_resumption_note(protocol)
+    return row
 
 
 def _mean_phase(result: ProtocolResult, phase: str) -> float:

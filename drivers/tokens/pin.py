@@ -76,3 +76,31 @@ def required_pin(token: Token, env: str | None = None, fd: int | None = None) ->
             "give it with --pin-env VAR or --pin-fd N",
         )
     return pin
+
+
+def run_pin_provider(
+    env: str | None = None,
+    fd: int | None = None,
+    prompt: Callable[[Token], str | None] | None = None,
+) -> Callable[[Token], Pin | None]:
+    """The CLI's PIN step for :mod:`drivers.runs`: ``--pin-env``, ``--pin-fd``, else a prompt.
+
+    The service calls it once per token that needs a PIN; ``prompt(token)`` may show the
+    token's tries left. With no source at all it is a clear error, never a silent login
+    failure later; an empty answer to the prompt is a cancel.
+    """
+
+    def provide(token: Token) -> Pin | None:
+        if env:
+            return pin_from_env(env)
+        if fd is not None:
+            return pin_from_fd(fd)
+        if prompt is not None:
+            value = prompt(token)
+            return Pin(value) if value else None
+        raise PinError(
+            f"token {token.info.label!r} needs a PIN",
+            "give it with --pin-env VAR or --pin-fd N",
+        )
+
+    return provide

@@ -13,7 +13,7 @@ users who never open this job.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from rich.text import Text
 from drivers.bench.paper import TABLE6
 from drivers.bench.stats import StatsSnapshot
 from drivers.protocols.base import PROTOCOL_PHASES, Condition
+from drivers.protocols.rules import refusal
 from screens.widgets.format import fmt_ms
 
 if TYPE_CHECKING:
@@ -54,15 +55,13 @@ PEER_NAMES = {
 
 @dataclass(frozen=True)
 class ConditionColumn:
-    """One column of the matrix: an optimisation toggle and where it applies."""
+    """One column of the matrix: an optimisation toggle. Where it applies, and why not, is
+    :mod:`drivers.protocols.rules`' call (the CLI asks the same function)."""
 
     key: str
     title: str
-    applies: Callable[[str], bool]
-    why_not: str
-    """Said when the user runs a cell where the condition does not apply."""
 
-    def condition(self, jwt_ttl_s: float) -> Condition:
+    def condition(self, jwt_ttl_s: float = 60.0) -> Condition:
         """The driver's :class:`Condition` for this column (the TTL only matters for JWT)."""
         if self.key == "resumed":
             return Condition(resume=True)
@@ -74,30 +73,20 @@ class ConditionColumn:
             return Condition(reuse_token_session=False)
         return Condition()
 
+    def why_not(self, protocol: str) -> str | None:
+        """Why this column cannot run for ``protocol`` (the rules' words); ``None``: it can."""
+        return refusal(protocol, self.condition())
 
-def resumable(protocol: str) -> bool:
-    """Whether the protocol's peer resumes TLS sessions (the driver's ``RESUMABLE``)."""
-    from drivers.protocols.experiment import RESUMABLE
-
-    return protocol in RESUMABLE
+    def applies(self, protocol: str) -> bool:
+        return self.why_not(protocol) is None
 
 
 COLUMNS = (
-    ConditionColumn("full", "full", lambda p: True, ""),
-    ConditionColumn(
-        "resumed",
-        "resumed",
-        resumable,
-        "only MQTT and HTTPS resume here (OpenVPN disables it; libcoap has no DTLS resumption;"
-        " JWT requests share one connection)",
-    ),
-    ConditionColumn(
-        "keepalive", "keep-alive", lambda p: p == "https", "keep-alive is measured on HTTPS"
-    ),
-    ConditionColumn(
-        "jwtcache", "jwt cache", lambda p: p == "jwt", "the JWT cache TTL applies to JWT only"
-    ),
-    ConditionColumn("fresh", "fresh sess.", lambda p: True, ""),
+    ConditionColumn("full", "full"),
+    ConditionColumn("resumed", "resumed"),
+    ConditionColumn("keepalive", "keep-alive"),
+    ConditionColumn("jwtcache", "jwt cache"),
+    ConditionColumn("fresh", "fresh sess."),
 )
 """Full handshake, then each toggle of the paper's section 4 on its own."""
 
@@ -204,7 +193,7 @@ def cell_info(
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(name, style="bold")
     if not column.applies(protocol):
-        text.append(f": does not apply ({column.why_not})")
+        text.append(f": does not apply ({column.why_not(protocol)})")
         return text
     if status is not None and not status.available:
         text.append(f": no {status.protocol} peer on this machine; install with ")

@@ -16,12 +16,14 @@ import pytest
 from textual.widgets import Input
 
 from console.app import SafeLabApp
+from drivers.bench.runner import RunConfig
 from drivers.bench.stats import StreamingStats
 from drivers.bench.store import ResultsStore
+from drivers.runs import RunHandle, SigningRun
 from screens.lab import Lab
 from screens.pin import PinModal
 from screens.results import CompareScreen, ExportModal, ResultsScreen
-from screens.run_control import RunHandle, RunUpdate
+from screens.run_control import RunUpdate
 from screens.signing import SigningLabScreen
 from screens.tokens import TokenPickerScreen
 from screens.triage import TriageScreen
@@ -141,7 +143,7 @@ def test_signing_live(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> No
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, SigningLabScreen))
         screen = pilot.app.screen
         screen.set_focus(None)
-        screen.handle = RunHandle()  # drawn as a run in progress
+        screen.handle = RunHandle(SigningRun(RunConfig()))  # drawn as running
         screen.refresh_bindings()
         screen._draw(update)
         await pilot.pause(0.2)

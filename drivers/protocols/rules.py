@@ -1,0 +1,87 @@
+"""What each protocol can do here, in one place: the CLI, the screens and the runs ask this.
+
+Every "may I run X under condition Y?" question (``safelab proto jwt --resume``, the matrix's
+greyed-out cells, Table 6's resumed rows) is answered by :func:`refusal`, so the answer and
+its reason cannot drift apart between front ends. The module imports nothing heavy (no TLS
+stack, no peers) so the console can draw its matrix without loading the protocol clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.errors import SafeLabError
+from drivers.protocols.base import Condition
+
+PROTOCOLS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """One protocol's options; a ``None`` reason means supported, else why not (said as is)."""
+
+    no_resume: str | None
+    no_keep_alive: str | None
+    jwt_options: bool = False
+    psk: bool = False
+    """DTLS-PSK: no certificate, the token signs nothing in the handshake."""
+
+
+_ONLY_HTTPS_KEEPALIVE = "keep-alive is measured on HTTPS"
+
+CAPABILITIES: dict[str, Capabilities] = {
+    "vpn": Capabilities("OpenVPN disables TLS resumption", _ONLY_HTTPS_KEEPALIVE),
+    "mqtt": Capabilities(None, _ONLY_HTTPS_KEEPALIVE),
+    "coap": Capabilities("libcoap 4.3.1 has no DTLS resumption", _ONLY_HTTPS_KEEPALIVE),
+    "https": Capabilities(None, None),
+    "jwt": Capabilities(
+        "JWT requests share one kept-alive connection, so there is no handshake to resume",
+        "JWT requests always share one connection",
+        jwt_options=True,
+    ),
+    "coap-psk": Capabilities(
+        "libcoap 4.3.1 has no DTLS resumption", _ONLY_HTTPS_KEEPALIVE, psk=True
+    ),
+}
+
+RESUMABLE = frozenset(p for p, c in CAPABILITIES.items() if c.no_resume is None)
+"""Protocols whose peer resumes TLS sessions (MQTT, HTTPS)."""
+
+
+def capabilities(protocol: str) -> Capabilities:
+    try:
+        return CAPABILITIES[protocol]
+    except KeyError:
+        raise SafeLabError(
+            f"unknown protocol {protocol!r}", f"use one of {', '.join(PROTOCOLS)}"
+        ) from None
+
+
+def resumable(protocol: str) -> bool:
+    return protocol in RESUMABLE
+
+
+def refusal(protocol: str, condition: Condition) -> str | None:
+    """Why ``protocol`` cannot run under ``condition`` here; ``None`` when it can."""
+    caps = capabilities(protocol)
+    if condition.resume and caps.no_resume:
+        return f"{protocol} cannot resume sessions here ({caps.no_resume})"
+    if condition.keep_alive and caps.no_keep_alive:
+        return f"{protocol} has no keep-alive option ({caps.no_keep_alive})"
+    if (condition.jwt_ttl_s or condition.jwt_hash_on_token) and not caps.jwt_options:
+        return f"the JWT options (cache TTL, hash on token) apply to jwt only, not {protocol}"
+    if condition.jwt_ttl_s < 0:
+        return "the JWT cache TTL cannot be negative"
+    return None
+
+
+def check(protocol: str, condition: Condition) -> None:
+    """Raise a one-line :class:`SafeLabError` if :func:`refusal` says no."""
+    reason = refusal(protocol, condition)
+    if reason is not None:
+        raise SafeLabError(reason, "drop that option; see `safelab proto --help`")
+
+
+def no_resumption_note(protocol: str) -> str:
+    """Table 6's note for a row without resumed columns."""
+    return f"no resumption: {capabilities(protocol).no_resume}"
