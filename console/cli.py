@@ -300,6 +300,11 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool, paper: bool) -> No
             click.echo(json.dumps(run_document(store, run_id), indent=2, default=str))
             return
         record = store.get_run(run_id)
+        if record.experiment == "paper":
+            from console.cli_paper import print_document
+
+            print_document(record.extra.get("paper", {}))
+            return
         stats = run_stats(store, record).final_snapshot()
     stdout.print(render.run_details(record))
     label = render.run_label(record.mode, record.token.get("label", ""), record.emulated)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -124,7 +125,7 @@ def paper(
         )
         click.echo(json.dumps(document, indent=2, default=str))
     else:
-        _print(result)
+        print_document(result.as_dict())
         if files is not None:
             stdout.print(f"report: {files.html} and {files.markdown}", highlight=False)
     if not result.passed:
@@ -149,52 +150,58 @@ def _sample_reader(store):  # type: ignore[no-untyped-def]
     return samples
 
 
-def _print(result) -> None:  # type: ignore[no-untyped-def]
-    token = result.provenance.get("token", {})
+def print_document(doc: dict[str, Any]) -> None:
+    """The figures of a paper run (its ``as_dict()``, or a stored ``paper`` run's), one
+    section per paper table; also what `safelab runs show` prints for a paper run."""
+    token = doc.get("provenance", {}).get("token", {})
     label = f"{token.get('label')} {'[EMULATED]' if token.get('emulated') else '(real)'}"
     stdout.print(f"The paper, reproduced on {label}", style="bold", highlight=False)
-    for name in dict.fromkeys(f.table for f in result.figures):
-        stdout.print(_section(name, [f for f in result.figures if f.table == name]))
-    judged_notes = [f for f in result.figures if f.note and f.verdict.value != "info"]
-    for figure in judged_notes:
-        stdout.print(
-            f"note: {figure.table} {figure.row} {figure.quantity}: {figure.note}",
-            style="dim",
-            highlight=False,
-        )
-    for note in result.notes:
+    figures = doc.get("figures", [])
+    for name in dict.fromkeys(f["table"] for f in figures):
+        stdout.print(_section(name, [f for f in figures if f["table"] == name]))
+    for f in figures:
+        if f["note"] and f["verdict"] != "info":
+            stdout.print(
+                f"note: {f['table']} {f['row']} {f['quantity']}: {f['note']}",
+                style="dim",
+                highlight=False,
+            )
+    for note in doc.get("notes", []):
         stdout.print(f"note: {note}", style="dim", highlight=False)
-    peers = result.provenance.get("peers", {})
+    peers = doc.get("provenance", {}).get("peers", {})
     if peers:
         stdout.print("peers: " + "; ".join(f"{p}: {w}" for p, w in peers.items()), highlight=False)
-    counts = result.counts()
-    verdict = "REPRODUCED" if result.passed else "NOT REPRODUCED"
+    counts = doc.get("verdicts", {})
+    passed = bool(doc.get("passed"))
+    verdict = "REPRODUCED" if passed else "NOT REPRODUCED"
+    status = doc.get("status", "")
     stdout.print(
         Text(
-            f"{verdict}: {counts['pass']} pass, {counts['fail']} fail, {counts['info']} not "
-            f"judged; {result.elapsed_s:.0f} s; runs {', '.join(map(str, result.run_ids))}",
-            style="bold green" if result.passed else "bold red",
+            f"{verdict}: {counts.get('pass', 0)} pass, {counts.get('fail', 0)} fail, "
+            f"{counts.get('info', 0)} not judged; {status}; {doc.get('elapsed_s', 0):.0f} s",
+            style="bold green" if passed else "bold red",
         )
     )
 
 
-def _section(name: str, figures: list) -> Table:  # type: ignore[type-arg]
+def _section(name: str, figures: list[dict[str, Any]]) -> Table:
     """One table per paper table; short columns so it holds in 80 columns."""
     table = Table(title=name, title_justify="left", pad_edge=False)
     for column in ("row", "figure", "ours", "paper", "ratio", "judged by", "verdict"):
         justify = "left" if column in ("row", "figure", "judged by") else "right"
         table.add_column(column, justify=justify, overflow="fold")
-    for figure in figures:
-        measured = figure.as_dict()["measured"]
-        unit_ms = figure.unit == "ms"
+    for f in figures:
+        measured, paper, ratio = f["measured"], f["paper"], f["ratio"]
         table.add_row(
-            figure.row,
-            figure.quantity,
-            "–" if measured is None else (f"{measured:.1f}" if unit_ms else f"{measured:g}"),
-            "–" if figure.paper is None else f"{figure.paper:g}",
-            "–" if figure.ratio is None else f"{figure.ratio:.2f}",
-            figure.tolerance.describe().split(" (")[0],
-            Text(figure.verdict.value.upper(), style=VERDICT_STYLE[figure.verdict.value]),
+            f["row"],
+            f["quantity"],
+            "–"
+            if measured is None
+            else (f"{measured:.1f}" if f["unit"] == "ms" else f"{measured:g}"),
+            "–" if paper is None else f"{paper:g}",
+            "–" if ratio is None else f"{ratio:.2f}",
+            f["tolerance"].split(" (")[0],
+            Text(f["verdict"].upper(), style=VERDICT_STYLE[f["verdict"]]),
         )
     return table
 

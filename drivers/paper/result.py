@@ -59,6 +59,8 @@ class PaperResult:
     reason: str = ""
     elapsed_s: float = 0.0
     notes: tuple[str, ...] = ()
+    record_id: int = 0
+    """The stored ``paper`` run that keeps these figures (0: not stored)."""
 
     @property
     def failures(self) -> list[Figure]:
@@ -90,5 +92,6 @@ class PaperResult:
             "table6": [row.as_dict() for row in self.table6],
             "provenance": self.provenance,
             "notes": list(self.notes),
+            "record_id": self.record_id,
             "table7": None,  # joins when the what-if lab computes Table 7
         }

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from drivers.bench.paper import PAPER_JWT, TABLE3, TABLE6
@@ -158,7 +158,7 @@ class _Execution:
             self._jwt(ctx, token, pin, software, figures, peers)
         except RunInterrupted as exc:
             status, reason = "incomplete", exc.one_line()
-        return PaperResult(
+        result = PaperResult(
             figures=tuple(figures),
             table3_runs=table3_runs,
             table6=tuple(table6),
@@ -168,6 +168,27 @@ class _Execution:
             elapsed_s=time.monotonic() - started,
             notes=self._notes(),
         )
+        return self._stored(token, result)
+
+    def _stored(self, token: Token, result: PaperResult) -> PaperResult:
+        """Keep the judged figures as a run of their own (experiment ``paper``, no samples),
+        so `safelab runs show ID` and the console's Results show the last paper run."""
+        store = self.ctx.store
+        run_id = store.create_run(
+            experiment="paper",
+            mode="paper:quick" if self.quick else "paper",
+            n_planned=len(result.figures),
+            warmup=0,
+            data_len=0,
+            hash_on=None,
+            threshold_ms=1000.0,
+            token=token.info.as_dict(),
+            versions=collect_versions(),
+            extra={"paper": result.as_dict()},
+        )
+        store.finish_run(run_id, result.status, result.reason or None)
+        self.ctx.stored(run_id)
+        return replace(result, record_id=run_id)
 
     # -- Table 3 ------------------------------------------------------------------------------
     def _table3(

@@ -78,3 +78,18 @@ def test_paper_refuses_an_unknown_protocol_in_one_line() -> None:
     result = safelab("paper", "--quick", "--protocols", "smtp")
     assert result.returncode != 0
     assert "unknown protocol 'smtp'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_paper_run_is_kept_and_shown_by_runs_show() -> None:
+    result = safelab("paper", "--quick", "--protocols", "https", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    record_id = data["record_id"]
+    with ResultsStore() as store:
+        record = store.get_run(record_id)
+    assert record.experiment == "paper" and record.mode == "paper:quick"
+    assert record.extra["paper"]["figures"] == data["figures"]
+    shown = safelab("runs", "show", str(record_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "Table 3" in shown.stdout and "Table 6" in shown.stdout and "JWT" in shown.stdout
+    assert "REPRODUCED" in shown.stdout
