@@ -300,7 +300,12 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool, paper: bool) -> No
             click.echo(json.dumps(run_document(store, run_id), indent=2, default=str))
             return
         record = store.get_run(run_id)
-        stats = run_stats(store, record).snapshot()
+        if record.experiment == "paper":
+            from console.cli_paper import print_document
+
+            print_document(record.extra.get("paper", {}))
+            return
+        stats = run_stats(store, record).final_snapshot()
     stdout.print(render.run_details(record))
     label = render.run_label(record.mode, record.token.get("label", ""), record.emulated)
     stdout.print(render.table3(stats, label, record.mode, paper))
@@ -351,11 +356,12 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
 
 
 def _register_card_commands() -> None:
-    from console import cli_card, cli_proto, cli_ssdtf
+    from console import cli_card, cli_paper, cli_proto, cli_ssdtf
 
     cli_card.register(main)
     cli_proto.register(main)
     cli_ssdtf.register(main)
+    cli_paper.register(main)
 
 
 _register_card_commands()

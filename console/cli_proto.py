@@ -92,6 +92,11 @@ def proto() -> None:
     is_flag=True,
     help="Open, log in and find the key for every signature (total mode inside).",
 )
+@click.option(
+    "--nodelay",
+    is_flag=True,
+    help="MQTT: set TCP_NODELAY (paho-mqtt does not; the paper's figure has Nagle's wait).",
+)
 @click.option("--pin-env", metavar="VAR")
 @click.option("--pin-fd", type=int, metavar="N")
 @click.option("--json", "as_json", is_flag=True)
@@ -106,6 +111,7 @@ def run_command(
     jwt_ttl: float,
     jwt_hash_on_token: bool,
     fresh_token_session: bool,
+    nodelay: bool,
     pin_env: str | None,
     pin_fd: int | None,
     as_json: bool,
@@ -121,6 +127,7 @@ def run_command(
         jwt_ttl_s=jwt_ttl,
         jwt_hash_on_token=jwt_hash_on_token,
         reuse_token_session=not fresh_token_session,
+        tcp_nodelay=nodelay,
     )
     spec = ProtocolRun(protocol, token_uri, condition, n=n, warmup=warmup)  # refuses bad combos
     db = ctx.find_root().obj.get("db")

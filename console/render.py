@@ -29,6 +29,9 @@ def table3(stats: StatsSnapshot, label: Text, mode: str, show_paper: bool) -> Ta
     )
     table.title = "Signing latency (ms)" + (" — dim row: the paper's SIM" if show_paper else "")
     table.title_justify = "left"
+    notes = [str(table.caption)] if table.caption else []
+    table.caption = "\n".join([*notes, f"percentiles: {stats.percentile_method}"])
+    table.caption_justify = "left"
     return table
 
 

@@ -75,7 +75,7 @@ def load_run(db_path: Path | None, run_id: int) -> RunLoaded:
     with ResultsStore(db_path) as store:
         record = store.get_run(run_id)
         stats = run_stats(store, record)
-        return RunLoaded(record, stats.snapshot(), latency_bins(stats))
+        return RunLoaded(record, stats.final_snapshot(), latency_bins(stats))
 
 
 def export_run(db_path: Path | None, run_id: int, fmt: str, path: Path) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.bench.stats import StreamingStats
+from drivers.bench.stats import EXACT_METHOD, HDR_METHOD, StreamingStats
 
 durations = st.lists(
     st.integers(min_value=1_000, max_value=5_000_000_000), min_size=2, max_size=400
@@ -82,3 +82,46 @@ def test_empty_and_single_sample() -> None:
     stats.add(5_000_000)
     snap = stats.snapshot()
     assert snap.p50_ms == snap.p99_ms == 5.0 and math.isnan(snap.stdev_ms)
+
+
+def nearest_rank(values: list[int], p: float) -> int:
+    """The textbook nearest-rank percentile: the ceil(p/100·n)-th smallest sample."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered) - 1e-9)) - 1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(durations)
+def test_final_snapshot_is_exact_when_samples_are_kept(values: list[int]) -> None:
+    stats = StreamingStats(threshold_ms=1000, keep_samples=True)
+    for value in values:
+        stats.add(value, {"sign": value // 3})
+    final = stats.final_snapshot()
+    assert final.percentile_method == EXACT_METHOD
+    for p, got in ((50, final.p50_ms), (90, final.p90_ms), (99, final.p99_ms)):
+        assert got == nearest_rank(values, p) / 1e6, p
+    sign = final.phases["sign"]
+    assert sign.p50_ms == nearest_rank([v // 3 for v in values], 50) / 1e6
+    assert sign.p99_ms == nearest_rank([v // 3 for v in values], 99) / 1e6
+    # Everything that was already exact is the live snapshot's.
+    live = stats.snapshot()
+    assert (final.count, final.mean_ms, final.stdev_ms) == (live.count, live.mean_ms, live.stdev_ms)
+    assert live.percentile_method == HDR_METHOD
+
+
+def test_histogram_percentile_can_differ_from_the_exact_one() -> None:
+    """Why final figures are exact: a bucket top is not a sample (the issue's P50 479.99 vs
+    479.81 ms)."""
+    values = [479_810_000 + i for i in range(0, 101, 2)]
+    stats = StreamingStats(keep_samples=True)
+    for value in values:
+        stats.add(value)
+    exact = nearest_rank(values, 50) / 1e6
+    assert stats.final_snapshot().p50_ms == exact
+    assert stats.snapshot().p50_ms != exact
+
+
+def test_final_snapshot_without_kept_samples_says_it_is_the_histogram() -> None:
+    stats = StreamingStats()
+    stats.add(1_000_000)
+    assert stats.final_snapshot().percentile_method == HDR_METHOD

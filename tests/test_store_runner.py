@@ -217,3 +217,15 @@ def test_bad_config_values_are_named() -> None:
         RunConfig(n=0).validate()
     with pytest.raises(SafeLabError, match="threshold must be positive"):
         RunConfig(threshold_ms=0).validate()
+
+
+def test_stored_figures_are_exact_order_statistics() -> None:
+    """Results, exports and `runs show` give exact nearest-rank percentiles of every sample."""
+    result, store = run("software:p256", Mode.SIGN_ONLY, n=31)
+    totals = sorted(total for _, total, _ in store.samples(result.run_id))
+    exact_p50 = totals[15] / 1e6  # nearest rank: ceil(0.5 * 31) = 16th smallest
+    exact_p90 = totals[27] / 1e6  # ceil(0.9 * 31) = 28th
+    assert result.stats.p50_ms == exact_p50 and result.stats.p90_ms == exact_p90
+    summary = json.loads(export_text(store, result.run_id, "json"))["summary"]
+    assert summary["p50_ms"] == exact_p50 and summary["p90_ms"] == exact_p90
+    assert summary["percentile_method"] == "nearest rank, exact over every sample"

@@ -53,7 +53,7 @@ class Comparison:
 
 def compare_runs(store: ResultsStore, a_id: int, b_id: int) -> Comparison:
     a, b = store.get_run(a_id), store.get_run(b_id)
-    a_stats, b_stats = run_stats(store, a).snapshot(), run_stats(store, b).snapshot()
+    a_stats, b_stats = run_stats(store, a).final_snapshot(), run_stats(store, b).final_snapshot()
     for record, stats in ((a, a_stats), (b, b_stats)):
         if stats.count == 0:
             raise StoreError(

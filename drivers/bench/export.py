@@ -20,8 +20,12 @@ CSV_COLUMNS = ("run_id", "idx", "total_ms", *(f"{phase}_ms" for phase in PHASES)
 
 
 def run_stats(store: ResultsStore, record: RunRecord) -> StreamingStats:
-    """Statistics of a stored run, recomputed from its samples (any phase names)."""
-    stats = StreamingStats(record.threshold_ms, phases=None)
+    """Statistics of a stored run, recomputed from its samples (any phase names).
+
+    Every sample is kept, so :meth:`StreamingStats.final_snapshot` gives exact percentiles:
+    use it for figures; ``histogram()`` for the bins.
+    """
+    stats = StreamingStats(record.threshold_ms, phases=None, keep_samples=True)
     for _, total, phases in store.samples(record.id):
         stats.add(total, phases)
     return stats
@@ -45,7 +49,7 @@ def run_document(store: ResultsStore, run_id: int) -> dict[str, Any]:
     ]
     return {
         "run": record.as_dict(),
-        "summary": run_stats(store, record).snapshot().as_dict(),
+        "summary": run_stats(store, record).final_snapshot().as_dict(),
         "samples": samples,
     }
 

@@ -156,7 +156,7 @@ class ExperimentRunner:
         self.on_progress = on_progress
         self.progress_interval_s = progress_interval_s
         self.flush_interval_s = flush_interval_s
-        self.stats = StreamingStats(config.threshold_ms)
+        self.stats = StreamingStats(config.threshold_ms, keep_samples=True)
         self._stop = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
@@ -228,7 +228,7 @@ class ExperimentRunner:
             self._save(buffer, "incomplete", f"unexpected error: {exc!r}")
             raise
         self._save(buffer, status, reason)
-        return RunResult(self.run_id, status, self.stats.snapshot(), reason, self.notes)
+        return RunResult(self.run_id, status, self.stats.final_snapshot(), reason, self.notes)
 
     def _obtain_pin(self) -> Pin | None:
         if not self.token.needs_login:

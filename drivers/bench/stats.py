@@ -7,14 +7,21 @@ constant (about 270 kB per histogram). Percentiles use the nearest-rank definiti
 below which ``p`` percent of the samples lie, rounded up to a sample): the same as
 ``numpy.percentile(..., method="inverted_cdf")``, and what the tests compare against.
 
+Those histogram percentiles are for the *live* view. Final figures (a run's result, ``runs
+show``, exports, compare, the paper tables) are exact order statistics over every sample: a run
+made with ``keep_samples=True`` (or recomputed from the store, which holds every sample) gives
+them through :meth:`StreamingStats.final_snapshot`, and every snapshot says which method made
+its percentiles (:attr:`StatsSnapshot.percentile_method`).
+
 σ is the sample standard deviation (n − 1), the usual choice for measured latencies.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -24,6 +31,11 @@ from drivers.tokens.base import PHASES
 _LOWEST_NS = 1
 _HIGHEST_NS = 3_600_000_000_000  # one hour: a trial longer than that is clamped
 _SIGNIFICANT_DIGITS = 3
+
+HDR_METHOD = "nearest rank, HdrHistogram (3 significant digits)"
+"""Percentiles of a live snapshot: within 0.1% of the exact value, in constant memory."""
+EXACT_METHOD = "nearest rank, exact over every sample"
+"""Percentiles of a final snapshot: ``numpy.percentile(..., method="inverted_cdf")``."""
 
 
 def _ms(ns: float) -> float:
@@ -67,6 +79,7 @@ class StatsSnapshot:
     over_threshold: int
     threshold_ms: float
     phases: Mapping[str, PhaseSummary] = field(default_factory=dict)
+    percentile_method: str = HDR_METHOD
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -81,7 +94,17 @@ class StatsSnapshot:
             "over_threshold": self.over_threshold,
             "threshold_ms": self.threshold_ms,
             "phases": {name: vars(summary) for name, summary in self.phases.items()},
+            "percentile_method": self.percentile_method,
         }
+
+
+def exact_percentiles_ms(values_ns: Iterable[int], ps: tuple[float, ...]) -> list[float]:
+    """Nearest-rank percentiles (ms) of every value: the smallest sample with at least ``p``
+    percent of the samples at or below it (``numpy``'s ``inverted_cdf``)."""
+    data = np.asarray(values_ns, dtype=np.int64)
+    if not data.size:
+        return [math.nan for _ in ps]
+    return [_ms(float(v)) for v in np.percentile(data, ps, method="inverted_cdf")]
 
 
 class _Series:
@@ -149,11 +172,18 @@ class StreamingStats:
 
     PENDING_LIMIT = 4096
 
-    def __init__(self, threshold_ms: float = 1000.0, phases: Iterable[str] | None = PHASES) -> None:
+    def __init__(
+        self,
+        threshold_ms: float = 1000.0,
+        phases: Iterable[str] | None = PHASES,
+        *,
+        keep_samples: bool = False,
+    ) -> None:
         """``phases=None`` accepts any phase name (protocol runs: connect, handshake...).
 
         Names starting with ``n_`` are counts (``n_sign``: token signatures), not durations,
-        and are not summarised here.
+        and are not summarised here. ``keep_samples`` also keeps every value (8 bytes each, in
+        ``array('q')``) so that :meth:`final_snapshot` can give exact order statistics.
         """
         self.threshold_ms = threshold_ms
         self._threshold_ns = threshold_ms * 1e6
@@ -163,6 +193,9 @@ class StreamingStats:
         self.over_threshold = 0
         self.count = 0
         self._pending: list[tuple[int, Mapping[str, int] | None]] = []
+        self.keep_samples = keep_samples
+        self._kept_total: array[int] = array("q")
+        self._kept_phases: dict[str, array[int]] = {}
 
     def add(self, total_ns: int, phase_ns: Mapping[str, int] | None = None) -> None:
         self.count += 1
@@ -176,6 +209,8 @@ class StreamingStats:
         pending, self._pending = self._pending, []
         for total_ns, phase_ns in pending:
             self.total.add(total_ns)
+            if self.keep_samples:
+                self._kept_total.append(total_ns)
             for name, ns in (phase_ns or {}).items():
                 if ns is None or name.startswith("n_"):
                     continue
@@ -184,6 +219,8 @@ class StreamingStats:
                         continue
                     self.phases[name] = _Series()
                 self.phases[name].add(ns)
+                if self.keep_samples:
+                    self._kept_phases.setdefault(name, array("q")).append(ns)
 
     def snapshot(self) -> StatsSnapshot:
         self._fold()
@@ -208,6 +245,29 @@ class StreamingStats:
             over_threshold=self.over_threshold,
             threshold_ms=self.threshold_ms,
             phases=phases,
+        )
+
+    def final_snapshot(self) -> StatsSnapshot:
+        """The snapshot to report once a run is over: exact percentiles where samples were
+        kept (``keep_samples=True``), the histogram's otherwise (the method is named in it).
+
+        Mean, σ, min, max and the count over the threshold are exact either way.
+        """
+        live = self.snapshot()
+        if not self.keep_samples or not live.count:
+            return live
+        p50, p90, p99 = exact_percentiles_ms(self._kept_total, (50, 90, 99))
+        phases = {}
+        for name, summary in live.phases.items():
+            phase_p50, phase_p99 = exact_percentiles_ms(self._kept_phases[name], (50, 99))
+            phases[name] = PhaseSummary(summary.count, summary.mean_ms, phase_p50, phase_p99)
+        return replace(
+            live,
+            p50_ms=p50,
+            p90_ms=p90,
+            p99_ms=p99,
+            phases=phases,
+            percentile_method=EXACT_METHOD,
         )
 
     def histogram(self, bins: int = 120, high_ms: float | None = None) -> Histogram | None:

@@ -278,6 +278,15 @@ class ResultsStore:
             (status, reason, time.time(), run_id),
         )
 
+    def update_extra(self, run_id: int, changes: dict[str, Any]) -> None:
+        """Add or replace keys of a run's ``extra`` metadata (known only once it started,
+        such as the ids of the runs it was interleaved with)."""
+        extra = self.get_run(run_id).extra
+        extra.update(changes)
+        self._write(
+            "UPDATE runs SET extra_json = ? WHERE id = ?", (json.dumps(extra, default=str), run_id)
+        )
+
     # -- reading -----------------------------------------------------------------------------
 
     def _record(self, row: sqlite3.Row) -> RunRecord:

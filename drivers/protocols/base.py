@@ -45,6 +45,11 @@ class Condition:
     """JWT: reuse a token for this long (0: a fresh JWT per request)."""
     jwt_hash_on_token: bool = False
     """JWT: the token hashes the signing input itself (IoT SAFE full-text mode)."""
+    tcp_nodelay: bool = False
+    """MQTT: set ``TCP_NODELAY`` on the client's socket. paho-mqtt does not (nor did the
+    paper's paho client), so by default a small CONNECT can wait for the broker's delayed ACK
+    (~40 ms on Linux loopback): the paper's 59 ms software MQTT figure holds that stall.
+    ``http.client`` (like curl) always sets it, so HTTPS and JWT have no such option."""
 
     @property
     def name(self) -> str:
@@ -59,6 +64,8 @@ class Condition:
             parts.append(f"jwt-cache-{self.jwt_ttl_s:g}s")
         if self.jwt_hash_on_token:
             parts.append("hash-on-token")
+        if self.tcp_nodelay:
+            parts.append("nodelay")
         return "+".join(parts) or "full"
 
 
@@ -107,6 +114,97 @@ class ProtocolResult:
     reason: str | None = None
 
 
+class RunRecorder:
+    """One stored protocol run: its row, its samples as they come, its statistics, its end.
+
+    Shared by :func:`run_protocol` (one client) and
+    :func:`drivers.protocols.interleave.run_interleaved` (several clients taking turns), so
+    both store runs the same way: the row is created after the warm-up, samples are flushed
+    every 0.25 s, and an error or Ctrl-C closes the run ``incomplete`` with what was measured.
+    """
+
+    def __init__(
+        self,
+        client: ProtocolClient,
+        store: ResultsStore,
+        *,
+        n: int,
+        warmup: int,
+        threshold_ms: float = 1000.0,
+        peer: PeerIdentity | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES, keep_samples=True)
+        self.run_id = store.create_run(
+            experiment="proto",
+            mode=f"{client.protocol}:{client.condition.name}",
+            n_planned=n,
+            warmup=warmup,
+            data_len=0,
+            hash_on="host",
+            threshold_ms=threshold_ms,
+            token=client.signer.token.info.as_dict(),
+            versions=collect_versions(),
+            extra={
+                "protocol": client.protocol,
+                "condition": client.condition.name,
+                "established_at": client.established_at,
+                "peer": peer.name if peer else "",
+                "peer_embedded": peer.embedded if peer else None,
+                "peer_version": peer.version if peer else "",
+                "limits": list(client.limits),
+                "tcp_nodelay": client.condition.tcp_nodelay,
+                "token_session": "kept" if client.condition.reuse_token_session else "fresh",
+                **(extra or {}),
+            },
+        )
+        self.result = ProtocolResult(self.run_id, "incomplete", self.stats.snapshot())
+        self._buffer: list[tuple[int, int, dict[str, int]]] = []
+        self._last_flush = time.monotonic()
+        self._idx = 0
+
+    def trial(self) -> ProtocolTrial:
+        """Run and record one trial of the client."""
+        trial = self.client.trial()
+        self.stats.add(trial.total_ns, trial.phases)
+        self.result.n_sign.append(trial.n_sign)
+        self.result.resumed += int(trial.resumed)
+        self._buffer.append((self._idx, trial.total_ns, trial.as_sample()))
+        self._idx += 1
+        if time.monotonic() - self._last_flush > 0.25:
+            self.flush()
+        return trial
+
+    def flush(self) -> None:
+        self.store.add_samples(self.run_id, self._buffer)
+        self._buffer.clear()
+        self._last_flush = time.monotonic()
+
+    def finish(self, status: str, reason: str | None) -> ProtocolResult:
+        self.flush()
+        self.store.finish_run(self.run_id, status, reason)
+        result = self.result
+        result.status, result.reason, result.stats = status, reason, self.stats.final_snapshot()
+        return result
+
+    def interrupted(self) -> RunInterrupted:
+        """Ctrl-C: close the run ``incomplete``; the error to raise."""
+        self.flush()
+        self.store.finish_run(self.run_id, "incomplete", "interrupted by the user (Ctrl-C)")
+        return RunInterrupted(
+            f"interrupted: kept {self.stats.count} trials as run {self.run_id} (incomplete)",
+            f"see it with `safelab runs show {self.run_id}`",
+        )
+
+    def failed(self, exc: SafeLabError) -> None:
+        """An error: close the run ``incomplete`` and say so in the error."""
+        self.flush()
+        self.store.finish_run(self.run_id, "incomplete", exc.one_line())
+        exc.problem += f" (run {self.run_id} kept {self.stats.count} trials, incomplete)"
+
+
 def run_protocol(
     client: ProtocolClient,
     store: ResultsStore,
@@ -123,65 +221,23 @@ def run_protocol(
 
     ``stop`` is asked before each trial (it may block while the run is paused).
     """
-    token = client.signer.token
-    stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES)
     for _ in range(warmup):
         client.trial()
-    run_id = store.create_run(
-        experiment="proto",
-        mode=f"{client.protocol}:{client.condition.name}",
-        n_planned=n,
-        warmup=warmup,
-        data_len=0,
-        hash_on="host",
-        threshold_ms=threshold_ms,
-        token=token.info.as_dict(),
-        versions=collect_versions(),
-        extra={
-            "protocol": client.protocol,
-            "condition": client.condition.name,
-            "established_at": client.established_at,
-            "peer": peer.name if peer else "",
-            "peer_embedded": peer.embedded if peer else None,
-            "peer_version": peer.version if peer else "",
-            "limits": list(client.limits),
-        },
-    )
+    recorder = RunRecorder(client, store, n=n, warmup=warmup, threshold_ms=threshold_ms, peer=peer)
     if on_created is not None:
-        on_created(run_id)
-    result = ProtocolResult(run_id, "incomplete", stats.snapshot())
-    buffer: list[tuple[int, int, dict[str, int]]] = []
-    last_flush = time.monotonic()
+        on_created(recorder.run_id)
     status, reason = "complete", None
     try:
         for idx in range(n):
             if stop is not None and stop():
                 status, reason = "incomplete", f"stopped by the user after {idx} trials"
                 break
-            trial = client.trial()
-            stats.add(trial.total_ns, trial.phases)
-            result.n_sign.append(trial.n_sign)
-            result.resumed += int(trial.resumed)
-            buffer.append((idx, trial.total_ns, trial.as_sample()))
+            trial = recorder.trial()
             if on_trial is not None:
                 on_trial(idx, trial)
-            if time.monotonic() - last_flush > 0.25:
-                store.add_samples(run_id, buffer)
-                buffer.clear()
-                last_flush = time.monotonic()
     except KeyboardInterrupt:
-        store.add_samples(run_id, buffer)
-        store.finish_run(run_id, "incomplete", "interrupted by the user (Ctrl-C)")
-        raise RunInterrupted(
-            f"interrupted: kept {stats.count} trials as run {run_id} (incomplete)",
-            f"see it with `safelab runs show {run_id}`",
-        ) from None
+        raise recorder.interrupted() from None
     except SafeLabError as exc:
-        store.add_samples(run_id, buffer)
-        store.finish_run(run_id, "incomplete", exc.one_line())
-        exc.problem += f" (run {run_id} kept {stats.count} trials, incomplete)"
+        recorder.failed(exc)
         raise
-    store.add_samples(run_id, buffer)
-    store.finish_run(run_id, status, reason)
-    result.status, result.reason, result.stats = status, reason, stats.snapshot()
-    return result
+    return recorder.finish(status, reason)

@@ -43,6 +43,7 @@ class MqttTlsClient(ProtocolClient):
             signer, cert_chain, ca_file, context_class=TimedContext
         )
         self.context.resume_session = None  # type: ignore[attr-defined]
+        self.context.tcp_nodelay = condition.tcp_nodelay
         self._count = 0
 
     def trial(self) -> ProtocolTrial:

@@ -72,6 +72,12 @@ def refusal(protocol: str, condition: Condition) -> str | None:
         return f"the JWT options (cache TTL, hash on token) apply to jwt only, not {protocol}"
     if condition.jwt_ttl_s < 0:
         return "the JWT cache TTL cannot be negative"
+    if condition.tcp_nodelay and protocol != "mqtt":
+        return f"--nodelay is an MQTT option: {protocol} " + (
+            "uses http.client, which always sets TCP_NODELAY (as curl does)"
+            if protocol in ("https", "jwt")
+            else "does not run its handshake over SAFE Lab's TCP socket"
+        )
     return None
 
 

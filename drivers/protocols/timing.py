@@ -9,6 +9,7 @@ class times ``do_handshake``. Everything else is the stock ``ssl`` module.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from typing import Any
@@ -38,8 +39,14 @@ class TimedContext(ssl.SSLContext):
         self.handshake_end_ns = 0
         self.last_socket: ssl.SSLSocket | None = None
 
+    tcp_nodelay: bool | None = None
+    """``True``/``False``: set ``TCP_NODELAY`` on the TCP socket to that; ``None``: leave the
+    client library's own choice (paho-mqtt: off; ``http.client``: on)."""
+
     def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         self.tcp_ready_ns = time.perf_counter_ns()
+        if self.tcp_nodelay is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self.tcp_nodelay))
         session = getattr(self, "resume_session", None)
         if session is not None and "session" not in kwargs:
             kwargs["session"] = session

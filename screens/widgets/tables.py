@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drivers.bench.compare import Comparison
-from drivers.bench.paper import paper_row_for
+from drivers.bench.paper import NO_PAPER_ROW, paper_row_for
 from drivers.bench.stats import StatsSnapshot
 from drivers.tokens.base import PHASES
 from screens.widgets.format import fmt_ms, threshold_label
@@ -69,6 +69,8 @@ def table3(
             str(stats.over_threshold),
         )
     paper = paper_row_for(mode) if with_paper else None
+    if with_paper and paper is None and mode in NO_PAPER_ROW:
+        table.caption = f"no paper row: {NO_PAPER_ROW[mode]}"
     if paper is not None:
         table.add_row(
             Text(f"paper {paper.mode}"),

@@ -1,0 +1,210 @@
+"""``safelab paper``: one command reproduces the paper's measurements and judges every figure.
+
+Thin: it builds a :class:`~drivers.runs.paper.PaperRun`, gives it the PIN step, prints
+progress on stderr, the figures on stdout (or JSON), writes the report if asked, and exits
+non-zero when a figure falls outside its tolerance (2) or the run did not finish (its error's
+code), so CI and scripts can rely on it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from drivers.runs import RunHandle, RunSnapshot
+from drivers.tokens.pin import run_pin_provider
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+FIGURES_OUTSIDE_TOLERANCE = 2
+"""Exit code when the run finished but some figure is outside its tolerance."""
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "info": "dim"}
+
+
+def _progress(snapshot: RunSnapshot) -> None:
+    if not snapshot.step:
+        return
+    line = f"[{snapshot.step_index}/{snapshot.steps}] {snapshot.step}"
+    if snapshot.planned:
+        line += f": {snapshot.done}/{snapshot.planned}"
+    stderr.print(line, style="dim", highlight=False)
+
+
+def _throttled(snapshot_printer):  # type: ignore[no-untyped-def]
+    """Print a step when it starts and when it ends, not every snapshot."""
+    seen: dict[int, int] = {}
+
+    def show(snapshot: RunSnapshot) -> None:
+        if not snapshot.step_index:
+            return
+        last = seen.get(snapshot.step_index)
+        finished = snapshot.planned and snapshot.done >= snapshot.planned
+        if last is None or (finished and last < snapshot.done):
+            seen[snapshot.step_index] = snapshot.done
+            snapshot_printer(snapshot)
+
+    return show
+
+
+@click.command("paper")
+@click.option(
+    "--token",
+    "token_uri",
+    default=None,
+    metavar="SPEC",
+    help="The token (default: the emulated paper SIM, iotsafe:emulated;profile=paper-sim).",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A demo in about a minute: fewer trials, the emulated card ten times faster.",
+)
+@click.option(
+    "--protocols",
+    default="vpn,mqtt,coap,https",
+    show_default=True,
+    help="Table 6 rows to run (the paper: all four).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write paper-report.html (self-contained) and paper-report.md with plots here.",
+)
+@click.option("--pin-env", metavar="VAR")
+@click.option("--pin-fd", type=int, metavar="N")
+@click.pass_context
+def paper(
+    ctx: click.Context,
+    token_uri: str | None,
+    quick: bool,
+    protocols: str,
+    as_json: bool,
+    report_dir: Path | None,
+    pin_env: str | None,
+    pin_fd: int | None,
+) -> None:
+    """Reproduce the paper's Table 3, Table 6 and JWT figures under its own conditions.
+
+    Every figure is shown beside the paper's with the ratio, the tolerance it is judged by
+    and the verdict; the exit code is 2 when a judged figure is outside its tolerance.
+    """
+    from drivers.runs.paper import PaperRun
+
+    wanted = tuple(p.strip() for p in protocols.split(",") if p.strip())
+    spec = PaperRun.make(token_uri, quick=quick, protocols=wanted)
+    db = ctx.find_root().obj.get("db")
+    listener = _throttled(_progress) if stderr.is_terminal or not as_json else None
+    handle = RunHandle(
+        spec, db_path=db, pin_provider=run_pin_provider(pin_env, pin_fd), on_snapshot=listener
+    )
+    outcome = handle.run()
+    outcome.raise_for_error()
+    result = outcome.result
+    files = None
+    if report_dir is not None:
+        from drivers.bench.store import ResultsStore
+        from drivers.paper.report import write_report
+
+        with ResultsStore(db) as store:
+            files = write_report(result, _sample_reader(store), report_dir)
+    if as_json:
+        document = result.as_dict()
+        document["report"] = (
+            {"html": str(files.html), "markdown": str(files.markdown)} if files else None
+        )
+        click.echo(json.dumps(document, indent=2, default=str))
+    else:
+        print_document(result.as_dict())
+        if files is not None:
+            stdout.print(f"report: {files.html} and {files.markdown}", highlight=False)
+    if not result.passed:
+        sys.exit(FIGURES_OUTSIDE_TOLERANCE)
+
+
+def _sample_reader(store):  # type: ignore[no-untyped-def]
+    """run id → [(total ms, {phase: ms})], read once per run (the report asks repeatedly)."""
+    cache: dict[int, list[tuple[float, dict[str, float]]]] = {}
+
+    def samples(run_id: int) -> list[tuple[float, dict[str, float]]]:
+        if run_id not in cache:
+            cache[run_id] = [
+                (
+                    total / 1e6,
+                    {k: (v if k.startswith("n_") else v / 1e6) for k, v in phases.items()},
+                )
+                for _, total, phases in store.samples(run_id)
+            ]
+        return cache[run_id]
+
+    return samples
+
+
+def print_document(doc: dict[str, Any]) -> None:
+    """The figures of a paper run (its ``as_dict()``, or a stored ``paper`` run's), one
+    section per paper table; also what `safelab runs show` prints for a paper run."""
+    token = doc.get("provenance", {}).get("token", {})
+    label = f"{token.get('label')} {'[EMULATED]' if token.get('emulated') else '(real)'}"
+    stdout.print(f"The paper, reproduced on {label}", style="bold", highlight=False)
+    figures = doc.get("figures", [])
+    for name in dict.fromkeys(f["table"] for f in figures):
+        stdout.print(_section(name, [f for f in figures if f["table"] == name]))
+    for f in figures:
+        if f["note"] and f["verdict"] != "info":
+            stdout.print(
+                f"note: {f['table']} {f['row']} {f['quantity']}: {f['note']}",
+                style="dim",
+                highlight=False,
+            )
+    for note in doc.get("notes", []):
+        stdout.print(f"note: {note}", style="dim", highlight=False)
+    peers = doc.get("provenance", {}).get("peers", {})
+    if peers:
+        stdout.print("peers: " + "; ".join(f"{p}: {w}" for p, w in peers.items()), highlight=False)
+    counts = doc.get("verdicts", {})
+    passed = bool(doc.get("passed"))
+    verdict = "REPRODUCED" if passed else "NOT REPRODUCED"
+    status = doc.get("status", "")
+    stdout.print(
+        Text(
+            f"{verdict}: {counts.get('pass', 0)} pass, {counts.get('fail', 0)} fail, "
+            f"{counts.get('info', 0)} not judged; {status}; {doc.get('elapsed_s', 0):.0f} s",
+            style="bold green" if passed else "bold red",
+        )
+    )
+
+
+def _section(name: str, figures: list[dict[str, Any]]) -> Table:
+    """One table per paper table; short columns so it holds in 80 columns."""
+    table = Table(title=name, title_justify="left", pad_edge=False)
+    for column in ("row", "figure", "ours", "paper", "ratio", "judged by", "verdict"):
+        justify = "left" if column in ("row", "figure", "judged by") else "right"
+        table.add_column(column, justify=justify, overflow="fold")
+    for f in figures:
+        measured, paper, ratio = f["measured"], f["paper"], f["ratio"]
+        table.add_row(
+            f["row"],
+            f["quantity"],
+            "–"
+            if measured is None
+            else (f"{measured:.1f}" if f["unit"] == "ms" else f"{measured:g}"),
+            "–" if paper is None else f"{paper:g}",
+            "–" if ratio is None else f"{ratio:.2f}",
+            f["tolerance"].split(" (")[0],
+            Text(f["verdict"].upper(), style=VERDICT_STYLE[f["verdict"]]),
+        )
+    return table
+
+
+def register(group: click.Group) -> None:
+    group.add_command(paper)
