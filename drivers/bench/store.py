@@ -267,24 +267,19 @@ class ResultsStore:
         )
 
     def add_extra(self, run_id: int, extra: dict[str, Any]) -> None:
-        """Merge ``extra`` into a run's extra fields: what a run only knows at its end (the
-        summary of an SSDTF flow, an attack's verdict) joins what was known at its start."""
+        """Merge ``extra`` into a run's extra fields: what a run only knows once it started (the
+        summary of an SSDTF flow, an attack's verdict, the runs it was interleaved with) joins
+        what was known at its start."""
         merged = {**self.get_run(run_id).extra, **extra}
-        self._write("UPDATE runs SET extra_json = ? WHERE id = ?", (json.dumps(merged), run_id))
+        self._write(
+            "UPDATE runs SET extra_json = ? WHERE id = ?",
+            (json.dumps(merged, default=str), run_id),
+        )
 
     def finish_run(self, run_id: int, status: str, reason: str | None = None) -> None:
         self._write(
             "UPDATE runs SET status = ?, reason = ?, finished_at = ? WHERE id = ?",
             (status, reason, time.time(), run_id),
-        )
-
-    def update_extra(self, run_id: int, changes: dict[str, Any]) -> None:
-        """Add or replace keys of a run's ``extra`` metadata (known only once it started,
-        such as the ids of the runs it was interleaved with)."""
-        extra = self.get_run(run_id).extra
-        extra.update(changes)
-        self._write(
-            "UPDATE runs SET extra_json = ? WHERE id = ?", (json.dumps(extra, default=str), run_id)
         )
 
     # -- reading -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def run_interleaved(
             on_created(recorder.run_id)
     ids = [r.run_id for r in recorders]
     for recorder in recorders:
-        recorder.store.update_extra(
+        recorder.store.add_extra(
             recorder.run_id, {"interleaved_with": [i for i in ids if i != recorder.run_id]}
         )
     status, reason = "complete", None
