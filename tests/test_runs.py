@@ -213,15 +213,19 @@ def test_table6_stopped_between_runs_keeps_the_finished_runs() -> None:
 
     def listen(snapshot: RunSnapshot) -> None:
         if snapshot.step_index == 2 and snapshot.done == 2:
-            handle.stop()  # during the second of four runs
+            handle.stop()  # during the second of four interleaved steps (mqtt resumed)
 
     handle.subscribe(listen)
     outcome = handle.run()
     assert outcome.state is RunState.INCOMPLETE and isinstance(outcome.error, RunInterrupted)
-    assert "after 2 of 4 runs" in outcome.text and len(outcome.run_ids) == 2
+    assert "after 2 of 4 steps" in outcome.text and len(outcome.run_ids) == 4
     with ResultsStore() as store:
         records = [store.get_run(run_id) for run_id in outcome.run_ids]
-    assert [(r.status, r.n_samples) for r in records] == [("complete", 2), ("complete", 2)]
+    assert [(r.status, r.n_samples) for r in records] == [("complete", 2)] * 4
+    assert {r.mode for r in records} == {
+        "mqtt:fresh-token-session",
+        "mqtt:resumed+fresh-token-session",
+    }
 
 
 def test_every_peer_says_what_it_is() -> None:

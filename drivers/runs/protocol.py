@@ -10,7 +10,7 @@ take the peer's provenance from the peer itself, and store every run as it goes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from drivers.bench.paper import TABLE6
@@ -127,6 +127,42 @@ class ProtocolRun(RunKind):
 
 
 @dataclass(frozen=True)
+class JwtRow:
+    """The paper's JWT figures beside ours: ES256 creation, software versus token, and one
+    request with a cached JWT (section 4: 15 vs 650 ms; ~10 ms per request either way)."""
+
+    software_sign_ms: float
+    token_sign_ms: float
+    cached_software_ms: float
+    cached_token_ms: float
+    run_ids: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        from drivers.bench.paper import PAPER_JWT
+
+        return {
+            "software_sign_ms": self.software_sign_ms,
+            "token_sign_ms": self.token_sign_ms,
+            "cached_software_ms": self.cached_software_ms,
+            "cached_token_ms": self.cached_token_ms,
+            "paper_software_sign_ms": PAPER_JWT["software_sign_ms"],
+            "paper_iot_safe_sign_ms": PAPER_JWT["iot_safe_sign_ms"],
+            "paper_cached_request_ms": PAPER_JWT["cached_request_ms"],
+            "run_ids": list(self.run_ids),
+        }
+
+
+TABLE6_CONDITIONS = {
+    "paper": Condition(reuse_token_session=False),
+    "session-kept": Condition(),
+}
+"""Table 6's conditions. ``paper``: a token session opened (and logged in) per handshake, as
+the paper's clients did (OpenSSL's PKCS#11 engine, curl, the MQTT clients), so its
+differences are the card's *total*. ``session-kept``: the session stays open between
+handshakes (sign_only inside), SAFE Lab's remedy, not the paper's figure."""
+
+
+@dataclass(frozen=True)
 class Table6Result:
     """What :class:`Table6Run` returns: the rows and who answered each protocol."""
 
@@ -135,13 +171,19 @@ class Table6Result:
     peers: dict[str, PeerIdentity]
     token: TokenProvenance
     status: str = "complete"
+    condition: str = "paper"
+    jwt: JwtRow | None = None
 
 
 @dataclass(frozen=True)
 class Table6Run(RunKind):
     """Table 6: per protocol, the software key and the token, full and resumed where allowed.
 
-    A stop ends it between runs (the finished runs stay in the store) with a
+    Software and token take turns trial by trial (:mod:`drivers.protocols.interleave`), so
+    drift between two blocks cannot bias the difference; each is still stored as its own run.
+    ``condition`` is ``paper`` by default (see :data:`TABLE6_CONDITIONS`); resumed rows use
+    the same token-session setting with TLS resumption. ``jwt`` adds the paper's JWT
+    figures. A stop ends it between runs (the finished runs stay in the store) with a
     :class:`RunInterrupted` saying how far it got; a pause waits between trials.
     """
 
@@ -152,6 +194,8 @@ class Table6Run(RunKind):
     warmup: int = 1
     software_uri: str = "software:p256"
     progress_interval_s: float = 0.15
+    condition: str = "paper"
+    jwt: bool = True
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.protocols if p not in TABLE6]
@@ -160,67 +204,165 @@ class Table6Run(RunKind):
                 f"unknown protocol {unknown[0]!r} for Table 6" if unknown else "no protocol given",
                 "list some of vpn,mqtt,coap,https",
             )
+        if self.condition not in TABLE6_CONDITIONS:
+            raise SafeLabError(
+                f"unknown Table 6 condition {self.condition!r}",
+                f"use one of {', '.join(TABLE6_CONDITIONS)}",
+            )
 
     def steps(self) -> int:
-        """How many runs it makes: software and token, full (and resumed)."""
-        return table6_steps(self.protocols)
+        """How many interleaved steps it makes: full (and resumed) per protocol, JWT's two."""
+        return table6_steps(self.protocols, jwt=self.jwt)
 
     def planned(self) -> int:
         return self.n
 
     def execute(self, ctx: RunContext) -> Table6Result:
         from drivers.peers.pki import LabPki
-        from drivers.protocols.experiment import peer_for, run_experiment
+        from drivers.protocols.experiment import peer_for
 
         token = ctx.token(self.token_uri)
         provenance = TokenProvenance.of(token, self.token_uri)
-        ctx.describe(token=provenance, condition="full+resumed")
+        base = TABLE6_CONDITIONS[self.condition]
+        ctx.describe(token=provenance, condition=f"{self.condition}+resumed")
         pin = ctx.pin(token)
         software = ctx.token(self.software_uri)
         pki = LabPki()
-        steps, step = self.steps(), 0
-        ctx.post(steps=steps, step="starting")
+        steps = _StepCounter(ctx, self.steps())
         rows, peers = [], {}
         for protocol in self.protocols:
             results: dict[tuple[str, bool], ProtocolResult] = {}
-            with peer_for(protocol, pki) as peer:  # one peer for the protocol's four runs
+            with peer_for(protocol, pki) as peer:  # one peer for the protocol's runs
                 peers[protocol] = peer.identity
                 ctx.describe(peer=peer.identity)
                 for resume in (False, True) if resumable(protocol) else (False,):
-                    for who, which, which_pin in (
-                        ("software", software, None),
-                        ("token", token, pin),
-                    ):
-                        if ctx.checkpoint():
-                            raise RunInterrupted(
-                                f"Table 6 stopped by the user after {step} of {steps} runs",
-                                "the finished runs are in the store (safelab runs list)",
-                            )
-                        step += 1
-                        text = f"{protocol} {'resumed' if resume else 'full'} {who}"
-                        ctx.post(step=text, step_index=step, done=0)
-                        live = _Live(ctx, self.n, self.progress_interval_s)
-                        result = results[(who, resume)] = run_experiment(
-                            protocol,
-                            which,
-                            Condition(resume=resume),
-                            ctx.store,
-                            n=self.n,
-                            warmup=self.warmup,
-                            pin=which_pin,
-                            pki=pki,
-                            peer=peer,
-                            stop=_pause_only(ctx),
-                            on_trial=live.trial,
-                            on_created=live.created,
-                        )
-                        live.post(result)
+                    condition = replace(base, resume=resume)
+                    label = f"{protocol} {'resumed' if resume else 'full'}"
+                    sw, tok = self._pair(
+                        steps, protocol, condition, label, software, token, pin, peer, pki
+                    )
+                    results[("software", resume)], results[("token", resume)] = sw, tok
             rows.append(table6_row(protocol, results))
-        return Table6Result(tuple(rows), peers, provenance)
+        jwt = self._jwt(steps, software, token, pin, pki, base, peers) if self.jwt else None
+        return Table6Result(tuple(rows), peers, provenance, condition=self.condition, jwt=jwt)
+
+    def _pair(
+        self,
+        steps: _StepCounter,
+        protocol: str,
+        condition: Condition,
+        label: str,
+        software: Any,
+        token: Any,
+        pin: Any,
+        peer: Any,
+        pki: Any,
+    ) -> tuple[ProtocolResult, ProtocolResult]:
+        """Software and token interleaved under ``condition``; the token's run is shown live."""
+        from contextlib import ExitStack
+
+        from drivers.protocols.experiment import make_client
+        from drivers.protocols.interleave import run_interleaved
+        from drivers.tls.signer import TokenSigner
+
+        ctx = steps.ctx
+        steps.next(label)
+        lives = [_Live(ctx, self.n, self.progress_interval_s) for _ in range(2)]
+        created: list[int] = []
+
+        def on_created(run_id: int) -> None:
+            ctx.stored(run_id)
+            created.append(run_id)
+            lives[len(created) - 1].run_id = run_id
+            if len(created) == 2:
+                lives[1].post()
+
+        def on_trial(index: int, idx: int, trial: ProtocolTrial) -> None:
+            live = lives[index]
+            if index == 1:
+                live.trial(idx, trial)
+            else:
+                live.stats.add(trial.total_ns, trial.phases)
+
+        with ExitStack() as stack:
+            clients = []
+            for which, which_pin in ((software, None), (token, pin)):
+                signer = TokenSigner(
+                    which, pin=which_pin, reuse_session=condition.reuse_token_session
+                )
+                stack.callback(signer.close)
+                client = make_client(protocol, signer, condition, peer, pki)
+                stack.callback(client.close)
+                clients.append(client)
+            results = run_interleaved(
+                clients,
+                ctx.store,
+                n=self.n,
+                warmup=self.warmup,
+                peer=peer.identity,
+                stop=_pause_only(ctx),
+                on_trial=on_trial,
+                on_created=on_created,
+            )
+        lives[1].post(results[1])
+        return results[0], results[1]
+
+    def _jwt(
+        self,
+        steps: _StepCounter,
+        software: Any,
+        token: Any,
+        pin: Any,
+        pki: Any,
+        base: Condition,
+        peers: dict[str, PeerIdentity],
+    ) -> JwtRow:
+        from drivers.protocols.experiment import peer_for
+
+        with peer_for("jwt", pki) as peer:
+            peers["jwt"] = peer.identity
+            fresh = replace(base, jwt_ttl_s=0.0)
+            sw, tok = self._pair(
+                steps, "jwt", fresh, "jwt created per request", software, token, pin, peer, pki
+            )
+            cached = replace(base, jwt_ttl_s=3600.0)
+            csw, ctok = self._pair(
+                steps, "jwt", cached, "jwt cached", software, token, pin, peer, pki
+            )
+        return JwtRow(
+            _phase(sw, "sign"),
+            _phase(tok, "sign"),
+            csw.stats.mean_ms,
+            ctok.stats.mean_ms,
+            (sw.run_id, tok.run_id, csw.run_id, ctok.run_id),
+        )
 
     def ended_text(self, result: Any, run_ids: tuple[int, ...]) -> str:
         runs = f"runs {run_ids[0]}–{run_ids[-1]}" if run_ids else "no runs"
-        return f"Table 6 complete ({runs} in the store)"
+        return f"Table 6 complete ({self.condition} condition, {runs} in the store)"
+
+
+@dataclass
+class _StepCounter:
+    """Which interleaved step Table 6 is at; a stop between steps ends it."""
+
+    ctx: RunContext
+    steps: int
+    step: int = 0
+
+    def next(self, text: str) -> None:
+        if self.ctx.checkpoint():
+            raise RunInterrupted(
+                f"Table 6 stopped by the user after {self.step} of {self.steps} steps",
+                "the finished runs are in the store (safelab runs list)",
+            )
+        self.step += 1
+        self.ctx.post(step=text, step_index=self.step, steps=self.steps, done=0)
+
+
+def _phase(result: ProtocolResult, name: str) -> float:
+    summary = result.stats.phases.get(name)
+    return summary.mean_ms if summary else float("nan")
 
 
 @dataclass
@@ -255,6 +397,7 @@ class Table6Row:
             "paper_software_ms": paper.software_ms if paper else None,
             "paper_iot_safe_ms": paper.iot_safe_ms if paper else None,
             "paper_difference_ms": paper.difference_ms if paper else None,
+            "paper_note": paper.inconsistency if paper else "",
             "run_ids": self.run_ids,
             "note": self.note,
         }
@@ -297,6 +440,7 @@ def _pause_only(ctx: RunContext) -> Any:
     return check
 
 
-def table6_steps(protocols: tuple[str, ...] | list[str]) -> int:
-    """How many runs Table 6 makes for ``protocols``: 4 where resumable, else 2."""
-    return sum(4 if resumable(p) else 2 for p in protocols)
+def table6_steps(protocols: tuple[str, ...] | list[str], *, jwt: bool = True) -> int:
+    """How many interleaved steps (software and token together) Table 6 makes for
+    ``protocols``: full and resumed where resumable, full only elsewhere; JWT adds two."""
+    return sum(2 if resumable(p) else 1 for p in protocols) + (2 if jwt else 0)

@@ -321,7 +321,12 @@ def table6_notes(rows: Sequence[Table6Row], peers: Mapping[str, tuple[str, bool]
     for row in rows:
         if row.note:
             text.append(f"{row.protocol}: {row.note}\n", style="dim")
+        paper = TABLE6.get(row.protocol)
+        if paper is not None and paper.inconsistency:
+            text.append(f"{paper.inconsistency}\n", style="dim")
     text.append(
-        "ours diff should equal 'token sign': the handshake waits for the token", style="dim"
+        "paper condition: a token session per handshake, software and token interleaved; "
+        "ours diff should equal 'token sign' (the card's total)",
+        style="dim",
     )
     return text

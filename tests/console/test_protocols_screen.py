@@ -74,7 +74,9 @@ def test_form_errors_name_the_field() -> None:
     ):
         with pytest.raises(SafeLabError, match=words):
             parse_form(*args)
-    assert table6_steps(("vpn", "mqtt", "coap", "https")) == 12
+    # interleaved steps: full for all four, resumed for mqtt and https, two JWT steps
+    assert table6_steps(("vpn", "mqtt", "coap", "https")) == 8
+    assert table6_steps(("vpn", "coap"), jwt=False) == 2
 
 
 def test_mqtt_full_and_resumed_cells_update_and_are_stored(lab: Lab) -> None:
@@ -242,7 +244,7 @@ def test_table6_stop_ends_between_runs(lab: Lab) -> None:
             await pilot.press("t", "f7")
             await wait_for(pilot, lambda: not screen.running, timeout=60, what="stop")
             status = str(screen.status.render())
-            assert "Table 6 stopped by the user after" in status and "of 8 runs" in status
+            assert "Table 6 stopped by the user after" in status and "of 6 steps" in status
             assert screen.table6_rows is None  # no half table presented as Table 6
 
     run(body())

@@ -45,8 +45,46 @@ def test_table6_with_the_emulated_card() -> None:
     assert rows["https"]["difference_ms"] > 0 and rows["https"]["token_sign_ms"] > 0
     assert rows["https"]["resumed_token_signatures"] == 0
     assert rows["coap"]["resumed_token_ms"] is None and "no resumption" in rows["coap"]["note"]
+    assert "+653" in rows["coap"]["paper_note"] and not rows["https"]["paper_note"]
+    document = json.loads(result.stdout)
+    assert document["condition"] == "paper" and document["interleaved"] is True
+    jwt = document["jwt"]
+    assert jwt["paper_iot_safe_sign_ms"] == 650 and jwt["token_sign_ms"] > 0
     listing = json.loads(safelab("runs", "list", "--json").stdout)
-    assert {r["mode"] for r in listing} >= {"https:full", "https:resumed", "coap:full"}
+    # the paper's condition: a token session per handshake, for both keys, interleaved
+    modes = {r["mode"] for r in listing}
+    assert {
+        "https:fresh-token-session",
+        "https:resumed+fresh-token-session",
+        "coap:fresh-token-session",
+    } <= modes
+    by_mode = {r["mode"]: r for r in listing if r["mode"] == "https:fresh-token-session"}
+    assert by_mode  # both runs share the mode; each names the other
+    pairs = [r for r in listing if r["mode"] == "https:fresh-token-session"]
+    assert len(pairs) == 2
+    assert pairs[0]["extra"]["interleaved_with"] == [pairs[1]["id"]]
+
+
+def test_table6_session_kept_is_a_visible_condition() -> None:
+    result = safelab(
+        "proto",
+        "table6",
+        "--token",
+        "iotsafe:emulated;speed=0",
+        "-n",
+        "1",
+        "--protocols",
+        "https",
+        "--condition",
+        "session-kept",
+        "--no-jwt",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["condition"] == "session-kept" and document["jwt"] is None
+    listing = json.loads(safelab("runs", "list", "--json").stdout)
+    assert {r["mode"] for r in listing} == {"https:full", "https:resumed"}
 
 
 def test_jwt_resume_is_refused_with_the_rules_reason() -> None:
