@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from drivers.bench.store import ResultsStore
 from drivers.runs import RunHandle, RunSnapshot
 from drivers.tokens.pin import run_pin_provider
 
@@ -39,7 +41,9 @@ def _progress(snapshot: RunSnapshot) -> None:
     stderr.print(line, style="dim", highlight=False)
 
 
-def _throttled(snapshot_printer):  # type: ignore[no-untyped-def]
+def _throttled(
+    snapshot_printer: Callable[[RunSnapshot], None],
+) -> Callable[[RunSnapshot], None]:
     """Print a step when it starts and when it ends, not every snapshot."""
     seen: dict[int, int] = {}
 
@@ -113,7 +117,6 @@ def paper(
     result = outcome.result
     files = None
     if report_dir is not None:
-        from drivers.bench.store import ResultsStore
         from drivers.paper.report import write_report
 
         with ResultsStore(db) as store:
@@ -132,7 +135,9 @@ def paper(
         sys.exit(FIGURES_OUTSIDE_TOLERANCE)
 
 
-def _sample_reader(store):  # type: ignore[no-untyped-def]
+def _sample_reader(
+    store: ResultsStore,
+) -> Callable[[int], list[tuple[float, dict[str, float]]]]:
     """run id → [(total ms, {phase: ms})], read once per run (the report asks repeatedly)."""
     cache: dict[int, list[tuple[float, dict[str, float]]]] = {}
 
@@ -188,8 +193,8 @@ def _section(name: str, figures: list[dict[str, Any]]) -> Table:
     """One table per paper table; short columns so it holds in 80 columns."""
     table = Table(title=name, title_justify="left", pad_edge=False)
     for column in ("row", "figure", "ours", "paper", "ratio", "judged by", "verdict"):
-        justify = "left" if column in ("row", "figure", "judged by") else "right"
-        table.add_column(column, justify=justify, overflow="fold")
+        left = column in ("row", "figure", "judged by")
+        table.add_column(column, justify="left" if left else "right", overflow="fold")
     for f in figures:
         measured, paper, ratio = f["measured"], f["paper"], f["ratio"]
         table.add_row(

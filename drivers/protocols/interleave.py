@@ -11,14 +11,23 @@ metadata names the runs it was interleaved with and the order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from drivers.bench.store import ResultsStore
 from drivers.errors import SafeLabError
-from drivers.protocols.base import ProtocolClient, ProtocolResult, ProtocolTrial, RunRecorder
+from drivers.protocols.base import (
+    Condition,
+    ProtocolClient,
+    ProtocolResult,
+    ProtocolTrial,
+    RunRecorder,
+)
 
 if TYPE_CHECKING:
-    from drivers.peers.base import PeerIdentity
+    from drivers.peers.base import Peer, PeerIdentity
+    from drivers.peers.pki import LabPki
+    from drivers.tokens.base import Pin, Token
 
 TrialListener = Callable[[int, int, ProtocolTrial], None]
 """``(client index, trial index, trial)`` after every measured trial."""
@@ -88,3 +97,45 @@ def run_interleaved(
                 recorder.finish("incomplete", f"stopped: run {current.run_id} failed")  # type: ignore[union-attr]
         raise
     return [recorder.finish(status, reason) for recorder in recorders]
+
+
+def run_pair(
+    protocol: str,
+    condition: Condition,
+    software: Token,
+    token: Token,
+    store: ResultsStore,
+    *,
+    pin: Pin | None,
+    peer: Peer,
+    pki: LabPki,
+    n: int,
+    warmup: int = 1,
+    stop: Callable[[], bool] | None = None,
+    on_trial: TrialListener | None = None,
+    on_created: Callable[[int], None] | None = None,
+) -> tuple[ProtocolResult, ProtocolResult]:
+    """Table 6's unit: the software key (A) and the token (B) interleaved on one running peer
+    under ``condition``; signers and clients made here and always released."""
+    from drivers.protocols.experiment import make_client
+    from drivers.tls.signer import TokenSigner
+
+    with ExitStack() as stack:
+        clients = []
+        for which, which_pin in ((software, None), (token, pin)):
+            signer = TokenSigner(which, pin=which_pin, reuse_session=condition.reuse_token_session)
+            stack.callback(signer.close)
+            client = make_client(protocol, signer, condition, peer, pki)
+            stack.callback(client.close)
+            clients.append(client)
+        results = run_interleaved(
+            clients,
+            store,
+            n=n,
+            warmup=warmup,
+            peer=peer.identity,
+            stop=stop,
+            on_trial=on_trial,
+            on_created=on_created,
+        )
+    return results[0], results[1]

@@ -360,38 +360,29 @@ class _Execution:
         pki: Any,
         n: int,
     ) -> tuple[ProtocolResult, ProtocolResult]:
-        from contextlib import ExitStack
-
-        from drivers.protocols.experiment import make_client
-        from drivers.protocols.interleave import run_interleaved
-        from drivers.tls.signer import TokenSigner
+        from drivers.protocols.interleave import run_pair
 
         steps = self._steps
-        with ExitStack() as stack:
-            clients = []
-            for which, which_pin in ((software, None), (token, pin)):
-                signer = TokenSigner(
-                    which, pin=which_pin, reuse_session=condition.reuse_token_session
-                )
-                stack.callback(signer.close)
-                client = make_client(protocol, signer, condition, peer, pki)
-                stack.callback(client.close)
-                clients.append(client)
 
-            def on_trial(index: int, idx: int, _trial: Any) -> None:
-                if index == len(clients) - 1:
-                    steps.progress(idx + 1, None)
+        def on_trial(index: int, idx: int, _trial: Any) -> None:
+            if index == 1:
+                steps.progress(idx + 1, None)
 
-            results = run_interleaved(
-                clients,
-                ctx.store,
-                n=n,
-                warmup=1,
-                peer=peer.identity,
-                stop=ctx.checkpoint,
-                on_trial=on_trial,
-                on_created=ctx.stored,
-            )
+        results = run_pair(
+            protocol,
+            condition,
+            software,
+            token,
+            ctx.store,
+            pin=pin,
+            peer=peer,
+            pki=pki,
+            n=n,
+            warmup=1,
+            stop=ctx.checkpoint,
+            on_trial=on_trial,
+            on_created=ctx.stored,
+        )
         if any(r.status != "complete" for r in results):
             raise RunInterrupted(
                 f"Table 6 {protocol}: {results[0].reason}", "the finished runs are in the store"

@@ -259,11 +259,7 @@ class Table6Run(RunKind):
         pki: Any,
     ) -> tuple[ProtocolResult, ProtocolResult]:
         """Software and token interleaved under ``condition``; the token's run is shown live."""
-        from contextlib import ExitStack
-
-        from drivers.protocols.experiment import make_client
-        from drivers.protocols.interleave import run_interleaved
-        from drivers.tls.signer import TokenSigner
+        from drivers.protocols.interleave import run_pair
 
         ctx = steps.ctx
         steps.next(label)
@@ -284,26 +280,21 @@ class Table6Run(RunKind):
             else:
                 live.stats.add(trial.total_ns, trial.phases)
 
-        with ExitStack() as stack:
-            clients = []
-            for which, which_pin in ((software, None), (token, pin)):
-                signer = TokenSigner(
-                    which, pin=which_pin, reuse_session=condition.reuse_token_session
-                )
-                stack.callback(signer.close)
-                client = make_client(protocol, signer, condition, peer, pki)
-                stack.callback(client.close)
-                clients.append(client)
-            results = run_interleaved(
-                clients,
-                ctx.store,
-                n=self.n,
-                warmup=self.warmup,
-                peer=peer.identity,
-                stop=_pause_only(ctx),
-                on_trial=on_trial,
-                on_created=on_created,
-            )
+        results = run_pair(
+            protocol,
+            condition,
+            software,
+            token,
+            ctx.store,
+            pin=pin,
+            peer=peer,
+            pki=pki,
+            n=self.n,
+            warmup=self.warmup,
+            stop=_pause_only(ctx),
+            on_trial=on_trial,
+            on_created=on_created,
+        )
         lives[1].post(results[1])
         return results[0], results[1]
 
