@@ -1,10 +1,12 @@
 """The common core of both modes: when a packet leaves a direction, and a loop that runs it.
 
-Why our own timing instead of bare ``loop.call_at``: asyncio's selector rounds its timeout up
-to whole milliseconds, so a timer fires up to ~1 ms late, which alone would break the ±1 ms
-accuracy goal at small delays. A :class:`Pipe` arms its timer :data:`EARLY` seconds before the
-head packet is due and then sleeps the remainder with ``time.sleep`` (``clock_nanosleep``,
-tens of microseconds of overshoot). The sleep blocks the loop for at most :data:`EARLY`.
+Why our own timers instead of ``loop.call_at``: asyncio hands the selector a timeout that is
+rounded up to whole milliseconds twice (once in ``selectors``, once more by float error in
+``epoll.poll``), so a ``call_at`` fires up to ~2 ms late -- measured here: 1.7 ms median late
+for a timer 8.5 ms ahead. That alone would break the ±1 ms accuracy goal. A
+:class:`PreciseTimers` arms a Linux ``timerfd`` (nanosecond, absolute ``CLOCK_MONOTONIC``,
+the clock ``loop.time()`` reads) and the loop wakes on its readability, so a packet leaves
+within tens of microseconds of its due time and the loop never blocks in a sleep.
 
 Why FIFO: packets are never reordered, even with jitter: a cellular bearer delivers in order
 (RLC acknowledged mode), TCP over a reordering link would show spurious fast retransmits the
@@ -15,17 +17,108 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import ctypes
+import heapq
+import itertools
+import os
 import random
 import threading
-import time
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
 from drivers.links.spec import Direction, DirectionSpec
 
-EARLY = 0.0015
-"""Seconds before its due time a pipe's timer is armed (asyncio's rounding is < 1 ms)."""
+TOLERANCE = 20e-6
+"""Items due within this many seconds are released together (below timer wake-up noise)."""
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = 0o4000
+_TFD_CLOEXEC = 0o2000000
+_TFD_TIMER_ABSTIME = 1
+_PR_SET_TIMERSLACK = 29
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class PreciseTimers:
+    """Callbacks at absolute ``loop.time()`` instants, woken by a ``timerfd`` (loop thread only).
+
+    One per event loop (:func:`precise_timers`); a heap of (when, order, callback).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._armed_for: float | None = None
+        fd = _libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if fd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"timerfd_create: {os.strerror(errno)}")
+        self._fd = fd
+        # 1 ns timer slack for this (the loop's) thread: the default 50 us is noise we avoid.
+        _libc.prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        loop.add_reader(fd, self._expired)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (when, next(self._order), callback))
+        if self._armed_for is None or when < self._armed_for:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        self._armed_for = when
+        when = max(when, 1e-9)  # zero would disarm; a past instant fires at once
+        spec = _Itimerspec()
+        spec.it_value.tv_sec = int(when)
+        spec.it_value.tv_nsec = int((when - int(when)) * 1e9)
+        if _libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"timerfd_settime: {os.strerror(errno)}")
+
+    def _expired(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._fd, 8)
+        self._armed_for = None
+        horizon = self._loop.time() + TOLERANCE
+        for _ in range(100_000):  # bounded: the heap empties or its head lies in the future
+            if not self._heap or self._heap[0][0] > horizon:
+                break
+            _, _, callback = heapq.heappop(self._heap)
+            callback()
+        if self._heap:
+            self._arm(self._heap[0][0])
+
+    def close(self) -> None:
+        self._heap.clear()
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+_TIMERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PreciseTimers] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def precise_timers(loop: asyncio.AbstractEventLoop) -> PreciseTimers:
+    """The loop's :class:`PreciseTimers`, created on first use (call from the loop thread)."""
+    timers = _TIMERS.get(loop)
+    if timers is None:
+        timers = _TIMERS[loop] = PreciseTimers(loop)
+    return timers
+
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -101,7 +194,8 @@ class Pipe(Generic[T]):
         self._loop = loop
         self._deliver = deliver
         self._queue: collections.deque[tuple[float, T, int]] = collections.deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timers = precise_timers(loop)
+        self._armed = False
         self._last_due = 0.0
         self.queued_bytes = 0
         self.on_drain: Callable[[], None] | None = None
@@ -120,43 +214,33 @@ class Pipe(Generic[T]):
             return due
         self._queue.append((due, item, size))
         self.queued_bytes += size
-        if self._timer is None:
+        if not self._armed:
             self._arm()
         return due
 
     def _arm(self) -> None:
-        due = self._queue[0][0]
-        self._timer = self._loop.call_at(due - EARLY, self._fire)
+        self._armed = True
+        self._timers.call_at(self._queue[0][0], self._fire)
 
     def _fire(self) -> None:
-        self._timer = None
+        self._armed = False
         if self.closed:
             return
-        for _ in range(10_000):  # bounded: the queue drains or the head is not yet due
-            if not self._queue:
+        horizon = self._loop.time() + TOLERANCE
+        for _ in range(100_000):  # bounded: the queue drains or its head is not yet due
+            if not self._queue or self._queue[0][0] > horizon:
                 break
-            due, item, size = self._queue[0]
-            remaining = due - self._loop.time()
-            if remaining > EARLY:
-                self._arm()
-                return
-            if remaining > 0:
-                time.sleep(remaining)
-            self._queue.popleft()
+            _, item, size = self._queue.popleft()
             self.queued_bytes -= size
             self._deliver(item)
         if self._queue:
-            self._timer = self._loop.call_soon(self._fire)  # type: ignore[assignment]
-            return
-        if self.on_drain is not None:
+            self._arm()
+        elif self.on_drain is not None:
             self.on_drain()
 
     def close(self) -> None:
         """Forget queued items (the flow is gone) and cancel the timer."""
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._queue.clear()
         self.queued_bytes = 0
 
@@ -176,6 +260,9 @@ class LoopThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        timers = _TIMERS.pop(self.loop, None)
+        if timers is not None:
+            timers.close()
         # Close what the link left open (transports) before the loop goes.
         pending = asyncio.all_tasks(self.loop)
         for task in pending:
