@@ -11,12 +11,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from drivers.links import KernelLink, netns, open_link, parse_link, unavailable_reason
-from drivers.peers import LabPki, MosquittoPeer, find_program
+from drivers.peers import CoapServerPeer, LabPki, MosquittoPeer, find_program
+from drivers.peers.coap import coap_ping
 from tests.links.conftest import (
     MQTT_CONNACK_OK,
     MQTT_CONNECT,
@@ -192,3 +194,51 @@ def test_client_context_returns_to_the_root_namespace() -> None:
         with link.client_context():
             assert os.stat("/proc/thread-self/ns/net").st_ino != own
         assert os.stat("/proc/thread-self/ns/net").st_ino == own
+
+
+def test_rate_limit_applies_to_real_ip_packets() -> None:
+    """64 KB over up.rate=1mbit: at least 0.52 s (payload alone), delivered intact."""
+    payload = os.urandom(64 * 1024)
+    with KernelLink(parse_link("up.rate=1mbit,rtt=2ms")) as link:
+        with link.server_context():
+            listener = socket.socket()
+        listener.bind((link.server_host, 0))
+        listener.listen(1)
+        received = bytearray()
+
+        def sink() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                while chunk := conn.recv(65536):
+                    received.extend(chunk)
+
+        thread = threading.Thread(target=sink, daemon=True)
+        thread.start()
+        start = time.perf_counter()
+        with link.client_context():
+            client = socket.socket()
+        with client:
+            client.settimeout(10)
+            client.connect(listener.getsockname())
+            client.sendall(payload)
+        thread.join(10)
+        elapsed = time.perf_counter() - start
+        listener.close()
+    assert bytes(received) == payload
+    assert elapsed >= len(payload) * 8 / 1e6
+
+
+@pytest.mark.skipif(find_program("coap-server-openssl") is None, reason="libcoap3-bin missing")
+def test_coap_server_on_loopback_behind_a_kernel_udp_link(pki: LabPki) -> None:
+    """libcoap's server answers a CoAP ping through the namespaces, one RTT later."""
+    with (
+        CoapServerPeer(pki=pki) as coap,
+        open_link("rtt=100ms", "udp", ("127.0.0.1", coap.plain_port), mode="kernel") as link,
+    ):
+        start = time.perf_counter()
+        with link.client_context():
+            answered = coap_ping(*link.address, timeout=2.0)
+        elapsed = time.perf_counter() - start
+        assert link.address[0] == "10.251.0.1"
+    assert answered
+    assert elapsed >= 0.098
