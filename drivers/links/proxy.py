@@ -189,6 +189,7 @@ class _TcpFlow:
         self.pipes["down"].on_drain = lambda: self._resume(self.server)
         self.floor: dict[Direction, float] = {}
         self.closed: set[Direction] = set()
+        self.done: set[Direction] = set()
         self._handshake(loop.time())
 
     def _handshake(self, now: float) -> None:
@@ -276,14 +277,26 @@ class _TcpFlow:
 
     def _write(self, transport: asyncio.Transport, item: _Item, direction: Direction) -> None:
         if transport.is_closing():
+            if item is _CLOSE:
+                self._finished(direction)
             return
         if isinstance(item, bytes):
             transport.write(item)
         elif item is _EOF and transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the other side is already gone: nothing left to half-close
+                transport.close()
         else:
-            transport.close()
-            self.pipes[direction].close()
+            transport.close()  # flushes what was written before it
+            self._finished(direction)
+
+    def _finished(self, direction: Direction) -> None:
+        """A direction delivered its close; once both have, the proxy forgets the flow."""
+        self.pipes[direction].close()
+        self.done.add(direction)
+        if len(self.done) == 2:
+            self.proxy.flows.discard(self)
 
     def abort(self) -> None:
         for pipe in self.pipes.values():

@@ -95,7 +95,12 @@ class PreciseTimers:
             if not self._heap or self._heap[0][0] > horizon:
                 break
             _, _, callback = heapq.heappop(self._heap)
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # one broken flow must not stall every other timer
+                self._loop.call_exception_handler(
+                    {"message": "link timer callback failed", "exception": exc}
+                )
         if self._heap:
             self._arm(self._heap[0][0])
 
@@ -210,13 +215,19 @@ class Pipe(Generic[T]):
         due = max(due, self._last_due)
         self._last_due = due
         if not self._queue and due <= self._loop.time():
-            self._deliver(item)
+            self._safe_deliver(item)
             return due
         self._queue.append((due, item, size))
         self.queued_bytes += size
         if not self._armed:
             self._arm()
         return due
+
+    def _safe_deliver(self, item: T) -> None:
+        try:
+            self._deliver(item)
+        except Exception as exc:  # a flow that broke must not stall the rest of the pipe
+            self._loop.call_exception_handler({"message": "link delivery failed", "exception": exc})
 
     def _arm(self) -> None:
         self._armed = True
@@ -232,7 +243,7 @@ class Pipe(Generic[T]):
                 break
             _, item, size = self._queue.popleft()
             self.queued_bytes -= size
-            self._deliver(item)
+            self._safe_deliver(item)
         if self._queue:
             self._arm()
         elif self.on_drain is not None:

@@ -194,3 +194,19 @@ def test_jitter_varies_delay_but_never_reorders() -> None:
     numbers = [int.from_bytes(data, "big") for data in seen]
     assert numbers == list(range(100))
     assert len(echoes) == 100
+
+
+def test_closed_connections_are_forgotten(pki: LabPki) -> None:
+    """Each finished connection leaves nothing behind in the proxy (long runs stay bounded)."""
+    context = client_context(pki)
+    with (
+        tls_echo_server(pki) as port,
+        TcpLinkProxy(parse_link("rtt=4ms"), ("127.0.0.1", port)) as link,
+    ):
+        for _ in range(5):
+            assert timed_handshake(link.address, context, b"x")[1] == b"x"
+        deadline = time.monotonic() + 5
+        while link.flows and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert link.stats.connections == 5
+        assert len(link.flows) == 0
