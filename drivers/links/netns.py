@@ -1,13 +1,13 @@
 """Network namespaces and TUN devices for kernel mode, created by SAFE Lab and always deleted.
 
 Network safety: the only interfaces created live inside namespaces named
-``safelab-<pid>-<n>-c`` / ``-s``; the root namespace is never changed. Addresses
-(:data:`SERVER_ADDRESS`, :data:`CLIENT_ADDRESS`) exist only in those namespaces.
+``safelab-<pid>-<n>-c`` / ``-s`` (``-p`` for the one-off probe); the root namespace is never
+changed. Addresses (:data:`SERVER_ADDRESS`, :data:`CLIENT_ADDRESS`) exist only in them.
 
 ``setns`` changes the namespace of the *calling thread* only, so :func:`entered` switches the
 current thread in and back out (a socket keeps the namespace it was created in, so a client
-can create its socket inside and use it after). Namespaces of dead SAFE Lab processes (a
-``kill -9``) are swept when a new link is created.
+can create its socket inside and use it after). Namespaces of SAFE Lab processes killed by a
+signal (no atexit ran) are swept when a new link is created.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ TUN_NAME = "tl0"
 SERVER_ADDRESS = "10.251.0.1"
 CLIENT_ADDRESS = "10.251.0.2"
 NETNS_DIR = Path("/run/netns")
-_NAME_RE = re.compile(r"safelab-(\d+)-\d+-[cs]")
+_NAME_RE = re.compile(r"safelab-(\d+)-\d+-[csp]")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _counter = 0
