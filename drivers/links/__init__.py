@@ -25,8 +25,10 @@ through it)::
 ``spec`` is ``--link`` text (``'rtt=100ms,jitter=10ms,loss=1%,rate=256kbit'``, a profile name
 such as ``lte-m``, or ``lte-m,loss=2%``) or a :class:`LinkSpec`. ``link.address`` is where
 the client connects instead of the peer (TLS clients keep verifying the peer's name:
-``server_hostname`` is unchanged, only the address differs). In proxy mode
-``client_context()`` does nothing, so callers can always use it. Bad specs raise
+``server_hostname`` is unchanged, only the address differs). In kernel mode, client
+*processes* (the ``openvpn`` client) must be started inside ``client_context()`` too: a child
+inherits the namespace of the thread that started it. In proxy mode ``client_context()`` does
+nothing, so callers can always use it. Bad specs raise
 :class:`LinkSpecError` (a :class:`~drivers.errors.SafeLabError`); kernel mode where namespaces
 are not allowed raises :class:`LinkUnavailable` with the reason.
 """

@@ -242,3 +242,15 @@ def test_coap_server_on_loopback_behind_a_kernel_udp_link(pki: LabPki) -> None:
         assert link.address[0] == "10.251.0.1"
     assert answered
     assert elapsed >= 0.098
+
+
+def test_client_processes_started_in_the_client_context_run_there() -> None:
+    """An openvpn-style client process inherits the client namespace from the starting thread."""
+    show = [sys.executable, "-c", "import os; print(os.stat('/proc/self/ns/net').st_ino)"]
+    with KernelLink(parse_link("rtt=1ms")) as link:
+        with link.client_context():
+            inside = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+        outside = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+        client_ns = (netns.NETNS_DIR / link.client_ns).stat().st_ino
+    assert int(inside) == client_ns
+    assert int(outside) != client_ns
