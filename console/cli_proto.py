@@ -93,6 +93,19 @@ def proto() -> None:
     help="Open, log in and find the key for every signature (total mode inside).",
 )
 @click.option(
+    "--link",
+    metavar="SPEC",
+    help="An emulated network link to the peer: 'rtt=100ms,jitter=10ms,loss=1%,rate=256kbit' "
+    "or a profile (lte-m, nb-iot, gprs, satellite, wifi-lab).",
+)
+@click.option(
+    "--link-mode",
+    type=click.Choice(["proxy", "kernel", "auto"]),
+    default="proxy",
+    show_default=True,
+    help="proxy: loopback proxy (TCP loss modelled); kernel: namespaces + TUN (root).",
+)
+@click.option(
     "--nodelay",
     is_flag=True,
     help="MQTT: set TCP_NODELAY (paho-mqtt does not; the paper's figure has Nagle's wait).",
@@ -111,6 +124,8 @@ def run_command(
     jwt_ttl: float,
     jwt_hash_on_token: bool,
     fresh_token_session: bool,
+    link: str | None,
+    link_mode: str,
     nodelay: bool,
     pin_env: str | None,
     pin_fd: int | None,
@@ -129,7 +144,9 @@ def run_command(
         reuse_token_session=not fresh_token_session,
         tcp_nodelay=nodelay,
     )
-    spec = ProtocolRun(protocol, token_uri, condition, n=n, warmup=warmup)  # refuses bad combos
+    spec = ProtocolRun(
+        protocol, token_uri, condition, n=n, warmup=warmup, link=link, link_mode=link_mode
+    )  # refuses bad combos
     db = ctx.find_root().obj.get("db")
     outcome = RunHandle(spec, db_path=db, pin_provider=run_pin_provider(pin_env, pin_fd)).run()
     outcome.raise_for_error()
@@ -175,6 +192,13 @@ def run_command(
     stdout.print(phases)
     for limit in record.extra.get("limits", []):
         stdout.print(f"note: {limit}", highlight=False)
+    link_info = record.extra.get("link")
+    if link_info:
+        stdout.print(
+            f"link: {link_info.get('link')} ({link_info.get('mode')} mode; loss "
+            f"{link_info.get('loss')})",
+            highlight=False,
+        )
     established = outcome.meta.established_at if outcome.meta else "?"
     stdout.print(
         f"established at: {established}; peer {_peer_words(outcome.meta)}; "

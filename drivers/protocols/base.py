@@ -216,6 +216,7 @@ def run_protocol(
     stop: Callable[[], bool] | None = None,
     on_trial: Callable[[int, ProtocolTrial], None] | None = None,
     on_created: Callable[[int], None] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> ProtocolResult:
     """Warm-up, then ``n`` trials of ``client``, stored as they come.
 
@@ -223,7 +224,9 @@ def run_protocol(
     """
     for _ in range(warmup):
         client.trial()
-    recorder = RunRecorder(client, store, n=n, warmup=warmup, threshold_ms=threshold_ms, peer=peer)
+    recorder = RunRecorder(
+        client, store, n=n, warmup=warmup, threshold_ms=threshold_ms, peer=peer, extra=extra
+    )
     if on_created is not None:
         on_created(recorder.run_id)
     status, reason = "complete", None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from drivers.bench.store import ResultsStore
 from drivers.peers.base import Peer, PeerIdentity
@@ -75,6 +76,29 @@ def make_client(
     raise ValueError(f"unknown protocol {protocol!r}")
 
 
+class PeerBehindLink:
+    """A running peer seen through an emulated link: the same peer (identity, logs, JWT key
+    registry, VPN settings) at the link's address, so every client connects through the link
+    without knowing it is there."""
+
+    def __init__(self, peer: Peer, address: tuple[str, int]) -> None:
+        self._peer = peer
+        self.host, self.port = address
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._peer, name)
+
+
+def link_transport(protocol: str, peer: Peer) -> str:
+    """The transport an emulated link carries for ``protocol``: UDP for CoAP/DTLS and
+    OpenVPN over UDP, TCP otherwise."""
+    if protocol in ("coap", "coap-psk"):
+        return "udp"
+    if protocol == "vpn":
+        return str(getattr(peer, "proto", "udp"))
+    return "tcp"
+
+
 @contextlib.contextmanager
 def protocol_session(
     protocol: str,
@@ -84,17 +108,48 @@ def protocol_session(
     *,
     pin: Pin | None = None,
     peer: Peer | None = None,
+    link: str | None = None,
+    link_mode: str = "proxy",
+    link_info: dict[str, Any] | None = None,
 ) -> Iterator[tuple[ProtocolClient, Peer]]:
-    """Peer (started here unless given), signer and client; everything released after."""
+    """Peer (started here unless given), signer and client; everything released after.
+
+    ``link`` (``--link`` text) puts an emulated link (:mod:`drivers.links`) between the client
+    and the peer; the client is made and every trial runs inside the link's client context
+    (kernel mode: the client network namespace). ``link_info`` receives the link's metadata
+    (spec, mode, the "modelled" loss label, counters) when the session ends.
+    """
     running = peer or peer_for(protocol, pki)
     own_peer = not running.running  # a peer given but not started is started (and stopped) here
     signer = TokenSigner(token, pin=pin, reuse_session=condition.reuse_token_session)
     client: ProtocolClient | None = None
     try:
-        if own_peer:
-            running.start()
-        client = make_client(protocol, signer, condition, running, pki)
-        yield client, running
+        with contextlib.ExitStack() as stack:
+            if own_peer:
+                running.start()
+            target: Peer = running
+            endpoint = None
+            if link:
+                from drivers.links import open_link
+
+                endpoint = stack.enter_context(
+                    open_link(
+                        link,
+                        link_transport(protocol, running),  # type: ignore[arg-type]
+                        target=(running.host, running.port),
+                        mode=link_mode,  # type: ignore[arg-type]
+                    )
+                )
+                stack.enter_context(endpoint.client_context())
+                target = PeerBehindLink(running, endpoint.address)  # type: ignore[assignment]
+                if link_info is not None:
+                    link_info.update(endpoint.metadata())
+            client = make_client(protocol, signer, condition, target, pki)
+            try:
+                yield client, running
+            finally:
+                if endpoint is not None and link_info is not None:
+                    link_info.update(endpoint.metadata())
     finally:
         if client is not None:
             client.close()
@@ -118,19 +173,33 @@ def run_experiment(
     on_trial: Callable[[int, ProtocolTrial], None] | None = None,
     on_peer: Callable[[PeerIdentity], None] | None = None,
     on_created: Callable[[int], None] | None = None,
+    link: str | None = None,
+    link_mode: str = "proxy",
 ) -> ProtocolResult:
     """Run ``protocol`` on ``token`` under ``condition``; the run is stored.
 
     ``on_peer`` hears which peer answered (before the trials), ``on_created`` the run's id.
+    ``link``: an emulated network link between client and peer, recorded in the run.
     """
     check(protocol, condition)
     pki = pki or LabPki()
-    session = protocol_session(protocol, token, condition, pki, pin=pin, peer=peer)
+    link_info: dict[str, Any] = {}
+    session = protocol_session(
+        protocol,
+        token,
+        condition,
+        pki,
+        pin=pin,
+        peer=peer,
+        link=link,
+        link_mode=link_mode,
+        link_info=link_info,
+    )
     with session as (client, running):
         identity = running.identity
         if on_peer is not None:
             on_peer(identity)
-        return _run(
+        result = _run(
             client,
             store,
             n=n,
@@ -139,4 +208,8 @@ def run_experiment(
             stop=stop,
             on_trial=on_trial,
             on_created=on_created,
+            extra={"link": dict(link_info)} if link else None,
         )
+    if link:
+        store.add_extra(result.run_id, {"link": dict(link_info)})  # final counters
+    return result

@@ -83,11 +83,18 @@ class ProtocolRun(RunKind):
     n: int = 30
     warmup: int = 1
     progress_interval_s: float = 0.15
+    link: str | None = None
+    """An emulated network link (``--link`` text or a profile name; :mod:`drivers.links`)."""
+    link_mode: str = "proxy"
 
     def __post_init__(self) -> None:
         check(self.protocol, self.condition)  # refused here: before a thread or a token
         if self.n < 1 or self.warmup < 0:
             raise SafeLabError("n must be at least 1 and warm-up at least 0", "fix -n/--warmup")
+        if self.link:
+            from drivers.links import parse_link
+
+            parse_link(self.link)  # a bad spec is refused before anything starts
 
     def planned(self) -> int:
         return self.n
@@ -115,6 +122,8 @@ class ProtocolRun(RunKind):
             on_trial=live.trial,
             on_peer=on_peer,
             on_created=live.created,
+            link=self.link,
+            link_mode=self.link_mode,
         )
         established = str(ctx.store.get_run(result.run_id).extra.get("established_at") or "")
         ctx.describe(established_at=established)

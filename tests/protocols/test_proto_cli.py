@@ -107,3 +107,25 @@ def test_proto_errors_are_one_line() -> None:
     assert len(lines) == 1 and "OpenVPN disables TLS resumption" in lines[0]
     result = safelab("proto", "table6", "--token", "software:p256", "--protocols", "smtp")
     assert result.returncode == 1 and "unknown protocol 'smtp'" in result.stderr
+
+
+def test_proto_over_an_emulated_link_pays_its_round_trips() -> None:
+    """HTTPS over a 60 ms link: TCP connect, the TLS 1.3 handshake and the request are three
+    round trips, so every trial is at least ~2.5 RTT; the link is recorded in the run."""
+    result = safelab(
+        "proto", "https", "--token", "software:p256", "-n", "2", "--link", "rtt=60ms", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["summary"]["min_ms"] >= 2.5 * 60
+    link = data["run"]["extra"]["link"]
+    assert link["link"] == "rtt=60ms" and link["mode"] == "proxy"
+    assert link["stats"]["connections"] >= 3  # warm-up + two trials, each a new connection
+
+
+def test_a_bad_link_is_refused_in_one_line_before_anything_runs() -> None:
+    result = safelab("proto", "https", "--token", "software:p256", "--link", "rtt=fast")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "rtt" in result.stderr
+    listing = json.loads(safelab("runs", "list", "--json").stdout)
+    assert listing == []
