@@ -10,7 +10,9 @@ verify.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,8 +115,15 @@ class Once:
         return self.rewrite(hop)
 
 
+_LIVE = threading.local()
+"""Deployments the running scenario created (per thread), so :func:`run_attack` stops every
+one of them in ``finally`` even when the scenario raises half-way."""
+
+
 def _deploy(cfg: FlowConfig, interceptor: Any = None, **changes: Any) -> Deployment:
-    return Deployment(dataclasses.replace(cfg, **{**FAST, **changes}), interceptor=interceptor)
+    dep = Deployment(dataclasses.replace(cfg, **{**FAST, **changes}), interceptor=interceptor)
+    getattr(_LIVE, "deployments", []).append(dep)
+    return dep
 
 
 def _standard(dep: Deployment, messages: int = 2, settle: float = 3.0) -> dict[str, Any]:
@@ -639,8 +648,14 @@ def run_attack(name: str, cfg: FlowConfig | None = None) -> AttackOutcome:
     if attack is None:
         raise SafeLabError(f"unknown attack {name!r}", f"choose one of {', '.join(ATTACKS)}")
     cfg = cfg or FlowConfig()
-    dep, evidence = attack.scenario(cfg)
-    dep.stop()
+    _LIVE.deployments = created = []
+    try:
+        dep, evidence = attack.scenario(cfg)
+    finally:
+        _LIVE.deployments = []
+        for live in created:
+            with contextlib.suppress(Exception):  # stopping must not hide the real error
+                live.stop()
     outcome = AttackOutcome(
         attack.name,
         attack.title,

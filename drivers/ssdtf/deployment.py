@@ -382,6 +382,10 @@ class Deployment:
             self.stop()
 
     def stop(self) -> None:
+        """Stop everything; safe to call twice (an attack's ``finally`` may stop it again)."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
         for sensor in self.sensors.values():
             sensor.close()
         for role in (*self.users.values(), self.ms, self.ds, self.gateway):

@@ -18,7 +18,7 @@ from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
 from drivers.ssdtf.replay import SeqWindow
-from drivers.ssdtf.roles.base import Role, key_view, pre_view
+from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
 from drivers.ssdtf.wire import MsgType, T
@@ -60,7 +60,7 @@ class DataUser(Role):
             self.hold(pre_view(f"sk_U[{name}].pre", "pre private (decrypts)", pre_keys.public))
         self.hold(key_view("pk_DS", "public (pinned)", ds_pin))
         self.readings: list[Reading] = []
-        self.window = SeqWindow(cfg.window)
+        self.window = SeqWindow(cfg.window, cfg.max_jump)
         self.arrived = threading.Condition()
         self.endpoint: Endpoint | None = None
 
@@ -76,8 +76,9 @@ class DataUser(Role):
             f"ssdtf-{self.name}", host, port, username=self.name, password=self.token
         )
         pattern = f"ssdtf/v1/out/{self.name}/+"
-        endpoint.on(pattern, self._on_deliver)
-        endpoint.on("ssdtf/v1/out/#", self._on_deliver)
+        endpoint.on(pattern, self.guarded("deliver", self._on_deliver))
+        endpoint.on("ssdtf/v1/out/#", self.guarded("deliver", self._on_deliver))
+        endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
             [(pattern, int(self.cfg.extras.get("user_qos", 1)))], self.cfg.connect_timeout_s
@@ -99,17 +100,14 @@ class DataUser(Role):
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed: {error.problem}", "deliver")
             return
-        pin = self.ds_pin
-        if (
-            env.get(T.ALG)[0] != pin.alg
-            or env.get(T.KID) != pin.kid
-            or not pin.verify(env.get(T.SIG), env.tbs(topic))
-        ):
-            self.verdict(payload, False, "distribution server signature invalid", "deliver")
+        problem = signature_problem(self.ds_pin, topic, env, "distribution server")
+        if problem:
+            self.verdict(payload, False, problem, "deliver")
             return
         seq = env.int(T.SEQ)
-        if self.window.seen(seq):
-            self.verdict(payload, False, f"DELIVER seq={seq} already seen: ignored", "deliver")
+        ahead = self.window.check(seq)
+        if ahead != SeqWindow.NEW:
+            self.verdict(payload, False, f"DELIVER seq={seq} {ahead}: ignored", "deliver")
             return
         if env.plain:
             if self.pre.available:

@@ -21,7 +21,13 @@ from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.pseudonyms import MappingStore, Pseudonymizer
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import ProxyRole, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import (
+    ProxyRole,
+    key_view,
+    pre_view,
+    signature_problem,
+    verify_record,
+)
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
 from drivers.ssdtf.wire import MsgType, T
@@ -81,7 +87,9 @@ class DistributionServer(ProxyRole):
             raise PreError("conversion key differs from the registered one", "re-register")
         name = record["sub"]
         receiver = bytes.fromhex(record["receiver_pre"])
-        self.recipients[name] = Recipient(name, receiver, kfrag, SeqWindow(self.cfg.window))
+        self.recipients[name] = Recipient(
+            name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump)
+        )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
         self.hold(KeyView(f"kfrag#2[{name}]", "conversion key", "umbral", "", "share 2 of 2"))
 
@@ -106,7 +114,8 @@ class DistributionServer(ProxyRole):
 
     def start(self, host: str, port: int) -> None:
         endpoint = Endpoint("ssdtf-ds", host, port, username="ds", password=self.token)
-        endpoint.on("ssdtf/v1/int/+", self._on_fwd)
+        endpoint.on("ssdtf/v1/int/+", self.guarded("forward", self._on_fwd))
+        endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe([("ssdtf/v1/int/+", 1)], self.cfg.connect_timeout_s)
         self.endpoint = endpoint
@@ -124,13 +133,9 @@ class DistributionServer(ProxyRole):
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed: {error.problem}", "forward")
             return
-        pin = self.broker_pin
-        if (
-            env.get(T.ALG)[0] != pin.alg
-            or env.get(T.KID) != pin.kid
-            or not pin.verify(env.get(T.SIG), env.tbs(topic))
-        ):
-            self.verdict(payload, False, "broker signature invalid on FWD", "forward")
+        problem = signature_problem(self.broker_pin, topic, env, "broker")
+        if problem:
+            self.verdict(payload, False, f"{problem} on FWD", "forward")
             return
         if env.text(T.SUB) != sub:
             self.verdict(payload, False, "FWD for another destination than its topic", "forward")
@@ -145,14 +150,16 @@ class DistributionServer(ProxyRole):
         if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
             self.verdict(payload, False, "FWD timestamp outside the window", "forward")
             return
-        outcome = recipient.window.accept(env.int(T.SEQ), hashlib.sha256(payload).digest())
-        if outcome != SeqWindow.NEW:
-            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
-            return
         try:
             inner = wire.decode(env.get(T.INNER))
+            if inner.type != MsgType.DATA:
+                raise wire.MsgTypeError(f"{inner.type.name} inside a FWD")
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed inner DATA: {error.problem}", "forward")
+            return
+        outcome = recipient.window.check(env.int(T.SEQ))
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
             return
         cfrags = list(env.cfrags)
         if isinstance(self.pre, UmbralBackend) and not inner.plain:
@@ -169,6 +176,11 @@ class DistributionServer(ProxyRole):
             except PreError as error:
                 self.verdict(payload, False, error.problem, "forward")
                 return
+        # committed only now: a FWD whose capsule PRE refuses must not burn its seq
+        outcome = recipient.window.accept(env.int(T.SEQ), hashlib.sha256(payload).digest())
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
+            return
         cid = inner.text(T.CID)
         ext_id = self.pseudonyms.external_id(cid, sub)
         epoch = self.pseudonyms.epoch

@@ -25,7 +25,7 @@ from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, UmbralBackend
 from drivers.ssdtf.replay import now_ms, ts_ok
-from drivers.ssdtf.roles.base import Role, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem, verify_record
 from drivers.ssdtf.signing import PublicKeyRef, TokenSigner
 from drivers.ssdtf.trace import KeyView, Trace
 from drivers.ssdtf.wire import Alg, MsgType, Status, T
@@ -131,8 +131,9 @@ class Sensor(Role):
             self.cid, host, port, username=self.nd.hex(), password="SSDTF/1", clean_session=True
         )
         self.endpoint = endpoint
-        endpoint.on(topics.auth_down(self.cid), self._on_down)
-        endpoint.on(topics.ack_topic(self.cid), self._on_ack)
+        endpoint.on(topics.auth_down(self.cid), self.guarded("handshake", self._on_down))
+        endpoint.on(topics.ack_topic(self.cid), self.guarded("ack", self._on_ack))
+        endpoint.on_error = self.on_internal_error
         endpoint.on_closed = self._on_closed
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
@@ -165,7 +166,17 @@ class Sensor(Role):
         try:
             env = wire.decode(payload)
         except wire.WireError as error:
-            self._fail(payload, f"malformed message from the broker: {error.problem}")
+            # unsigned garbage proves nothing about the broker: a drop, not a failed handshake
+            # (else anyone who can inject a packet could end a session)
+            self.verdict(payload, False, f"malformed: {error.problem}; dropped", "handshake")
+            return
+        if self.state != "pending" and env.type in (MsgType.CHAL, MsgType.OK):
+            self.verdict(
+                payload,
+                False,
+                f"{env.type.name} outside a pending handshake ignored (replayed?)",
+                "handshake",
+            )
             return
         if env.type == MsgType.CHAL:
             self._on_chal(topic, payload, env)
@@ -177,10 +188,9 @@ class Sensor(Role):
             )
 
     def _check_broker_sig(self, topic: str, env: wire.Envelope) -> str:
-        if env.get(T.ALG)[0] != self.broker_pin.alg or env.get(T.KID) != self.broker_pin.kid:
-            return "broker signature invalid (key or ALG differs from the pinned broker key)"
-        if not self.broker_pin.verify(env.get(T.SIG), env.tbs(topic)):
-            return "broker signature invalid"
+        problem = signature_problem(self.broker_pin, topic, env, "broker")
+        if problem:
+            return problem
         if env.text(T.BROKER_ID) != self.broker_id:
             return "broker ID differs from the pinned one"
         return ""
