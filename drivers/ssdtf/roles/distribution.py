@@ -157,6 +157,9 @@ class DistributionServer(ProxyRole):
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed inner DATA: {error.problem}", "forward")
             return
+        if inner.plain and self.pre.available:  # the gateway refuses these too; so do we
+            self.verdict(payload, False, "downgrade: plaintext DATA inside a FWD", "forward")
+            return
         outcome = recipient.window.check(env.int(T.SEQ))
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
