@@ -31,7 +31,6 @@ class Scheduler:
         self.name = name
         self.on_error = on_error
         self._heap: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
-        self._cancelled: set[int] = set()
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._stopped = False
@@ -53,9 +52,15 @@ class Scheduler:
             return handle
 
     def cancel(self, handle: int) -> None:
+        """Remove a pending call (the heap holds only live deadlines, so its size is the
+        number of handshakes actually waiting)."""
         with self._cond:
-            if any(item[1] == handle for item in self._heap):
-                self._cancelled.add(handle)
+            for index, item in enumerate(self._heap):
+                if item[1] == handle:
+                    self._heap[index] = self._heap[-1]
+                    self._heap.pop()
+                    heapq.heapify(self._heap)
+                    return
 
     def __len__(self) -> int:
         with self._cond:
@@ -71,10 +76,7 @@ class Scheduler:
                     self._cond.wait(timeout)
                 if self._stopped:
                     return
-                _, handle, fn, args = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
-                    continue
+                _, _, fn, args = heapq.heappop(self._heap)
             try:
                 fn(*args)
             except Exception as error:  # a timer callback must never kill the timer thread
