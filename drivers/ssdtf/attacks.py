@@ -56,7 +56,9 @@ class AttackOutcome:
     trace: Trace | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "trace"}
+        # not dataclasses.asdict(self): it would deep-copy the trace (locks) before filtering
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trace"}
+        out["evidence"] = dict(self.evidence)
         out["expected"] = [f"{role}: {text}" for role, text in self.expected]
         return out
 
@@ -402,6 +404,8 @@ def plain_client(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     except MqttError as error:
         evidence["connected"] = False
         evidence["refused"] = error.problem
+        # Mosquitto reports its refusal in its log, read on another thread
+        _wait(lambda: any(v.role == "broker" for v in dep.trace.verdicts), 3.0)
     finally:
         intruder.stop()
     return dep, evidence

@@ -96,17 +96,20 @@ class Deployment:
         self.cfg = cfg
         self.trace = trace or Trace(f"ssdtf model {cfg.model}")
         self.net = NetLoop()
-        self.token = secrets.token_hex(16)
-        self.pre = backend(cfg.pre)
-        self.store = MappingStore()
         self.user_names = [f"user-{i + 1}" for i in range(cfg.users)]
+        # one credential and one client ID per role (least privilege, drivers/ssdtf/acl.py)
+        services = ["gateway", "ds", "ms", *self.user_names]
+        self.credentials = {name: secrets.token_hex(16) for name in services}
+        self.token = self.credentials["gateway"]
         self.policy = BrokerPolicy(
-            self.token,
-            {"gateway", "ds", "ms", *self.user_names},
+            dict(self.credentials),
+            {name: f"ssdtf-{name}" for name in services},
             registered=lambda cid: cid in self.gateway.devices,
             ready=lambda cid: self.gateway.is_ready(cid),
             on_deny=self._broker_denied,
         )
+        self.pre = backend(cfg.pre)
+        self.store = MappingStore()
         self.broker = make_broker(cfg.broker, self.net, self.policy)
         self.tap: Tap | None = None
         if cfg.capture:
@@ -143,11 +146,17 @@ class Deployment:
         ms_pre = umbral.keygen("MS") if umbral and cfg.model in (1, 3) else None
         user_pre = {n: umbral.keygen(f"U[{n}]") if umbral else None for n in self.user_names}
         connect_nonces = self.policy.connect_nonces if cfg.broker == "embedded" else None
-        self.gateway = Gateway(self.sk_b, BROKER_ID, pre, cfg, trace, self.token, connect_nonces)
-        self.ds = DistributionServer(
-            self.sk_ds, self.sk_b.public(), pre, cfg, trace, self.token, self.store
+        creds = self.credentials
+        self.gateway = Gateway(
+            self.sk_b, BROKER_ID, pre, cfg, trace, creds["gateway"], connect_nonces
         )
-        self.ms = ManagementServer(self.sk_ms, ms_pre, cfg, trace, self.token)
+        # Mosquitto binds client ID = user name, so a take-over would close the gateway's own
+        # connection: there "closing" a sensor is dropping its session (nothing from it counts)
+        self.gateway.can_take_over = cfg.broker != "mosquitto"
+        self.ds = DistributionServer(
+            self.sk_ds, self.sk_b.public(), pre, cfg, trace, creds["ds"], self.store
+        )
+        self.ms = ManagementServer(self.sk_ms, ms_pre, cfg, trace, creds["ms"])
         for name in self.user_names:
             self.users[name] = DataUser(
                 name,
@@ -157,7 +166,7 @@ class Deployment:
                 pre,
                 cfg,
                 trace,
-                self.token,
+                creds[name],
             )
         first = self.user_names[0]
         if cfg.model == 2:
@@ -246,6 +255,11 @@ class Deployment:
                 "enc_owner": self.owner_name,
             },
         )
+        if cid in self.policy.client_ids or cid in self.credentials:
+            raise SafeLabError(f"client ID {cid!r} belongs to a service", "choose another")
+        # the device's broker credential (re-used by an attacker given the same client ID:
+        # the attacks assume a stolen broker password, never the device key)
+        secret = self.policy.sensor_secrets.setdefault(cid, secrets.token_hex(16))
         sensor = Sensor(
             cid,
             signer,
@@ -254,8 +268,11 @@ class Deployment:
             self.cfg,
             self.trace,
             self.ms.receive_report,
+            broker_secret=secret,
             **options,
         )
+        if self.started and hasattr(self.broker, "refresh"):
+            self.broker.refresh()
         self.sensors[cid] = sensor
         return sensor
 

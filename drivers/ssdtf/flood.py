@@ -1,9 +1,10 @@
 """A HELLO flood against a running deployment, for the flood test and the benchmark.
 
-The attacker of issue 10: anyone can CONNECT under a registered client ID (the broker admits a
-well-formed CONNECT) and send HELLOs, each of which used to cost the gateway a signature and a
-new timer thread. Here one MQTT client sends ``count`` HELLOs with fresh nonces, a share of
-them for unregistered client IDs; :func:`hello_flood` reports what that cost the gateway
+The attacker of issue 10: a client that may CONNECT under a registered client ID (since the
+per-role credentials, one that holds that device's broker secret) sends HELLOs, each of
+which used to cost the gateway a signature and a new timer thread. Here one MQTT client
+sends ``count`` HELLOs with fresh nonces, a share of them for unregistered client IDs (the
+broker's ACL refuses those now); :func:`hello_flood` reports what that cost the gateway
 (threads, table sizes, challenges signed) and whether the legitimate sessions survived.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from drivers.ssdtf import config as topics
 from drivers.ssdtf import wire
+from drivers.ssdtf.brokers import sensor_password
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.wire import MsgType, T
 
@@ -47,7 +49,11 @@ def hello_flood(
     before_chal = _challenges(dep)
     threads_before = threading.active_count()
     nonce = os.urandom(16)
-    flooder = Endpoint(victim, dep.host, dep.port, username=nonce.hex(), password="SSDTF/1")
+    # the flooder holds the victim's broker credential (a compromised device): without it
+    # the broker refuses the CONNECT and the flood never reaches the gateway
+    password = sensor_password(dep.policy.sensor_secrets[victim])
+    username = nonce.hex() if dep.broker.kind == "embedded" else victim
+    flooder = Endpoint(victim, dep.host, dep.port, username=username, password=password)
     flooder.connect(dep.cfg.connect_timeout_s)
     peak_threads = threading.active_count()
     peak: dict[str, int] = {}

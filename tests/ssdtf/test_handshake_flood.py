@@ -24,9 +24,9 @@ def test_hello_flood_keeps_threads_and_state_flat(broker: str, request) -> None:
         dep.connect_sensors()
         threads = threading.active_count()
         report = hello_flood(dep, 1500, "sensor-2", timeout=30)
-        # every HELLO that reached the gateway got its verdict; the broker may have refused
-        # the rest (embedded: the ghosts' topics are not the flooder's)
-        assert report.verdicts >= (1500 if broker == "mosquitto" else 1)
+        # every HELLO on the flooder's own auth topic got the gateway's verdict; the broker's
+        # ACL refused the quarter addressed to other client IDs (not the flooder's topics)
+        assert report.verdicts >= 1500 - 1500 // 4, report.as_dict()
         assert report.challenges <= 2, report.as_dict()  # one pending challenge per client ID
         assert report.threads_peak <= threads + 4, report.as_dict()  # flooder + timer + closer
         sizes = report.sizes_peak

@@ -138,6 +138,7 @@ class Gateway(ProxyRole):
         self._lock = threading.RLock()
         self.endpoint: Endpoint | None = None
         self.host, self.port = "", 0
+        self.can_take_over = True
         # one timer thread for every handshake deadline, one worker for every take-over
         self.scheduler = Scheduler("ssdtf-gateway-timers", self.on_internal_error)
         self.closer = SerialWorker("ssdtf-gateway-closer", 64, self.on_internal_error)
@@ -371,6 +372,8 @@ class Gateway(ProxyRole):
         with self._lock:
             self.sessions.pop(cid, None)
         self.verdict(payload, False, reason, "handshake", cid=cid)
+        if not self.can_take_over:
+            return  # session dropped: nothing from this connection counts until a handshake
         if self.host and not self.closer.submit(cid, self._take_over, cid):
             self.trace.note(f"gateway: take-over queue full, {cid} not closed", lane="gateway")
 

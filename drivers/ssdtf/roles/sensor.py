@@ -21,6 +21,7 @@ from typing import Any
 from drivers.errors import SafeLabError
 from drivers.ssdtf import config as topics
 from drivers.ssdtf import wire
+from drivers.ssdtf.brokers import sensor_password
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, UmbralBackend
@@ -67,6 +68,7 @@ class Sensor(Role):
         clock_offset_s: float = 0.0,
         answer_challenge: bool = True,
         force_plain: bool = False,
+        broker_secret: str = "",
     ) -> None:
         super().__init__(cid, trace)
         self.cid = cid
@@ -77,6 +79,7 @@ class Sensor(Role):
         self.clock_offset_s = clock_offset_s
         self.answer_challenge = answer_challenge
         self.force_plain = force_plain
+        self.broker_secret = broker_secret
         record = verify_record(enrolment.registrar, enrolment.body, enrolment.signature)
         self.broker_pin = PublicKeyRef(
             Alg(record["broker_alg"]), bytes.fromhex(record["pk_b"]), "B"
@@ -127,8 +130,14 @@ class Sensor(Role):
         self._done.clear()
         self.state = "connecting"
         self.failure = ""
+        # The seed's CONNECT: user name = hex(Nd), password = the SSDTF/1 marker (here
+        # followed by the device's broker secret, so nobody else can take its client ID). On
+        # brokers without SSDTF admission the user name is the client ID (Mosquitto binds the
+        # two) and Nd travels in the HELLO only.
+        username = self.nd.hex() if self.cfg.broker == "embedded" else self.cid
+        password = sensor_password(self.broker_secret) if self.broker_secret else "SSDTF/1"
         endpoint = Endpoint(
-            self.cid, host, port, username=self.nd.hex(), password="SSDTF/1", clean_session=True
+            self.cid, host, port, username=username, password=password, clean_session=True
         )
         self.endpoint = endpoint
         endpoint.on(topics.auth_down(self.cid), self.guarded("handshake", self._on_down))
