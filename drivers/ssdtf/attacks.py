@@ -601,8 +601,8 @@ ATTACKS: dict[str, Attack] = {
         ),
         Attack(
             "wrong-subscriber",
-            "Subscriber uses another subscriber's cfrags",
-            [("user-2", "cfrag verification failed")],
+            "Subscriber uses another subscriber's DELIVER",
+            [("user-2", "not for this receiver")],
             wrong_subscriber,
         ),
         Attack(

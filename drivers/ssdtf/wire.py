@@ -132,6 +132,8 @@ class T(IntEnum):
     INNER = 0x15
     SUB = 0x16
     REASON = 0x17
+    BIND = 0x18
+    """Sender-binding nonce r of a DATA (see :mod:`drivers.ssdtf.binding`)."""
     STATUS = 0x20
     SIG = 0x7F
 
@@ -173,6 +175,7 @@ FIXED_LEN: dict[int, int] = {
     T.EPOCH: 4,
     T.STATUS: 1,
     T.SIG: 64,
+    T.BIND: 16,
 }
 MAX_LEN: dict[int, int] = {
     T.CID: 64,
@@ -198,7 +201,7 @@ REQUIRED: dict[MsgType, frozenset[int]] = {
     MsgType.REPORT: frozenset({T.CID, T.SEQ, T.TS, T.HASH, T.STATUS, T.REASON} | _SIGNED),
 }
 OPTIONAL: dict[MsgType, frozenset[int]] = {
-    MsgType.DATA: frozenset({T.CAPSULE}),
+    MsgType.DATA: frozenset({T.CAPSULE, T.BIND}),
     MsgType.FWD: frozenset({T.CFRAG}),
     MsgType.DELIVER: frozenset({T.CAPSULE, T.CFRAG}),
     MsgType.REPORT: frozenset({T.SID}),

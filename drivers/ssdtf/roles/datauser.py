@@ -13,11 +13,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.ssdtf import wire
+from drivers.ssdtf import binding, wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
-from drivers.ssdtf.replay import SeqWindow
+from drivers.ssdtf.replay import SeqWindow, ts_ok
 from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
@@ -104,6 +104,10 @@ class DataUser(Role):
         if problem:
             self.verdict(payload, False, problem, "deliver")
             return
+        if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            why = f"DELIVER timestamp outside ±{self.cfg.ts_window_s:g} s (held back or stale)"
+            self.verdict(payload, False, why, "deliver")
+            return
         seq = env.int(T.SEQ)
         ahead = self.window.check(seq)
         if ahead != SeqWindow.NEW:
@@ -119,14 +123,7 @@ class DataUser(Role):
                 self.verdict(payload, False, "encrypted DELIVER but no PRE key here", "deliver")
                 return
             try:
-                value = self.pre.decrypt(
-                    self.pre_keys,
-                    owner_public=self.owner_pre,
-                    owner_verifying=self.owner_verifying,
-                    capsule=env.get(T.CAPSULE),
-                    cfrags=env.cfrags,
-                    ciphertext=env.get(T.CT),
-                )
+                value = self._open(env)
             except PreError as error:
                 self.verdict(payload, False, error.problem, "deliver")
                 return
@@ -142,7 +139,7 @@ class DataUser(Role):
         self.verdict(
             payload,
             True,
-            "DS signature valid; cfrags verified; decrypted"
+            "DS signature valid; cfrags verified; decrypted; sender binding holds"
             if not env.plain
             else "DS signature valid; PLAIN (no PRE library): no confidentiality",
             "deliver",
@@ -151,6 +148,22 @@ class DataUser(Role):
             qos=qos,
             retain=retain,
         )
+
+    def _open(self, env: wire.Envelope) -> bytes:
+        """Unwrap the bundle (encrypted to this user), verify both cfrags, decrypt, and check
+        the sender binding against the tag the DS computed from the verified sender."""
+        assert isinstance(self.pre, UmbralBackend) and self.pre_keys is not None
+        bundle = self.pre.unwrap(self.pre_keys, env.get(T.CAPSULE), env.get(T.CT))
+        capsule, ct, cfrags, expected = binding.decode_bundle(bundle)
+        plaintext = self.pre.decrypt(
+            self.pre_keys,
+            owner_public=self.owner_pre,
+            owner_verifying=self.owner_verifying,
+            capsule=capsule,
+            cfrags=cfrags,
+            ciphertext=ct,
+        )
+        return binding.open_plaintext(plaintext, expected)
 
     def wait_for(self, count: int, timeout: float) -> bool:
         with self.arrived:

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.ssdtf import binding, wire
 from drivers.ssdtf import config as topics
-from drivers.ssdtf import wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
@@ -160,6 +160,9 @@ class DistributionServer(ProxyRole):
         if inner.plain and self.pre.available:  # the gateway refuses these too; so do we
             self.verdict(payload, False, "downgrade: plaintext DATA inside a FWD", "forward")
             return
+        if not inner.plain and T.BIND not in inner.fields:
+            self.verdict(payload, False, "DATA without a sender binding refused", "forward")
+            return
         outcome = recipient.window.check(env.int(T.SEQ))
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
@@ -195,19 +198,27 @@ class DistributionServer(ProxyRole):
         fields = {
             T.SEQ: wire.u64(seq),
             T.TS: wire.u64(now_ms()),
-            T.CT: inner.get(T.CT),
             T.EXT_ID: ext_id.encode(),
             T.EPOCH: wire.u32(epoch),
             T.KID: self.signer.public().kid,
             T.ALG: bytes([self.signer.alg]),
         }
-        if T.CAPSULE in inner.fields:
-            fields[T.CAPSULE] = inner.get(T.CAPSULE)
+        if isinstance(self.pre, UmbralBackend) and not inner.plain:
+            # re-wrap for this destination: nothing of the DATA's bytes is repeated, and the
+            # expected sender tag travels where only the destination can read it
+            bundle = binding.encode_bundle(
+                inner.get(T.CAPSULE),
+                inner.get(T.CT),
+                cfrags,
+                binding.sender_tag(cid, inner.get(T.BIND)),
+            )
+            fields[T.CAPSULE], fields[T.CT] = self.pre.wrap(recipient.receiver_pre, bundle)
+        else:
+            fields[T.CT] = inner.get(T.CT)
         deliver = wire.encode(
             MsgType.DELIVER,
             fields,
             flags=inner.flags,
-            cfrags=cfrags,
             sign=self.signer.sign,
             topic=out_topic,
         )

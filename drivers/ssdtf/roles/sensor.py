@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.errors import SafeLabError
+from drivers.ssdtf import binding, wire
 from drivers.ssdtf import config as topics
-from drivers.ssdtf import wire
 from drivers.ssdtf.brokers import sensor_password
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
@@ -296,9 +296,12 @@ class Sensor(Role):
             and self.enc_key is not None
             and not self.force_plain
         ):
-            capsule, ct = self.pre.encrypt(self.enc_key, reading)
+            r = os.urandom(binding.BIND_LEN)  # binds the plaintext to this sender
+            sealed = binding.seal_plaintext(self.cid, r, reading)
+            capsule, ct = self.pre.encrypt(self.enc_key, sealed)
             fields[T.CAPSULE] = capsule
             fields[T.CT] = ct
+            fields[T.BIND] = r
         else:
             flags |= wire.FLAG_PLAIN
             fields[T.CT] = reading
@@ -321,6 +324,8 @@ class Sensor(Role):
             self.verdict(payload, False, f"malformed ACK: {error.problem}", "ack")
             return
         problem = self._check_broker_sig(topic, env)
+        if not problem and not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            problem = "ACK timestamp outside the window (held back or replayed)"
         seq = env.int(T.SEQ)
         with self._lock:
             item = self.pending.get(seq)
