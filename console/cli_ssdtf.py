@@ -171,6 +171,8 @@ def _print_demo(result: Any, dep: Any, files: list[str]) -> None:
         f"[{'green' if result.ok else 'red'}]{'all delivered' if result.ok else 'MISSING'}"
         "[/]"
     )
+    for shortcut in result.simulated:
+        stdout.print(f"[yellow]simulated[/]: {shortcut}")
     for path in files:
         stdout.print(f"trace written: {path}")
     stdout.print("resolve an external ID (operator only, audited): safelab ssdtf trace EXTERNAL_ID")

@@ -91,7 +91,15 @@ class DistributionServer(ProxyRole):
             name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump)
         )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
-        self.hold(KeyView(f"kfrag#2[{name}]", "conversion key", "umbral", "", "share 2 of 2"))
+        self.hold(
+            KeyView(
+                f"kfrag#2[{name}]",
+                "conversion key",
+                "umbral",
+                "",
+                "share 2 of 2; registration simulated (in process)",
+            )
+        )
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:

@@ -161,7 +161,14 @@ class Gateway(ProxyRole):
         record = verify_record(self.registrars["devices"], body, signature)
         ref = PublicKeyRef(Alg(record["alg"]), bytes.fromhex(record["public"]), record["cid"])
         self.devices[record["cid"]] = ref
-        self.hold(key_view(f"pk_D[{record['cid']}]", "public (device)", ref))
+        self.hold(
+            key_view(
+                f"pk_D[{record['cid']}]",
+                "public (device)",
+                ref,
+                "registration simulated (in process)",
+            )
+        )
 
     def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
         record = verify_record(self.registrars["destinations"], body, signature)
@@ -171,7 +178,15 @@ class Gateway(ProxyRole):
         receiver = bytes.fromhex(record["receiver_pre"])
         self.destinations[name] = Destination(name, receiver, kfrag)
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
-        self.hold(KeyView(f"kfrag#1[{name}]", "conversion key", "umbral", "", "share 1 of 2"))
+        self.hold(
+            KeyView(
+                f"kfrag#1[{name}]",
+                "conversion key",
+                "umbral",
+                "",
+                "share 1 of 2; registration simulated (in process)",
+            )
+        )
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:
