@@ -4,9 +4,10 @@ Each principal has its own credential and its own client ID (no shared service c
 issue 10 class 4), and exactly the topic rights its role needs:
 
 - gateway: reads ``auth/+/up``, ``up/+``; writes ``auth/+/down``, ``ack/+``, ``int/+``;
-- ds: reads ``int/+``; writes ``out/+/+``;
+- ds: reads ``int/+``, ``resend/+``; writes ``out/+/+``;
 - ms: reads ``report/+``;
-- user-N: reads ``out/user-N/+`` (its own deliveries only); writes nothing;
+- user-N: reads ``out/user-N/+`` (its own deliveries only); writes only its own re-send
+  requests ``resend/user-N`` and reports ``report/user-N``;
 - sensor ``cid``: reads ``auth/cid/down``, ``ack/cid``; writes ``auth/cid/up``, ``up/cid``,
   ``report/cid``.
 
@@ -45,11 +46,15 @@ def service_rules(user: str) -> list[Rule]:
             Rule(WRITE, f"{p}/int/+"),
         ]
     if user == "ds":
-        return [Rule(READ, f"{p}/int/+"), Rule(WRITE, f"{p}/out/+/+")]
+        return [Rule(READ, f"{p}/int/+"), Rule(READ, f"{p}/resend/+"), Rule(WRITE, f"{p}/out/+/+")]
     if user == "ms":
         return [Rule(READ, f"{p}/report/+")]
     if user.startswith("user-"):
-        return [Rule(READ, f"{p}/out/{user}/+")]
+        return [
+            Rule(READ, f"{p}/out/{user}/+"),
+            Rule(WRITE, f"{p}/resend/{user}"),
+            Rule(WRITE, f"{p}/report/{user}"),
+        ]
     return []
 
 

@@ -28,6 +28,11 @@ def report_topic(cid: str) -> str:
     return f"{PREFIX}/report/{cid}"
 
 
+def resend_topic(sub: str) -> str:
+    """A data user's signed re-send requests to the DS (the subscriber leg)."""
+    return f"{PREFIX}/resend/{sub}"
+
+
 def int_topic(sub: str) -> str:
     return f"{PREFIX}/int/{sub}"
 

@@ -61,8 +61,6 @@ SIMULATED = [
     "registration (devices, destinations, conversion keys) is simulated: signed records "
     "handed over in process, standing for the operator's provisioning channel, not MQTT "
     "messages to the management server",
-    "broker-to-subscriber leg: no re-send request or report from the data user (DELIVER is "
-    "QoS 1 and signed; a lost DELIVER is not requested again)",
     "the out-of-band REPORT channel (used after the broker failed authentication) is "
     "simulated by a direct call to the management server",
 ]
@@ -201,6 +199,7 @@ class Deployment:
                 role.set_owner(self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
         for name in self.user_names:
             self.register_destination(name)
+            self.ms.know_user(name, user_signers[name].public())
         for index in range(cfg.sensors):
             self.add_sensor(f"sensor-{index + 1}", cfg.token if index == 0 else None)
 
@@ -224,6 +223,8 @@ class Deployment:
                 "receiver_pre": receiver,
                 "kfrag1_sha256": hashlib.sha256(kfrags[0]).hexdigest(),
                 "kfrag2_sha256": hashlib.sha256(kfrags[1]).hexdigest(),
+                "signing": user.signer.public().public_bytes.hex(),
+                "signing_alg": int(user.signer.public().alg),
             },
         )
         self.gateway.register_destination(body, sig, kfrags[0])

@@ -30,11 +30,12 @@ def expected(model: int) -> dict[str, set[str]]:
     user = {"sk_U[user-1]", "sk_U[user-1].pre", "pk_DS", f"vk_{owner}.kfrag"}
     if owner != "U[user-1]":
         user.add(f"pk_{owner}.pre")
-    ms = {"sk_MS", "pk_D[sensor-1]"} | ({"sk_MS.pre", "sk_MS.kfrag"} if model != 2 else set())
+    ms = {"sk_MS", "pk_D[sensor-1]", "pk_U[user-1]"}  # pk_U: verifies the user's reports
+    ms |= {"sk_MS.pre", "sk_MS.kfrag"} if model != 2 else set()
     return {
         "sensor-1": {"sk_D[sensor-1]", "pk_B", f"pk_{reg}", f"pk_{owner}.pre", "sid[sensor-1]"},
         "gateway": {"sk_B", "pk_D[sensor-1]", "kfrag#1[user-1]"} | proxies,
-        "ds": {"sk_DS", "pk_B", "K_ps", "kfrag#2[user-1]"} | proxies,
+        "ds": {"sk_DS", "pk_B", "K_ps", "kfrag#2[user-1]", "pk_U[user-1]"} | proxies,
         "ms": ms,
         "user-1": user,
     }

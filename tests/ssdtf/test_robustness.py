@@ -177,6 +177,19 @@ def _targets(dep: Deployment) -> dict[str, tuple[str, Any, str, list[MsgType], A
         "ms": ("ms", s2.endpoint, topics.report_topic("sensor-2"), every, s2.signer.sign, sensor2),
         "ds": ("ds", g, topics.int_topic("user-1"), every, dep.sk_b.sign, broker),
         "user": ("user-1", d, topics.out_topic("user-1", "fuzz"), every, dep.sk_ds.sign, ds),
+        "ds-resend": (
+            "ds",
+            dep.users["user-1"].endpoint,
+            topics.resend_topic("user-1"),
+            every,
+            dep.users["user-1"].signer.sign,
+            {
+                T.SUB: lambda: b"user-1",
+                T.KID: lambda: dep.users["user-1"].signer.public().kid,
+                T.ALG: lambda: bytes([dep.users["user-1"].signer.alg]),
+                T.TS: lambda: wire.u64(now_ms()),
+            },
+        ),
         "sensor-auth": ("sensor-1", g, topics.auth_down("sensor-1"), every, dep.sk_b.sign, broker),
         "sensor-ack": ("sensor-1", g, topics.ack_topic("sensor-1"), every, dep.sk_b.sign, broker),
     }
@@ -198,7 +211,16 @@ def _inner(sensor: Any) -> bytes:
     return wire.encode(MsgType.DATA, fields, flags=1, sign=sensor.signer.sign, topic=topic)
 
 
-TARGETS = ["gateway-auth", "gateway-data", "ms", "ds", "user", "sensor-auth", "sensor-ack"]
+TARGETS = [
+    "gateway-auth",
+    "gateway-data",
+    "ms",
+    "ds",
+    "ds-resend",
+    "user",
+    "sensor-auth",
+    "sensor-ack",
+]
 
 
 @pytest.mark.parametrize("target", TARGETS)

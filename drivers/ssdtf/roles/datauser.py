@@ -14,14 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.ssdtf import binding, wire
+from drivers.ssdtf import config as topics
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
-from drivers.ssdtf.replay import SeqWindow, ts_ok
+from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem
+from drivers.ssdtf.scheduler import Scheduler
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import MsgType, Status, T
+
+MAX_CHASED = 64
+"""At most this many missing DELIVERs are chased at once (bounded state)."""
 
 
 @dataclass
@@ -63,6 +68,9 @@ class DataUser(Role):
         self.window = SeqWindow(cfg.window, cfg.max_jump)
         self.arrived = threading.Condition()
         self.endpoint: Endpoint | None = None
+        self.chasing: dict[int, int] = {}
+        """Missing DELIVER seq -> re-send requests sent for it (bounded: ``MAX_CHASED``)."""
+        self.scheduler = Scheduler(f"ssdtf-{name}-resend", self.on_internal_error)
 
     def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
         self.owner_pre = public
@@ -86,6 +94,7 @@ class DataUser(Role):
         self.endpoint = endpoint
 
     def stop(self) -> None:
+        self.scheduler.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
 
@@ -128,10 +137,12 @@ class DataUser(Role):
                 self.verdict(payload, False, error.problem, "deliver")
                 return
         # Committed only now: a DELIVER that fails the cfrag check must not burn its seq.
+        high_before = self.window.high
         outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"DELIVER seq={seq} {outcome}: ignored", "deliver")
             return
+        self._note_gap(high_before, seq)
         reading = Reading(env.text(T.EXT_ID), env.int(T.EPOCH), seq, value, retain, qos)
         with self.arrived:
             self.readings.append(reading)
@@ -148,6 +159,56 @@ class DataUser(Role):
             qos=qos,
             retain=retain,
         )
+
+    # --- the subscriber leg: re-send requests and reports -------------------------------
+    def _note_gap(self, high_before: int, seq: int) -> None:
+        """DELIVERs between the old high-water mark and ``seq`` are missing: ask the DS again
+        after ``ack_timeout_s`` (with back-off), then report to the MS (the seed's two legs)."""
+        if seq <= high_before + 1:
+            return
+        for missing in range(max(high_before + 1, seq - MAX_CHASED), seq):
+            if missing not in self.chasing and len(self.chasing) < MAX_CHASED:
+                self.chasing[missing] = 0
+                self.scheduler.call_later(self.cfg.ack_timeout_s, self._chase, missing)
+
+    def _chase(self, seq: int) -> None:
+        attempts = self.chasing.get(seq)
+        if attempts is None:
+            return
+        if self.window.seen(seq):
+            del self.chasing[seq]
+            return
+        if attempts >= self.cfg.max_attempts:
+            del self.chasing[seq]
+            self._report(seq, f"DELIVER seq={seq} never arrived after {attempts} re-send requests")
+            return
+        self.chasing[seq] = attempts + 1
+        self._publish_signed(
+            MsgType.RESEND,
+            {T.SEQ: wire.u64(seq), T.TS: wire.u64(now_ms()), T.SUB: self.name.encode()},
+            topics.resend_topic(self.name),
+        )
+        self.trace.note(f"{self.name}: asks the DS to re-send seq={seq}", lane=self.name)
+        delay = self.cfg.ack_timeout_s * self.cfg.backoff ** (attempts + 1)
+        self.scheduler.call_later(delay, self._chase, seq)
+
+    def _report(self, seq: int, reason: str) -> None:
+        fields = {
+            T.CID: self.name.encode(),
+            T.SEQ: wire.u64(seq),
+            T.TS: wire.u64(now_ms()),
+            T.HASH: hashlib.sha256(reason.encode()).digest(),
+            T.STATUS: bytes([Status.MALFORMED]),
+            T.REASON: reason.encode()[:200],
+        }
+        self.trace.note(f"{self.name}: reports to the management server: {reason}", lane=self.name)
+        self._publish_signed(MsgType.REPORT, fields, topics.report_topic(self.name))
+
+    def _publish_signed(self, msg_type: MsgType, fields: dict[int, bytes], topic: str) -> None:
+        fields = fields | {T.KID: self.signer.public().kid, T.ALG: bytes([self.signer.alg])}
+        payload = wire.encode(msg_type, fields, flags=1, sign=self.signer.sign, topic=topic)
+        if self.endpoint is not None:
+            self.endpoint.publish(topic, payload, qos=1)
 
     def _open(self, env: wire.Envelope) -> bytes:
         """Unwrap the bundle (encrypted to this user), verify both cfrags, decrypt, and check

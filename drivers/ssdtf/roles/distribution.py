@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from drivers.ssdtf.roles.base import (
 )
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import Alg, MsgType, T
 
 
 @dataclass
@@ -41,6 +42,23 @@ class Recipient:
     window: SeqWindow = field(default_factory=SeqWindow)
     seq: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    signing: PublicKeyRef | None = None
+    """The destination's signing key: verifies its re-send requests."""
+    sent: OrderedDict[int, Sent] = field(default_factory=OrderedDict)
+    """The last :data:`KEPT_FOR_RESEND` DELIVERs (by seq), for re-send requests."""
+
+
+@dataclass
+class Sent:
+    topic: str
+    fields: dict[int, bytes]
+    flags: int
+    qos: int
+    retain: bool
+    resent: int = 0
+
+
+KEPT_FOR_RESEND = 256
 
 
 class DistributionServer(ProxyRole):
@@ -87,8 +105,14 @@ class DistributionServer(ProxyRole):
             raise PreError("conversion key differs from the registered one", "re-register")
         name = record["sub"]
         receiver = bytes.fromhex(record["receiver_pre"])
+        signing = None
+        if record.get("signing"):
+            signing = PublicKeyRef(
+                Alg(record["signing_alg"]), bytes.fromhex(record["signing"]), name
+            )
+            self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
         self.recipients[name] = Recipient(
-            name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump)
+            name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump), signing=signing
         )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
         self.hold(
@@ -123,9 +147,12 @@ class DistributionServer(ProxyRole):
     def start(self, host: str, port: int) -> None:
         endpoint = Endpoint("ssdtf-ds", host, port, username="ds", password=self.token)
         endpoint.on("ssdtf/v1/int/+", self.guarded("forward", self._on_fwd))
+        endpoint.on("ssdtf/v1/resend/+", self.guarded("resend", self._on_resend))
         endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
-        endpoint.subscribe([("ssdtf/v1/int/+", 1)], self.cfg.connect_timeout_s)
+        endpoint.subscribe(
+            [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1)], self.cfg.connect_timeout_s
+        )
         self.endpoint = endpoint
 
     def stop(self) -> None:
@@ -231,9 +258,12 @@ class DistributionServer(ProxyRole):
             topic=out_topic,
         )
         assert self.endpoint is not None
-        self.endpoint.publish(
-            out_topic, deliver, qos=max(1, inner.qos_pub), retain=inner.retain_pub
-        )
+        qos = max(1, inner.qos_pub)
+        self.endpoint.publish(out_topic, deliver, qos=qos, retain=inner.retain_pub)
+        with recipient.lock:
+            recipient.sent[seq] = Sent(out_topic, fields, inner.flags, qos, inner.retain_pub)
+            while len(recipient.sent) > KEPT_FOR_RESEND:
+                recipient.sent.popitem(last=False)
         self.delivered += 1
         self.verdict(
             payload,
@@ -241,4 +271,50 @@ class DistributionServer(ProxyRole):
             f"broker signature valid; delivered to {sub} as {ext_id}",
             "forward",
             ext_id=ext_id,
+        )
+
+    # --- the subscriber leg: signed re-send requests ---------------------------------
+    def _on_resend(self, topic: str, payload: bytes, msg: Any) -> None:
+        """A destination asks again for a DELIVER it never got (a gap in its sequence). The
+        DELIVER is re-signed with a fresh TS (same wrapped bundle); each seq is re-sent at
+        most ``max_attempts`` times, and only to the destination that signed the request."""
+        sub = topics.topic_part(topic, 1)
+        try:
+            env = wire.decode(payload)
+            if env.type != MsgType.RESEND:
+                raise wire.MsgTypeError(f"{env.type.name} on a re-send topic")
+        except wire.WireError as error:
+            self.verdict(payload, False, f"malformed re-send request: {error.problem}", "resend")
+            return
+        with self._lock:
+            recipient = self.recipients.get(sub)
+        if recipient is None or env.text(T.SUB) != sub:
+            self.verdict(payload, False, f"re-send request for unknown {sub}", "resend")
+            return
+        problem = signature_problem(recipient.signing, topic, env, f"data user {sub}")
+        if problem:
+            self.verdict(payload, False, f"re-send request refused: {problem}", "resend")
+            return
+        if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            self.verdict(payload, False, "re-send request outside the TS window", "resend")
+            return
+        seq = env.int(T.SEQ)
+        with recipient.lock:
+            sent = recipient.sent.get(seq)
+            if sent is not None and sent.resent < self.cfg.max_attempts:
+                sent.resent += 1
+            else:
+                sent = None
+        if sent is None:
+            why = f"re-send of seq={seq} refused: not kept or re-sent too often"
+            self.verdict(payload, False, why, "resend")
+            return
+        fields = sent.fields | {T.TS: wire.u64(now_ms())}
+        again = wire.encode(
+            MsgType.DELIVER, fields, flags=sent.flags, sign=self.signer.sign, topic=sent.topic
+        )
+        assert self.endpoint is not None
+        self.endpoint.publish(sent.topic, again, qos=sent.qos, retain=sent.retain)
+        self.verdict(
+            payload, True, f"re-send request from {sub} verified: seq={seq} re-sent", "resend"
         )

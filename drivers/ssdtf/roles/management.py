@@ -59,6 +59,11 @@ class ManagementServer(Role):
         self.devices[cid] = ref
         self.hold(key_view(f"pk_D[{cid}]", "public (device)", ref))
 
+    def know_user(self, name: str, ref: PublicKeyRef) -> None:
+        """A data user's signing key: it reports DELIVERs that never arrived (subscriber leg)."""
+        self.devices[name] = ref
+        self.hold(key_view(f"pk_U[{name}]", "public (data user reports)", ref))
+
     def start(self, host: str, port: int) -> None:
         endpoint = Endpoint("ssdtf-ms", host, port, username="ms", password=self.token)
         endpoint.on("ssdtf/v1/report/+", self.guarded("report", self._on_report))
