@@ -126,11 +126,16 @@ def _broker_class() -> type:
     the CONNECT is authenticated first; a refused one gets CONNACK 5 and never touches the
     session table. The rest follows amqtt's own ``_initialize_client_session``.
     """
-    from amqtt.broker import Broker
-    from amqtt.errors import AMQTTError, MQTTError, NoDataError
-    from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
-    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-    from amqtt.utils import gen_client_id
+    from amqtt.broker import Broker  # type: ignore[import-untyped]
+    from amqtt.errors import AMQTTError, MQTTError, NoDataError  # type: ignore[import-untyped]
+    from amqtt.mqtt.connack import (  # type: ignore[import-untyped]
+        NOT_AUTHORIZED,
+        ConnackPacket,
+    )
+    from amqtt.mqtt.protocol.broker_handler import (  # type: ignore[import-untyped]
+        BrokerProtocolHandler,
+    )
+    from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
 
     class SsdtfBroker(Broker):  # type: ignore[misc]
         async def _initialize_client_session(  # type: ignore[override]

@@ -992,7 +992,8 @@ def run_attack(name: str, cfg: FlowConfig | None = None) -> AttackOutcome:
     if attack is None:
         raise SafeLabError(f"unknown attack {name!r}", f"choose one of {', '.join(ATTACKS)}")
     cfg = cfg or FlowConfig()
-    _LIVE.deployments = created = []
+    created: list[Deployment] = []
+    _LIVE.deployments = created
     try:
         dep, evidence = attack.scenario(cfg)
     finally:

@@ -103,7 +103,7 @@ class EmbeddedBroker:
         self.policy_id = uuid.uuid4().hex
         self.host = "127.0.0.1"
         self.port = 0
-        self._broker = None
+        self._broker: Any = None
 
     def start(self) -> None:
         try:
