@@ -9,6 +9,7 @@ callback runs under a guard: an exception is passed to ``on_error`` and the thre
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
@@ -80,7 +81,8 @@ class Scheduler:
             try:
                 fn(*args)
             except Exception as error:  # a timer callback must never kill the timer thread
-                self.on_error(getattr(fn, "__name__", "timer"), error)
+                with contextlib.suppress(Exception):
+                    self.on_error(getattr(fn, "__name__", "timer"), error)
 
     def stop(self) -> None:
         with self._cond:
@@ -134,7 +136,8 @@ class SerialWorker:
             try:
                 fn(*args)
             except Exception as error:
-                self.on_error(getattr(fn, "__name__", "job"), error)
+                with contextlib.suppress(Exception):
+                    self.on_error(getattr(fn, "__name__", "job"), error)
 
     def stop(self) -> None:
         with self._cond:

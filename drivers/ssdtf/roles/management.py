@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import deque
 from typing import Any
 
 from drivers.ssdtf import config as topics
@@ -29,6 +30,8 @@ from drivers.ssdtf.roles.base import (
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
 from drivers.ssdtf.wire import MsgType, T
+
+MAX_REPORTS = 10_000
 
 
 class ManagementServer(Role):
@@ -50,7 +53,9 @@ class ManagementServer(Role):
             self.hold(pre_view("sk_MS.pre", "pre private (key owner)", pre_keys.public))
             self.hold(pre_view("sk_MS.kfrag", "kfrag signing private", pre_keys.verifying))
         self.devices: dict[str, PublicKeyRef] = {}
-        self.reports: list[dict[str, Any]] = []
+        self.reports: deque[dict[str, Any]] = deque(maxlen=MAX_REPORTS)
+        """The verified reports, newest last (bounded: a compromised device can sign as many
+        distinct reports as it likes)."""
         self.seen_reports = DigestWindow(4096)
         self._lock = threading.Lock()
         self.endpoint: Endpoint | None = None
