@@ -56,6 +56,20 @@ class SsdtfAuthPlugin(BaseAuthPlugin):
         policy = POLICIES.get(self.config.policy)
         if policy is None:
             return False
+        admitted = self._admit(policy, session)
+        cid = _text(session.client_id)
+        if admitted and session.will_flag:
+            # the broker publishes a Will on the client's behalf without a topic check, so a
+            # Will is allowed only where the client itself may publish
+            who = _service(policy, session)
+            rules = acl.service_rules(who) if who else acl.sensor_rules(cid)
+            topic = _text(session.will_topic)
+            if not acl.allowed(rules, "publish", topic):
+                policy.on_deny(cid, f"CONNECT refused: Will topic {topic} is not this client's")
+                return False
+        return admitted
+
+    def _admit(self, policy: BrokerPolicy, session: Session) -> bool:
         cid = _text(session.client_id)
         user = _text(session.username)
         if user in policy.credentials:

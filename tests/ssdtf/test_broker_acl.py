@@ -167,6 +167,32 @@ def test_nobody_takes_a_sensors_client_id_without_its_secret(dep: Deployment) ->
     _one_more_reading(dep)
 
 
+def test_a_will_cannot_reach_another_clients_topic(dep: Deployment) -> None:
+    """A Will is published by the broker itself: it must not bypass the ACL (sensor-2, with
+    its own valid credential, tries to leave a junk CHAL for sensor-1)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    before = _count(dep, "sensor-1", "handshake")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sensor-2", protocol=mqtt.MQTTv311)
+    user = os.urandom(16).hex() if dep.broker.kind == "embedded" else "sensor-2"
+    client.username_pw_set(user, "SSDTF/1 " + dep.policy.sensor_secrets["sensor-2"])
+    client.will_set(topics.auth_down("sensor-1"), b"SD\x01\x01\x01junk", qos=1)
+    codes: list[int] = []
+    client.on_connect = lambda c, u, f, rc, p: codes.append(int(getattr(rc, "value", rc)))
+    client.connect(dep.host, dep.port)
+    client.loop_start()
+    assert _wait(lambda: bool(codes))
+    client.socket().close() if client.socket() else None  # die without DISCONNECT: Will fires
+    time.sleep(0.5)
+    client.loop_stop()
+    if dep.broker.kind == "embedded":
+        assert codes[0] != 0
+        assert _broker_denied(dep, "Will topic")
+    assert _count(dep, "sensor-1", "handshake") == before  # no junk reached sensor-1
+    assert dep.sensors["sensor-1"].state == "ready"
+
+
 def test_roles_have_distinct_credentials(dep: Deployment) -> None:
     secrets: list[Any] = list(dep.credentials.values()) + list(dep.policy.sensor_secrets.values())
     assert len(set(secrets)) == len(secrets) == 5 + 2  # gateway, ds, ms, 2 users; 2 sensors
