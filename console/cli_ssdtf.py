@@ -183,6 +183,8 @@ def _print_demo(result: Any, run_id: int, files: list[str]) -> None:
         f"[{'green' if result.ok else 'red'}]{'all delivered' if result.ok else 'MISSING'}"
         "[/]"
     )
+    for shortcut in result.simulated:
+        stdout.print(f"[yellow]simulated[/]: {shortcut}")
     for path in files:
         stdout.print(f"trace written: {path}")
     stdout.print(f"stored as run {run_id} (safelab runs show {run_id})")

@@ -62,6 +62,8 @@ class Endpoint:
         self._suback: dict[int, threading.Event] = {}
         self._granted: dict[int, list[int]] = {}
         self.on_closed: Callable[[], None] | None = None
+        self.on_error: Callable[[str, BaseException], None] | None = None
+        self.errors = 0
         self._closing = False
 
     # --- paho callbacks (paho's network thread) --------------------------------------
@@ -88,10 +90,19 @@ class Endpoint:
         self._suback.setdefault(mid, threading.Event()).set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        for pattern, handler in self.handlers:
-            if mqtt.topic_matches_sub(pattern, msg.topic):
-                handler(msg.topic, bytes(msg.payload), msg)
-                return
+        # Last line of defence: paho re-raises a callback's exception in its network thread,
+        # which then dies and the role receives nothing ever again. Roles guard their own
+        # handlers (an error is their verdict); this catch only keeps the thread alive.
+        try:
+            for pattern, handler in self.handlers:
+                if mqtt.topic_matches_sub(pattern, msg.topic):
+                    handler(msg.topic, bytes(msg.payload), msg)
+                    return
+        except Exception as error:
+            self.errors += 1
+            if self.on_error is not None:
+                with contextlib.suppress(Exception):
+                    self.on_error(msg.topic, error)
 
     # --- blocking API ----------------------------------------------------------------
     def on(self, pattern: str, handler: Handler) -> None:
