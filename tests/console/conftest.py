@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from drivers.tokens.discovery import Discovery, discover_builtin
+from drivers.tokens.discovery import Discovery, TokenEntry, discover_builtin
 from screens.lab import Lab
 
 
@@ -33,11 +33,27 @@ def _softhsm_before_discovery(softhsm: object) -> None:
     """
 
 
+def emulated_cards() -> list[TokenEntry]:
+    """The cards triage offers, limited to the emulated profiles (no PC/SC readers): the same
+    on every machine, and never waiting on a reader."""
+    from drivers.cards.emulator import list_profiles
+
+    return [
+        TokenEntry(
+            uri=f"iotsafe:emulated;profile={name}",
+            kind="iotsafe",
+            label=f"emulated IoT SAFE card, profile {name}",
+            emulated=True,
+        )
+        for name in list_profiles()
+    ]
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     exports = tmp_path / "exports"
     exports.mkdir()
-    return Lab(db_path=tmp_path / "results.sqlite", export_dir=exports)
+    return Lab(db_path=tmp_path / "results.sqlite", export_dir=exports, cards=emulated_cards)
 
 
 async def wait_for(

@@ -26,7 +26,7 @@ from screens.signing import SigningLabScreen
 from screens.tokens import TokenPickerScreen
 from screens.triage import TriageScreen
 from screens.widgets.histogram import latency_bins
-from tests.console.conftest import builtin_only, wait_for
+from tests.console.conftest import builtin_only, emulated_cards, wait_for
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36")]
 FIXED_TIME = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
@@ -85,7 +85,7 @@ def fixed_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
             "UPDATE runs SET started_at = ? + id * 60, finished_at = ? + id * 60 + 5, host = 'lab'",
             (FIXED_TIME, FIXED_TIME),
         )
-    yield Lab(db_path=db, discover=builtin_only, export_dir=Path("/exports"))
+    yield Lab(db_path=db, discover=builtin_only, export_dir=Path("/exports"), cards=emulated_cards)
     monkeypatch.delenv("TZ")
     time.tzset()
 
