@@ -196,8 +196,8 @@ class ResultsScreen(LabScreen):
         Binding("r", "refresh", "Refresh", id="results.refresh"),
     ]
 
-    marked: reactive[int | None] = reactive(None, bindings=True)
-    """Run A for a comparison (``m``); ``c`` is offered once it is set."""
+    marked: reactive[int | None] = reactive(None)
+    """Run A for a comparison (``m``); the list marks it ``A``."""
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
@@ -334,11 +334,6 @@ class ResultsScreen(LabScreen):
         self.query_one("#run-histogram", LatencyHistogram).bins = message.bins
 
     # -- actions ----------------------------------------------------------------------------
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "compare":
-            return True if self.marked is not None else None
-        return True
 
     def action_mark(self) -> None:
         run_id = self._current_id()

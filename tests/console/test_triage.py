@@ -129,3 +129,42 @@ def test_card_with_a_sim_pin_is_asked_once(lab: Lab) -> None:
             assert verdicts["signature"] == "PASS" and verdicts["latency"] == "PASS"
 
     run(body())
+
+
+def test_triage_checks_its_own_card_with_a_marker_while_running(lab: Lab) -> None:
+    """The token in use is a software key; triage picks an emulated card of its own."""
+    from drivers.cards.triage import run_triage
+
+    lab.triage = run_triage
+    card = "iotsafe:emulated;profile=paper-sim"
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="triage")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TriageScreen))
+            screen = app.screen
+            await wait_for(pilot, lambda: bool(screen.cards), what="cards")
+            screen.query_one("#triage-token").value = card
+            await wait_for(pilot, lambda: screen.choice == card)
+            assert lab.token.kind == "software"  # the token in use is untouched
+            await pilot.press("r")
+            table = screen.query_one("#checks")
+            seen_marker = False
+
+            def progressed() -> bool:
+                nonlocal seen_marker
+                if screen.rows and "running" in table.rows:
+                    seen_marker = True
+                    assert table.get_row_index("running") == len(screen.rows)  # last row
+                    assert "checking" in text_of(screen.query_one("#overall"))
+                return not screen.running and len(screen.rows) >= 6
+
+            await wait_for(pilot, progressed, timeout=60, what="triage of the card")
+            assert seen_marker and "running" not in table.rows
+            assert screen.checked_uri == card
+            verdicts = {row.name: row.verdict for row in screen.rows}
+            assert verdicts["link"] == "PASS" and verdicts["signature"] == "PASS"
+            overall = text_of(screen.query_one("#overall"))
+            assert f"overall  {screen.report()['overall']}" in overall
+
+    run(body())
