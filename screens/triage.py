@@ -148,8 +148,9 @@ class TriageScreen(LabScreen):
         table.add_column("verdict", key="verdict", width=9)
         table.add_column("detail", key="detail", width=self._detail_width())
         available = self.lab.triage is not None
-        for widget_id in ("#checks", "#check-detail", "#overall", "#triage-token"):
+        for widget_id in ("#checks", "#overall", "#triage-token"):
             self.query_one(widget_id).display = available
+        self.query_one("#check-detail").display = False  # until there is a detail to show
         self.query_one("#placeholder").display = not available
         self._show_overall()
         self.say("r runs the checks" if available else "triage needs an IoT SAFE card (coming)")
@@ -264,7 +265,7 @@ class TriageScreen(LabScreen):
         self.rows.clear()
         table = self.query_one("#checks", DataTable)
         table.clear()
-        self.query_one("#check-detail", Static).update("")
+        self.query_one("#check-detail", Static).display = False
         self.checked_uri = uri
         self.running = True
         self._mark_in_progress()
@@ -343,7 +344,9 @@ class TriageScreen(LabScreen):
             detail.append(f"{row.name} ", style="bold")
             detail.append(row.verdict, style=VERDICT_STYLE.get(row.verdict, ""))
             detail.append(f"  {row.detail}")
-            self.query_one("#check-detail", Static).update(detail)
+            pane = self.query_one("#check-detail", Static)
+            pane.update(detail)
+            pane.display = True
 
     @on(TriageDone)
     def _triage_done(self, message: TriageDone) -> None:
@@ -397,9 +400,9 @@ class TriageScreen(LabScreen):
         # The full path goes in the detail pane (it wraps) as well as the status line, so it
         # is readable however long it is at 80 columns.
         self.say("triage report saved (full path below)")
-        self.query_one("#check-detail", Static).update(
-            Text.assemble(("saved to ", "bold"), message.text)
-        )
+        pane = self.query_one("#check-detail", Static)
+        pane.update(Text.assemble(("saved to ", "bold"), message.text))
+        pane.display = True
         self.notify(message.text, title="triage report saved", markup=False)
 
 

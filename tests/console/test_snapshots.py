@@ -18,6 +18,7 @@ from textual.widgets import Input
 from console.app import SafeLabApp
 from drivers.bench.stats import StreamingStats
 from drivers.bench.store import ResultsStore
+from screens.dialogs import HelpScreen, SavePathModal
 from screens.lab import Lab
 from screens.pin import PinModal
 from screens.results import CompareScreen, ExportModal, ResultsScreen
@@ -195,6 +196,54 @@ def test_compare(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
 def test_triage_placeholder(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, TriageScreen))
+        await pilot.pause(0.2)
+
+    app = SafeLabApp(fixed_lab, start="triage")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultsScreen))
+        await wait_for(pilot, lambda: pilot.app.screen.shown == 2)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+        await pilot.pause(0.3)
+
+    app = SafeLabApp(fixed_lab, start="results")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_triage_ready(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
+    """Triage with the card checks available: its own card choice and the overall line."""
+    from drivers.cards.triage import run_triage
+
+    fixed_lab.triage = run_triage
+
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TriageScreen))
+        await wait_for(pilot, lambda: bool(pilot.app.screen.cards))
+        pilot.app.screen.set_focus(None)
+        await pilot.pause(0.2)
+
+    app = SafeLabApp(fixed_lab, start="triage")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_save_dialog(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TriageScreen))
+        pilot.app.push_screen(
+            SavePathModal(
+                "the triage report (JSON)",
+                Path("/home/engineer/.local/share/safelab/safelab-triage-IoT-SAFE-card.json"),
+            )
+        )
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SavePathModal))
+        _no_blink(pilot.app)
         await pilot.pause(0.2)
 
     app = SafeLabApp(fixed_lab, start="triage")
