@@ -106,6 +106,7 @@ def export_run(db_path: Path | None, run_id: int, fmt: str, path: Path) -> str:
     with ResultsStore(db_path) as store:
         store.get_run(run_id)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the data directory on first use
             with path.open("w", encoding="utf-8", newline="") as out:
                 (write_json if fmt == "json" else write_csv)(store, run_id, out)
         except OSError as exc:
