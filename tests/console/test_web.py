@@ -95,6 +95,8 @@ def web_server(tmp_path: Path) -> Iterator[str]:
                     output = process.stdout.read() if process.stdout else ""
                     raise AssertionError(f"safelab web did not start: {output}") from None
                 time.sleep(0.2)
+        assert process.stdout is not None
+        assert "loopback only" in process.stdout.readline()  # it says who can connect
         yield f"http://127.0.0.1:{port}/"
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # the server and the consoles it started
@@ -166,3 +168,16 @@ def test_browser_renders_the_job_bar_and_a_key_switches_jobs(web_server: str, br
     ActionChains(browser).click(terminal).send_keys("3").perform()
     after = _wait_for_text(browser, "[3 Results]", since=before)
     assert "no runs stored yet" in after or "runs;" in after
+
+
+def test_page_addresses_follow_the_address_the_browser_used(web_server: str) -> None:
+    """A student on the LAN reaches the teacher's machine by its LAN address: the page's
+    WebSocket and static URLs must use that address, not the one the server was started on."""
+    import urllib.request
+
+    request = urllib.request.Request(web_server, headers={"Host": "10.1.2.3:8000"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        page = response.read().decode()
+    assert 'data-session-websocket-url="ws://10.1.2.3:8000/ws"' in page
+    assert "http://10.1.2.3:8000/static/fonts/RobotoMono-VariableFont_wght.ttf" in page
+    assert "127.0.0.1" not in page and "googleapis" not in page
