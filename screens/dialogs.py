@@ -170,10 +170,21 @@ class SavePathModal(ModalScreen[Path | None]):
         with Vertical(id="save"):
             yield Label(f"Save {self.what} to", markup=False)
             yield Input(str(self.default), compact=True, id="save-path")
+            # The field scrolls a long path; this line wraps, so the whole path is always read.
+            yield Label(self._full(str(self.default)), id="save-full", markup=False)
             yield Label("Enter: save   Esc: cancel", classes="hint")
 
     def on_mount(self) -> None:
         self.query_one("#save-path", Input).focus()
+
+    @staticmethod
+    def _full(value: str) -> str:
+        """The path as it will be written, whole (the one-row field scrolls a long one)."""
+        return f"full path: {Path(value.strip() or '.').expanduser().absolute()}"
+
+    @on(Input.Changed, "#save-path")
+    def _changed(self, event: Input.Changed) -> None:
+        self.query_one("#save-full", Label).update(self._full(event.value))
 
     @on(Input.Submitted, "#save-path")
     def _submitted(self, event: Input.Submitted) -> None:

@@ -28,6 +28,7 @@ from drivers.bench.stats import StatsSnapshot, StreamingStats
 from drivers.bench.store import ResultsStore, RunRecord
 from drivers.errors import SafeLabError
 from screens.base import LabScreen, StatusLine
+from screens.dialogs import SavePathModal
 from screens.lab import Lab
 from screens.registry import ScreenSpec
 from screens.widgets.histogram import LatencyBins, LatencyHistogram, latency_bins
@@ -113,7 +114,7 @@ def export_run(db_path: Path | None, run_id: int, fmt: str, path: Path) -> str:
             raise SafeLabError(
                 f"cannot write {path} ({exc.strerror})", "choose a writable path"
             ) from None
-    return f"run {run_id} written to {path} ({fmt.upper()})"
+    return f"run {run_id} written to {path.resolve()} ({fmt.upper()})"
 
 
 class ExportModal(ModalScreen[tuple[str, Path] | None]):
@@ -144,6 +145,7 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
                     id="format",
                 )
                 yield Input(self._path_for("json"), compact=True, id="path")
+            yield Label(SavePathModal._full(self._path_for("json")), id="full", markup=False)
             yield Label(
                 "JSON: metadata, summary, every sample. CSV: one row per sample.\n"
                 "Enter: export   Esc: cancel",
@@ -158,6 +160,10 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
         path = self.query_one("#path", Input)
         stem, _, _ = path.value.rpartition(".")
         path.value = f"{stem}.{event.value}" if stem else self._path_for(str(event.value))
+
+    @on(Input.Changed, "#path")
+    def _path_changed(self, event: Input.Changed) -> None:
+        self.query_one("#full", Label).update(SavePathModal._full(event.value))
 
     @on(Input.Submitted, "#path")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -376,7 +382,9 @@ class ResultsScreen(LabScreen):
 
     @on(Exported)
     def _exported(self, message: Exported) -> None:
+        # The status line is one row; the notification wraps, so a long path is read whole.
         self.say(message.text)
+        self.notify(message.text, title="exported", markup=False)
 
     def action_copy(self) -> None:
         run_id = self._current_id()

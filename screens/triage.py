@@ -162,7 +162,7 @@ class TriageScreen(LabScreen):
 
     def _detail_width(self) -> int:
         """The detail column fills the rest of the width (cut with …; the pane shows it all)."""
-        return max(10, self.app.size.width - 14 - 9 - 3 * 2 - 2)
+        return max(10, self.app.size.width - 14 - 9 - 3 * 2 - 4)  # edge and scrollbar
 
     def on_resize(self) -> None:
         table = self.query_one("#checks", DataTable)
