@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Select, Static
 
 from drivers.errors import SafeLabError
@@ -57,6 +58,36 @@ def overall_verdict(verdicts: Sequence[str]) -> str:
     if worst >= len(VERDICT_ORDER):
         return "FAIL"
     return "PASS" if VERDICT_ORDER[worst] == "SKIP" else VERDICT_ORDER[worst]
+
+
+class OverallLine(Widget):
+    """One line on top of triage: the worst verdict so far, the counts, and whether it runs.
+
+    Reactive: the screen sets ``verdicts`` and ``running``; the line redraws itself.
+    """
+
+    DEFAULT_CSS = "OverallLine { height: 1; padding: 0 1; }"
+
+    verdicts: reactive[tuple[str, ...]] = reactive(())
+    """Every completed check's verdict, in order."""
+    running: reactive[bool] = reactive(False)
+
+    def render(self) -> Text:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        if not self.verdicts and not self.running:
+            line.append("overall: not run yet (r runs the checks)", style="dim")
+            return line
+        verdict = overall_verdict(self.verdicts)
+        counts: dict[str, int] = {}
+        for v in self.verdicts:
+            counts[v] = counts.get(v, 0) + 1
+        line.append("overall ")
+        line.append(f" {verdict} ", style=VERDICT_STYLE.get(verdict, "bold"))
+        if counts:
+            line.append("  " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+        if self.running:
+            line.append(f"  · checking ({len(self.verdicts)} done so far)", style="dim")
+        return line
 
 
 @dataclass(frozen=True)
@@ -134,7 +165,7 @@ class TriageScreen(LabScreen):
             compact=True,
             id="triage-token",
         )
-        yield Static(id="overall")
+        yield OverallLine(id="overall")
         yield DataTable(id="checks", cursor_type="row")
         yield Static(PLACEHOLDER, id="placeholder", markup=False)
         yield Static(id="check-detail", markup=False)
@@ -238,19 +269,9 @@ class TriageScreen(LabScreen):
         return counts
 
     def _show_overall(self) -> None:
-        """One line on top: the worst verdict so far, the counts, and whether it is still going."""
-        line = Text(no_wrap=True, overflow="ellipsis")
-        if not self.rows and not self.running:
-            line.append("overall: not run yet (r runs the checks)", style="dim")
-        else:
-            verdict = overall_verdict([row.verdict for row in self.rows])
-            line.append("overall ")
-            line.append(f" {verdict} ", style=VERDICT_STYLE.get(verdict, "bold"))
-            counts = ", ".join(f"{n} {v}" for v, n in self._counts().items())
-            line.append(f"  {counts}" if counts else "")
-            if self.running:
-                line.append(f"  · checking ({len(self.rows)} done so far)", style="dim")
-        self.query_one("#overall", Static).update(line)
+        overall = self.query_one(OverallLine)
+        overall.verdicts = tuple(row.verdict for row in self.rows)
+        overall.running = self.running
 
     def watch_running(self) -> None:
         if self.is_mounted:

@@ -75,7 +75,7 @@ def test_checks_appear_then_copy_and_save(lab: Lab) -> None:
                 "curve": "PASS",
                 "certificate": "WARN",
             }
-            overall = text_of(screen.query_one("#overall"))
+            overall = text_of(screen.query_one("#overall").render())
             assert "overall  WARN" in overall and "3 PASS, 1 WARN" in overall
             await pilot.press("y")
             report = json.loads(app.clipboard)
@@ -156,7 +156,7 @@ def test_triage_checks_its_own_card_with_a_marker_while_running(lab: Lab) -> Non
                 if screen.rows and "running" in table.rows:
                     seen_marker = True
                     assert table.get_row_index("running") == len(screen.rows)  # last row
-                    assert "checking" in text_of(screen.query_one("#overall"))
+                    assert "checking" in text_of(screen.query_one("#overall").render())
                 return not screen.running and len(screen.rows) >= 6
 
             await wait_for(pilot, progressed, timeout=60, what="triage of the card")
@@ -164,7 +164,7 @@ def test_triage_checks_its_own_card_with_a_marker_while_running(lab: Lab) -> Non
             assert screen.checked_uri == card
             verdicts = {row.name: row.verdict for row in screen.rows}
             assert verdicts["link"] == "PASS" and verdicts["signature"] == "PASS"
-            overall = text_of(screen.query_one("#overall"))
+            overall = text_of(screen.query_one("#overall").render())
             assert f"overall  {screen.report()['overall']}" in overall
 
     run(body())
