@@ -73,7 +73,7 @@ class LabScreen(Screen[None]):
         self.status.show(text, error=True)
         self.notify(text, severity="error", markup=False, timeout=8)
 
-    def guarded(self, body: Callable[[], None], source: str = "") -> None:
+    def guarded(self, body: Callable[[], object], source: str = "") -> None:
         """Run a worker body; any exception becomes a :class:`WorkerFailed` message."""
         try:
             body()

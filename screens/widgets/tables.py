@@ -131,8 +131,16 @@ def apdu_table(entries: Sequence[object]) -> Table:
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    """A and B side by side with B/A ratios of P50 and P99."""
+    """A and B side by side with B/A ratios of P50 and P99.
+
+    Row names and the ratio never wrap; A's and B's values fold inside their own columns, so
+    a long token label (``[EMULATED] IoT SAFE emulated card …``) cannot push B off an 80-column
+    screen.
+    """
     table = _table("", f"A #{comparison.a.id}", f"B #{comparison.b.id}", "B / A")
+    for column in table.columns[1:3]:
+        column.no_wrap = False
+        column.overflow = "fold"
     a, b = comparison.a_stats, comparison.b_stats
     for name, left, right in (
         ("mode", comparison.a.mode, comparison.b.mode),
