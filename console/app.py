@@ -68,13 +68,21 @@ class SafeLabApp(App[None]):
             raise ValueError("the console needs at least one screen")
         self.start = start or self.specs[0].name
         self.lab.jobs = tuple((spec.name, spec.title) for spec in self.specs)
+        self.job_screens: dict[str, Screen] = {}
+        """Each job's screen once its mode was opened: quitting must reach the jobs running
+        in modes that are not shown (Textual has no public API for other modes' stacks)."""
         for number, spec in enumerate(self.specs, start=1):
-            self.add_mode(spec.name, partial(spec.factory, self.lab))
+            self.add_mode(spec.name, partial(self._make_job_screen, spec))
             if number <= 9:
                 # The job bar at the top shows these keys; the footer keeps room for the screen's.
                 self.bind(str(number), f"open('{spec.name}')", description=spec.title, show=False)
         if ansi_color:
             self.theme = "ansi-dark"
+
+    def _make_job_screen(self, spec: ScreenSpec) -> Screen:
+        screen = spec.factory(self.lab)
+        self.job_screens[spec.name] = screen
+        return screen
 
     def on_mount(self) -> None:
         self.switch_mode(self.start)
@@ -103,11 +111,11 @@ class SafeLabApp(App[None]):
 
     async def action_quit(self) -> None:
         """Stop running experiments (their partial runs are kept), then leave."""
-        for stack in self._screen_stacks.values():
-            for screen in stack:
-                stop = getattr(screen, "stop_for_exit", None)
-                if callable(stop):
-                    stop()
+        screens = {id(s): s for s in (*self.job_screens.values(), *self.screen_stack)}
+        for screen in screens.values():
+            stop = getattr(screen, "stop_for_exit", None)
+            if callable(stop):
+                stop()
         self.exit()
 
 
