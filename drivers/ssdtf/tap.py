@@ -8,8 +8,19 @@ capture cannot. All clients of a deployment connect to the tap's port; the tap o
 upstream connection to the broker per client, so every hop (sensor↔broker, broker↔gateway,
 broker↔distribution server, broker↔data user) is captured with its direction.
 
-Ordering: all connections feed one FIFO and one forwarder task, so the trace's packet order
-is the order in which packets really left the tap, and "step" releases exactly one packet.
+Forwarding: every connection has two directions, each with a reader task, a bounded queue
+(:data:`QUEUE_FRAMES`) and a forwarder task that writes and awaits ``drain()``. A receiver
+that stops reading therefore stalls only its own direction: the queue fills, the reader
+stops reading, and TCP pushes back on that one sender. The trace's order is the order in
+which frames were forwarded. In step mode one lock is held across connections while a
+packet is held, so exactly one packet waits and "step" releases exactly that one.
+
+Why not one queue and one forwarder for all connections (the earlier design): the
+forwarder awaited ``drain()`` after each write, so a single client that stopped reading
+(a paho network thread blocked in a callback, a client that died without closing) froze
+forwarding for every connection of the deployment once its socket buffers were full, and a
+SUBSCRIBE queued behind it never got its SUBACK (``tests/ssdtf/test_tap.py`` shows it with
+a real broker).
 """
 
 from __future__ import annotations
