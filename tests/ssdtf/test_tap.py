@@ -8,10 +8,12 @@ waiting behind it never got its SUBACK).
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -167,3 +169,26 @@ def test_a_dropped_connection_is_not_silently_reconnected(tapped: tuple[Tap, Tra
             endpoint.subscribe([("probe/echo", 1)], 10)
     finally:
         endpoint.stop()
+
+
+def test_starting_the_embedded_broker_leaves_no_unclosed_connection() -> None:
+    """The root cause of "no SUBACK for 'ssdtf-ds'": a readiness probe connection that amqtt
+    never closed. When the GC finalized it, StreamWriter.__del__ unregistered its old fd
+    number from the loop's selector, and that number could belong to a new connection by
+    then, whose next packet was never read. The broker start must leave nothing to finalize.
+    """
+    net = NetLoop("broker-start-test")
+    broker = EmbeddedBroker(net, BrokerPolicy(TOKEN, {"probe"}))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            broker.start()
+            endpoint = _service("probe", broker.port)  # a real client still gets in
+            endpoint.stop()
+            time.sleep(0.3)  # let amqtt finish with the closed client
+            gc.collect()
+        unclosed = [str(w.message) for w in caught if "unclosed" in str(w.message)]
+        assert not unclosed, unclosed
+    finally:
+        broker.stop()
+        net.stop()
