@@ -21,6 +21,17 @@ forwarder awaited ``drain()`` after each write, so a single client that stopped 
 forwarding for every connection of the deployment once its socket buffers were full, and a
 SUBSCRIBE queued behind it never got its SUBACK (``tests/ssdtf/test_tap.py`` shows it with
 a real broker).
+
+That head-of-line blocking was a real weakness but not what made ``control-qos`` (and other
+attack runs) fail with "no SUBACK for 'ssdtf-ds' in 10 s". Captured failures showed the DS's
+SUBSCRIBE unread in the kernel (Recv-Q 21) on a socket of this loop that was missing from the
+loop's selector. Cause: the embedded broker's TCP readiness probe. amqtt never closes the
+server side of a connection that ends before its CONNECT; when the GC finalized that
+StreamWriter (on whichever thread triggered the collection), the transport's ``__del__``
+closed the socket, freeing its fd number, and ``StreamWriter.__del__`` then called
+``transport.close()`` → ``loop._remove_reader(fd)``. Reused in between by the next accepted
+socket (the tap's or the broker's side of the DS connection), that number lost its reader.
+Fixed in :meth:`drivers.ssdtf.brokers.EmbeddedBroker.start` (no probe).
 """
 
 from __future__ import annotations
