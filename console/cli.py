@@ -320,7 +320,7 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool, paper: bool) -> No
     stdout.print(render.run_details(record))
     label = render.run_label(record.mode, record.token.get("label", ""), record.emulated)
     stdout.print(render.table3(stats, label, record.mode, paper))
-    stdout.print(render.phase_table(stats))
+    stdout.print(render.phase_table(stats, record.experiment))
 
 
 @runs.command("export")

@@ -32,6 +32,7 @@ from screens.dialogs import SavePathModal
 from screens.lab import Lab
 from screens.registry import ScreenSpec
 from screens.widgets.histogram import LatencyBins, LatencyHistogram, latency_bins
+from screens.widgets.protocol_tables import protocol_phase_table
 from screens.widgets.tables import comparison_table, phase_table, run_label, table3
 
 
@@ -337,7 +338,12 @@ class ResultsScreen(LabScreen):
         self.query_one("#run-table3", Static).update(
             table3(message.stats, label, record.mode, record.threshold_ms)
         )
-        self.query_one("#run-phases", Static).update(phase_table(message.stats))
+        phases = (
+            protocol_phase_table(message.stats)
+            if record.experiment == "proto"
+            else phase_table(message.stats)
+        )
+        self.query_one("#run-phases", Static).update(phases)
         self.query_one("#run-histogram", LatencyHistogram).bins = message.bins
 
     # -- actions ----------------------------------------------------------------------------

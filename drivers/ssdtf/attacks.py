@@ -59,10 +59,14 @@ class AttackOutcome:
     trace: Trace | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        # not dataclasses.asdict(self): it would deep-copy the trace (locks) before filtering
+        """The verdict fields for ``--json`` and test messages, without the trace.
+
+        Not ``dataclasses.asdict``: it deep-copies every field first, and the trace holds a
+        lock (``RLock`` cannot be copied), so it raised for every attack.
+        """
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trace"}
-        out["evidence"] = dict(self.evidence)
         out["expected"] = [f"{role}: {text}" for role, text in self.expected]
+        out["evidence"] = dict(self.evidence)
         return out
 
 

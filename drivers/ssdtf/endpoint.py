@@ -48,6 +48,10 @@ class Endpoint:
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             clean_session=clean_session,
+            # The only reliable way to stop paho reconnecting: calling disconnect() from
+            # on_disconnect is undone when paho then marks the connection as lost, and it
+            # reconnects ~1 s later with the same client ID (see _on_disconnect).
+            reconnect_on_failure=False,
         )
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -78,9 +82,13 @@ class Endpoint:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self.closed.set()
+        for event in list(self._suback.values()):
+            event.set()  # wake subscribe(): no SUBACK comes on a closed connection
         if not self._closing:
             self._closing = True
-            client.disconnect()  # stops paho's automatic reconnect: a new session needs a handshake
+            # Belt and braces: reconnect_on_failure=False is what stops paho; a new SSDTF
+            # session needs a new handshake, never a silent reconnect.
+            client.disconnect()
         if was_connected and self.on_closed is not None:
             self.on_closed()
 
@@ -131,9 +139,16 @@ class Endpoint:
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise MqttError(f"SUBSCRIBE failed for {self.client_id!r} ({result})", "")
         event = self._suback.setdefault(mid, threading.Event())
+        if self.closed.is_set():
+            event.set()
         if not event.wait(timeout):
             raise MqttError(f"no SUBACK for {self.client_id!r} in {timeout:.0f} s", "")
-        return self._granted.get(mid, [])
+        if mid not in self._granted:
+            raise MqttError(
+                f"the connection of {self.client_id!r} closed before its SUBACK",
+                "the broker or the tap closed it; see the trace's notes",
+            )
+        return self._granted[mid]
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
