@@ -59,6 +59,7 @@ from drivers.bench.store import ResultsStore, RunRecord
 from drivers.cards.emulator.delay import RecordingDelay
 from drivers.cards.emulator.predict import PAPER_DATA, modelled_trials
 from drivers.cards.emulator.profile import ZERO, CardProfile, Dist, load_profile
+from drivers.cards.emulator.quirks import QuirkValue, QuirkValueError, quirk_from_text
 from drivers.errors import SafeLabError
 from drivers.tokens.base import CURVE_ALIASES, HashOn
 from drivers.tokens.spec import parse_spec
@@ -340,7 +341,7 @@ def profile_toml(
             lines += _comment(notes.get(f"{section}.{key}", ""))
             lines.append(f"{key} = {dist_toml(dist)}")
     lines += ["", "[quirks]"]
-    lines += [f"{key} = {_quirk_toml(value)}" for key, value in profile.quirks.items()]
+    lines += [f"{key} = {_quirk_toml(value)}" for key, value in profile.quirks.as_table().items()]
     return "\n".join(lines) + "\n"
 
 
@@ -430,7 +431,7 @@ def _read_group(store: ResultsStore, runs: list[RunRecord]) -> _Group:
     return group
 
 
-def _flow(run: RunRecord, quirks: dict[str, Any]) -> str:
+def _flow(run: RunRecord, quirks: dict[str, str]) -> str:
     """Spec attributes that make the emulated flow send the run's APDUs (fills ``quirks``)."""
     extra: list[str] = []
     if run.token_kind == "iotsafe":
@@ -449,18 +450,15 @@ def _flow(run: RunRecord, quirks: dict[str, Any]) -> str:
     return "".join(f";{part}" for part in extra)
 
 
-def _typed_quirks(base: CardProfile, raw: dict[str, Any]) -> dict[str, Any]:
-    """Quirks from a spec (text) in the types the profile wants."""
-    typed: dict[str, Any] = {}
-    for name, value in raw.items():
-        default = base.quirks.get(name)
-        if isinstance(default, bool):
-            typed[name] = str(value).lower() in ("true", "1", "yes")
-        elif isinstance(default, int):
-            typed[name] = int(value, 0)
-        else:
-            typed[name] = value
-    return typed
+def _typed_quirks(raw: dict[str, str]) -> dict[str, QuirkValue]:
+    """Quirks from a run's spec (text) in the types the profile wants."""
+    try:
+        return {name: quirk_from_text(name, value) for name, value in raw.items()}
+    except QuirkValueError as exc:
+        raise FitError(
+            f"the run's token spec sets quirk {exc.key}, which {exc.problem}",
+            "fit runs made with this SAFE Lab version's quirks",
+        ) from None
 
 
 # ------------------------------------------------------------------------------- the fit
@@ -579,9 +577,9 @@ def fit_profile(
                 "fit the runs of one card together, and other cards separately",
             )
     notes: list[str] = []
-    raw_quirks: dict[str, Any] = {}
+    raw_quirks: dict[str, str] = {}
     flows = {run.mode: _flow(run, raw_quirks) for run in runs}
-    base = base.with_quirks(**_typed_quirks(base, raw_quirks)) if raw_quirks else base
+    base = base.with_quirks(**_typed_quirks(raw_quirks)) if raw_quirks else base
     groups = {
         mode: _read_group(store, [r for r in runs if r.mode == mode])
         for mode in MODE_PHASES

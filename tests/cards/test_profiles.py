@@ -30,7 +30,7 @@ from drivers.tokens.base import HashOn
 def test_shipped_profiles_load() -> None:
     assert {"paper-sim", "discrete-se"} <= set(list_profiles())
     paper = load_profile("paper-sim")
-    assert paper.name == "paper-sim" and paper.quirks["signature_length"] == "two-byte"
+    assert paper.name == "paper-sim" and paper.quirks.signature_length == "two-byte"
     assert paper.crypto["ecdsa_sign"].mean_ms > 400
     se = load_profile("discrete-se")
     assert 20 < se.crypto["ecdsa_sign"].mean_ms < 100

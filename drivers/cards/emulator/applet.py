@@ -6,7 +6,7 @@ for the whole card the host sees: MANAGE CHANNEL, SELECT by AID, GET RESPONSE, I
 COMPUTE/VERIFY SIGNATURE in all modes, GET RANDOM, GENERATE KEY PAIR, READ/PUT PUBLIC KEY,
 COMPUTE DH). COMPUTE PRF and HKDF answer ``6D00``, as on applets without them.
 
-Behaviours where real applets differ are quirks of the profile (:data:`QUIRK_DEFAULTS`): T=0
+Behaviours where real applets differ are quirks of the profile (:class:`Quirks`): T=0
 ``61xx``, ``6Cxx`` on a wrong Le, accepted CLA classes, the signature's length form and
 encoding, what INIT on an open session does, valid session numbers. Where the reference is
 silent, choices are documented at the handler (e.g. the last UPDATE ends the session, so a
@@ -212,13 +212,13 @@ class IoTSafeApplet:
 
     def _implicit_open(self, channel_no: int) -> _Channel | None:
         """SELECT on a closed channel opens it (Java Card does; wolfSSL relies on it)."""
-        if channel_no >= self.quirks["max_channels"]:
+        if channel_no >= self.quirks.max_channels:
             return None
         channel = self.channels[channel_no] = _Channel()
         return channel
 
     def _check_class(self, cla: int) -> None:
-        allowed = self.quirks["cla"]
+        allowed = self.quirks.cla
         proprietary = bool(cla & 0x80)
         if (allowed == "proprietary" and not proprietary) or (allowed == "iso" and proprietary):
             raise _Status(SW.CLA_NOT_SUPPORTED)
@@ -231,14 +231,14 @@ class IoTSafeApplet:
         if not data:
             return ok
         case2 = command.le is not None and not command.data
-        if self.quirks["t0"]:
+        if self.quirks.t0:
             if case2:
                 assert command.le is not None
                 want = command.le or 256
                 if len(data) == want:
                     return data + ok
                 if len(data) < want:
-                    if self.quirks["strict_le"]:
+                    if self.quirks.strict_le:
                         return wrong_le(len(data))
                     return data + ok
                 channel.pending = data[want:]
@@ -272,11 +272,11 @@ class IoTSafeApplet:
     def _manage_channel(self, command: Command, channel_no: int) -> bytes:
         if command.p1 == 0x00:
             if command.p2 != 0x00:
-                if command.p2 in self.channels or command.p2 >= self.quirks["max_channels"]:
+                if command.p2 in self.channels or command.p2 >= self.quirks.max_channels:
                     raise _Status(SW.FUNCTION_NOT_SUPPORTED)
                 self.channels[command.p2] = _Channel()
                 return b""
-            for number in range(1, self.quirks["max_channels"]):
+            for number in range(1, self.quirks.max_channels):
                 if number not in self.channels:
                     self.channels[number] = _Channel()
                     return bytes([number])
@@ -400,7 +400,7 @@ class IoTSafeApplet:
                 (0x92, b"\x04"),
                 (0x93, b"\x01"),
                 (0x94, b"\x00"),
-                (0xB7, bytes([q["max_sessions"]])),
+                (0xB7, bytes([q.max_sessions])),
             ]
         )
 
@@ -456,8 +456,8 @@ class IoTSafeApplet:
     # signature sessions --------------------------------------------------------------------
 
     def _session_number(self, p2: int) -> int:
-        first = self.quirks["first_session"]
-        if not first <= p2 < first + self.quirks["max_sessions"]:
+        first = self.quirks.first_session
+        if not first <= p2 < first + self.quirks.max_sessions:
             raise _Status(SW.INCORRECT_P1P2)
         return p2
 
@@ -474,7 +474,7 @@ class IoTSafeApplet:
             return b""
         if command.p1 != 0x00:
             raise _Status(SW.INCORRECT_P1P2)
-        if number in channel.sessions and self.quirks["stale_session"] == "error":
+        if number in channel.sessions and self.quirks.stale_session == "error":
             raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         values = self._tlvs(command.data)
         session = _Session(kind)
@@ -547,14 +547,14 @@ class IoTSafeApplet:
         assert key is not None
         der = key.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         work.crypto, work.curve = "ecdsa_sign", key.curve
-        if self.quirks["auto_close_after_sign"]:
+        if self.quirks.auto_close_after_sign:
             channel.sessions.pop(number, None)
-        if self.quirks["signature_format"] == "der":
+        if self.quirks.signature_format == "der":
             body = der
         else:
             r, s = decode_dss_signature(der)
             body = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        if self.quirks["signature_length"] == "two-byte":
+        if self.quirks.signature_length == "two-byte":
             return b"\x33" + len(body).to_bytes(2, "big") + body
         return tlv.encode(0x33, body)
 
@@ -593,7 +593,7 @@ class IoTSafeApplet:
             return b""
         if command.p1 != 0x00:
             raise _Status(SW.INCORRECT_P1P2)
-        if number in channel.sessions and self.quirks["stale_session"] == "error":
+        if number in channel.sessions and self.quirks.stale_session == "error":
             raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         public = self._object("public", self._tlvs(command.data))
         if not public.access & ACCESS_UPDATE:
