@@ -19,6 +19,7 @@ trace shows what each quirk costs. Error status words become the named errors of
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 
@@ -65,6 +66,11 @@ READ_CHUNK = 0xF0
 """READ FILE chunk: explicit Le, as Orange found Le=00 troubles some modems."""
 
 _KEY_SWS = (SW.REFERENCE_NOT_FOUND, SW.REFERENCED_DATA_NOT_FOUND)
+
+
+def _read_file(ref: ObjectRef, offset: int, length: int, cla: int) -> Command:
+    """READ FILE with the CLA last, for :func:`functools.partial` in a chunk loop."""
+    return apdu.read_file(cla, ref, offset, length)
 
 
 class IoTSafeClient:
@@ -329,7 +335,7 @@ class IoTSafeClient:
         while len(content) < size:
             offset = len(content)
             length = min(self.read_chunk, size - offset)
-            response = self.command(lambda cla, o=offset, n=length: apdu.read_file(cla, ref, o, n))
+            response = self.command(functools.partial(_read_file, ref, offset, length))
             self._check(response, "READ FILE")
             if not response.data:
                 raise ResponseFormatError(
@@ -396,7 +402,7 @@ class IoTSafeClient:
         commands = apdu.compute_signature_update_full_text(0, session, message)
         response: Response | None = None
         for template in commands:
-            response = self.command(lambda cla, t=template: t.with_cla(cla))
+            response = self.command(template.with_cla)
             if template.p1 != 0x80:
                 self._check(response, "COMPUTE SIGNATURE UPDATE")
         assert response is not None
@@ -479,7 +485,7 @@ class IoTSafeClient:
         self._check_key(response, "PUT PUBLIC KEY INIT", f"public key slot {key}")
         try:
             for template in apdu.put_public_key_update(0, session, point):
-                response = self.command(lambda cla, t=template: t.with_cla(cla))
+                response = self.command(template.with_cla)
                 self._check(response, "PUT PUBLIC KEY UPDATE")
         finally:
             with contextlib.suppress(StatusWordError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
 from drivers.cards.apdu import GSMA_AID, ISO, PROPRIETARY, Mode
@@ -310,7 +311,8 @@ def _attribute(text: str, name: str, target: str) -> Attribute:
 def parse_options(text: str) -> IoTSafeOptions:
     """Check an ``iotsafe:`` spec and return its options (errors name the attribute)."""
     target, pairs = _split(text)
-    values: dict[str, object] = {"target": target}
+    # Any: each value comes from its field's rule in ATTRIBUTES, which returns that type.
+    values: dict[str, Any] = {"target": target}
     given: dict[str, str] = {}
     quirks: dict[str, QuirkValue] = {}
     for name, value in pairs:

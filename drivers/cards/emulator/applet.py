@@ -26,7 +26,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -47,7 +49,10 @@ from drivers.cards.emulator.store import (
     FN_KEYGEN,
     FN_SIGN,
     KEY_TYPE_OF_CURVE,
+    CardObject,
     CardStore,
+    FileObject,
+    ObjectKind,
     PrivateKeyObject,
     PublicKeyObject,
 )
@@ -58,7 +63,7 @@ from drivers.tokens.base import CURVES
 APPLET_ID = b"SAFE Lab emulator"
 SPEC_VERSION = b"\x01\x00"
 
-_COMMAND_KEYS = {
+_COMMAND_KEYS: dict[int, str] = {
     Ins.MANAGE_CHANNEL: "manage_channel",
     Ins.SELECT: "select",
     Ins.GET_RESPONSE: "get_response",
@@ -328,7 +333,7 @@ class IoTSafeApplet:
     # ------------------------------------------------------------------------- IoT SAFE
 
     def _iot_safe(self, command: Command, channel: _Channel, work: _Work) -> bytes:
-        handler = {
+        handlers: dict[int, Callable[[Command, _Channel, _Work], bytes]] = {
             Ins.GET_DATA: self._get_data,
             Ins.READ_FILE: self._read_file,
             Ins.COMPUTE_SIGNATURE_INIT: self._signature_init,
@@ -341,7 +346,8 @@ class IoTSafeApplet:
             Ins.READ_PUBLIC_KEY: self._read_public_key,
             Ins.COMPUTE_DH: self._compute_dh,
             Ins.GET_RANDOM: self._get_random,
-        }.get(command.ins)
+        }
+        handler = handlers.get(command.ins)
         if handler is None:
             raise _Status(SW.INS_NOT_SUPPORTED)
         return handler(command, channel, work)
@@ -353,7 +359,15 @@ class IoTSafeApplet:
         except TlvError:
             raise _Status(SW.INCORRECT_DATA) from None
 
-    def _object(self, kind: str, values: dict[int, bytes]):
+    @overload
+    def _object(self, kind: Literal["private"], values: dict[int, bytes]) -> PrivateKeyObject: ...
+    @overload
+    def _object(self, kind: Literal["public"], values: dict[int, bytes]) -> PublicKeyObject: ...
+    @overload
+    def _object(self, kind: Literal["file"], values: dict[int, bytes]) -> FileObject: ...
+    @overload
+    def _object(self, kind: ObjectKind, values: dict[int, bytes]) -> CardObject: ...
+    def _object(self, kind: ObjectKind, values: dict[int, bytes]) -> CardObject:
         id_tag, label_tag = {"private": (0x84, 0x74), "public": (0x85, 0x75), "file": (0x83, 0x73)}[
             kind
         ]
@@ -376,11 +390,11 @@ class IoTSafeApplet:
             return self._application_info()
         if command.p1 == 0x01:
             return self._object_list()
-        kinds = {0xC1: "private", 0xC2: "public", 0xC3: "file"}
+        kinds: dict[int, ObjectKind] = {0xC1: "private", 0xC2: "public", 0xC3: "file"}
         if command.p1 in kinds:
             kind = kinds[command.p1]
             obj = self._object(kind, self._tlvs(command.data))
-            return tlv.encode(command.p1, self._entry(kind, obj))
+            return tlv.encode(command.p1, self._entry(obj))
         if command.p1 == 0xC4:
             raise _Status(SW.REFERENCE_NOT_FOUND)
         raise _Status(SW.INCORRECT_P1P2)
@@ -406,17 +420,20 @@ class IoTSafeApplet:
 
     def _object_list(self) -> bytes:
         out = b""
-        for obj in self.store.private_keys.values():
-            out += tlv.encode(0xC1, self._entry("private", obj))
-        for obj in self.store.public_keys.values():
-            out += tlv.encode(0xC2, self._entry("public", obj))
-        for obj in self.store.files.values():
-            out += tlv.encode(0xC3, self._entry("file", obj))
+        tables: list[tuple[int, Mapping[bytes, CardObject]]] = [
+            (0xC1, self.store.private_keys),
+            (0xC2, self.store.public_keys),
+            (0xC3, self.store.files),
+        ]
+        for tag, table in tables:
+            for obj in table.values():
+                out += tlv.encode(tag, self._entry(obj))
         return out
 
     @staticmethod
-    def _entry(kind: str, obj) -> bytes:
-        if kind == "file":
+    def _entry(obj: CardObject) -> bytes:
+        """The object's GET DATA entry (object list ``C1``/``C2``/``C3`` contents)."""
+        if isinstance(obj, FileObject):
             return tlv.encode_all(
                 [
                     (0x73, obj.label.encode()),
@@ -427,14 +444,15 @@ class IoTSafeApplet:
                     (0x21, bytes([obj.usage])),
                 ]
             )
+        private = isinstance(obj, PrivateKeyObject)
         items = [
-            (0x74 if kind == "private" else 0x75, obj.label.encode()),
-            (0x84 if kind == "private" else 0x85, obj.id),
-            (0x60, bytes([getattr(obj, "access", 0x00)])),
-            (0x4A, bytes([getattr(obj, "state", 0x01)])),
+            (0x74 if private else 0x75, obj.label.encode()),
+            (0x84 if private else 0x85, obj.id),
+            (0x60, bytes([obj.access if isinstance(obj, PublicKeyObject) else 0x00])),
+            (0x4A, bytes([obj.state if isinstance(obj, PrivateKeyObject) else 0x01])),
             (0x4B, bytes([KEY_TYPE_OF_CURVE.get(obj.curve, 0x13)])),
         ]
-        if kind == "private":
+        if isinstance(obj, PrivateKeyObject):
             items.append((0x4E, bytes([obj.usage])))
         items.append((0x61, bytes([obj.functions])))
         if obj.functions & FN_SIGN:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 ClaMode = Literal["both", "proprietary", "iso"]
 SignatureLength = Literal["ber", "two-byte"]
@@ -77,7 +77,8 @@ class Quirks:
 
     def replace(self, **changes: object) -> Quirks:
         """A copy with ``changes`` applied, each checked; raises :class:`QuirkValueError`."""
-        checked = {key: _check(key, value) for key, value in changes.items()}
+        # Any: each value was just checked against its field's type by _check.
+        checked: dict[str, Any] = {key: _check(key, value) for key, value in changes.items()}
         result = dataclasses.replace(self, **checked)
         result._check_ranges()
         return result
@@ -90,7 +91,9 @@ class Quirks:
         for key, (low, high) in _RANGES.items():
             value = getattr(self, key)
             if not low <= value <= high:
-                raise QuirkValueError(key, f"must be {low}-{high}, got {value}", f"{key} = {low}")
+                raise QuirkValueError(
+                    key, f"must be {low}-{high}, got {value}", f"use {low}-{high}"
+                )
         if self.first_session + self.max_sessions > 0x100:
             raise QuirkValueError(
                 "max_sessions",
@@ -112,16 +115,20 @@ def _check(key: str, value: object) -> QuirkValue:
     default = QUIRK_DEFAULTS[key]
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise QuirkValueError(key, f"must be true or false, got {value!r}", f"{key} = true")
+            raise QuirkValueError(key, f"must be true or false, got {value!r}", "use true or false")
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise QuirkValueError(key, f"must be an integer, got {value!r}", f"{key} = {default}")
+            raise QuirkValueError(
+                key, f"must be an integer, got {value!r}", f"use an integer (default {default})"
+            )
         return value
     choices = _CHOICES[key]
     if value not in choices:
         raise QuirkValueError(
-            key, f"must be one of {', '.join(choices)}, got {value!r}", f'{key} = "{choices[0]}"'
+            key,
+            f"must be one of {', '.join(choices)}, got {value!r}",
+            f"use one of {', '.join(choices)}",
         )
     assert isinstance(value, str)
     return value
@@ -135,12 +142,12 @@ def quirk_from_text(key: str, text: str) -> QuirkValue:
     if isinstance(default, bool):
         word = text.strip().lower()
         if word not in ("true", "false", "1", "0", "yes", "no"):
-            raise QuirkValueError(key, "wants true or false", f"quirk-{key}=true")
+            raise QuirkValueError(key, "wants true or false", "use true or false")
         return word in ("true", "1", "yes")
     if isinstance(default, int):
         try:
             number = int(text, 0)
         except ValueError:
-            raise QuirkValueError(key, f"{text!r} is not an integer", f"quirk-{key}=1") from None
+            raise QuirkValueError(key, f"{text!r} is not an integer", "use an integer") from None
         return _check(key, number)
     return _check(key, text)
