@@ -126,11 +126,16 @@ class TriageScreen(LabScreen):
             return True if self.rows and not self.running else None
         return True
 
-    def report(self) -> dict[str, object]:
-        """The JSON report: token, every check, and a count per verdict."""
+    def verdict_counts(self) -> dict[str, int]:
+        """How many checks ended in each verdict (PASS, WARN, FAIL...)."""
         counts: dict[str, int] = {}
         for row in self.rows:
             counts[row.verdict] = counts.get(row.verdict, 0) + 1
+        return counts
+
+    def report(self) -> dict[str, object]:
+        """The JSON report: token, every check, and a count per verdict."""
+        counts = self.verdict_counts()
         return {
             "token": self.checked_uri,
             "checks": [row.as_dict() for row in self.rows],
@@ -203,7 +208,7 @@ class TriageScreen(LabScreen):
     def _triage_done(self, message: TriageDone) -> None:
         self.running = False
         self.refresh_bindings()
-        counts = ", ".join(f"{v} {n}" for v, n in self.report()["summary"].items())  # type: ignore[union-attr]
+        counts = ", ".join(f"{v} {n}" for v, n in self.verdict_counts().items())
         text = f"{message.text}; {counts}" if counts else message.text
         if "stopped" in message.text:
             self.fail(text)
