@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_login_is_called_exactly_once_on_a_wrong_pin(softhsm: SoftHsm, tmp_path:
         "try:\n    runner.run()\nexcept PinError as e:\n    print(e.one_line()); sys.exit(3)\n"
     )
     env = dict(os.environ, PKCS11SPY=softhsm.module, PKCS11SPY_OUTPUT=str(log))
-    result = subprocess.run(["python", "-c", script], env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert result.returncode == 3, result.stderr
     assert "wrong PIN" in result.stdout
     assert log.read_text().count("C_Login") == 1
