@@ -74,7 +74,10 @@ class LabScreen(Screen[None]):
         self.notify(text, severity="error", markup=False, timeout=8)
 
     def guarded(self, body: Callable[[], object], source: str = "") -> None:
-        """Run a worker body; any exception becomes a :class:`WorkerFailed` message."""
+        """Run a worker body; any exception becomes a :class:`WorkerFailed` message.
+
+        The body's result is dropped (``post_message`` returns a bool, for one).
+        """
         try:
             body()
         except Exception as exc:  # every failure must reach the user, never the terminal

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.cards.errors import TransportError
 
@@ -109,7 +110,8 @@ class PcscTransport:
         self.atr = bytes(self._connection.getATR())
 
     @staticmethod
-    def _choose(found: list, reader: str | int | None):  # type: ignore[no-untyped-def]
+    def _choose(found: list[Any], reader: str | int | None) -> Any:
+        """The reader ``reader`` names (pyscard reader objects are untyped: Any)."""
         names = ", ".join(f"{i}: {r}" for i, r in enumerate(found))
         if reader is None:
             return found[0]

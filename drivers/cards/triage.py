@@ -419,17 +419,19 @@ def _latency_check(
     except SafeLabError as exc:
         return Check("latency", "FAIL", f"signing failed while timing: {exc.one_line()}")
     over = sum(t > threshold_ms for t in quick + fresh)
+    quick_stats = {"n": len(quick), "p50": statistics.median(quick), "max": max(quick)}
+    fresh_stats = {"n": len(fresh), "p50": statistics.median(fresh), "max": max(fresh)}
     data = {
-        "sign_only_ms": {"n": len(quick), "p50": statistics.median(quick), "max": max(quick)},
-        "total_ms": {"n": len(fresh), "p50": statistics.median(fresh), "max": max(fresh)},
+        "sign_only_ms": quick_stats,
+        "total_ms": fresh_stats,
         "over_threshold": over,
         "threshold_ms": threshold_ms,
         "emulated": token.info.emulated,
     }
     detail = (
-        f"sign_only P50 {data['sign_only_ms']['p50']:.1f} ms (max "
-        f"{data['sign_only_ms']['max']:.1f}, n={len(quick)}); total P50 "
-        f"{data['total_ms']['p50']:.1f} ms (max {data['total_ms']['max']:.1f}, "
+        f"sign_only P50 {quick_stats['p50']:.1f} ms (max "
+        f"{quick_stats['max']:.1f}, n={len(quick)}); total P50 "
+        f"{fresh_stats['p50']:.1f} ms (max {fresh_stats['max']:.1f}, "
         f"n={len(fresh)}); {over} over {threshold_ms:g} ms"
         + (" [EMULATED]" if token.info.emulated else "")
     )

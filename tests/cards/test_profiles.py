@@ -17,6 +17,7 @@ from drivers.cards.emulator import (
     Dist,
     IoTSafeApplet,
     PreciseDelay,
+    Quirks,
     RecordingDelay,
     list_profiles,
     load_profile,
@@ -30,7 +31,7 @@ from drivers.tokens.base import HashOn
 def test_shipped_profiles_load() -> None:
     assert {"paper-sim", "discrete-se"} <= set(list_profiles())
     paper = load_profile("paper-sim")
-    assert paper.name == "paper-sim" and paper.quirks["signature_length"] == "two-byte"
+    assert paper.name == "paper-sim" and paper.quirks.signature_length == "two-byte"
     assert paper.crypto["ecdsa_sign"].mean_ms > 400
     se = load_profile("discrete-se")
     assert 20 < se.crypto["ecdsa_sign"].mean_ms < 100
@@ -67,6 +68,8 @@ select = { dist = "normal", mean_ms = 1.0, sigma_ms = 0.1 }
         (GOOD + "[quirks]\nt0 = 3\n", "quirks.t0"),
         (GOOD + '[quirks]\ncla = "both-ish"\n', "quirks.cla"),
         (GOOD + "[quirks]\nfoo = 1\n", "quirks.foo"),
+        (GOOD + "[quirks]\nmax_sessions = 40\n", "quirks.max_sessions"),
+        (GOOD + "[quirks]\nfirst_session = true\n", "quirks.first_session"),
         (
             GOOD.replace(
                 "sigma_ms = 0.1 }", 'sigma_ms = 0.1, tail = { p = 2, dist = "constant", ms = 1 } }'
@@ -90,6 +93,17 @@ def test_broken_profile_names_file_and_field(tmp_path: Path, text: str, field: s
     assert str(path) in info.value.problem
     assert field in info.value.problem
     assert info.value.fix
+
+
+def test_quirks_are_typed_and_overrides_checked() -> None:
+    paper = load_profile("paper-sim")
+    assert isinstance(paper.quirks, Quirks) and paper.quirks.t0 is True
+    changed = paper.with_quirks(t0=False, cla="iso")
+    assert (changed.quirks.t0, changed.quirks.cla) == (False, "iso")
+    assert paper.quirks.t0 is True  # the loaded profile is unchanged
+    with pytest.raises(ProfileError) as info:
+        paper.with_quirks(stale_session="ignore")
+    assert "quirks.stale_session" in info.value.problem and "error, replace" in info.value.fix
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -88,6 +90,10 @@ class FileObject:
     access: int = ACCESS_READ
 
 
+CardObject = PrivateKeyObject | PublicKeyObject | FileObject
+ObjectKind = Literal["private", "public", "file"]
+
+
 @dataclass
 class CardStore:
     """Everything the applet keeps across sessions: objects, PIN state, the lab CA."""
@@ -101,9 +107,32 @@ class CardStore:
     pin_verified: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
-    def find(self, kind: str, *, id: bytes | None = None, label: str | None = None):
+    @overload
+    def find(
+        self, kind: Literal["private"], *, id: bytes | None = None, label: str | None = None
+    ) -> PrivateKeyObject | None: ...
+    @overload
+    def find(
+        self, kind: Literal["public"], *, id: bytes | None = None, label: str | None = None
+    ) -> PublicKeyObject | None: ...
+    @overload
+    def find(
+        self, kind: Literal["file"], *, id: bytes | None = None, label: str | None = None
+    ) -> FileObject | None: ...
+    @overload
+    def find(
+        self, kind: ObjectKind, *, id: bytes | None = None, label: str | None = None
+    ) -> CardObject | None: ...
+    def find(
+        self, kind: ObjectKind, *, id: bytes | None = None, label: str | None = None
+    ) -> CardObject | None:
         """The object of ``kind`` with that ID or label, or ``None``."""
-        table = {"private": self.private_keys, "public": self.public_keys, "file": self.files}[kind]
+        tables: dict[str, Mapping[bytes, CardObject]] = {
+            "private": self.private_keys,
+            "public": self.public_keys,
+            "file": self.files,
+        }
+        table = tables[kind]
         if id is not None:
             return table.get(id)
         for obj in table.values():
