@@ -272,9 +272,13 @@ def list_attacks(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     table = Table("name", "what", "rejected by (expected)")
-    for row in rows:
-        expected = "must still verify" if row["control"] else " or ".join(row["expected"])
-        table.add_row(row["name"], row["title"], expected)
+    for attack in ATTACKS.values():
+        expected = (
+            "must still verify"
+            if attack.control
+            else " or ".join(f"{r}: {t}" for r, t in attack.expect)
+        )
+        table.add_row(attack.name, attack.title, expected)
     stdout.print(table)
 
 

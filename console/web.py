@@ -97,8 +97,8 @@ def make_server(host: str, port: int, templates: Path) -> Any:
     from aiohttp import web
     from textual_serve.server import Server, to_int
 
-    class ClassroomServer(Server):  # type: ignore[misc]
-        @aiohttp_jinja2.template("app_index.html")  # type: ignore[untyped-decorator]
+    class ClassroomServer(Server):
+        @aiohttp_jinja2.template("app_index.html")
         async def handle_index(self, request: web.Request) -> dict[str, Any]:
             base = f"{request.scheme}://{request.host}"
             static = request.app.router["static"].url_for(filename="/")

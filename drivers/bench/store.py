@@ -193,7 +193,7 @@ class ResultsStore:
         try:
             with self._conn:
                 if many:
-                    return self._conn.executemany(sql, params)  # type: ignore[arg-type]
+                    return self._conn.executemany(sql, params)
                 return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from None

@@ -140,19 +140,19 @@ def _broker_class() -> type:
     the CONNECT is authenticated first; a refused one gets CONNACK 5 and never touches the
     session table. The rest follows amqtt's own ``_initialize_client_session``.
     """
-    from amqtt.broker import Broker  # type: ignore[import-untyped]
-    from amqtt.errors import AMQTTError, MQTTError, NoDataError  # type: ignore[import-untyped]
-    from amqtt.mqtt.connack import (  # type: ignore[import-untyped]
+    from amqtt.broker import Broker
+    from amqtt.errors import AMQTTError, MQTTError, NoDataError
+    from amqtt.mqtt.connack import (
         NOT_AUTHORIZED,
         ConnackPacket,
     )
-    from amqtt.mqtt.protocol.broker_handler import (  # type: ignore[import-untyped]
+    from amqtt.mqtt.protocol.broker_handler import (
         BrokerProtocolHandler,
     )
-    from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
+    from amqtt.utils import gen_client_id
 
-    class SsdtfBroker(Broker):  # type: ignore[misc]
-        async def _initialize_client_session(  # type: ignore[override]
+    class SsdtfBroker(Broker):
+        async def _initialize_client_session(
             self, reader: Any, writer: Any, remote_address: str, remote_port: int
         ) -> tuple[Any, Session]:
             try:

@@ -94,7 +94,12 @@ def _is(hop: Hop, lane: str, direction: str, msg_type: MsgType | None = None) ->
 def _republish(hop: Hop, payload: bytes, **changes: Any) -> bytes:
     p = hop.packet
     topic = changes.pop("topic", p.topic or "")
-    args = {"qos": p.qos, "retain": p.retain, "dup": p.dup, "packet_id": p.packet_id}
+    args: dict[str, Any] = {
+        "qos": p.qos,
+        "retain": p.retain,
+        "dup": p.dup,
+        "packet_id": p.packet_id,
+    }
     args.update(changes)
     return encode_publish(topic, payload, **args)
 

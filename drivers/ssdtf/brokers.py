@@ -149,7 +149,7 @@ class EmbeddedBroker:
     def stop(self) -> None:
         if self._broker is not None:
             with contextlib.suppress(Exception):  # best effort at shutdown
-                self.net.run(self._broker.shutdown(), timeout=10)  # type: ignore[attr-defined]
+                self.net.run(self._broker.shutdown(), timeout=10)
         POLICIES.pop(self.policy_id, None)
 
 

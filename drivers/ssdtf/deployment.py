@@ -195,8 +195,11 @@ class Deployment:
             else:
                 role.registrars["destinations"] = self.dest_registrar.public()
         if self.owner_keys is not None:
-            for role in (self.gateway, self.ds, *self.users.values()):
-                role.set_owner(self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
+            owner = (self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
+            self.gateway.set_owner(*owner)
+            self.ds.set_owner(*owner)
+            for user in self.users.values():
+                user.set_owner(*owner)
         for name in self.user_names:
             self.register_destination(name)
             self.ms.know_user(name, user_signers[name].public())

@@ -136,7 +136,7 @@ class Endpoint:
 
     def subscribe(self, topics: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
         result, mid = self.client.subscribe(topics)
-        if result != mqtt.MQTT_ERR_SUCCESS:
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise MqttError(f"SUBSCRIBE failed for {self.client_id!r} ({result})", "")
         event = self._suback.setdefault(mid, threading.Event())
         if self.closed.is_set():

@@ -51,7 +51,7 @@ class FrameSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buffer += data
-        packets = []
+        packets: list[bytes] = []
         while True:
             size = frame_size(self.buffer)
             if size is None or size > len(self.buffer):

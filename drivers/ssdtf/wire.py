@@ -22,9 +22,11 @@ can add hints without breaking old receivers.
 
 from __future__ import annotations
 
+import builtins
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from drivers.errors import SafeLabError
 
@@ -251,11 +253,11 @@ class Envelope:
     def text(self, tag: int) -> str:
         return self.get(tag).decode()
 
-    def int(self, tag: int) -> int:
-        return int.from_bytes(self.get(tag), "big")
+    def int(self, tag: int) -> builtins.int:
+        return builtins.int.from_bytes(self.get(tag), "big")
 
     @property
-    def qos_pub(self) -> int:
+    def qos_pub(self) -> builtins.int:
         return self.flags & FLAG_QOS
 
     @property
@@ -310,9 +312,14 @@ class Envelope:
 SIGNED_TYPES = frozenset(t for t in MsgType if T.SIG in REQUIRED[t])
 
 
+FieldMap = dict[Any, bytes]
+"""TLV fields by tag: :class:`T` members, or plain ints where an attack forges unknown tags.
+(``dict`` is invariant in its key, so ``dict[T, bytes]`` is not a ``dict[int, bytes]``.)"""
+
+
 def encode(
     msg_type: MsgType,
-    fields: dict[int, bytes],
+    fields: FieldMap,
     *,
     flags: int = 0,
     cfrags: list[bytes] | None = None,

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from drivers.errors import SafeLabError
 
@@ -158,7 +159,8 @@ def load() -> OpenSSL:
     return OpenSSL(library, crypto, libssl.path, version)
 
 
-def _proto(function: ctypes._CFuncPtr, restype: object, *argtypes: object) -> None:
+def _proto(function: Any, restype: object, *argtypes: object) -> None:
+    """Set a ctypes foreign function's types (``ctypes._CFuncPtr`` is private, so ``Any``)."""
     function.restype = restype
     function.argtypes = argtypes
 

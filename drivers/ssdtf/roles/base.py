@@ -48,6 +48,9 @@ class Role:
         self.trace = trace
         self.inventory: dict[str, KeyView] = {}
 
+    def stop(self) -> None:
+        """Close the role's broker connection and timers (each role with one overrides it)."""
+
     def hold(self, key: KeyView) -> None:
         self.inventory[key.name] = key
         self.trace.key(self.name, "add", key)

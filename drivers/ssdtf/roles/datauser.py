@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from drivers.ssdtf import binding, wire
 from drivers.ssdtf import config as topics
@@ -89,7 +89,8 @@ class DataUser(Role):
         endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
-            [(pattern, int(self.cfg.extras.get("user_qos", 1)))], self.cfg.connect_timeout_s
+            [(pattern, int(cast(int, self.cfg.extras.get("user_qos", 1))))],
+            self.cfg.connect_timeout_s,
         )
         self.endpoint = endpoint
 
@@ -204,7 +205,7 @@ class DataUser(Role):
         self.trace.note(f"{self.name}: reports to the management server: {reason}", lane=self.name)
         self._publish_signed(MsgType.REPORT, fields, topics.report_topic(self.name))
 
-    def _publish_signed(self, msg_type: MsgType, fields: dict[int, bytes], topic: str) -> None:
+    def _publish_signed(self, msg_type: MsgType, fields: wire.FieldMap, topic: str) -> None:
         fields = fields | {T.KID: self.signer.public().kid, T.ALG: bytes([self.signer.alg])}
         payload = wire.encode(msg_type, fields, flags=1, sign=self.signer.sign, topic=topic)
         if self.endpoint is not None:

@@ -51,7 +51,7 @@ class Recipient:
 @dataclass
 class Sent:
     topic: str
-    fields: dict[int, bytes]
+    fields: wire.FieldMap
     flags: int
     qos: int
     retain: bool

@@ -218,7 +218,7 @@ class Gateway(ProxyRole):
         return cid in self.sessions
 
     def _sign_publish(
-        self, msg_type: MsgType, fields: dict[int, bytes], topic: str, flags: int = 1
+        self, msg_type: MsgType, fields: wire.FieldMap, topic: str, flags: int = 1
     ) -> bytes:
         fields = fields | {
             T.KID: self.signer.public().kid,

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from drivers.errors import SafeLabError
 from drivers.ssdtf import binding, wire
@@ -63,7 +63,7 @@ class Sensor(Role):
         pre: UmbralBackend | PlainBackend,
         cfg: FlowConfig,
         trace: Trace,
-        report_oob: Callable[[bytes, str], None],
+        report_oob: Callable[[bytes, str], object],
         *,
         clock_offset_s: float = 0.0,
         answer_challenge: bool = True,
@@ -226,7 +226,7 @@ class Sensor(Role):
         if not self.answer_challenge:
             self.trace.note(f"{self.cid}: withholds its answer (slow-loris)", lane=self.cid)
             return
-        delay = float(self.cfg.extras.get("resp_delay_s", 0.0))
+        delay = float(cast(float, self.cfg.extras.get("resp_delay_s", 0.0)))
         if delay:
             time.sleep(delay)
         fields = {
