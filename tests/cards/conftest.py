@@ -7,6 +7,11 @@ wait and never depend on the wall clock.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -106,3 +111,44 @@ def client(card_store: CardStore, request: pytest.FixtureRequest) -> Iterator[Io
         client.open()
         yield client
         client.close()
+
+
+SAFELAB = [sys.executable, "-m", "console"]
+"""The ``safelab`` command of this interpreter (never a bare ``python``)."""
+
+
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[list[str], Any]]:
+    """``safelab card serve ARGS`` in the background until the block ends (SIGINT, then wait).
+
+    Yields the token specs it printed and the process; its stdout after the specs is left
+    for the caller (``process.communicate``).
+    """
+    process = subprocess.Popen(
+        [*SAFELAB, "card", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    uris: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"--token '(.+)'", line)
+        if match:
+            uris.append(match.group(1))
+        if "Ctrl-C" in line:
+            break
+    try:
+        if process.poll() is not None:
+            error = process.stderr.read() if process.stderr else ""
+            pytest.fail(f"card serve ended early: {error}")
+        yield uris, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
