@@ -61,6 +61,13 @@ def card() -> None:
     help="vpcd port: 35963 is reader 'Virtual PCD 00 00', 35964 is '... 01'.",
 )
 @click.option("--modem", is_flag=True, help="Also serve it behind a modem on a pseudo-terminal.")
+@click.option(
+    "--aid",
+    "aids",
+    multiple=True,
+    metavar="HEX",
+    help="Also answer SELECT under this applet AID (a vendor stack's own); repeatable.",
+)
 def serve(
     profile: str,
     speed: float,
@@ -69,9 +76,12 @@ def serve(
     pcsc: bool,
     vpcd_port: int,
     modem: bool,
+    aids: tuple[str, ...],
 ) -> None:
     """Run the emulated IoT SAFE card where real cards are: a PC/SC reader, a modem."""
     from drivers.cards.serve import serve_emulated_card
+
+    hosted = tuple(_aid(text) for text in aids)
 
     if not pcsc and not modem:
         raise SafeLabError(
@@ -81,8 +91,19 @@ def serve(
     spec = f"iotsafe:emulated;profile={profile};speed={speed:g};curves={curves}"
     if seed is not None:
         spec += f";seed={seed}"
-    served = serve_emulated_card(parse_options(spec), pcsc=pcsc, vpcd_port=vpcd_port, modem=modem)
+    served = serve_emulated_card(
+        parse_options(spec),
+        pcsc=pcsc,
+        vpcd_port=vpcd_port,
+        modem=modem,
+        aids=hosted,
+        log=_log_line,
+    )
     stdout.print(Text(f"Serving {served.description} [EMULATED]", style="bold"))
+    stdout.print(
+        "  applet AIDs: " + ", ".join(aid.hex().upper() for aid in served.applet.aids),
+        highlight=False,
+    )
     for uri in served.uris:
         stdout.print(f"  --token '{uri}'", highlight=False, soft_wrap=True)
     stdout.print("Ctrl-C removes the card.", style="dim")
@@ -101,6 +122,30 @@ def serve(
     finally:
         served.stop()
     stdout.print(f"card removed after {served.applet_calls} APDUs")
+
+
+_print_lock = threading.Lock()
+
+
+def _log_line(line: str) -> None:
+    """One event of the served card, from whichever link thread saw it."""
+    with _print_lock:
+        stdout.print(f"card: {line}", highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+
+
+def _aid(text: str) -> bytes:
+    """An applet AID from hex: 5 to 16 bytes (ISO 7816-4: RID of 5 bytes, PIX up to 11)."""
+    try:
+        aid = bytes.fromhex(text)
+    except ValueError:
+        aid = b""
+    if not 5 <= len(aid) <= 16:
+        raise SafeLabError(
+            f"--aid {text!r} is not an AID of 5-16 hex bytes",
+            "give the applet AID in hex, e.g. --aid A00000003053F12401770101495341",
+        )
+    return aid
 
 
 @card.command()

@@ -5,12 +5,18 @@ reader (so pyscard, pcsc_scan, OpenSC and SAFE Lab's ``iotsafe:pcsc`` see a card
 PC/SC stack) and, on request, behind a modem on a pseudo-terminal (``iotsafe:modem``). Its ATR
 and its modem identity carry the emulator's mark, so every result made through it is labelled
 emulated. One lock serialises APDUs from both links, as one card would.
+
+Vendor host stacks select their own applet AID (a proprietary 15-byte one, say): ``aids``
+makes the applet answer under those as well as the GSMA AID, and every SELECT of an AID the
+card does not host is reported through ``log`` with the AID asked for, so whoever runs
+``card serve`` sees at once why a vendor stack finds nothing.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.cards.atr import EMULATOR_ATR, EMULATOR_MARK
@@ -49,11 +55,28 @@ def serve_emulated_card(
     vpcd_port: int = VPCD_PORT,
     modem: bool = False,
     reader_timeout_s: float = 10.0,
+    aids: tuple[bytes, ...] = (),
+    log: Callable[[str], None] = lambda line: None,
 ) -> ServedCard:
-    """Start the emulated card described by ``options`` on the links asked for."""
+    """Start the emulated card described by ``options`` on the links asked for.
+
+    ``aids``: more AIDs the applet answers under; ``log``: told one line per event the user
+    should see (an unknown AID selected).
+    """
     token = emulated_token(options)
     applet = token.applet
     assert applet is not None
+    for aid in aids:
+        applet.host_aid(aid)
+
+    def unknown_aid(asked: bytes) -> None:
+        hosted = ", ".join(aid.hex().upper() for aid in applet.aids)
+        log(
+            f"SELECT of AID {asked.hex().upper()}, which this card does not host: answered "
+            f"6A82 (it hosts {hosted}; add --aid {asked.hex().upper()} to answer under it)"
+        )
+
+    applet.on_unknown_aid = unknown_aid
     lock = threading.Lock()
     served = ServedCard(applet, token.info.label)
 

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tests.cards.conftest import serving
+
 SAFELAB = [sys.executable, "-m", "console"]
 
 
@@ -81,8 +83,9 @@ def test_triage_without_a_card_fails_with_exit_2(pcscd: str) -> None:
     assert "FAIL link" in report.stdout and "safelab card serve" in report.stdout
 
 
-def test_triage_of_a_wrong_aid_fails_at_the_applet() -> None:
-    report = run("triage", "--token", "iotsafe:emulated;speed=0;aid=A0000005591234", "--json")
+def test_triage_of_a_wrong_aid_fails_at_the_applet(pcscd: str) -> None:
+    with serving("--profile", "discrete-se", "--speed", "0") as (uris, _):
+        report = run("triage", "--token", f"{uris[0]};aid=A0000005591234", "--json")
     assert report.returncode == 2
     checks = json.loads(report.stdout)["checks"]
     assert [c["name"] for c in checks] == ["link", "atr", "applet"]

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -143,6 +144,8 @@ class IoTSafeApplet:
         seed: int | None = None,
         delay: Delay | None = None,
         aid: bytes = GSMA_AID,
+        hosted_aids: tuple[bytes, ...] = (),
+        on_unknown_aid: Callable[[bytes], None] | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
@@ -153,6 +156,13 @@ class IoTSafeApplet:
         self.rng = random.Random(seed)
         self.delay: Delay = delay if delay is not None else PreciseDelay()
         self.aid = aid
+        self.aids: tuple[bytes, ...] = ()
+        """Every AID the applet answers to: ``aid`` (the GSMA one) and the hosted ones."""
+        for extra in (aid, *hosted_aids):
+            self.host_aid(extra)
+        self.on_unknown_aid = on_unknown_aid
+        """Told the AID of every SELECT the card does not host (``card serve`` logs it)."""
+        self.unknown_aids: deque[bytes] = deque(maxlen=100)
         self.channels: dict[int, _Channel] = {0: _Channel()}
         self.samples: deque[SampledDelay] = deque(maxlen=100_000)
         self._lock = threading.Lock()
@@ -290,10 +300,24 @@ class IoTSafeApplet:
             return b""
         raise _Status(0x6A86)
 
+    def host_aid(self, aid: bytes) -> None:
+        """Answer SELECT under ``aid`` too: vendor stacks select their own applet AID."""
+        if aid not in self.aids:
+            self.aids = (*self.aids, aid)
+
+    def _hosts(self, asked: bytes) -> bool:
+        """An exact hosted AID, or a partial one (ISO 7816-4: a prefix of at least the RID)."""
+        if asked in self.aids:
+            return True
+        return len(asked) >= 5 and sum(aid.startswith(asked) for aid in self.aids) == 1
+
     def _select(self, command: Command, channel: _Channel) -> bytes:
         if command.p1 != 0x04:
             raise _Status(0x6A86)
-        if command.data != self.aid:
+        if not self._hosts(command.data):
+            self.unknown_aids.append(command.data)
+            if self.on_unknown_aid is not None:
+                self.on_unknown_aid(command.data)
             raise _Status(0x6A82)
         channel.selected = True
         channel.sessions.clear()
