@@ -69,7 +69,12 @@ def serve_emulated_card(
     for aid in aids:
         applet.host_aid(aid)
 
+    reported: set[bytes] = set()
+
     def unknown_aid(asked: bytes) -> None:
+        if asked in reported:  # once per AID: OpenSC alone probes dozens at every look
+            return
+        reported.add(asked)
         hosted = ", ".join(aid.hex().upper() for aid in applet.aids)
         log(
             f"SELECT of AID {asked.hex().upper()}, which this card does not host: answered "

@@ -20,6 +20,7 @@ from drivers.errors import SafeLabError
 from drivers.tokens.base import KeyInfo
 from drivers.tokens.pkcs11_token import load_module, pin_status_of
 from drivers.tokens.pkcs11_uri import Pkcs11Uri
+from drivers.tokens.provenance import emulated_reader_for_slot
 from drivers.tokens.registry import open_token
 
 WELL_KNOWN_MODULES = (
@@ -82,6 +83,8 @@ class ModuleEntry:
     error: str = ""
     tokens: tuple[TokenEntry, ...] = ()
     empty_slots: tuple[str, ...] = ()
+    emulated_slots: tuple[str, ...] = ()
+    """Slots whose PC/SC reader holds SAFE Lab's emulated card (token or not recognised)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +93,7 @@ class ModuleEntry:
             "error": self.error,
             "tokens": [t.as_dict() for t in self.tokens],
             "empty_slots": list(self.empty_slots),
+            "emulated_slots": list(self.emulated_slots),
         }
 
 
@@ -163,23 +167,34 @@ def discover_module(path: str) -> ModuleEntry:
         return ModuleEntry(
             path=path, description=description, error=f"cannot list slots ({type(exc).__name__})"
         )
+    emulated: list[str] = []
     for slot in slots:
         slot_name = f"{slot.slot_id} ({slot.slot_description.strip()})"
+        emulated_in = emulated_reader_for_slot(str(slot.slot_description))
+        if emulated_in is not None:
+            emulated.append(slot_name)
         try:
             p11_token = slot.get_token()
         except PKCS11Error:
-            empty.append(slot_name)
+            why = " [emulated card, not recognised by this module]" if emulated_in else ""
+            empty.append(slot_name + why)
             continue
         if not p11_token.flags & TokenFlag.TOKEN_INITIALIZED:
             empty.append(f"{slot_name}, uninitialised token")
             continue
-        tokens.append(_token_entry(path, slot_name, p11_token))
+        tokens.append(_token_entry(path, slot_name, p11_token, emulated=emulated_in is not None))
     return ModuleEntry(
-        path=path, description=description, tokens=tuple(tokens), empty_slots=tuple(empty)
+        path=path,
+        description=description,
+        tokens=tuple(tokens),
+        empty_slots=tuple(empty),
+        emulated_slots=tuple(emulated),
     )
 
 
-def _token_entry(module: str, slot_name: str, p11_token: pkcs11.Token) -> TokenEntry:
+def _token_entry(
+    module: str, slot_name: str, p11_token: pkcs11.Token, *, emulated: bool = False
+) -> TokenEntry:
     label = str(p11_token.label).strip()
     serial = p11_token.serial
     serial_text = (
@@ -207,6 +222,7 @@ def _token_entry(module: str, slot_name: str, p11_token: pkcs11.Token) -> TokenE
         slot=slot_name,
         flags=tuple(f.name for f in TokenFlag if flags & f and f.name),
         pin_status=pin_status_of(flags) if flags & TokenFlag.LOGIN_REQUIRED else "no PIN",
+        emulated=emulated,
         keys=keys,
         note=note,
     )

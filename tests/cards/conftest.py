@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -117,13 +118,58 @@ SAFELAB = [sys.executable, "-m", "console"]
 """The ``safelab`` command of this interpreter (never a bare ``python``)."""
 
 
-@contextlib.contextmanager
-def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[list[str], Any]]:
-    """``safelab card serve ARGS`` in the background until the block ends (SIGINT, then wait).
+class Served:
+    """A running ``card serve``: its token specs, its process, and all it printed so far.
 
-    Yields the token specs it printed and the process; its stdout after the specs is left
-    for the caller (``process.communicate``).
+    Its stdout is drained by a thread all along: a served card that logs (unknown AIDs, say)
+    into a pipe nobody reads would block once the pipe is full, and with it the card.
     """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.uris: list[str] = []
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = re.search(r"--token '(.+)'", line)
+            if match:
+                self.uris.append(match.group(1))
+            if "Ctrl-C" in line:
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def reader(self) -> str:
+        return self.uris[0].removeprefix("iotsafe:pcsc;reader=")
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        self._ready.wait(timeout_s)
+        if self.process.poll() is not None or not self.uris:
+            error = self.process.stderr.read() if self.process.stderr else ""
+            pytest.fail(f"card serve did not start: {''.join(self.lines)}{error}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> str:
+        """Send ``sig``, wait for the exit; everything printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)
+        return "".join(self.lines)
+
+
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """``safelab card serve ARGS`` in the background until the block ends (SIGINT, then wait)."""
     process = subprocess.Popen(
         [*SAFELAB, "card", "serve", *args],
         stdout=subprocess.PIPE,
@@ -131,24 +177,9 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[lis
         text=True,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
-    uris: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"--token '(.+)'", line)
-        if match:
-            uris.append(match.group(1))
-        if "Ctrl-C" in line:
-            break
+    served = Served(process)
     try:
-        if process.poll() is not None:
-            error = process.stderr.read() if process.stderr else ""
-            pytest.fail(f"card serve ended early: {error}")
-        yield uris, process
+        served.wait_ready()
+        yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        served.stop()

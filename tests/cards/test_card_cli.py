@@ -84,8 +84,8 @@ def test_triage_without_a_card_fails_with_exit_2(pcscd: str) -> None:
 
 
 def test_triage_of_a_wrong_aid_fails_at_the_applet(pcscd: str) -> None:
-    with serving("--profile", "discrete-se", "--speed", "0") as (uris, _):
-        report = run("triage", "--token", f"{uris[0]};aid=A0000005591234", "--json")
+    with serving("--profile", "discrete-se", "--speed", "0") as served:
+        report = run("triage", "--token", f"{served.uris[0]};aid=A0000005591234", "--json")
     assert report.returncode == 2
     checks = json.loads(report.stdout)["checks"]
     assert [c["name"] for c in checks] == ["link", "atr", "applet"]

@@ -4,7 +4,6 @@ unknown SELECT asked for (``card serve --aid``, ``aid=`` on an emulated token sp
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 
 from drivers.cards.apdu import GSMA_AID
@@ -58,11 +57,8 @@ def test_an_emulated_token_spec_with_aid_hosts_that_aid() -> None:
 
 
 def test_serve_hosts_a_15_byte_aid_over_pcsc_and_logs_unknown_selects(pcscd: str) -> None:
-    with serving("--profile", "discrete-se", "--speed", "0", "--aid", VENDOR_AID.hex()) as (
-        uris,
-        process,
-    ):
-        reader = uris[0].removeprefix("iotsafe:pcsc;reader=")
+    with serving("--profile", "discrete-se", "--speed", "0", "--aid", VENDOR_AID.hex()) as served:
+        uris, reader = served.uris, served.reader
         holder = Holder(reader)
         try:
             _, sw = holder.send(select(VENDOR_AID))
@@ -90,8 +86,7 @@ def test_serve_hosts_a_15_byte_aid_over_pcsc_and_logs_unknown_selects(pcscd: str
         )
         assert signed.returncode == 0, signed.stderr
         assert json.loads(signed.stdout)["run"]["emulated"] is True
-        process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=15)
+        out = served.stop()
     assert f"SELECT of AID {UNKNOWN_AID.hex().upper()}" in out
     assert f"--aid {UNKNOWN_AID.hex().upper()}" in out
     assert f"SELECT of AID {VENDOR_AID.hex().upper()}" not in out

@@ -57,8 +57,8 @@ class Holder:
 
 @pytest.fixture
 def served_reader(pcscd: str) -> Iterator[str]:
-    with serving("--profile", "discrete-se", "--speed", "0") as (uris, _):
-        yield uris[0].removeprefix("iotsafe:pcsc;reader=")
+    with serving("--profile", "discrete-se", "--speed", "0") as served:
+        yield served.reader
 
 
 def test_a_second_client_keeps_its_session_across_tokens_triage_and_sign(
