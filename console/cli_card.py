@@ -68,6 +68,14 @@ def card() -> None:
     metavar="HEX",
     help="Also answer SELECT under this applet AID (a vendor stack's own); repeatable.",
 )
+@click.option(
+    "--card",
+    "card_name",
+    default="default",
+    show_default=True,
+    help="Card name: its keys and objects are kept in <data dir>/cards/NAME.json.",
+)
+@click.option("--fresh", is_flag=True, help="Provision new keys and certificates for the card.")
 def serve(
     profile: str,
     speed: float,
@@ -77,8 +85,14 @@ def serve(
     vpcd_port: int,
     modem: bool,
     aids: tuple[str, ...],
+    card_name: str,
+    fresh: bool,
 ) -> None:
-    """Run the emulated IoT SAFE card where real cards are: a PC/SC reader, a modem."""
+    """Run the emulated IoT SAFE card where real cards are: a PC/SC reader, a modem.
+
+    The card keeps its keys across starts (--fresh for new ones), so trust a third-party
+    stack built on them (a registered client certificate, a pinned key) still holds.
+    """
     from drivers.cards.serve import serve_emulated_card
 
     hosted = tuple(_aid(text) for text in aids)
@@ -88,7 +102,7 @@ def serve(
             "--no-pcsc without --modem serves the card nowhere",
             "keep the PC/SC reader or add --modem",
         )
-    spec = f"iotsafe:emulated;profile={profile};speed={speed:g};curves={curves}"
+    spec = f"iotsafe:emulated;profile={profile};speed={speed:g};curves={curves};card={card_name}"
     if seed is not None:
         spec += f";seed={seed}"
     served = serve_emulated_card(
@@ -98,11 +112,18 @@ def serve(
         modem=modem,
         aids=hosted,
         log=_log_line,
+        fresh=fresh,
     )
     stdout.print(Text(f"Serving {served.description} [EMULATED]", style="bold"))
     stdout.print(
         "  applet AIDs: " + ", ".join(aid.hex().upper() for aid in served.applet.aids),
         highlight=False,
+    )
+    stdout.print(
+        f"  keys kept in {served.card_file}"
+        + (" (new keys, --fresh)" if fresh else "; --fresh for new keys"),
+        highlight=False,
+        soft_wrap=True,
     )
     for uri in served.uris:
         stdout.print(f"  --token '{uri}'", highlight=False, soft_wrap=True)

@@ -18,14 +18,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from drivers.cards.atr import EMULATOR_ATR, EMULATOR_MARK
-from drivers.cards.emulator import IoTSafeApplet
+from drivers.cards.emulator import IoTSafeApplet, shared_card
+from drivers.cards.emulator.persist import card_path, save_card
+from drivers.cards.emulator.store import LAB_PIN
 from drivers.cards.errors import TransportError
 from drivers.cards.iotsafe_token import IoTSafeOptions, emulated_token
 from drivers.cards.modem_sim import PtyModem
 from drivers.cards.pcsc import list_readers
 from drivers.cards.vpcd import VPCD_PORT, VirtualCard
+
+_CHANGING_INS = frozenset({0xB9, 0xD8, 0x20})
+"""GENERATE KEY PAIR, PUT PUBLIC KEY UPDATE, VERIFY (PIN tries): saved when they succeed."""
 
 
 @dataclass
@@ -38,6 +44,8 @@ class ServedCard:
     virtual_card: VirtualCard | None = None
     modem: PtyModem | None = None
     reader: str | None = None
+    card_file: Path | None = None
+    """Where the card's keys and objects are kept between starts."""
     applet_calls: int = 0
     """APDUs the card has answered, over every link."""
 
@@ -57,12 +65,17 @@ def serve_emulated_card(
     reader_timeout_s: float = 10.0,
     aids: tuple[bytes, ...] = (),
     log: Callable[[str], None] = lambda line: None,
+    fresh: bool = False,
 ) -> ServedCard:
     """Start the emulated card described by ``options`` on the links asked for.
 
     ``aids``: more AIDs the applet answers under; ``log``: told one line per event the user
-    should see (an unknown AID selected).
+    should see (an unknown AID selected). The card named ``options.card`` keeps its keys in
+    the data directory across starts; ``fresh`` provisions new ones. Commands that change
+    the card (GENERATE KEY PAIR, PUT PUBLIC KEY, VERIFY PIN) are saved as they happen.
     """
+    pin = LAB_PIN if options.login else None
+    store = shared_card(options.card, options.curves, pin=pin, fresh=fresh)
     token = emulated_token(options)
     applet = token.applet
     assert applet is not None
@@ -83,12 +96,15 @@ def serve_emulated_card(
 
     applet.on_unknown_aid = unknown_aid
     lock = threading.Lock()
-    served = ServedCard(applet, token.info.label)
+    served = ServedCard(applet, token.info.label, card_file=card_path(options.card))
 
     def process(apdu: bytes) -> bytes:
         with lock:
             served.applet_calls += 1
-            return applet.process_apdu(apdu)
+            response = applet.process_apdu(apdu)
+            if len(apdu) >= 2 and apdu[1] in _CHANGING_INS and response[-2:] == b"\x90\x00":
+                save_card(options.card, store, options.curves)
+            return response
 
     def reset() -> None:
         with lock:
