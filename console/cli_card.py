@@ -96,6 +96,7 @@ def serve(
     from drivers.cards.serve import serve_emulated_card
 
     hosted = tuple(_aid(text) for text in aids)
+    done = _stop_on_signals()
 
     if not pcsc and not modem:
         raise SafeLabError(
@@ -128,8 +129,6 @@ def serve(
     for uri in served.uris:
         stdout.print(f"  --token '{uri}'", highlight=False, soft_wrap=True)
     stdout.print("Ctrl-C removes the card.", style="dim")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         while not done.wait(0.5):
             error = served.virtual_card.error if served.virtual_card else None
@@ -143,6 +142,20 @@ def serve(
     finally:
         served.stop()
     stdout.print(f"card removed after {served.applet_calls} APDUs")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP, whatever this process inherited.
+
+    Started without a terminal (a service, ``cmd &`` in a script) a process may inherit
+    SIGINT ignored, and the default SIGTERM kills it before the card is pulled out: pcscd
+    then keeps a card that answers nothing. With these handlers every way of stopping the
+    server removes the card first and exits 0.
+    """
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: done.set())
+    return done
 
 
 _print_lock = threading.Lock()
