@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -317,37 +318,35 @@ def triage(
 
     Exit code: 0 all PASS, 1 some WARN, 2 some FAIL.
     """
-    from drivers.cards.triage import exit_code, overall, run_triage
+    from drivers.cards.triage import TriageReport, exit_code, run_triage, timed
 
     pin = None
     if parse_options(token_uri).login:
         pin = make_pin_provider(pin_env, pin_fd)()
     checks = []
-    for check in run_triage(
-        token_uri,
-        sign_only_trials=max(1, n),
-        total_trials=max(1, n // 3),
-        threshold_ms=threshold_ms,
-        pin=pin,
+    start = time.perf_counter_ns()
+    for check in timed(
+        run_triage(
+            token_uri,
+            sign_only_trials=max(1, n),
+            total_trials=max(1, n // 3),
+            threshold_ms=threshold_ms,
+            pin=pin,
+        )
     ):
         checks.append(check)
         if not as_json:
             line = Text(f"{check.verdict:4} ", style=VERDICT_STYLE.get(check.verdict, ""))
             line.append(f"{check.name:12} ", style="bold")
             line.append(check.detail)
+            line.append(f"  ({check.duration_ms or 0:.0f} ms)", style="dim")
             stdout.print(line, soft_wrap=False)
-    verdict = overall(checks)
+    report = TriageReport(token_uri, tuple(checks), (time.perf_counter_ns() - start) / 1e6)
     if as_json:
-        click.echo(
-            json.dumps(
-                {"token": token_uri, "verdict": verdict, "checks": [c.as_dict() for c in checks]},
-                indent=2,
-                default=str,
-            )
-        )
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:
-        stdout.print(Text(f"verdict: {verdict}", style=VERDICT_STYLE[verdict]))
-    sys.exit(exit_code(verdict))
+        stdout.print(Text(f"verdict: {report.summary()}", style=VERDICT_STYLE[report.verdict]))
+    sys.exit(exit_code(report.verdict))
 
 
 def register(group: click.Group) -> None:
