@@ -184,6 +184,80 @@ def _aid(text: str) -> bytes:
 
 
 @card.command()
+@click.option("--card", "card_name", default="default", show_default=True, help="Served card.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only APDUs since a duration ago (30s, 5m, 2h, 500ms) or an ISO time.",
+)
+@click.option("--last", type=int, metavar="N", help="Only the last N APDUs.")
+@click.option("--json", "as_json", is_flag=True, help="Every APDU as JSON, with a phase summary.")
+def trace(card_name: str, since: str | None, last: int | None, as_json: bool) -> None:
+    """The APDUs `card serve` received, timed and decoded, with the phase each belongs to.
+
+    Shows what any host stack (a vendor PKCS#11 library, a modem's firmware) sends: per APDU
+    the card and link time the profile modelled, the answer time, and the host's own time
+    since the previous answer; then APDUs and times per phase.
+    """
+    from rich.table import Table
+
+    from drivers.cards.serve_trace import by_phase, parse_since, read_trace, trace_path
+
+    path = trace_path(card_name)
+    if not path.exists():
+        raise SafeLabError(
+            f"no APDU trace for card {card_name!r} ({path} does not exist)",
+            f"serve the card first: safelab card serve --card {card_name}",
+        )
+    try:
+        after = parse_since(since) if since else None
+    except ValueError as exc:
+        raise SafeLabError(str(exc), "e.g. --since 5m or --since 2026-12-03T16:00") from None
+    entries = read_trace(path, after)
+    if last is not None:
+        entries = entries[-last:] if last > 0 else []
+    phases = by_phase(entries)
+    if as_json:
+        document = {
+            "card": card_name,
+            "apdus": [e.as_dict() for e in entries],
+            "phases": [vars(p) for p in phases],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    table = Table(title=f"APDUs received by card {card_name!r}", title_justify="left")
+    for column in ("+ms", "link", "phase", "command", "SW", "card", "link ms", "answer", "host"):
+        table.add_column(
+            column, justify="left" if column in ("link", "phase", "command") else "right"
+        )
+    for e in entries:
+        table.add_row(
+            f"{e.offset_ms:.1f}",
+            e.link,
+            e.phase,
+            f"{e.name} ({e.detail})",
+            e.sw,
+            f"{e.card_ms:.1f}",
+            f"{e.link_ms:.1f}",
+            f"{e.answer_ms:.1f}",
+            "" if e.host_gap_ms is None else f"{e.host_gap_ms:.1f}",
+        )
+    stdout.print(table)
+    summary = Table(title="per phase (ms)", title_justify="left")
+    for column in ("phase", "APDUs", "card", "link", "answer"):
+        summary.add_column(column, justify="left" if column == "phase" else "right")
+    for row in phases:
+        summary.add_row(
+            row.phase,
+            str(row.apdus),
+            f"{row.card_ms:.1f}",
+            f"{row.link_ms:.1f}",
+            f"{row.answer_ms:.1f}",
+        )
+    stdout.print(summary)
+
+
+@card.command()
 def profiles() -> None:
     """List the card profiles shipped in profiles/cards."""
     from drivers.cards.emulator import list_profiles, load_profile

@@ -28,6 +28,7 @@ from drivers.cards.errors import TransportError
 from drivers.cards.iotsafe_token import IoTSafeOptions, emulated_token
 from drivers.cards.modem_sim import PtyModem
 from drivers.cards.pcsc import list_readers
+from drivers.cards.serve_trace import ApduRecorder, trace_path
 from drivers.cards.vpcd import VPCD_PORT, VirtualCard
 
 _CHANGING_INS = frozenset({0xB9, 0xD8, 0x20})
@@ -48,12 +49,16 @@ class ServedCard:
     """Where the card's keys and objects are kept between starts."""
     applet_calls: int = 0
     """APDUs the card has answered, over every link."""
+    recorder: ApduRecorder | None = None
+    """Every APDU received, timed and decoded (``safelab card trace`` shows it)."""
 
     def stop(self) -> None:
         if self.virtual_card is not None:
             self.virtual_card.remove()
         if self.modem is not None:
             self.modem.stop()
+        if self.recorder is not None:
+            self.recorder.close()
 
 
 def serve_emulated_card(
@@ -98,13 +103,31 @@ def serve_emulated_card(
     lock = threading.Lock()
     served = ServedCard(applet, token.info.label, card_file=card_path(options.card))
 
-    def process(apdu: bytes) -> bytes:
-        with lock:
-            served.applet_calls += 1
-            response = applet.process_apdu(apdu)
-            if len(apdu) >= 2 and apdu[1] in _CHANGING_INS and response[-2:] == b"\x90\x00":
-                save_card(options.card, store, options.curves)
-            return response
+    recorder = served.recorder = ApduRecorder(trace_path(options.card))
+
+    def processor(link: str) -> Callable[[bytes], bytes]:
+        def process(apdu: bytes) -> bytes:
+            with lock:
+                arrived_ns, arrived_at = time.perf_counter_ns(), time.time()
+                served.applet_calls += 1
+                response = applet.process_apdu(apdu)
+                answered_ns = time.perf_counter_ns()
+                sample = applet.samples[-1] if applet.samples else None
+                recorder.record(
+                    link,
+                    apdu,
+                    response,
+                    arrived_ns=arrived_ns,
+                    arrived_at=arrived_at,
+                    answered_ns=answered_ns,
+                    card_ms=sample.card_ms * applet.speed if sample else 0.0,
+                    link_ms=sample.transport_ms * applet.speed if sample else 0.0,
+                )
+                if len(apdu) >= 2 and apdu[1] in _CHANGING_INS and response[-2:] == b"\x90\x00":
+                    save_card(options.card, store, options.curves)
+                return response
+
+        return process
 
     def reset() -> None:
         with lock:
@@ -113,14 +136,18 @@ def serve_emulated_card(
     try:
         if pcsc:
             card = VirtualCard(
-                process, EMULATOR_ATR, port=vpcd_port, on_reset=reset, connect_timeout_s=3.0
+                processor("pcsc"),
+                EMULATOR_ATR,
+                port=vpcd_port,
+                on_reset=reset,
+                connect_timeout_s=3.0,
             )
             served.virtual_card = card.insert()
             served.reader = _reader_showing_the_card(reader_timeout_s)
             served.uris.append(f"iotsafe:pcsc;reader={served.reader}")
         if modem:
             served.modem = PtyModem(
-                process, identity=f"SAFE Lab pty modem, card {EMULATOR_MARK.decode()}"
+                processor("modem"), identity=f"SAFE Lab pty modem, card {EMULATOR_MARK.decode()}"
             ).start()
             served.uris.append(f"iotsafe:modem;port={served.modem.port};mode=csim")
             served.uris.append(f"iotsafe:modem;port={served.modem.port};mode=cgla")

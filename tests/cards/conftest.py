@@ -115,6 +115,7 @@ def client(card_store: CardStore, request: pytest.FixtureRequest) -> Iterator[Io
 
 
 SAFELAB = [sys.executable, "-m", "console"]
+SERVE_PORT = 35964
 """The ``safelab`` command of this interpreter (never a bare ``python``)."""
 
 
@@ -169,7 +170,13 @@ class Served:
 
 @contextlib.contextmanager
 def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """``safelab card serve ARGS`` in the background until the block ends (SIGINT, then wait)."""
+    """``safelab card serve ARGS`` in the background until the block ends (SIGINT, then wait).
+
+    Served in vpcd's second reader (port 35964, ``Virtual PCD 00 01``) unless ARGS say
+    otherwise, so it does not compete with the tests that insert cards into the first.
+    """
+    if "--vpcd-port" not in args:
+        args = ("--vpcd-port", str(SERVE_PORT), *args)
     process = subprocess.Popen(
         [*SAFELAB, "card", "serve", *args],
         stdout=subprocess.PIPE,

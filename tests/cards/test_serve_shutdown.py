@@ -11,7 +11,7 @@ import pytest
 
 from drivers.cards.atr import EMULATOR_ATR
 from drivers.cards.pcsc import list_readers
-from tests.cards.conftest import SAFELAB, Served
+from tests.cards.conftest import SAFELAB, SERVE_PORT, Served
 
 
 def _ignore_sigint() -> None:
@@ -21,7 +21,7 @@ def _ignore_sigint() -> None:
 
 def _spawn(args: list[str], ignore_sigint: bool) -> Served:
     process = subprocess.Popen(
-        [*SAFELAB, "card", "serve", "--speed", "0", *args],
+        [*SAFELAB, "card", "serve", "--vpcd-port", str(SERVE_PORT), "--speed", "0", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
