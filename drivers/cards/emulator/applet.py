@@ -189,7 +189,7 @@ class IoTSafeApplet:
                 curve=work.curve,
                 hashed_bytes=work.hashed_bytes,
             )
-            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng)
+            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng, key)
             self.samples.append(SampledDelay(key, transport_ms, card_ms))
             delay_ns = int((card_ms + transport_ms) * 1e6 * self.speed)
         self.delay.wait(start, delay_ns)
