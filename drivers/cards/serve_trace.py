@@ -250,7 +250,13 @@ def by_phase(entries: Iterable[ServedApdu]) -> list[PhaseSummary]:
         row[2] += entry.link_ms
         row[3] += entry.answer_ms
     return [
-        PhaseSummary(phase, int(row[0]), round(row[1], 3), round(row[2], 3), round(row[3], 3))
+        PhaseSummary(
+            phase,
+            int(sums[phase][0]),
+            round(sums[phase][1], 3),
+            round(sums[phase][2], 3),
+            round(sums[phase][3], 3),
+        )
         for phase in PHASES
-        if (row := sums.get(phase)) is not None
+        if phase in sums
     ]
