@@ -39,10 +39,15 @@ def test_card_trace_shows_every_apdu_of_any_host_by_phase(pcscd: str) -> None:
             holder.close()
         signed = run("sign", "--token", s.uris[1], "--mode", "total", "-n", "1", "--warmup", "0")
         assert signed.returncode == 0, signed.stderr
-        time.sleep(0.3)  # the writer thread flushes after each burst
-        listing = run("card", "trace", "--card", "traced", "--json")
-    assert listing.returncode == 0, listing.stderr
-    document = json.loads(listing.stdout)
+        document: dict = {}
+        deadline = time.monotonic() + 10  # the writer thread flushes after each burst
+        while time.monotonic() < deadline:
+            listing = run("card", "trace", "--card", "traced", "--json")
+            assert listing.returncode == 0, listing.stderr
+            document = json.loads(listing.stdout)
+            if any(a["link"] == "modem" and a["phase"] == "sign" for a in document["apdus"]):
+                break
+            time.sleep(0.2)
     apdus = document["apdus"]
     pcsc = [a for a in apdus if a["link"] == "pcsc"]
     modem = [a for a in apdus if a["link"] == "modem"]
