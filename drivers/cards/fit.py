@@ -367,8 +367,8 @@ def _with(profile: CardProfile, dists: dict[str, Dist], name: str, description: 
     for component, dist in dists.items():
         section, key = component.split(".", 1)
         (crypto if section == "crypto" else commands)[key] = dist
-    return dataclasses.replace(
-        profile, name=name, description=description, commands=commands, crypto=crypto
+    return dataclasses.replace(  # tail_on="": the fit places its own tail, not the base's [tail]
+        profile, name=name, description=description, commands=commands, crypto=crypto, tail_on=""
     )
 
 

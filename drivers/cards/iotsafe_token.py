@@ -392,7 +392,13 @@ def emulated_token(
         profile = profile.with_quirks(**options.quirks)
     store = shared_card(options.card, options.curves, pin=LAB_PIN if options.login else None)
     applet = IoTSafeApplet(
-        store, profile, speed=options.speed, seed=options.seed, delay=delay, aid=GSMA_AID
+        store,
+        profile,
+        speed=options.speed,
+        seed=options.seed,
+        delay=delay,
+        aid=GSMA_AID,
+        hosted_aids=(options.aid,),  # aid=HEX: the emulated card hosts the AID asked for
     )
     transport = InProcessTransport(applet)
     info = TokenInfo(

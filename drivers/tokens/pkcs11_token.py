@@ -36,6 +36,7 @@ from drivers.errors import (
 from drivers.tokens.base import HashOn, KeyInfo, Pin, Signature, Token, TokenInfo, TokenSession
 from drivers.tokens.pkcs11_calls import CryptokiCallError, CryptokiCalls
 from drivers.tokens.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
+from drivers.tokens.provenance import emulated_reader_for_slot
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Pkcs11Library  # what pkcs11.lib() returns
@@ -225,6 +226,10 @@ class Pkcs11Token(Token):
             query={"module-path": str(self.module_path)},
             key_id=uri.key_id,
         )
+        flags = tuple(flag.name or hex(flag) for flag in TokenFlag if self.p11_token.flags & flag)
+        emulated_in = emulated_reader_for_slot(str(self.p11_token.slot.slot_description))
+        if emulated_in is not None:
+            flags += (f"emulated card in PC/SC reader {emulated_in!r} (ATR mark)",)
         info = TokenInfo(
             kind="pkcs11",
             uri=public.public_text(),
@@ -234,9 +239,8 @@ class Pkcs11Token(Token):
             serial=serial_text.strip(),
             module=f"{self.module_path} ({self.lib.library_description.strip()} "
             f"{'.'.join(map(str, self.lib.library_version))})",
-            flags=tuple(
-                flag.name or hex(flag) for flag in TokenFlag if self.p11_token.flags & flag
-            ),
+            emulated=emulated_in is not None,
+            flags=flags,
         )
         super().__init__(info, device_identity=f"pkcs11:{self.module_path}:{serial_text}")
 

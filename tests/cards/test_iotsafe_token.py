@@ -111,9 +111,15 @@ def test_unknown_key_with_find_info_is_a_named_error() -> None:
 
 
 def test_wrong_aid_fails_at_open() -> None:
-    token = open_iotsafe(FAST + ";aid=A0000000030000")
+    """A card that does not host the AID (an emulated spec's aid= is hosted by its card)."""
+    from drivers.cards.client import IoTSafeClient
+    from drivers.cards.emulator import INSTANT, InProcessTransport, IoTSafeApplet
+    from drivers.cards.emulator.store import provision_lab_card
+
+    applet = IoTSafeApplet(provision_lab_card(), INSTANT, speed=0)
+    client = IoTSafeClient(InProcessTransport(applet), aid=bytes.fromhex("A0000000030000"))
     with pytest.raises(AppletNotFoundError) as info:
-        token.open()
+        client.open()
     assert "A0000000030000" in info.value.problem
 
 

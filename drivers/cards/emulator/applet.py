@@ -149,6 +149,8 @@ class IoTSafeApplet:
         seed: int | None = None,
         delay: Delay | None = None,
         aid: bytes = GSMA_AID,
+        hosted_aids: tuple[bytes, ...] = (),
+        on_unknown_aid: Callable[[bytes], None] | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
@@ -159,6 +161,13 @@ class IoTSafeApplet:
         self.rng = random.Random(seed)
         self.delay: Delay = delay if delay is not None else PreciseDelay()
         self.aid = aid
+        self.aids: tuple[bytes, ...] = ()
+        """Every AID the applet answers to: ``aid`` (the GSMA one) and the hosted ones."""
+        for extra in (aid, *hosted_aids):
+            self.host_aid(extra)
+        self.on_unknown_aid = on_unknown_aid
+        """Told the AID of every SELECT the card does not host (``card serve`` logs it)."""
+        self.unknown_aids: deque[bytes] = deque(maxlen=100)
         self.channels: dict[int, _Channel] = {0: _Channel()}
         self.samples: deque[SampledDelay] = deque(maxlen=100_000)
         self._lock = threading.Lock()
@@ -185,7 +194,7 @@ class IoTSafeApplet:
                 curve=work.curve,
                 hashed_bytes=work.hashed_bytes,
             )
-            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng)
+            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng, key)
             self.samples.append(SampledDelay(key, transport_ms, card_ms))
             delay_ns = int((card_ms + transport_ms) * 1e6 * self.speed)
         self.delay.wait(start, delay_ns)
@@ -296,10 +305,24 @@ class IoTSafeApplet:
             return b""
         raise _Status(SW.INCORRECT_P1P2)
 
+    def host_aid(self, aid: bytes) -> None:
+        """Answer SELECT under ``aid`` too: vendor stacks select their own applet AID."""
+        if aid not in self.aids:
+            self.aids = (*self.aids, aid)
+
+    def _hosts(self, asked: bytes) -> bool:
+        """An exact hosted AID, or a partial one (ISO 7816-4: a prefix of at least the RID)."""
+        if asked in self.aids:
+            return True
+        return len(asked) >= 5 and sum(aid.startswith(asked) for aid in self.aids) == 1
+
     def _select(self, command: Command, channel: _Channel) -> bytes:
         if command.p1 != 0x04:
             raise _Status(SW.INCORRECT_P1P2)
-        if command.data != self.aid:
+        if not self._hosts(command.data):
+            self.unknown_aids.append(command.data)
+            if self.on_unknown_aid is not None:
+                self.on_unknown_aid(command.data)
             raise _Status(SW.REFERENCE_NOT_FOUND)
         channel.selected = True
         channel.sessions.clear()

@@ -200,9 +200,28 @@ class CardProfile:
     curve_factor: dict[str, float] = field(default_factory=dict)
     quirks: Quirks = DEFAULT_QUIRKS
 
-    def transport_ms(self, bytes_moved: int, rng: random.Random) -> float:
-        """Link time of one APDU exchange that moved ``bytes_moved`` bytes both ways."""
-        return self.transport_base.sample(rng) + bytes_moved * self.transport_per_byte_us / 1000
+    # --- tail placement ([tail] section; see TAIL_PLACEMENTS) --------------------------------
+    tail_on: str = ""
+    """Where the ``[tail]`` delay goes: ``link``, ``link:COMMAND`` or ``COMMAND``."""
+    tail: Dist = field(default_factory=lambda: ZERO)
+    """0 ms, or with probability p the tail's delay (a :class:`Dist` with only a tail)."""
+
+    def _tail_ms(self, where: str, rng: random.Random) -> float:
+        return self.tail.sample(rng) if self.tail_on and self.tail_on == where else 0.0
+
+    def transport_ms(
+        self, bytes_moved: int, rng: random.Random, command: str | None = None
+    ) -> float:
+        """Link time of one APDU exchange that moved ``bytes_moved`` bytes both ways.
+
+        ``command`` (the APDU's command name) places a ``link:COMMAND`` tail.
+        """
+        value = self.transport_base.sample(rng) + bytes_moved * self.transport_per_byte_us / 1000
+        if self.tail_on == "link":
+            value += self._tail_ms("link", rng)
+        elif command is not None:
+            value += self._tail_ms(f"link:{command}", rng)
+        return value
 
     def card_ms(
         self,
@@ -215,6 +234,7 @@ class CardProfile:
     ) -> float:
         """Card time of one command: its own time, its crypto operation, its hashing."""
         value = self.commands.get(command, self.card_default).sample(rng)
+        value += self._tail_ms(command, rng)
         if crypto is not None:
             value += self.crypto.get(crypto, ZERO).sample(rng) * self.curve_factor.get(curve, 1.0)
         return value + hashed_bytes * self.hash_per_byte_us / 1000
@@ -231,7 +251,7 @@ class CardProfile:
 def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
     """Build a :class:`CardProfile` from a decoded TOML document."""
     reader = _Reader(source)
-    allowed = {"profile", "transport", "card", "quirks"}
+    allowed = {"profile", "transport", "card", "quirks", "tail"}
     for key in data:
         if key not in allowed:
             raise reader.fail(key, "is not a profile section", f"use {', '.join(sorted(allowed))}")
@@ -284,7 +304,10 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
         quirks = Quirks.from_table(reader.table(data.get("quirks", {}), "quirks"))
     except QuirkValueError as exc:
         raise reader.quirk_error(exc) from None
+    tail_on, tail = _parse_tail(reader, data.get("tail"))
     return CardProfile(
+        tail_on=tail_on,
+        tail=tail,
         name=name,
         source=source,
         description=description,
@@ -297,6 +320,34 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
         curve_factor=factors,
         quirks=quirks,
     )
+
+
+# ------------------------------------------------------------------------------- tail placement
+
+TAIL_PLACEMENTS = "link, link:COMMAND or COMMAND"
+"""``[tail] on``: every APDU's link time (``link``), the link time of one command's APDUs
+(``link:select``: sporadic delays talking to the card when a session starts), or one command's
+card time (``select``: the card OS busy). ``p`` is per APDU where it is placed."""
+
+
+def _parse_tail(reader: _Reader, value: Any) -> tuple[str, Dist]:
+    """The ``[tail]`` section: ``on`` plus ``p`` and a distribution (the extra delay)."""
+    if value is None:
+        return "", ZERO
+    table = dict(reader.table(value, "tail"))
+    on = table.pop("on", None)
+    target = on.removeprefix("link:") if isinstance(on, str) else ""
+    if not isinstance(on, str) or (on != "link" and target not in COMMAND_KEYS):
+        raise reader.fail(
+            "tail.on",
+            f"must be {TAIL_PLACEMENTS}, got {on!r}",
+            f"commands: {', '.join(COMMAND_KEYS)}",
+        )
+    if "p" not in table:
+        raise reader.fail("tail.p", "is missing", "give the tail probability p")
+    p = reader.number(table.pop("p"), "tail.p", high=1.0)
+    extra = reader.dist(table, "tail")
+    return on, Dist("constant", {"ms": 0.0}, tail_p=p, tail=extra)
 
 
 def profiles_dir() -> Path:

@@ -236,16 +236,35 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_card(
-    name: str = "default", curves: tuple[str, ...] = ("secp256r1",), *, pin: str | None = None
+    name: str = "default",
+    curves: tuple[str, ...] = ("secp256r1",),
+    *,
+    pin: str | None = None,
+    persist: bool = True,
+    fresh: bool = False,
 ) -> CardStore:
-    """The in-process emulated card called ``name``: provisioned once, then reused.
+    """The emulated card called ``name``: the same keys in this process and across restarts.
 
     Every token opened on ``iotsafe:emulated;card=NAME`` in this process reaches the same keys,
-    as tokens opened twice on one physical SIM would.
+    as tokens opened twice on one physical SIM would. With ``persist`` the card is read from
+    ``<data dir>/cards/NAME.json`` (written when first provisioned; see
+    :mod:`drivers.cards.emulator.persist`), so its keys and certificates survive restarts and
+    trust built on them holds. ``fresh`` provisions new keys and overwrites the saved card.
     """
+    from drivers.cards.emulator.persist import load_card, save_card
+
     key = (name, tuple(sorted(curves)), pin)
     with _SHARED_LOCK:
-        store = _SHARED.get(key)
+        store = None if fresh else _SHARED.get(key)
         if store is None:
-            store = _SHARED[key] = provision_lab_card(curves, pin=pin)
+            if persist and not fresh:
+                store = load_card(name, curves, pin=pin)
+            if store is None:
+                store = provision_lab_card(curves, pin=pin)
+                if persist:
+                    save_card(name, store, curves)
+            if fresh:  # a fresh card replaces every cached copy of that name
+                for other in [k for k in _SHARED if k[0] == name and k != key]:
+                    del _SHARED[other]
+            _SHARED[key] = store
         return store
