@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,7 +34,14 @@ from screens.lab import Lab
 from screens.registry import ScreenSpec
 from screens.widgets.histogram import LatencyBins, LatencyHistogram, latency_bins
 from screens.widgets.protocol_tables import protocol_phase_table
-from screens.widgets.tables import comparison_table, phase_table, run_label, table3
+from screens.widgets.tables import (
+    comparison_table,
+    paper_figures_table,
+    paper_verdict_line,
+    phase_table,
+    run_label,
+    table3,
+)
 
 
 @dataclass
@@ -334,6 +342,9 @@ class ResultsScreen(LabScreen):
         info.no_wrap = True
         info.overflow = "ellipsis"
         self.query_one("#run-info", Static).update(info)
+        if record.experiment == "paper":
+            self._show_paper(record.extra.get("paper", {}))
+            return
         label = run_label(str(record.token.get("label", "")), record.emulated)
         self.query_one("#run-table3", Static).update(
             table3(message.stats, label, record.mode, record.threshold_ms)
@@ -345,6 +356,24 @@ class ResultsScreen(LabScreen):
         )
         self.query_one("#run-phases", Static).update(phases)
         self.query_one("#run-histogram", LatencyHistogram).bins = message.bins
+
+    def _show_paper(self, document: dict[str, object]) -> None:
+        """A stored `safelab paper` run: its judged figures per paper table, the verdict."""
+        figures = document.get("figures") or []
+        assert isinstance(figures, list)
+        sections = [
+            paper_figures_table(
+                name, [f for f in figures if f["table"] == name], with_tolerance=False
+            )
+            for name in dict.fromkeys(f["table"] for f in figures)
+        ]
+        self.query_one("#run-table3", Static).update(Group(paper_verdict_line(document), *sections))
+        notes = document.get("notes") or []
+        assert isinstance(notes, list)
+        self.query_one("#run-phases", Static).update(
+            Text("\n".join(str(n) for n in notes), style="dim")
+        )
+        self.query_one("#run-histogram", LatencyHistogram).bins = None
 
     # -- actions ----------------------------------------------------------------------------
 

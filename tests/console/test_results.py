@@ -233,3 +233,30 @@ def test_compare_at_80x24_shows_both_runs_with_the_same_bins(lab: Lab) -> None:
             assert sum(b_bins.counts) + b_bins.overflow == 200
 
     run(body())
+
+
+def test_the_last_paper_run_shows_its_judged_figures(lab: Lab) -> None:
+    """A `safelab paper` run (here a quick one, on the real peers) opens in Results as the
+    paper's tables with ours beside them and the verdict per figure, not as a signing run."""
+    from drivers.runs import RunHandle
+    from drivers.runs.paper import PaperRun
+
+    outcome = RunHandle(PaperRun.make(quick=True, protocols=("https",)), db_path=lab.db_path).run()
+    outcome.raise_for_error()
+    record_id = outcome.result.record_id
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="results")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+            results = app.screen
+            await wait_for(pilot, lambda: results.shown == record_id, what="paper run opened")
+            shown = text_of(results.query_one("#run-table3"))
+            assert "REPRODUCED" in shown
+            for section in ("Table 3", "Table 6", "JWT"):
+                assert section in shown
+            assert "PASS" in shown and "INFO" in shown
+            assert "quick" in text_of(results.query_one("#run-phases"))
+            assert results.query_one("#run-histogram").bins is None
+
+    run(body())
