@@ -7,7 +7,6 @@ Until a provider exists the screen says so plainly instead of showing invented r
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Sequence
@@ -25,9 +24,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Select, Static
 
 from drivers.errors import SafeLabError
+from drivers.runs import RunSnapshot, RunState
 from drivers.tokens.discovery import TokenEntry
-from drivers.tokens.registry import open_token
-from screens.base import LabScreen, StatusLine, failure_text
+from screens.base import LabScreen, StatusLine
 from screens.dialogs import SavePathModal
 from screens.lab import Lab
 from screens.pin import ask_pin
@@ -308,32 +307,33 @@ class TriageScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="triage")
     def _run(self, uri: str) -> None:
-        provider = self.lab.triage
-        assert provider is not None
-        count = 0
-        try:
-            with open_token(uri) as token:
-                checks = provider
-                if token.needs_login:  # a SIM with login=verify: ask once, never retried
-                    pin = ask_pin(self.app, token)
-                    if pin is None:
-                        self.post_message(TriageDone("PIN entry cancelled; no checks run"))
-                        return
-                    checks = functools.partial(provider, pin=pin)  # type: ignore[call-arg]
-                for result in checks(token):
-                    count += 1
-                    row = CheckRow(
-                        str(getattr(result, "name", "?")),
-                        str(getattr(result, "verdict", "?")).upper(),
-                        str(getattr(result, "detail", "")),
-                    )
-                    self.post_message(CheckDone(row))
-        except Exception as exc:  # a check that crashes is reported, never a traceback
-            self.post_message(
-                TriageDone(f"triage stopped after {count} checks: {failure_text(exc)}")
-            )
-            return
-        self.post_message(TriageDone(f"{count} checks done"))
+        """Triage through the run service: token opened once, PIN asked once, closed after."""
+        from drivers.runs import RunHandle
+        from drivers.runs.triage import TriageDetail, TriageRun
+
+        shown = 0
+
+        def on_snapshot(snapshot: RunSnapshot) -> None:
+            nonlocal shown
+            detail = snapshot.detail
+            if isinstance(detail, TriageDetail):
+                for check in detail.checks[shown:]:
+                    self.post_message(CheckDone(CheckRow(check.name, check.verdict, check.detail)))
+                shown = len(detail.checks)
+
+        handle = RunHandle(
+            TriageRun(uri, self.lab.triage),
+            db_path=self.lab.db_path,
+            pin_provider=lambda token: ask_pin(self.app, token),
+            on_snapshot=on_snapshot,
+        )
+        outcome = handle.run()
+        if outcome.state is RunState.CANCELLED:
+            self.post_message(TriageDone("PIN entry cancelled; no checks run"))
+        elif outcome.error is not None:
+            self.post_message(TriageDone(f"triage stopped after {shown} checks: {outcome.text}"))
+        else:
+            self.post_message(TriageDone(f"{shown} checks done"))
 
     @on(CheckDone)
     def _check_done(self, message: CheckDone) -> None:

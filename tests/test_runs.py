@@ -245,3 +245,36 @@ def test_every_peer_says_what_it_is() -> None:
     https, mqtt = EmbeddedHttpsPeer().identity, EmbeddedMqttPeer().identity
     assert https.embedded and https.kind == "embedded" and "OpenSSL" in https.version
     assert mqtt.embedded and mqtt.version.startswith("amqtt ")
+
+
+def test_triage_runs_on_the_service_token_once_pin_once(counting_tokens) -> None:
+    """Card triage opens its token once and closes it, asks a login=verify SIM's PIN once, and
+    a card that is not an IoT SAFE applet is a FAIL check, not a crash."""
+    from drivers.cards.emulator.store import LAB_PIN
+    from drivers.runs.triage import TriageDetail, TriageRun
+
+    snapshots: list[TriageDetail] = []
+    handle = RunHandle(
+        TriageRun("counting:p256"),
+        on_snapshot=lambda s: (
+            snapshots.append(s.detail) if isinstance(s.detail, TriageDetail) else None
+        ),
+    )
+    outcome = handle.run()
+    assert outcome.state is RunState.COMPLETE
+    assert [c.verdict for c in outcome.result] == ["FAIL"]
+    assert "not an IoT SAFE card" in outcome.result[0].detail
+    assert snapshots and snapshots[-1].checks == outcome.result
+    assert counting_tokens.tokens == 1 and counting_tokens.closed == 1
+
+    asked: list[str] = []
+
+    def pin(token):  # type: ignore[no-untyped-def]
+        asked.append(token.info.label)
+        return Pin(LAB_PIN)
+
+    spec = "iotsafe:emulated;speed=0;login=verify;card=triage-pin"
+    outcome = RunHandle(TriageRun(spec), pin_provider=pin).run()
+    assert outcome.state is RunState.COMPLETE and len(asked) == 1
+    verdicts = {c.name: c.verdict for c in outcome.result}
+    assert verdicts.get("signature") == "PASS", outcome.result
