@@ -65,6 +65,7 @@ class Device:
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._prepared = threading.Event()
         self._thread: threading.Thread | None = None
         self.background_error: BaseException | None = None
 
@@ -81,11 +82,18 @@ class Device:
         elif not toggles.preauth and self._thread is not None:
             self._stop_thread()
 
+    def wait_prepared(self, timeout_s: float = 10.0) -> None:
+        """Preauth: wait until the background task made its first session ready (the device
+        boots authenticated), so the first event does not race it."""
+        if self._thread is not None:
+            self._prepared.wait(timeout_s)
+
     def _preauth_loop(self) -> None:
         with self.watch.background():
             while not self._stop.is_set():
                 try:
                     self.prepare()
+                    self._prepared.set()
                     self.background_error = None
                 except SafeLabError as exc:
                     self.background_error = exc

@@ -103,6 +103,7 @@ class Workload:
         gap = self._gaps()
         size = int(self.profile.param("payload_bytes", 32))
         budget_ns = int(self.profile.budget_ms * 1e6)
+        self.device.wait_prepared()
         start = time.monotonic()
         due = start + gap()
         outage_done = self.outage is None
@@ -123,14 +124,14 @@ class Workload:
             if not outage_done and self.outage and time.monotonic() - start >= self.outage[0]:
                 self.watch.outage(self.outage[1])
                 outage_done = True
-            sample = self._one(index, due, size, budget_ns)
+            sample = self.one(index, due, size, budget_ns)
             self.samples.append(sample)
             self.on_op(sample)
             index += 1
             due += gap()
         return self.summary(time.monotonic() - start)
 
-    def _one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:
+    def one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:
         toggles, flips = self.board.current()
         if toggles != self.device.toggles:
             self.device.apply(toggles)

@@ -72,6 +72,13 @@ Adding a run kind (SSDTF flows and attacks, patterns, what-ifs)
 """
 
 from drivers.runs.meta import RunMeta, TokenProvenance
+from drivers.runs.pattern import (
+    CompareResult,
+    PatternCompareRun,
+    PatternDetail,
+    PatternResult,
+    PatternRun,
+)
 from drivers.runs.protocol import (
     ProtocolDetail,
     ProtocolRun,
@@ -103,8 +110,13 @@ from drivers.runs.ssdtf import (
 
 __all__ = [
     "AttackDetail",
+    "CompareResult",
     "FlowControls",
     "FlowDetail",
+    "PatternCompareRun",
+    "PatternDetail",
+    "PatternResult",
+    "PatternRun",
     "ProtocolDetail",
     "ProtocolRun",
     "RunContext",
