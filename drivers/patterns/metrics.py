@@ -33,6 +33,8 @@ class PatternSummary:
     session_reuse_rate: float
     """Operations served without a new full handshake on the request path."""
     attempts: int
+    card_accesses: int
+    """Calls into the card (open, login, find, sign init, sign, close), failed ones too."""
     sim_errors: int
     sim_error_rate: float
     """Failed card accesses over card accesses."""
@@ -87,6 +89,7 @@ def summarise(
         resumed_handshakes=resumed,
         session_reuse_rate=reused / ops if ops else 0.0,
         attempts=attempts,
+        card_accesses=card.accesses,
         sim_errors=card.errors,
         sim_error_rate=card.errors / card.accesses if card.accesses else 0.0,
         network_errors=network_errors,
