@@ -131,7 +131,7 @@ def test_jwt_reuse(peers, pki, settings: list[str], signatures: int) -> None:
 
 def test_jwt_refresh_signs_in_the_background(peers, pki) -> None:
     settings = ["period_s=0.15", "batch_size=2", "keepalive=on", "jwt-ttl=0.4", "jwt-refresh=on"]
-    summary, work = workload(peers, pki, "batch", settings, 6)
+    summary, _ = workload(peers, pki, "batch", settings, 6)
     assert summary.failed == 0
     assert summary.signatures_request_path == 1  # the TLS handshake only
     assert summary.signatures_background >= 2  # the first JWT and at least one renewal
@@ -159,7 +159,7 @@ def test_refused_combinations_say_why() -> None:
         PatternRun("batch", CARD, ("nodelay=on",))
     with pytest.raises(SafeLabError, match="not runnable yet"):
         PatternRun("bulk-transfer", CARD)
-    with pytest.raises(SafeLabError, match="unknown toggle|unknown pattern parameter"):
+    with pytest.raises(SafeLabError, match=r"unknown toggle|unknown pattern parameter"):
         PatternRun("periodic", CARD, ("warp=on",))
     board = ToggleBoard("mqtt", Toggles())
     with pytest.raises(SafeLabError, match="psk"):
