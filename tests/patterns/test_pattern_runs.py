@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from drivers.bench.store import ResultsStore
-from drivers.runs import PatternCompareRun, PatternRun, RunHandle, RunSnapshot
+from drivers.runs import PatternRun, RunHandle, RunSnapshot
 
 CARD = "iotsafe:emulated;speed=0.02"
 
