@@ -147,6 +147,13 @@ class ToggleBoard:
     def flip(self, name: str, value: str) -> Toggles:
         from drivers.protocols.rules import check_toggles
 
+        if name == "psk":
+            raise SafeLabError(
+                "psk cannot be flipped while a pattern runs: the CoAP peer is started either "
+                "with a pre-shared key or with certificates",
+                "start a run with psk=on, or compare psk=off and psk=on with `pattern compare`"
+                " on separate runs",
+            )
         with self._lock:
             wanted = self._toggles.set(name, value)
             check_toggles(self.transport, wanted)

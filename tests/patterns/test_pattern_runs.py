@@ -113,3 +113,25 @@ def test_list_names_the_six_patterns() -> None:
     }
     assert all(p["table7"] for p in data["patterns"])
     assert {"preauth", "backoff", "keepalive"} <= set(data["toggles"])
+
+
+def test_psk_makes_no_card_signature_on_coap(tmp_path: Path) -> None:
+    import pytest
+
+    from drivers.errors import SafeLabError
+    from drivers.protocols.coap_psk import psk_transport_available
+
+    if not psk_transport_available():
+        pytest.skip("aiocoap's tinyDTLS transport (DTLSSocket) is not installed")
+    signatures = {}
+    for value in ("off", "on"):
+        spec = PatternRun(
+            "periodic", CARD, ("transport=coap", "period_s=0.05", f"psk={value}"), events=2
+        )
+        outcome = RunHandle(spec, db_path=tmp_path / "runs.db").run()
+        outcome.raise_for_error()
+        assert outcome.result.summary.failed == 0
+        signatures[value] = outcome.result.summary.signatures
+        with pytest.raises(SafeLabError, match="psk cannot be flipped"):
+            spec.flip("psk", "off" if value == "on" else "on")
+    assert signatures == {"off": 2, "on": 0}

@@ -165,3 +165,21 @@ def test_refused_combinations_say_why() -> None:
     with pytest.raises(SafeLabError, match="psk"):
         board.flip("psk", "on")
     assert board.current() == (Toggles(), 0)  # a refused flip changes nothing
+
+
+@pytest.mark.parametrize(
+    ("pattern", "settings"),
+    [
+        ("periodic", ["period_s=0.05"]),
+        ("event-driven", ["mean_interval_s=0.05"]),
+        ("batch", ["period_s=0.05", "batch_size=2"]),
+        ("real-time-control", []),
+        ("remote-management", ["mean_interval_s=0.05"]),
+    ],
+)
+def test_every_runnable_pattern_end_to_end(peers, pki, pattern: str, settings: list[str]) -> None:
+    summary, work = workload(peers, pki, pattern, settings, 3)
+    assert summary.operations == 3 and summary.failed == 0
+    assert summary.signatures >= 3  # the unremedied client authenticates every operation
+    assert all(s.latency_ns > 0 and s.n_sign >= 1 for s in work.samples)
+    assert summary.card_busy_ms > 0 and summary.signing_success_rate == 1.0
