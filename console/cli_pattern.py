@@ -137,6 +137,7 @@ def list_command(as_json: bool) -> None:
 @click.option("--duration", type=float, help="Stop after S seconds.")
 @click.option("--link", metavar="SPEC", help="An emulated network link (see safelab proto).")
 @click.option("--card-outage", metavar="AT:SECONDS", help="Inject a card outage.")
+@click.option("--reset-at", type=float, metavar="S", help="Reset the open connection at S s.")
 @click.option("--pin-env", metavar="VAR")
 @click.option("--pin-fd", type=int, metavar="N")
 @click.option("--json", "as_json", is_flag=True)
@@ -150,6 +151,7 @@ def run_command(
     duration: float | None,
     link: str | None,
     card_outage: str | None,
+    reset_at: float | None,
     pin_env: str | None,
     pin_fd: int | None,
     as_json: bool,
@@ -166,6 +168,7 @@ def run_command(
         duration_s=duration,
         link=link,
         outage=_outage(card_outage),
+        reset_at=reset_at,
     )
     outcome = RunHandle(
         spec,

@@ -19,6 +19,7 @@ A device reads its :class:`~drivers.patterns.toggles.Toggles` at every operation
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ssl
 import threading
@@ -112,6 +113,10 @@ class Device:
     def prepare(self) -> None:
         """Preauth: make the next operation's authentication ready (background thread)."""
 
+    def reset(self) -> None:
+        """Fault: the open connection is reset under the device (a peer restart, a NAT
+        timeout); the device notices at its next operation, as a real one would."""
+
     def operate(self, size: int) -> OpResult:
         raise NotImplementedError
 
@@ -173,7 +178,13 @@ class MqttDevice(Device):
             state["reason"] = reason
             connected.set()
 
+        def on_disconnect(c: Any, _u: object, _f: object, _r: object, _p: object) -> None:
+            # A lost connection stays lost: paho's loop would reconnect on its own (and sign
+            # outside the request path); the device reconnects at its next operation instead.
+            c.disconnect()
+
         client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
         try:
             client.connect(self.host, self.port, keepalive=self.keepalive_s)
         except (ssl.SSLError, OSError) as exc:
@@ -209,6 +220,16 @@ class MqttDevice(Device):
             if not self._ready():
                 self._drop()
                 self._client, _ = self._connect()
+
+    def reset(self) -> None:
+        with self._lock:
+            client = self._client
+            sock = client.socket() if client is not None else None
+            if sock is not None:
+                _shut(sock)
+                deadline = time.monotonic() + 2.0
+                while client.is_connected() and time.monotonic() < deadline:
+                    time.sleep(0.01)  # paho's network thread sees the reset
 
     def _drop(self) -> None:
         client, self._client = self._client, None
@@ -250,6 +271,16 @@ class MqttDevice(Device):
         super().close()
         with self._lock:
             self._drop()
+
+
+def _shut(sock: Any) -> None:
+    """Reset a TCP connection now (RST: linger 0), as a restarted peer or a middlebox would."""
+    import socket as sockets
+    import struct
+
+    with contextlib.suppress(OSError):
+        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(sockets.SHUT_RDWR)
 
 
 def _close_later(client: Any) -> None:
@@ -387,6 +418,12 @@ class HttpsDevice(Device):
         self.connections += 1
         self.resumed_handshakes += int(resumed)
         return connection, resumed
+
+    def reset(self) -> None:
+        with self._lock:
+            connection = self._connection
+            if connection is not None and connection.sock is not None:
+                _shut(connection.sock)
 
     def prepare(self) -> None:
         if self.toggles.preauth:

@@ -77,6 +77,8 @@ class Workload:
     duration_s: float | None = None
     outage: tuple[float, float] | None = None
     """Inject a card outage at (seconds after start, for seconds)."""
+    reset_at: float | None = None
+    """Reset the device's open connection (as a peer restart would) this long after start."""
     stop: Callable[[], bool] = lambda: False
     on_op: Callable[[OpSample], None] = lambda s: None
     samples: list[OpSample] = field(default_factory=list)
@@ -106,7 +108,7 @@ class Workload:
         self.device.wait_prepared()
         start = time.monotonic()
         due = start + gap()
-        outage_done = self.outage is None
+        faults = self._faults()
         index = 0
         while True:
             if self.events is not None and index >= self.events:
@@ -115,21 +117,26 @@ class Workload:
                 break
             if self.stop():
                 break
-            if not outage_done and self.outage and time.monotonic() - start >= self.outage[0]:
-                self.watch.outage(self.outage[1])
-                outage_done = True
+            _due_faults(faults, time.monotonic() - start)
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            if not outage_done and self.outage and time.monotonic() - start >= self.outage[0]:
-                self.watch.outage(self.outage[1])
-                outage_done = True
+            _due_faults(faults, time.monotonic() - start)
             sample = self.one(index, due, size, budget_ns)
             self.samples.append(sample)
             self.on_op(sample)
             index += 1
             due += gap()
         return self.summary(time.monotonic() - start)
+
+    def _faults(self) -> list[tuple[float, Callable[[], None]]]:
+        faults: list[tuple[float, Callable[[], None]]] = []
+        if self.outage is not None:
+            at, seconds = self.outage
+            faults.append((at, lambda: self.watch.outage(seconds)))
+        if self.reset_at is not None:
+            faults.append((self.reset_at, self.device.reset))
+        return faults
 
     def one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:
         toggles, flips = self.board.current()
@@ -193,6 +200,13 @@ class Workload:
             resumed=self.device.resumed_handshakes,
             elapsed_s=elapsed_s,
         )
+
+
+def _due_faults(faults: list[tuple[float, Callable[[], None]]], elapsed: float) -> None:
+    """Inject (once) every fault whose time has come."""
+    for fault in [f for f in faults if f[0] <= elapsed]:
+        faults.remove(fault)
+        fault[1]()
 
 
 def make_device(

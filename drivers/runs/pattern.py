@@ -220,6 +220,8 @@ class PatternRun(RunKind):
     link: str | None = None
     outage: tuple[float, float] | None = None
     """A card outage injected at (seconds after start, lasting seconds)."""
+    reset_at: float | None = None
+    """Reset the open connection this long after the start (a peer restart)."""
     progress_interval_s: float = 0.2
     board: ToggleBoard = field(init=False, compare=False, repr=False)
 
@@ -264,14 +266,15 @@ class PatternRun(RunKind):
             target,
             pki,
             self.planned(),
-            {"link": self.link, "outage": list(self.outage) if self.outage else None},
+            {
+                "link": self.link,
+                "outage": list(self.outage) if self.outage else None,
+                "reset_at": self.reset_at,
+            },
         )
         workload = side.workload
-        workload.events, workload.duration_s, workload.outage = (
-            self.events,
-            self.duration_s,
-            self.outage,
-        )
+        workload.events, workload.duration_s = self.events, self.duration_s
+        workload.outage, workload.reset_at = self.outage, self.reset_at
         workload.stop = ctx.checkpoint
         last = [0.0]
 

@@ -183,3 +183,23 @@ def test_every_runnable_pattern_end_to_end(peers, pki, pattern: str, settings: l
     assert summary.signatures >= 3  # the unremedied client authenticates every operation
     assert all(s.latency_ns > 0 and s.n_sign >= 1 for s in work.samples)
     assert summary.card_busy_ms > 0 and summary.signing_success_rate == 1.0
+
+
+@pytest.mark.parametrize(("resume", "signatures"), [("off", 2), ("on", 1)])
+def test_a_reset_connection_is_reopened_at_the_next_event(
+    peers, pki, resume: str, signatures: int
+) -> None:
+    toggles, params = parse_settings(["period_s=0.1", "keepalive=on", f"resume={resume}"])
+    profile = load_pattern("periodic").with_overrides(params)
+    watch = WatchedToken(open_token(CARD))
+    signer = TokenSigner(watch)  # type: ignore[arg-type]
+    with closing(signer):
+        device = make_device(profile, watch, signer, toggles, peers["mqtt"], pki)
+        with closing(device):
+            work = Workload(profile, device, watch, ToggleBoard("mqtt", toggles), events=4)
+            work.reset_at = 0.25  # after the second reading
+            summary = work.run()
+    assert summary.failed == 0 and summary.operations == 4
+    assert summary.connections == 2  # kept, reset, reopened once
+    assert summary.signatures == signatures  # a resumed reconnection signs nothing
+    assert [s.result.connected for s in work.samples].count(True) == 2
