@@ -23,7 +23,7 @@ from typing import Any
 from drivers.cards.errors import CardError
 from drivers.errors import SafeLabError, TokenError
 from drivers.patterns.devices import Device, OpResult
-from drivers.patterns.faults import WatchedToken
+from drivers.patterns.faults import CardCounters, WatchedToken
 from drivers.patterns.metrics import PatternSummary, summarise
 from drivers.patterns.profile import PatternProfile
 from drivers.patterns.toggles import ToggleBoard
@@ -85,7 +85,8 @@ class Workload:
     attempts: int = 0
     network_errors: int = 0
     auth_timeouts: int = 0
-    _flip_seen: int = 0
+    marks: list[tuple[int, str, float, CardCounters]] = field(default_factory=list)
+    """Where each toggle combination began: (flip number, toggles, monotonic time, card)."""
 
     def _gaps(self) -> Callable[[], float]:
         p = self.profile
@@ -142,6 +143,8 @@ class Workload:
         toggles, flips = self.board.current()
         if toggles != self.device.toggles:
             self.device.apply(toggles)
+        if not self.marks or self.marks[-1][0] != flips:
+            self.marks.append((flips, toggles.label, time.monotonic(), self.watch.snapshot()))
         due_ns = time.perf_counter_ns() - int((time.monotonic() - due) * 1e9)
         give_up = due + float(self.profile.param("give_up_s", 30.0))
         auth_timeout_ns = int(float(self.profile.param("auth_timeout_s", 10.0)) * 1e9)
@@ -185,6 +188,21 @@ class Workload:
             toggles.label,
         )
 
+    def segments(self) -> tuple[Segment, ...]:
+        """Before/after figures: one :class:`Segment` per toggle combination in force, in
+        order (the console's A/B panel compares the last two)."""
+        out = []
+        now, card_now = time.monotonic(), self.watch.snapshot()
+        for i, (flip, label, began, card) in enumerate(self.marks):
+            ended, card_end = (
+                (self.marks[i + 1][2], self.marks[i + 1][3])
+                if i + 1 < len(self.marks)
+                else (now, card_now)
+            )
+            events = [s for s in self.samples if s.flip == flip]
+            out.append(segment(flip, label, events, ended - began, card, card_end))
+        return tuple(out)
+
     def summary(self, elapsed_s: float) -> PatternSummary:
         good = [s for s in self.samples if s.ok]
         return summarise(
@@ -200,6 +218,52 @@ class Workload:
             resumed=self.device.resumed_handshakes,
             elapsed_s=elapsed_s,
         )
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The events under one toggle combination: what the A/B panel shows side by side."""
+
+    flip: int
+    toggles: str
+    events: int
+    p50_ms: float
+    p99_ms: float
+    deadline_misses: int
+    deadline_miss_rate: float
+    signatures: int
+    signatures_per_min: float
+    card_busy_pct: float
+    elapsed_s: float
+
+
+def segment(
+    flip: int,
+    label: str,
+    events: list[OpSample],
+    elapsed_s: float,
+    card: CardCounters,
+    card_end: CardCounters,
+) -> Segment:
+    import numpy as np
+
+    values = np.asarray([s.latency_ns for s in events if s.ok], dtype=float) / 1e6
+    misses = sum(1 for s in events if s.missed or not s.ok)
+    signatures = card_end.signatures - card.signatures
+    busy_s = (card_end.busy_ns - card.busy_ns) / 1e9
+    return Segment(
+        flip,
+        label,
+        len(events),
+        float(np.percentile(values, 50)) if values.size else float("nan"),
+        float(np.percentile(values, 99)) if values.size else float("nan"),
+        misses,
+        misses / len(events) if events else 0.0,
+        signatures,
+        signatures * 60.0 / elapsed_s if elapsed_s > 0 else 0.0,
+        100.0 * busy_s / elapsed_s if elapsed_s > 0 else 0.0,
+        elapsed_s,
+    )
 
 
 def _due_faults(faults: list[tuple[float, Callable[[], None]]], elapsed: float) -> None:

@@ -100,7 +100,17 @@ def summarise(
     )
 
 
-DELTA_KEYS = ("p50_ms", "p99_ms", "deadline_miss_rate", "signatures", "card_busy_pct")
+DELTA_KEYS = (
+    "p50_ms",
+    "p99_ms",
+    "mean_ms",
+    "deadline_miss_rate",
+    "signatures",
+    "signatures_per_min",
+    "card_busy_pct",
+    "session_reuse_rate",
+    "attempts",
+)
 
 
 def delta(a: PatternSummary, b: PatternSummary) -> dict[str, dict[str, float | None]]:

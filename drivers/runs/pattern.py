@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from drivers.bench.runner import collect_versions
 from drivers.bench.stats import StreamingStats
 from drivers.errors import SafeLabError
-from drivers.patterns.engine import OpSample, Workload, make_device, peer_protocol
+from drivers.patterns.engine import OpSample, Segment, Workload, make_device, peer_protocol
 from drivers.patterns.faults import WatchedToken
 from drivers.patterns.metrics import PatternSummary, delta
 from drivers.patterns.profile import PatternProfile, load_pattern
@@ -45,6 +45,8 @@ class PatternDetail:
     flips: tuple[tuple[int, str], ...]
     budget_ms: float
     side: str = ""
+    segments: tuple[Segment, ...] = ()
+    """One per toggle combination in force so far (before/after each flip)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class PatternResult:
     flips: tuple[tuple[int, str], ...]
     status: str = "complete"
     reason: str | None = None
+    segments: tuple[Segment, ...] = ()
+    """Before/after each flip (one per toggle combination in force)."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,12 @@ class _Side:
     def detail(self) -> PatternDetail:
         summary = self.workload.summary(time.monotonic() - self.started)
         return PatternDetail(
-            summary, tuple(self.recent), tuple(self.board.log()), self.profile.budget_ms, self.label
+            summary,
+            tuple(self.recent),
+            tuple(self.board.log()),
+            self.profile.budget_ms,
+            self.label,
+            self.workload.segments(),
         )
 
     def finish(self, status: str, reason: str | None) -> PatternResult:
@@ -172,12 +181,17 @@ class _Side:
         summary = self.workload.summary(time.monotonic() - self.started)
         toggles, _ = self.board.current()
         flips = tuple(self.board.log())
+        segments = self.workload.segments()
         self.ctx.store.add_extra(
             self.run_id,
-            {"summary": summary.as_dict(), "flips": [list(f) for f in flips]},
+            {
+                "summary": summary.as_dict(),
+                "flips": [list(f) for f in flips],
+                "segments": [vars(s) for s in segments],
+            },
         )
         self.ctx.store.finish_run(self.run_id, status, reason)
-        return PatternResult(self.run_id, summary, toggles, flips, status, reason)
+        return PatternResult(self.run_id, summary, toggles, flips, status, reason, segments)
 
 
 def _target(ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: str | None) -> Any:

@@ -53,6 +53,11 @@ def test_a_live_flip_takes_effect_at_the_next_event_and_is_stored(tmp_path: Path
     assert record.extra["pattern"] == "periodic" and record.extra["flips"] == [[1, "keepalive=on"]]
     assert record.extra["summary"]["signatures"] == first + 1
     assert record.status == "complete" and record.experiment == "pattern"
+    before, after = result.segments  # the A/B panel's two sides
+    assert (before.toggles, after.toggles) == ("baseline", "keepalive=on")
+    assert (before.events, after.events) == (first, 8 - first)
+    assert (before.signatures, after.signatures) == (first, 1)
+    assert record.extra["segments"][1]["signatures"] == 1
 
 
 def test_compare_json_has_both_sides_and_the_deltas() -> None:
