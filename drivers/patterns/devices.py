@@ -69,6 +69,15 @@ class Device:
         self._prepared = threading.Event()
         self._thread: threading.Thread | None = None
         self.background_error: BaseException | None = None
+        self.session_lifetime_s = 0.0
+        """Keep-alive tuning: a kept connection older than this is replaced (0: never)."""
+        self._opened = 0.0
+
+    def _expired(self) -> bool:
+        return (
+            self.session_lifetime_s > 0
+            and time.monotonic() - self._opened > self.session_lifetime_s
+        )
 
     def apply(self, toggles: Toggles) -> None:
         """Take the toggles for the next operation (a flip)."""
@@ -210,10 +219,11 @@ class MqttDevice(Device):
             self.last_nodelay = bool(socket.getsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY))
         self.connections += 1
         self.resumed_handshakes += int(resumed)
+        self._opened = time.monotonic()
         return client, resumed
 
     def _ready(self) -> bool:
-        return self._client is not None and self._client.is_connected()
+        return self._client is not None and self._client.is_connected() and not self._expired()
 
     def prepare(self) -> None:
         with self._lock:
@@ -417,6 +427,7 @@ class HttpsDevice(Device):
             context.resume_session = socket.session  # type: ignore[attr-defined]
         self.connections += 1
         self.resumed_handshakes += int(resumed)
+        self._opened = time.monotonic()
         return connection, resumed
 
     def reset(self) -> None:
@@ -428,6 +439,9 @@ class HttpsDevice(Device):
     def prepare(self) -> None:
         if self.toggles.preauth:
             with self._lock:
+                if self._connection is not None and self._expired():
+                    self._connection.close()
+                    self._connection = None
                 if self._connection is None:
                     self._connection, _ = self._connect()
         if self.jwt is not None:
@@ -437,6 +451,9 @@ class HttpsDevice(Device):
         start = time.perf_counter_ns()
         resumed = connected = False
         with self._lock:
+            if self._connection is not None and self._expired():
+                self._connection.close()
+                self._connection = None
             reused = self._connection is not None
             if not reused:
                 self._connection, resumed = self._connect()

@@ -294,14 +294,25 @@ def make_device(
         return CoapDevice(watch, signer, toggles, make)
     credentials = pki.client_cert_for_token(signer.token, selector=signer.key_selector)
     cert, ca = credentials.cert_path, pki.ca_path
+    lifetime = float(profile.param("session_lifetime_s", 0.0))
     if transport == "mqtt":
-        return MqttDevice(
-            watch, signer, toggles, peer.host, peer.port, cert, ca, qos=int(profile.param("qos", 1))
+        mqtt = MqttDevice(
+            watch,
+            signer,
+            toggles,
+            peer.host,
+            peer.port,
+            cert,
+            ca,
+            qos=int(profile.param("qos", 1)),
+            keepalive_s=int(profile.param("mqtt_keepalive_s", 30)),
         )
+        mqtt.session_lifetime_s = lifetime
+        return mqtt
     kid = None
     if transport == "https-jwt":
         kid = peer.register_jwt_key(signer.token.public_key(signer.key_selector))
-    return HttpsDevice(
+    https = HttpsDevice(
         watch,
         signer,
         toggles,
@@ -312,6 +323,8 @@ def make_device(
         kid=kid,
         batch_size=int(profile.param("batch_size", 1)) if profile.workload == "batch" else 1,
     )
+    https.session_lifetime_s = lifetime
+    return https
 
 
 def peer_protocol(transport: str, psk: bool = False) -> str:

@@ -29,6 +29,8 @@ _NUMBERS = {
     "auth_timeout_s": float,
     "give_up_s": float,
     "seed": int,
+    "session_lifetime_s": float,
+    "mqtt_keepalive_s": int,
 }
 
 

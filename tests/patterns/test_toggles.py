@@ -203,3 +203,12 @@ def test_a_reset_connection_is_reopened_at_the_next_event(
     assert summary.connections == 2  # kept, reset, reopened once
     assert summary.signatures == signatures  # a resumed reconnection signs nothing
     assert [s.result.connected for s in work.samples].count(True) == 2
+
+
+def test_session_lifetime_bounds_a_kept_connection(peers, pki) -> None:
+    settings = ["period_s=0.1", "keepalive=on", "session_lifetime_s=0.15"]
+    summary, work = workload(peers, pki, "periodic", settings, 5)
+    # readings at 0.1 s intervals, a session lives 0.15 s: renewed every other reading
+    assert summary.failed == 0
+    assert 2 <= summary.connections <= 4 and summary.signatures == summary.connections
+    assert work.samples[1].result.reused and not work.samples[0].result.reused
