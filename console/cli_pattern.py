@@ -67,6 +67,20 @@ def _outage(text: str | None) -> tuple[float, float] | None:
         ) from None
 
 
+def _slow(text: str | None) -> tuple[float, float, float] | None:
+    if not text:
+        return None
+    from drivers.errors import SafeLabError
+
+    try:
+        at, seconds, delay_ms = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise SafeLabError(
+            f"--card-slow {text!r} is not AT:SECONDS:DELAY_MS", "e.g. --card-slow 1:3:200"
+        ) from None
+    return at, seconds, delay_ms / 1000.0
+
+
 @click.group()
 def pattern() -> None:
     """The paper's communication patterns as live workloads; its remedies as toggles.
@@ -138,6 +152,9 @@ def list_command(as_json: bool) -> None:
 @click.option("--link", metavar="SPEC", help="An emulated network link (see safelab proto).")
 @click.option("--card-outage", metavar="AT:SECONDS", help="Inject a card outage.")
 @click.option("--reset-at", type=float, metavar="S", help="Reset the open connection at S s.")
+@click.option(
+    "--card-slow", metavar="AT:SECONDS:DELAY_MS", help="Each card access DELAY_MS late for a while."
+)
 @click.option("--pin-env", metavar="VAR")
 @click.option("--pin-fd", type=int, metavar="N")
 @click.option("--json", "as_json", is_flag=True)
@@ -152,6 +169,7 @@ def run_command(
     link: str | None,
     card_outage: str | None,
     reset_at: float | None,
+    card_slow: str | None,
     pin_env: str | None,
     pin_fd: int | None,
     as_json: bool,
@@ -169,6 +187,7 @@ def run_command(
         link=link,
         outage=_outage(card_outage),
         reset_at=reset_at,
+        slow=_slow(card_slow),
     )
     outcome = RunHandle(
         spec,

@@ -83,8 +83,9 @@ class Device:
         """Take the toggles for the next operation (a flip)."""
         old, self.toggles = self.toggles, toggles
         if old.token_session != toggles.token_session:
-            self.signer.close()
-            self.signer.reuse_session = toggles.token_session == "kept"
+            with self._lock:  # not while the preauth thread is connecting with it
+                self.signer.close()
+                self.signer.reuse_session = toggles.token_session == "kept"
         if toggles.preauth and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._preauth_loop, daemon=True)

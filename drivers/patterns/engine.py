@@ -79,6 +79,8 @@ class Workload:
     """Inject a card outage at (seconds after start, for seconds)."""
     reset_at: float | None = None
     """Reset the device's open connection (as a peer restart would) this long after start."""
+    slow: tuple[float, float, float] | None = None
+    """Slow card: at (seconds after start), for (seconds), each card access (delay_s) late."""
     stop: Callable[[], bool] = lambda: False
     on_op: Callable[[OpSample], None] = lambda s: None
     samples: list[OpSample] = field(default_factory=list)
@@ -137,6 +139,9 @@ class Workload:
             faults.append((at, lambda: self.watch.outage(seconds)))
         if self.reset_at is not None:
             faults.append((self.reset_at, self.device.reset))
+        if self.slow is not None:
+            at, seconds, delay = self.slow
+            faults.append((at, lambda: self.watch.slowdown(seconds, delay)))
         return faults
 
     def one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:

@@ -47,6 +47,7 @@ class WatchedToken:
         self._lock = threading.Lock()
         self._seen: set[bytes] = set()
         self._outage_until = 0.0
+        self._slow = (0.0, 0.0)
         self._local = threading.local()
 
     def __getattr__(self, name: str) -> Any:
@@ -56,6 +57,11 @@ class WatchedToken:
     def outage(self, seconds: float) -> None:
         """From now on, for ``seconds``, every card access fails (the card does not answer)."""
         self._outage_until = time.monotonic() + seconds
+
+    def slowdown(self, seconds: float, delay_s: float) -> None:
+        """From now on, for ``seconds``, every card access answers ``delay_s`` late (a card
+        busy with something else, a modem retrying): exercises authentication time-outs."""
+        self._slow = (time.monotonic() + seconds, delay_s)
 
     @property
     def out(self) -> bool:
@@ -106,6 +112,9 @@ class WatchedToken:
                 "the card did not answer (injected card outage)",
                 "wait for the card to come back; retries should back off",
             )
+        until, delay = self._slow
+        if delay and time.monotonic() < until:
+            time.sleep(delay)
         try:
             result = getattr(target, name)(*args)
         except Exception:

@@ -236,6 +236,8 @@ class PatternRun(RunKind):
     """A card outage injected at (seconds after start, lasting seconds)."""
     reset_at: float | None = None
     """Reset the open connection this long after the start (a peer restart)."""
+    slow: tuple[float, float, float] | None = None
+    """A slow card: (at s, for s, each access delayed s)."""
     progress_interval_s: float = 0.2
     board: ToggleBoard = field(init=False, compare=False, repr=False)
 
@@ -284,11 +286,13 @@ class PatternRun(RunKind):
                 "link": self.link,
                 "outage": list(self.outage) if self.outage else None,
                 "reset_at": self.reset_at,
+                "slow": list(self.slow) if self.slow else None,
             },
         )
         workload = side.workload
         workload.events, workload.duration_s = self.events, self.duration_s
         workload.outage, workload.reset_at = self.outage, self.reset_at
+        workload.slow = self.slow
         workload.stop = ctx.checkpoint
         last = [0.0]
 

@@ -212,3 +212,19 @@ def test_session_lifetime_bounds_a_kept_connection(peers, pki) -> None:
     assert summary.failed == 0
     assert 2 <= summary.connections <= 4 and summary.signatures == summary.connections
     assert work.samples[1].result.reused and not work.samples[0].result.reused
+
+
+def test_a_slow_card_shows_as_authentication_time_outs(peers, pki) -> None:
+    toggles, params = parse_settings(["period_s=0.05", "auth_timeout_s=0.1"])
+    profile = load_pattern("periodic").with_overrides(params)
+    watch = WatchedToken(open_token(CARD))
+    signer = TokenSigner(watch)  # type: ignore[arg-type]
+    with closing(signer):
+        device = make_device(profile, watch, signer, toggles, peers["mqtt"], pki)
+        with closing(device):
+            work = Workload(profile, device, watch, ToggleBoard("mqtt", toggles), events=4)
+            work.slow = (0.0, 0.15, 0.15)  # the first reading's card accesses answer late
+            summary = work.run()
+    assert summary.failed == 0 and summary.sim_errors == 0  # slow is not failed
+    assert summary.auth_timeouts >= 1 and summary.auth_timeout_rate < 1
+    assert work.samples[0].result.auth_ns > 100_000_000
