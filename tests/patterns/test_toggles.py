@@ -228,3 +228,15 @@ def test_a_slow_card_shows_as_authentication_time_outs(peers, pki) -> None:
     assert summary.failed == 0 and summary.sim_errors == 0  # slow is not failed
     assert summary.auth_timeouts >= 1 and summary.auth_timeout_rate < 1
     assert work.samples[0].result.auth_ns > 100_000_000
+
+
+@pytest.mark.parametrize("hash_on", ["host", "card"])
+def test_hash_on_sends_the_card_the_digest_or_the_whole_input(peers, pki, hash_on: str) -> None:
+    settings = ["period_s=0.05", "batch_size=1", "keepalive=on", f"hash-on={hash_on}"]
+    summary, work = workload(peers, pki, "batch", settings, 2)
+    assert summary.failed == 0 and summary.signatures == 1 + 2
+    jwt_inputs = [r.digest_len for r in work.device.signer.records[1:]]  # after the handshake
+    if hash_on == "host":
+        assert jwt_inputs == [32, 32]  # SHA-256 on the host, the card signs a digest
+    else:
+        assert all(n > 100 for n in jwt_inputs)  # the JWT signing input itself
