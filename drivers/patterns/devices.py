@@ -69,6 +69,8 @@ class Device:
         self._prepared = threading.Event()
         self._thread: threading.Thread | None = None
         self.background_error: BaseException | None = None
+        self.units_sent = 0
+        """Messages / requests / chunks sent and acknowledged (retransmissions included)."""
         self.session_lifetime_s = 0.0
         """Keep-alive tuning: a kept connection older than this is replaced (0: never)."""
         self._opened = 0.0
@@ -163,6 +165,7 @@ class MqttDevice(Device):
         self._client: Any = None
         self._count = 0
         self.last_nodelay: bool | None = None
+        self.bulk: BulkPlan | None = None
         self.apply(toggles)
 
     def _connect(self) -> tuple[Any, bool]:
@@ -262,26 +265,97 @@ class MqttDevice(Device):
                 self._client = None  # used once; the device sleeps disconnected after it
         auth_ns = time.perf_counter_ns() - start if connected else 0
         try:
-            info = client.publish("safelab/pattern", b"x" * size, qos=self.qos)
-            info.wait_for_publish(self.timeout_s)
-            if not info.is_published():
-                raise ProtocolError(
-                    f"no acknowledgement of a QoS {self.qos} PUBLISH within {self.timeout_s:g} s",
-                    "check the broker's log",
-                )
+            if self.bulk is not None:
+                self.bulk.send(self, client)
+            else:
+                self.publish(client, b"x" * size)
             acked = time.perf_counter_ns()
-        except (RuntimeError, ValueError) as exc:
-            raise ProtocolError(f"MQTT publish failed ({exc})", "check the broker") from None
         finally:
             if not self.toggles.keepalive:
                 _close_later(client)  # the device goes to sleep; not the next event's wait
                 self._wake.set()  # preauth: authenticate the next one now
         return OpResult(auth_ns, connected, resumed, reused, acked)
 
+    def publish(self, client: Any, payload: bytes) -> None:
+        """One PUBLISH, returned when acknowledged (QoS 1/2) or written (QoS 0)."""
+        try:
+            info = client.publish("safelab/pattern", payload, qos=self.qos)
+            info.wait_for_publish(self.timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise ProtocolError(f"MQTT publish failed ({exc})", "check the broker") from None
+        if not info.is_published():
+            raise ProtocolError(
+                f"no acknowledgement of a QoS {self.qos} PUBLISH within {self.timeout_s:g} s",
+                "check the broker's log",
+            )
+        self.units_sent += 1
+
     def close(self) -> None:
         super().close()
         with self._lock:
             self._drop()
+
+
+@dataclass
+class BulkPlan:
+    """Bulk transfer (Table 7's firmware/OTA row) as chunked MQTT PUBLISHes, each acknowledged.
+
+    ``resume``: after a cut the transfer continues from the last acknowledged chunk (else it
+    starts again from zero). ``chunk_auth``: the card signs every chunk's SHA-256 (per-chunk
+    authentication, the paper's remedy for authenticating large data: a cut loses at most one
+    chunk's worth of trust); otherwise one signature over the image's manifest per transfer.
+    ``cut_after``: a fault, the connection is reset (TCP RST) after that many chunks of the
+    first transfer.
+    """
+
+    image_bytes: int
+    chunk_bytes: int
+    resume: bool = True
+    chunk_auth: bool = False
+    cut_after: int = 0
+    next_chunk: int = 0
+    cuts: int = 0
+    transfers: int = 0
+
+    @property
+    def chunks(self) -> int:
+        return max(1, -(-self.image_bytes // self.chunk_bytes))
+
+    def send(self, device: MqttDevice, client: Any) -> None:
+        import hashlib
+
+        try:
+            if self.next_chunk == 0 and not self.chunk_auth:
+                manifest = hashlib.sha256(
+                    b"safelab-image:%d:%d" % (self.transfers, self.image_bytes)
+                ).digest()
+                device.signer.sign_digest(manifest)
+            for index in range(self.next_chunk, self.chunks):
+                if self.cut_after and not self.cuts and index == self.cut_after:
+                    self.cuts += 1
+                    _cut(client)
+                size = min(self.chunk_bytes, self.image_bytes - index * self.chunk_bytes)
+                payload = index.to_bytes(4, "big") + bytes(max(size, 0))
+                if self.chunk_auth:
+                    payload += device.signer.sign_digest(hashlib.sha256(payload).digest()).der
+                device.publish(client, payload)
+                self.next_chunk = index + 1
+        except SafeLabError:
+            if not self.resume:
+                self.next_chunk = 0
+            raise
+        self.next_chunk = 0
+        self.transfers += 1
+
+
+def _cut(client: Any) -> None:
+    """Reset the client's connection now and wait until paho has seen it."""
+    sock = client.socket()
+    if sock is not None:
+        _shut(sock)
+    deadline = time.monotonic() + 2.0
+    while client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _shut(sock: Any) -> None:
@@ -482,6 +556,7 @@ class HttpsDevice(Device):
                         f"the server answered HTTP {response.status} ({body[:60]!r})",
                         "check the JWT key registration and the certificate",
                     )
+                self.units_sent += 1
             acked = time.perf_counter_ns()
         except (ssl.SSLError, OSError, http.client.HTTPException) as exc:
             connection.close()

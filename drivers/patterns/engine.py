@@ -1,10 +1,11 @@
 """The workload loop: events on the pattern's schedule, each delivered through the device,
 its request-path latency measured from the moment it occurred to its acknowledgement.
 
-Schedules: ``periodic`` (an event every ``period_s``), ``poisson`` (exponential gaps of mean
-``mean_interval_s``, seeded), ``batch`` (every ``period_s`` one operation of ``batch_size``
-requests). An event that finds the device still busy waits, and that wait is in its latency
-(the paper's request path starts when the event occurs, not when the client gets to it).
+Schedules: ``periodic`` and ``bulk`` (an event, or a transfer, every ``period_s``),
+``poisson`` (exponential gaps of mean ``mean_interval_s``, seeded), ``batch`` (every
+``period_s`` one operation of ``batch_size`` requests). An event that finds the device still
+busy waits, and that wait is in its latency (the paper's request path starts when the event
+occurs, not when the client gets to it).
 
 Errors: a card error (SIM access) or a network error fails the attempt; the operation is
 retried until ``give_up_s`` after the event. ``backoff=on`` spaces the retries by exponential
@@ -45,6 +46,8 @@ class OpSample:
     result: OpResult
     flip: int
     toggles: str
+    units: int = 0
+    """Messages, requests or chunks sent for this event (retransmissions included)."""
 
     def as_sample(self) -> tuple[int, int, dict[str, int]]:
         r = self.result
@@ -61,6 +64,7 @@ class OpSample:
                 "missed": int(self.missed),
                 "failed": int(not self.ok),
                 "flip": self.flip,
+                "units": self.units,
             },
         )
 
@@ -103,7 +107,7 @@ class Workload:
         if not self.profile.runnable:
             raise SafeLabError(
                 f"pattern {self.profile.name!r} is not runnable yet",
-                "run periodic, event-driven, batch, real-time-control or remote-management",
+                "see `safelab pattern list` for the runnable patterns",
             )
         gap = self._gaps()
         size = int(self.profile.param("payload_bytes", 32))
@@ -154,6 +158,7 @@ class Workload:
         give_up = due + float(self.profile.param("give_up_s", 30.0))
         auth_timeout_ns = int(float(self.profile.param("auth_timeout_s", 10.0)) * 1e9)
         before = self.watch.snapshot()
+        units_before = self.device.units_sent
         attempts = 0
         result = OpResult()
         ok = False
@@ -191,6 +196,7 @@ class Workload:
             result,
             flips,
             toggles.label,
+            self.device.units_sent - units_before,
         )
 
     def segments(self) -> tuple[Segment, ...]:
@@ -222,6 +228,7 @@ class Workload:
             connections=self.device.connections,
             resumed=self.device.resumed_handshakes,
             elapsed_s=elapsed_s,
+            units_sent=self.device.units_sent,
         )
 
 
@@ -313,6 +320,16 @@ def make_device(
             keepalive_s=int(profile.param("mqtt_keepalive_s", 30)),
         )
         mqtt.session_lifetime_s = lifetime
+        if profile.workload == "bulk":
+            from drivers.patterns.devices import BulkPlan
+
+            mqtt.bulk = BulkPlan(
+                image_bytes=int(profile.param("image_kb", 1024)) * 1024,
+                chunk_bytes=int(profile.param("chunk_kb", 64)) * 1024,
+                resume=bool(profile.param("chunk_resume", 1)),
+                chunk_auth=bool(profile.param("chunk_auth", 0)),
+                cut_after=int(profile.param("cut_after_chunks", 0)),
+            )
         return mqtt
     kid = None
     if transport == "https-jwt":

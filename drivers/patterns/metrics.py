@@ -44,6 +44,8 @@ class PatternSummary:
     """Operations whose authentication failed or took longer than ``auth_timeout_s``."""
     duplicate_signatures: int
     elapsed_s: float
+    units_sent: int = 0
+    """Messages, requests or chunks sent and acknowledged (retransmissions included)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +64,7 @@ def summarise(
     connections: int,
     resumed: int,
     elapsed_s: float,
+    units_sent: int = 0,
 ) -> PatternSummary:
     """Summary of a run (``card`` is a :class:`~drivers.patterns.faults.CardCounters`)."""
     ops = len(latencies_ns) + failed
@@ -97,6 +100,7 @@ def summarise(
         auth_timeout_rate=auth_timeouts / ops if ops else 0.0,
         duplicate_signatures=card.duplicates,
         elapsed_s=elapsed_s,
+        units_sent=units_sent,
     )
 
 

@@ -1,6 +1,6 @@
 """The paper's communication patterns (Table 7) as TOML profiles in ``profiles/patterns/``.
 
-Each profile names its workload (``periodic``, ``poisson``, ``batch``), its transport
+Each profile names its workload (``periodic``, ``poisson``, ``batch``, ``bulk``), its transport
 (``mqtt``, ``https``, ``https-jwt``, ``coap``), its parameters and its latency budget; every
 parameter can be overridden (``--set period_s=0.05``), so tests and benchmarks run the same
 profile faster without a second copy of it.
@@ -16,7 +16,7 @@ from typing import Any
 from drivers.errors import SafeLabError
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles" / "patterns"
-WORKLOADS = ("periodic", "poisson", "batch")
+WORKLOADS = ("periodic", "poisson", "batch", "bulk")
 TRANSPORTS = ("mqtt", "https", "https-jwt", "coap")
 
 _NUMBERS = {
@@ -30,6 +30,11 @@ _NUMBERS = {
     "give_up_s": float,
     "seed": int,
     "session_lifetime_s": float,
+    "image_kb": int,
+    "chunk_kb": int,
+    "chunk_resume": int,
+    "chunk_auth": int,
+    "cut_after_chunks": int,
     "mqtt_keepalive_s": int,
 }
 

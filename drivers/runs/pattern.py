@@ -86,7 +86,7 @@ def _profile(pattern: str, settings: tuple[str, ...]) -> tuple[PatternProfile, T
     if not profile.runnable:
         raise SafeLabError(
             f"pattern {pattern!r} is not runnable yet ({profile.title})",
-            "run periodic, event-driven, batch, real-time-control or remote-management",
+            "see `safelab pattern list` for the runnable patterns",
         )
     check_toggles(profile.transport, toggles)
     return profile, toggles

@@ -157,8 +157,6 @@ def test_refused_combinations_say_why() -> None:
         PatternRun("batch", CARD, ("jwt-refresh=on",))
     with pytest.raises(SafeLabError, match="nodelay does not apply to https-jwt"):
         PatternRun("batch", CARD, ("nodelay=on",))
-    with pytest.raises(SafeLabError, match="not runnable yet"):
-        PatternRun("bulk-transfer", CARD)
     with pytest.raises(SafeLabError, match=r"unknown toggle|unknown pattern parameter"):
         PatternRun("periodic", CARD, ("warp=on",))
     board = ToggleBoard("mqtt", Toggles())
@@ -175,6 +173,7 @@ def test_refused_combinations_say_why() -> None:
         ("batch", ["period_s=0.05", "batch_size=2"]),
         ("real-time-control", []),
         ("remote-management", ["mean_interval_s=0.05"]),
+        ("bulk-transfer", ["period_s=0.05", "image_kb=32", "chunk_kb=16"]),
     ],
 )
 def test_every_runnable_pattern_end_to_end(peers, pki, pattern: str, settings: list[str]) -> None:
@@ -240,3 +239,25 @@ def test_hash_on_sends_the_card_the_digest_or_the_whole_input(peers, pki, hash_o
         assert jwt_inputs == [32, 32]  # SHA-256 on the host, the card signs a digest
     else:
         assert all(n > 100 for n in jwt_inputs)  # the JWT signing input itself
+
+
+@pytest.mark.parametrize(("resume", "chunks_sent"), [("1", 2 * 4), ("0", 2 * 4 + 2)])
+def test_bulk_transfer_resumes_after_a_cut_from_the_last_acknowledged_chunk(
+    peers, pki, resume: str, chunks_sent: int
+) -> None:
+    settings = ["period_s=0.05", "image_kb=64", "chunk_kb=16", "cut_after_chunks=2",
+                f"chunk_resume={resume}", "nodelay=on"]  # fmt: skip
+    summary, work = workload(peers, pki, "bulk-transfer", settings, 2)
+    assert summary.failed == 0 and summary.network_errors == 1  # the cut, then a retry
+    assert summary.units_sent == chunks_sent  # resumed: no chunk sent twice
+    assert summary.connections == 2 + 1  # a connection per transfer, one more after the cut
+    assert work.samples[0].attempts == 2 and work.samples[1].attempts == 1
+
+
+def test_per_chunk_authentication_signs_every_chunk(peers, pki) -> None:
+    base = ["period_s=0.05", "image_kb=64", "chunk_kb=16", "nodelay=on", "keepalive=on"]
+    manifest, _ = workload(peers, pki, "bulk-transfer", base, 2)
+    chunked, _ = workload(peers, pki, "bulk-transfer", [*base, "chunk_auth=1"], 2)
+    assert manifest.signatures == 1 + 2  # the handshake, one manifest per transfer
+    assert chunked.signatures == 1 + 2 * 4  # the handshake, every chunk
+    assert manifest.units_sent == chunked.units_sent == 2 * 4
