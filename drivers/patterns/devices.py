@@ -108,7 +108,7 @@ class Device:
                     self.prepare()
                     self._prepared.set()
                     self.background_error = None
-                except SafeLabError as exc:
+                except Exception as exc:  # a background task must not die silently
                     self.background_error = exc
                     self._stop.wait(0.05)
                     continue
