@@ -51,6 +51,7 @@ class SafeLabApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", show=False, id="app.quit_letter"),
         Binding("ctrl+z", "suspend_process", "Suspend", show=False, id="app.suspend"),
+        Binding("f1,question_mark", "help", "Help", show=False, id="app.help"),
     ]
 
     def __init__(
@@ -101,13 +102,59 @@ class SafeLabApp(App[None]):
             key = binding.key.split(",")[0]
             yield SystemCommand(title, f"key {key}", partial(screen.run_action, binding.action))
 
+    def action_help(self) -> None:
+        """``?``/F1: the current job's help (its figures and keys); a text field keeps ``?``."""
+        from screens.dialogs import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def job_screens(self) -> list[Screen]:
+        """Every screen of every job that has been opened (each mode keeps its own stack)."""
+        screens: list[Screen] = []
+        for spec in self.specs:
+            try:
+                screens.extend(self.get_screen_stack(spec.name))
+            except KeyError:
+                continue
+        return screens
+
+    def running_jobs(self) -> list[str]:
+        """Titles of the jobs running an experiment that quitting would stop.
+
+        A screen takes part by having ``running`` (true while a run goes) and
+        ``stop_for_exit()`` (stops it, keeping what ran).
+        """
+        return [
+            str(screen.sub_title or type(screen).__name__)
+            for screen in self.job_screens()
+            if getattr(screen, "running", False) is True and hasattr(screen, "stop_for_exit")
+        ]
+
     async def action_quit(self) -> None:
+        """Quit; while a run is going ask first. Either way a stopped run keeps its trials."""
+        from screens.dialogs import ConfirmQuit
+
+        running = self.running_jobs()
+        if not running:
+            self._stop_and_exit()
+            return
+        if isinstance(self.screen, ConfirmQuit):
+            return
+
+        def answered(quit_now: bool | None) -> None:
+            if quit_now:
+                self._stop_and_exit()
+
+        self.push_screen(ConfirmQuit(running), callback=answered)
+
+    def _stop_and_exit(self) -> None:
         """Stop running experiments (their partial runs are kept), then leave."""
-        for stack in self._screen_stacks.values():
-            for screen in stack:
-                stop = getattr(screen, "stop_for_exit", None)
-                if callable(stop):
-                    stop()
+        for screen in self.job_screens():
+            stop = getattr(screen, "stop_for_exit", None)
+            if callable(stop):
+                stop()
         self.exit()
 
 

@@ -79,13 +79,24 @@ def main(ctx: click.Context, db: Path | None) -> None:
 
 @main.command("console")
 @click.option("--ansi", is_flag=True, help="Use the terminal's own 16-colour palette.")
+@click.option(
+    "--token",
+    "token_spec",
+    metavar="SPEC",
+    help="Start with this token (any spec, e.g. iotsafe:emulated;profile=paper-sim;speed=0.05).",
+)
 @click.pass_context
-def console_command(ctx: click.Context, ansi: bool = False) -> None:
+def console_command(ctx: click.Context, ansi: bool = False, token_spec: str | None = None) -> None:
     """Open the Textual console (also what `safelab` alone does on a terminal)."""
     from console.app import find_triage, run_console  # Textual loads only for the console
     from screens.lab import Lab
 
-    run_console(Lab(db_path=ctx.obj.get("db"), triage=find_triage()), ansi_color=ansi)
+    lab = Lab(db_path=ctx.obj.get("db"), triage=find_triage())
+    if token_spec:
+        from screens.tokens import choice_for_spec
+
+        lab.token = choice_for_spec(token_spec)  # a bad spec: one line, before the console
+    run_console(lab, ansi_color=ansi)
 
 
 @main.command()
@@ -309,7 +320,7 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool, paper: bool) -> No
     stdout.print(render.run_details(record))
     label = render.run_label(record.mode, record.token.get("label", ""), record.emulated)
     stdout.print(render.table3(stats, label, record.mode, paper))
-    stdout.print(render.phase_table(stats))
+    stdout.print(render.phase_table(stats, record.experiment))
 
 
 @runs.command("export")
@@ -356,12 +367,13 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
 
 
 def _register_card_commands() -> None:
-    from console import cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf
+    from console import cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf, cli_web
 
     cli_card.register(main)
     cli_proto.register(main)
     cli_ssdtf.register(main)
     cli_paper.register(main)
+    cli_web.register(main)
     cli_pattern.register(main)
 
 

@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -61,6 +62,21 @@ def card() -> None:
     help="vpcd port: 35963 is reader 'Virtual PCD 00 00', 35964 is '... 01'.",
 )
 @click.option("--modem", is_flag=True, help="Also serve it behind a modem on a pseudo-terminal.")
+@click.option(
+    "--aid",
+    "aids",
+    multiple=True,
+    metavar="HEX",
+    help="Also answer SELECT under this applet AID (a vendor stack's own); repeatable.",
+)
+@click.option(
+    "--card",
+    "card_name",
+    default="default",
+    show_default=True,
+    help="Card name: its keys and objects are kept in <data dir>/cards/NAME.json.",
+)
+@click.option("--fresh", is_flag=True, help="Provision new keys and certificates for the card.")
 def serve(
     profile: str,
     speed: float,
@@ -69,25 +85,51 @@ def serve(
     pcsc: bool,
     vpcd_port: int,
     modem: bool,
+    aids: tuple[str, ...],
+    card_name: str,
+    fresh: bool,
 ) -> None:
-    """Run the emulated IoT SAFE card where real cards are: a PC/SC reader, a modem."""
+    """Run the emulated IoT SAFE card where real cards are: a PC/SC reader, a modem.
+
+    The card keeps its keys across starts (--fresh for new ones), so trust a third-party
+    stack built on them (a registered client certificate, a pinned key) still holds.
+    """
     from drivers.cards.serve import serve_emulated_card
+
+    hosted = tuple(_aid(text) for text in aids)
+    done = _stop_on_signals()
 
     if not pcsc and not modem:
         raise SafeLabError(
             "--no-pcsc without --modem serves the card nowhere",
             "keep the PC/SC reader or add --modem",
         )
-    spec = f"iotsafe:emulated;profile={profile};speed={speed:g};curves={curves}"
+    spec = f"iotsafe:emulated;profile={profile};speed={speed:g};curves={curves};card={card_name}"
     if seed is not None:
         spec += f";seed={seed}"
-    served = serve_emulated_card(parse_options(spec), pcsc=pcsc, vpcd_port=vpcd_port, modem=modem)
+    served = serve_emulated_card(
+        parse_options(spec),
+        pcsc=pcsc,
+        vpcd_port=vpcd_port,
+        modem=modem,
+        aids=hosted,
+        log=_log_line,
+        fresh=fresh,
+    )
     stdout.print(Text(f"Serving {served.description} [EMULATED]", style="bold"))
+    stdout.print(
+        "  applet AIDs: " + ", ".join(aid.hex().upper() for aid in served.applet.aids),
+        highlight=False,
+    )
+    stdout.print(
+        f"  keys kept in {served.card_file}"
+        + (" (new keys, --fresh)" if fresh else "; --fresh for new keys"),
+        highlight=False,
+        soft_wrap=True,
+    )
     for uri in served.uris:
         stdout.print(f"  --token '{uri}'", highlight=False, soft_wrap=True)
     stdout.print("Ctrl-C removes the card.", style="dim")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         while not done.wait(0.5):
             error = served.virtual_card.error if served.virtual_card else None
@@ -101,6 +143,118 @@ def serve(
     finally:
         served.stop()
     stdout.print(f"card removed after {served.applet_calls} APDUs")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP, whatever this process inherited.
+
+    Started without a terminal (a service, ``cmd &`` in a script) a process may inherit
+    SIGINT ignored, and the default SIGTERM kills it before the card is pulled out: pcscd
+    then keeps a card that answers nothing. With these handlers every way of stopping the
+    server removes the card first and exits 0.
+    """
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: done.set())
+    return done
+
+
+_print_lock = threading.Lock()
+
+
+def _log_line(line: str) -> None:
+    """One event of the served card, from whichever link thread saw it."""
+    with _print_lock:
+        stdout.print(f"card: {line}", highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+
+
+def _aid(text: str) -> bytes:
+    """An applet AID from hex: 5 to 16 bytes (ISO 7816-4: RID of 5 bytes, PIX up to 11)."""
+    try:
+        aid = bytes.fromhex(text)
+    except ValueError:
+        aid = b""
+    if not 5 <= len(aid) <= 16:
+        raise SafeLabError(
+            f"--aid {text!r} is not an AID of 5-16 hex bytes",
+            "give the applet AID in hex, e.g. --aid A00000003053F12401770101495341",
+        )
+    return aid
+
+
+@card.command()
+@click.option("--card", "card_name", default="default", show_default=True, help="Served card.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only APDUs since a duration ago (30s, 5m, 2h, 500ms) or an ISO time.",
+)
+@click.option("--last", type=int, metavar="N", help="Only the last N APDUs.")
+@click.option("--json", "as_json", is_flag=True, help="Every APDU as JSON, with a phase summary.")
+def trace(card_name: str, since: str | None, last: int | None, as_json: bool) -> None:
+    """The APDUs `card serve` received, timed and decoded, with the phase each belongs to.
+
+    Shows what any host stack (a vendor PKCS#11 library, a modem's firmware) sends: per APDU
+    the card and link time the profile modelled, the answer time, and the host's own time
+    since the previous answer; then APDUs and times per phase.
+    """
+    from rich.table import Table
+
+    from drivers.cards.serve_trace import by_phase, parse_since, read_trace, trace_path
+
+    path = trace_path(card_name)
+    if not path.exists():
+        raise SafeLabError(
+            f"no APDU trace for card {card_name!r} ({path} does not exist)",
+            f"serve the card first: safelab card serve --card {card_name}",
+        )
+    try:
+        after = parse_since(since) if since else None
+    except ValueError as exc:
+        raise SafeLabError(str(exc), "e.g. --since 5m or --since 2026-12-03T16:00") from None
+    entries = read_trace(path, after)
+    if last is not None:
+        entries = entries[-last:] if last > 0 else []
+    phases = by_phase(entries)
+    if as_json:
+        document = {
+            "card": card_name,
+            "apdus": [e.as_dict() for e in entries],
+            "phases": [vars(p) for p in phases],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    table = Table(title=f"APDUs received by card {card_name!r}", title_justify="left")
+    for column in ("+ms", "link", "phase", "command", "SW", "card", "link ms", "answer", "host"):
+        table.add_column(
+            column, justify="left" if column in ("link", "phase", "command") else "right"
+        )
+    for e in entries:
+        table.add_row(
+            f"{e.offset_ms:.1f}",
+            e.link,
+            e.phase,
+            f"{e.name} ({e.detail})",
+            e.sw,
+            f"{e.card_ms:.1f}",
+            f"{e.link_ms:.1f}",
+            f"{e.answer_ms:.1f}",
+            "" if e.host_gap_ms is None else f"{e.host_gap_ms:.1f}",
+        )
+    stdout.print(table)
+    summary = Table(title="per phase (ms)", title_justify="left")
+    for column in ("phase", "APDUs", "card", "link", "answer"):
+        summary.add_column(column, justify="left" if column == "phase" else "right")
+    for row in phases:
+        summary.add_row(
+            row.phase,
+            str(row.apdus),
+            f"{row.card_ms:.1f}",
+            f"{row.link_ms:.1f}",
+            f"{row.answer_ms:.1f}",
+        )
+    stdout.print(summary)
 
 
 @card.command()
@@ -238,37 +392,35 @@ def triage(
 
     Exit code: 0 all PASS, 1 some WARN, 2 some FAIL.
     """
-    from drivers.cards.triage import exit_code, overall, run_triage
+    from drivers.cards.triage import TriageReport, exit_code, run_triage, timed
 
     pin = None
     if parse_options(token_uri).login:
         pin = make_pin_provider(pin_env, pin_fd)()
     checks = []
-    for check in run_triage(
-        token_uri,
-        sign_only_trials=max(1, n),
-        total_trials=max(1, n // 3),
-        threshold_ms=threshold_ms,
-        pin=pin,
+    start = time.perf_counter_ns()
+    for check in timed(
+        run_triage(
+            token_uri,
+            sign_only_trials=max(1, n),
+            total_trials=max(1, n // 3),
+            threshold_ms=threshold_ms,
+            pin=pin,
+        )
     ):
         checks.append(check)
         if not as_json:
             line = Text(f"{check.verdict:4} ", style=VERDICT_STYLE.get(check.verdict, ""))
             line.append(f"{check.name:12} ", style="bold")
             line.append(check.detail)
+            line.append(f"  ({check.duration_ms or 0:.0f} ms)", style="dim")
             stdout.print(line, soft_wrap=False)
-    verdict = overall(checks)
+    report = TriageReport(token_uri, tuple(checks), (time.perf_counter_ns() - start) / 1e6)
     if as_json:
-        click.echo(
-            json.dumps(
-                {"token": token_uri, "verdict": verdict, "checks": [c.as_dict() for c in checks]},
-                indent=2,
-                default=str,
-            )
-        )
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:
-        stdout.print(Text(f"verdict: {verdict}", style=VERDICT_STYLE[verdict]))
-    sys.exit(exit_code(verdict))
+        stdout.print(Text(f"verdict: {report.summary()}", style=VERDICT_STYLE[report.verdict]))
+    sys.exit(exit_code(report.verdict))
 
 
 def register(group: click.Group) -> None:

@@ -22,14 +22,13 @@ from rich.text import Text
 from drivers.bench.store import ResultsStore
 from drivers.runs import RunHandle, RunSnapshot
 from drivers.tokens.pin import run_pin_provider
+from screens.widgets.tables import paper_figures_table
 
 stdout = Console()
 stderr = Console(stderr=True)
 
 FIGURES_OUTSIDE_TOLERANCE = 2
 """Exit code when the run finished but some figure is outside its tolerance."""
-
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "info": "dim"}
 
 
 def _progress(snapshot: RunSnapshot) -> None:
@@ -191,24 +190,7 @@ def print_document(doc: dict[str, Any]) -> None:
 
 def _section(name: str, figures: list[dict[str, Any]]) -> Table:
     """One table per paper table; short columns so it holds in 80 columns."""
-    table = Table(title=name, title_justify="left", pad_edge=False)
-    for column in ("row", "figure", "ours", "paper", "ratio", "judged by", "verdict"):
-        left = column in ("row", "figure", "judged by")
-        table.add_column(column, justify="left" if left else "right", overflow="fold")
-    for f in figures:
-        measured, paper, ratio = f["measured"], f["paper"], f["ratio"]
-        table.add_row(
-            f["row"],
-            f["quantity"],
-            "–"
-            if measured is None
-            else (f"{measured:.1f}" if f["unit"] == "ms" else f"{measured:g}"),
-            "–" if paper is None else f"{paper:g}",
-            "–" if ratio is None else f"{ratio:.2f}",
-            f["tolerance"].split(" (")[0],
-            Text(f["verdict"].upper(), style=VERDICT_STYLE[f["verdict"]]),
-        )
-    return table
+    return paper_figures_table(name, figures)
 
 
 def register(group: click.Group) -> None:

@@ -52,7 +52,7 @@ def _peer_words(meta: RunMeta | None) -> str:
 class ProtoGroup(click.Group):
     """``safelab proto PROTOCOL`` and ``safelab proto table6`` under one name."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+    def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and args[0] in PROTOCOL_CHOICES:
             ctx.meta["protocol"] = args[0]
             return "run", run_command, args[1:]
@@ -347,7 +347,7 @@ def table6_command(
     )
 
 
-def _step_printer():  # type: ignore[no-untyped-def]
+def _step_printer():
     """Print each Table 6 step once (on a terminal), as the runs start."""
     seen = [0]
 

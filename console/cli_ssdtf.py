@@ -183,6 +183,8 @@ def _print_demo(result: Any, run_id: int, files: list[str]) -> None:
         f"[{'green' if result.ok else 'red'}]{'all delivered' if result.ok else 'MISSING'}"
         "[/]"
     )
+    for shortcut in result.simulated:
+        stdout.print(f"[yellow]simulated[/]: {shortcut}")
     for path in files:
         stdout.print(f"trace written: {path}")
     stdout.print(f"stored as run {run_id} (safelab runs show {run_id})")
@@ -270,9 +272,13 @@ def list_attacks(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     table = Table("name", "what", "rejected by (expected)")
-    for row in rows:
-        expected = "must still verify" if row["control"] else " or ".join(row["expected"])
-        table.add_row(row["name"], row["title"], expected)
+    for attack in ATTACKS.values():
+        expected = (
+            "must still verify"
+            if attack.control
+            else " or ".join(f"{r}: {t}" for r, t in attack.expect)
+        )
+        table.add_row(attack.name, attack.title, expected)
     stdout.print(table)
 
 

@@ -14,7 +14,7 @@ from drivers.bench.compare import Comparison
 from drivers.bench.stats import StatsSnapshot
 from drivers.bench.store import RunRecord
 from drivers.tokens.discovery import Discovery, TokenEntry
-from screens.widgets import tables
+from screens.widgets import protocol_tables, tables
 
 
 def run_label(mode: str, token_label: str, emulated: bool) -> Text:
@@ -35,8 +35,12 @@ def table3(stats: StatsSnapshot, label: Text, mode: str, show_paper: bool) -> Ta
     return table
 
 
-def phase_table(stats: StatsSnapshot) -> Table:
-    table = tables.phase_table(stats)
+def phase_table(stats: StatsSnapshot, experiment: str = "sign") -> Table:
+    """Token phases for signing runs; connect/handshake/sign/ready for protocol runs."""
+    if experiment == "proto":
+        table = protocol_tables.protocol_phase_table(stats)
+    else:
+        table = tables.phase_table(stats)
     table.title = "Per phase (ms)"
     table.title_justify = "left"
     return table

@@ -73,8 +73,11 @@ class LabScreen(Screen[None]):
         self.status.show(text, error=True)
         self.notify(text, severity="error", markup=False, timeout=8)
 
-    def guarded(self, body: Callable[[], None], source: str = "") -> None:
-        """Run a worker body; any exception becomes a :class:`WorkerFailed` message."""
+    def guarded(self, body: Callable[[], object], source: str = "") -> None:
+        """Run a worker body; any exception becomes a :class:`WorkerFailed` message.
+
+        The body's result is dropped (``post_message`` returns a bool, for one).
+        """
         try:
             body()
         except Exception as exc:  # every failure must reach the user, never the terminal

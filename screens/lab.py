@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from drivers.paths import data_dir
 from drivers.tokens.base import Token
-from drivers.tokens.discovery import Discovery, discover
+from drivers.tokens.discovery import Discovery, TokenEntry, discover, discover_cards
 from drivers.tokens.registry import DEFAULT_TOKEN
 
 
@@ -61,7 +62,10 @@ class Lab:
     """The card triage checks, once a driver provides them; ``None`` shows a placeholder."""
     token: TokenChoice = DEFAULT_CHOICE
     """The token the signing lab and triage use."""
-    export_dir: Path = field(default_factory=Path.cwd)
-    """Where exports are proposed by default."""
+    export_dir: Path = field(default_factory=data_dir)
+    """Where exports and saved reports are proposed by default (the data directory, next to
+    the results store; every save dialog shows the full path and lets the user change it)."""
+    cards: Callable[[], Iterable[TokenEntry]] = discover_cards
+    """The cards triage offers (readers' cards and emulated profiles); tests pin it."""
     jobs: tuple[tuple[str, str], ...] = ()
     """``(mode name, title)`` of every job, in key order; the App fills it from the registry."""

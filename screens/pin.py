@@ -26,16 +26,7 @@ from drivers.tokens.base import Pin, Token
 class PinModal(ModalScreen[Pin | None]):
     """Asks for one token's user PIN; Enter logs in, Escape cancels."""
 
-    DEFAULT_CSS = """
-    PinModal { align: center middle; }
-    PinModal > Vertical {
-        width: 64; max-width: 100%; height: auto; padding: 1 2;
-        border: thick $accent; background: $surface;
-    }
-    PinModal Input { margin: 1 0; }
-    PinModal Label { width: 1fr; }
-    PinModal .hint { color: $text-muted; }
-    """
+    CSS_PATH = "dialogs.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="pin.cancel")]
 
     def __init__(self, token_label: str, pin_status: str) -> None:

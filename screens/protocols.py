@@ -664,7 +664,7 @@ class ProtocolsScreen(LabScreen):
         except Exception as exc:  # the service kept what was measured; report, never crash
             self.post_message(CellEnded(request, None, None, "failed", failure_text(exc)))
 
-    def _table6_snapshot(self):  # type: ignore[no-untyped-def]
+    def _table6_snapshot(self):
         """A listener that posts a :class:`Table6Step` when the next run starts."""
         seen = [0]
 

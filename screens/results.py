@@ -12,25 +12,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
 from drivers.bench.compare import Comparison, compare_runs
 from drivers.bench.export import run_stats, write_csv, write_json
-from drivers.bench.stats import StatsSnapshot
+from drivers.bench.stats import StatsSnapshot, StreamingStats
 from drivers.bench.store import ResultsStore, RunRecord
 from drivers.errors import SafeLabError
 from screens.base import LabScreen, StatusLine
+from screens.dialogs import SavePathModal
 from screens.lab import Lab
 from screens.registry import ScreenSpec
 from screens.widgets.histogram import LatencyBins, LatencyHistogram, latency_bins
-from screens.widgets.tables import comparison_table, phase_table, run_label, table3
+from screens.widgets.protocol_tables import protocol_phase_table
+from screens.widgets.tables import (
+    comparison_table,
+    paper_figures_table,
+    paper_verdict_line,
+    phase_table,
+    run_label,
+    table3,
+)
 
 
 @dataclass
@@ -56,18 +67,40 @@ class CopyReady(Message):
     what: str
 
 
-RUN_COLUMNS = (
-    ("id", 4),
-    ("started", 16),
-    ("mode", 9),
-    ("token", 16),
-    ("n", 11),
-    ("status", 10),
-)
+RUN_COLUMNS = ("id", "started", "mode", "token", "n", "status")
+"""The list's columns; every one but ``token`` is as wide as its widest cell."""
+
+
+def column_widths(rows: list[tuple[str, ...]], available: int) -> dict[str, int]:
+    """Widths that show every id, mode, count and status whole; the token gets the rest.
+
+    ``available`` is the table's inner width; each column also takes two cells of padding.
+    A count like ``156248/300000`` or a mode like ``https:resumed`` is never cut; only the
+    token label is shortened (with an ellipsis) when the terminal is narrow.
+    """
+    widths = {
+        name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(RUN_COLUMNS)
+    }
+    fixed = sum(width for name, width in widths.items() if name != "token")
+    padding = 2 * len(RUN_COLUMNS)
+    widths["token"] = max(8, min(widths["token"], available - fixed - padding))
+    return widths
 
 
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def shared_bins(
+    a: StreamingStats, b: StreamingStats, bins: int = 120
+) -> tuple[LatencyBins | None, LatencyBins | None]:
+    """Both runs' histograms over one range (both fastest trials up to the higher body top)."""
+    own = [stats.histogram(bins) for stats in (a, b)]
+    if own[0] is None or own[1] is None:
+        return own[0], own[1]
+    low = min(own[0].edges_ms[0], own[1].edges_ms[0])
+    high = max(own[0].edges_ms[-1], own[1].edges_ms[-1])
+    return a.histogram(bins, high, low), b.histogram(bins, high, low)
 
 
 def load_run(db_path: Path | None, run_id: int) -> RunLoaded:
@@ -83,27 +116,20 @@ def export_run(db_path: Path | None, run_id: int, fmt: str, path: Path) -> str:
     with ResultsStore(db_path) as store:
         store.get_run(run_id)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the data directory on first use
             with path.open("w", encoding="utf-8", newline="") as out:
                 (write_json if fmt == "json" else write_csv)(store, run_id, out)
         except OSError as exc:
             raise SafeLabError(
                 f"cannot write {path} ({exc.strerror})", "choose a writable path"
             ) from None
-    return f"run {run_id} written to {path} ({fmt.upper()})"
+    return f"run {run_id} written to {path.resolve()} ({fmt.upper()})"
 
 
 class ExportModal(ModalScreen[tuple[str, Path] | None]):
     """Asks for a format and a path; Enter exports, Escape cancels."""
 
-    DEFAULT_CSS = """
-    ExportModal { align: center middle; }
-    ExportModal > Vertical { width: 70; max-width: 100%; height: auto; padding: 1 2;
-        border: thick $accent; background: $surface; }
-    ExportModal Horizontal { height: auto; margin: 1 0 0 0; }
-    ExportModal Select { width: 12; }
-    ExportModal Input { width: 1fr; }
-    ExportModal .hint { color: $text-muted; }
-    """
+    CSS_PATH = "results.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="export.cancel")
     ]
@@ -128,6 +154,7 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
                     id="format",
                 )
                 yield Input(self._path_for("json"), compact=True, id="path")
+            yield Label(SavePathModal._full(self._path_for("json")), id="full", markup=False)
             yield Label(
                 "JSON: metadata, summary, every sample. CSV: one row per sample.\n"
                 "Enter: export   Esc: cancel",
@@ -142,6 +169,10 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
         path = self.query_one("#path", Input)
         stem, _, _ = path.value.rpartition(".")
         path.value = f"{stem}.{event.value}" if stem else self._path_for(str(event.value))
+
+    @on(Input.Changed, "#path")
+    def _path_changed(self, event: Input.Changed) -> None:
+        self.query_one("#full", Label).update(SavePathModal._full(event.value))
 
     @on(Input.Submitted, "#path")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -159,14 +190,20 @@ class ResultsScreen(LabScreen):
 
     JOB = "results"
 
-    DEFAULT_CSS = """
-    ResultsScreen #runs { height: 6; }
-    ResultsScreen #run-info { height: 1; padding: 0 1; }
-    ResultsScreen #run-table3 { height: auto; padding: 0 1; }
-    ResultsScreen #run-bottom { height: 1fr; }
-    ResultsScreen #run-phases { width: 40; padding: 0 1; }
-    ResultsScreen #run-histogram { width: 1fr; }
-    """
+    CSS_PATH = "results.tcss"
+    HELP = """\
+**Results**: every stored run, newest first; the highlighted one is shown below the list.
+
+- **n** trials done / planned; **status** `complete`, `incomplete` (stopped: the trials done
+  are kept) or `failed`.
+- **Table 3** row: mean, σ, P50/P90/P99 in ms and the trials slower than the threshold,
+  with the paper's row for the same mode (dim).
+- **phases**: each phase's mean, P50, P99 and share of the summed means.
+- **histogram**: the body of the distribution up to P99 (or 3×P90); the last row counts
+  the slower trials.
+- **compare** (`m` on run A, then `c` on run B): A and B side by side, B/A ratios of P50 and
+  P99 (2.00× means B is twice as slow), both histograms over the same bins.
+"""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "export", "Export", id="results.export"),
         Binding("m", "mark", "Mark A", id="results.mark"),
@@ -175,11 +212,14 @@ class ResultsScreen(LabScreen):
         Binding("r", "refresh", "Refresh", id="results.refresh"),
     ]
 
+    marked: reactive[int | None] = reactive(None)
+    """Run A for a comparison (``m``); the list marks it ``A``."""
+
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
         self.records: dict[int, RunRecord] = {}
-        self.marked: int | None = None
         self.shown: int | None = None
+        self._rows: list[tuple[str, ...]] = []
 
     def compose(self) -> ComposeResult:
         yield self.job_bar()
@@ -212,30 +252,15 @@ class ResultsScreen(LabScreen):
 
     @on(RunsListed)
     def _listed(self, message: RunsListed) -> None:
-        table = self.query_one("#runs", DataTable)
         previous = self._current_id()
         changed = message.records != tuple(self.records.values())
         self.records = {record.id: record for record in message.records}
-        table.clear(columns=True)
-        for name, width in RUN_COLUMNS:  # fixed widths: stable however the rows arrive
-            table.add_column(name, key=name, width=width)
-        for record in message.records:
-            token = str(record.token.get("label") or record.token_uri)
-            if record.emulated:
-                token += " [EMULATED]"
-            mark = "A " if record.id == self.marked else ""
-            table.add_row(
-                f"{mark}{record.id}",
-                _when(record.started_at),
-                record.mode,
-                Text(token, overflow="ellipsis", no_wrap=True),
-                f"{record.n_samples}/{record.n_planned}",
-                record.status,
-                key=str(record.id),
-            )
+        self._rows = [self._row(record) for record in message.records]
+        self._fill()
         if not message.records:
             self.say("no runs stored yet: run one in the signing lab (2)")
             return
+        table = self.query_one("#runs", DataTable)
         if previous in self.records:
             table.move_cursor(row=table.get_row_index(str(previous)))
         if changed:  # coming back from a modal keeps the message it left (export written...)
@@ -243,6 +268,47 @@ class ResultsScreen(LabScreen):
         current = self._current_id()
         if current is not None and current != self.shown:
             self._load(current)
+
+    def _row(self, record: RunRecord) -> tuple[str, ...]:
+        token = str(record.token.get("label") or record.token_uri)
+        if record.emulated:
+            token += " [EMULATED]"
+        mark = "A " if record.id == self.marked else ""
+        return (
+            f"{mark}{record.id}",
+            _when(record.started_at),
+            record.mode,
+            token,
+            f"{record.n_samples}/{record.n_planned}",
+            record.status,
+        )
+
+    def _fill(self) -> None:
+        """(Re)draw the list with column widths for the table's current width."""
+        table = self.query_one("#runs", DataTable)
+        cursor = table.cursor_row
+        available = (table.size.width or self.app.size.width) - 1  # the scrollbar
+        widths = column_widths(self._rows, available)
+        table.clear(columns=True)
+        for name in RUN_COLUMNS:
+            table.add_column(name, key=name, width=widths[name])
+        for row in self._rows:
+            cells = [
+                Text(cell, overflow="ellipsis", no_wrap=True) if name == "token" else cell
+                for name, cell in zip(RUN_COLUMNS, row, strict=True)
+            ]
+            table.add_row(*cells, key=row[0].removeprefix("A "))
+        if self._rows:
+            table.move_cursor(row=min(cursor, len(self._rows) - 1))
+
+    def on_resize(self) -> None:
+        if self._rows:
+            self._fill()
+
+    def watch_marked(self) -> None:
+        if self._rows:
+            self._rows = [self._row(record) for record in self.records.values()]
+            self._fill()
 
     def _current_id(self) -> int | None:
         table = self.query_one("#runs", DataTable)
@@ -276,12 +342,38 @@ class ResultsScreen(LabScreen):
         info.no_wrap = True
         info.overflow = "ellipsis"
         self.query_one("#run-info", Static).update(info)
+        if record.experiment == "paper":
+            self._show_paper(record.extra.get("paper", {}))
+            return
         label = run_label(str(record.token.get("label", "")), record.emulated)
         self.query_one("#run-table3", Static).update(
             table3(message.stats, label, record.mode, record.threshold_ms)
         )
-        self.query_one("#run-phases", Static).update(phase_table(message.stats))
+        phases = (
+            protocol_phase_table(message.stats)
+            if record.experiment == "proto"
+            else phase_table(message.stats)
+        )
+        self.query_one("#run-phases", Static).update(phases)
         self.query_one("#run-histogram", LatencyHistogram).bins = message.bins
+
+    def _show_paper(self, document: dict[str, object]) -> None:
+        """A stored `safelab paper` run: its judged figures per paper table, the verdict."""
+        figures = document.get("figures") or []
+        assert isinstance(figures, list)
+        sections = [
+            paper_figures_table(
+                name, [f for f in figures if f["table"] == name], with_tolerance=False
+            )
+            for name in dict.fromkeys(f["table"] for f in figures)
+        ]
+        self.query_one("#run-table3", Static).update(Group(paper_verdict_line(document), *sections))
+        notes = document.get("notes") or []
+        assert isinstance(notes, list)
+        self.query_one("#run-phases", Static).update(
+            Text("\n".join(str(n) for n in notes), style="dim")
+        )
+        self.query_one("#run-histogram", LatencyHistogram).bins = None
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -292,7 +384,6 @@ class ResultsScreen(LabScreen):
             return
         self.marked = run_id
         self.say(f"run {run_id} is A; highlight another run and press c to compare")
-        self._list()
 
     def action_compare(self) -> None:
         run_id = self._current_id()
@@ -326,7 +417,9 @@ class ResultsScreen(LabScreen):
 
     @on(Exported)
     def _exported(self, message: Exported) -> None:
+        # The status line is one row; the notification wraps, so a long path is read whole.
         self.say(message.text)
+        self.notify(message.text, title="exported", markup=False)
 
     def action_copy(self) -> None:
         run_id = self._current_id()
@@ -362,12 +455,15 @@ class CompareScreen(LabScreen):
     """Two runs side by side: Table 3 figures with B/A ratios of P50 and P99, two histograms."""
 
     JOB = "results"
+    CSS_PATH = "results.tcss"
+    HELP = """\
+**Compare**: run B (the highlighted one) against run A (marked with `m`).
 
-    DEFAULT_CSS = """
-    CompareScreen #comparison { height: auto; padding: 0 1; }
-    CompareScreen #histograms { height: 1fr; }
-    CompareScreen #histograms LatencyHistogram { width: 1fr; }
-    """
+- rows: mode, token, trials, mean, P50, P90, P99 of each run, in ms.
+- **B / A**: B's P50 and P99 over A's; above 1.00× B is slower, below it faster.
+- the two histograms share their bins (same range, same width), so the bars compare
+  directly; the last row counts trials slower than the shared range.
+"""
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "back", "Back", id="compare.back")]
 
     def __init__(self, lab: Lab, a_id: int, b_id: int) -> None:
@@ -395,8 +491,9 @@ class CompareScreen(LabScreen):
         def body() -> None:
             with ResultsStore(self.lab.db_path) as store:
                 comparison = compare_runs(store, self.a_id, self.b_id)
-                bins = [latency_bins(run_stats(store, r)) for r in (comparison.a, comparison.b)]
-            self.post_message(Compared(comparison, *bins))
+                a_stats, b_stats = (run_stats(store, r) for r in (comparison.a, comparison.b))
+                a_bins, b_bins = shared_bins(a_stats, b_stats)
+            self.post_message(Compared(comparison, a_bins, b_bins))
 
         self.guarded(body)
 

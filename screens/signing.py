@@ -317,7 +317,7 @@ class SigningLabScreen(LabScreen):
         """The run service's PIN step: the masked modal, once, from the run's worker thread."""
         return ask_pin(self.app, token)
 
-    def _snapshot_listener(self, mode: str):  # type: ignore[no-untyped-def]
+    def _snapshot_listener(self, mode: str):
         """In the run's thread: snapshots become messages (the token's own words once)."""
         started = [False]
 

@@ -18,11 +18,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, OptionList, Static
+from textual.reactive import reactive
+from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from drivers.tokens.base import KeyInfo
 from drivers.tokens.discovery import Discovery, TokenEntry
 from drivers.tokens.registry import open_token
 from screens.base import LabScreen, StatusLine
@@ -42,9 +44,19 @@ class PinChecked(Message):
 
 
 @dataclass
-class CertificateRead(Message):
+class DetailsRead(Message):
+    """What opening a token told us that discovery does not list (keys, the certificate)."""
+
     uri: str
-    lines: tuple[str, ...]
+    keys: tuple[KeyInfo, ...] | None
+    cert_lines: tuple[str, ...]
+
+
+@dataclass
+class SpecChecked(Message):
+    """A typed token spec opened: the choice to use (``None``: the error was reported)."""
+
+    choice: TokenChoice
 
 
 SPEEDS = (1.0, 0.1, 0.01)
@@ -71,8 +83,35 @@ def _kind_text(entry: TokenEntry) -> str:
     )
 
 
-def details_renderable(entry: TokenEntry, module: str, cert_lines: tuple[str, ...]) -> Group:
-    """The details pane: identity, emulated or real, PIN status, keys, certificates."""
+def pin_text(status: str) -> str:
+    """The PIN row in words: ``no PIN`` reads as "not needed", not as a PIN called "no PIN"."""
+    if not status or status == "no PIN":
+        return "not needed"
+    return status
+
+
+def no_keys_text(entry: TokenEntry) -> str:
+    """Why the key list is empty, consistent with the PIN row."""
+    if entry.pin_status and entry.pin_status not in ("no PIN", "not applicable"):
+        return "none visible without a PIN (l checks the PIN)"
+    if entry.kind == "iotsafe" and not entry.note.startswith("no card"):
+        return "read from the card…"
+    return "none found"
+
+
+def details_renderable(
+    entry: TokenEntry,
+    module: str,
+    cert_lines: tuple[str, ...],
+    keys: tuple[KeyInfo, ...] | None = None,
+    speed: float | None = None,
+) -> Group:
+    """The details pane: identity, emulated or real, PIN status, keys, certificates.
+
+    ``keys`` are the keys read by opening the token (cards list none at discovery);
+    ``speed`` is the time factor for an emulated card, shown near the top so the ``f`` hint
+    stays visible at 80×24.
+    """
     info = Table.grid(padding=(0, 1))
     info.add_column(style="bold", no_wrap=True)
     info.add_column(overflow="fold")
@@ -81,31 +120,37 @@ def details_renderable(entry: TokenEntry, module: str, cert_lines: tuple[str, ..
         ("label", entry.label),
         ("URI", entry.uri),
         ("kind", _kind_text(entry)),
+    ]
+    if speed is not None:
+        rows.append(("speed", f"×{speed:g} of the profile's time (f: ×1, ×0.1, ×0.01)"))
+    rows += [
         ("identity", identity or "–"),
         ("module", module or "–"),
         ("slot", entry.slot or "–"),
-        ("PIN", entry.pin_status or "–"),
+        ("PIN", pin_text(entry.pin_status)),
     ]
     if entry.note:
         rows.append(("note", entry.note))
     for name, value in rows:
         info.add_row(name, Text(value))
-    keys = Table(
+    keys_table = Table(
         title="Keys", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
     )
     for name in ("label", "id", "curve", "sign", "cert"):
-        keys.add_column(name, no_wrap=name != "label")
-    for key in entry.keys:
-        keys.add_row(
+        keys_table.add_column(name, no_wrap=name != "label")
+    shown = entry.keys or keys or ()
+    for key in shown:
+        keys_table.add_row(
             key.label or "–",
             key.key_id or "–",
             key.curve,
             "yes" if key.can_sign else "no",
             "yes" if key.has_certificate else "–",
         )
-    if not entry.keys:
-        keys.add_row(Text("none visible without a PIN", style="dim"), "", "", "", "")
-    parts: list[object] = [info, Text(""), keys]
+    if not shown:
+        empty = no_keys_text(entry) if keys is None else "none found"
+        keys_table.add_row(Text(empty, style="dim"), "", "", "", "")
+    parts: list[object] = [info, Text(""), keys_table]
     if cert_lines:
         parts += [Text(""), Text("Certificate", style="bold"), *map(Text, cert_lines)]
     return Group(*parts)  # type: ignore[arg-type]
@@ -115,31 +160,49 @@ class TokenPickerScreen(LabScreen):
     """Pick the token the signing lab and triage use; check its PIN without running anything."""
 
     JOB = "tokens"
+    CSS_PATH = "tokens.tcss"
+    HELP = """\
+**Tokens**: every token discovery finds, grouped: built-in keys, IoT SAFE cards (readers and
+emulated profiles), then each PKCS#11 module with its tokens, errors and empty slots (dim,
+not selectable: they explain why a token is missing).
 
-    DEFAULT_CSS = """
-    TokenPickerScreen #token-list { width: 2fr; min-width: 24; height: 1fr;
-        text-wrap: nowrap; text-overflow: ellipsis; }
-    TokenPickerScreen #token-details { width: 3fr; height: 1fr; padding: 0 1;
-        border-left: vkey $primary-muted; }
-    """
+- **●** marks the token in use (Sign and Triage use it); **[EMULATED]** is a card emulator
+  whose timing comes from a profile, not hardware; **(PIN)** needs a user PIN.
+- details: identity, URI, PIN status, keys (label, id, curve, can sign, has certificate)
+  and the certificate's subject, issuer and expiry.
+- **speed** (emulated cards, `f`): ×1 the profile's real time, ×0.1 or ×0.01 faster.
+- **token spec**: type any spec and press Enter to use it, e.g.
+  `iotsafe:emulated;profile=paper-sim;speed=0.05` or
+  `pkcs11:token=LABEL;object=KEY?module-path=/path/to/module.so`
+  (the same as `safelab console --token SPEC` and the CLI's `--token`).
+"""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("u", "use", "Use token", id="tokens.use"),
         Binding("l", "check_pin", "Check PIN", id="tokens.check_pin"),
         Binding("f", "speed", "Card speed", id="tokens.speed"),
         Binding("r", "rescan", "Rescan", id="tokens.rescan"),
+        Binding("t", "type_spec", "Type spec", id="tokens.type_spec"),
     ]
+
+    speed: reactive[float] = reactive(SPEEDS[0])
+    """Time factor for emulated cards (1 = the profile's real time)."""
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
         self.entries: dict[str, tuple[TokenEntry, str]] = {}
         self.certificates: dict[str, tuple[str, ...]] = {}
-        self.speed = SPEEDS[0]
-        """Time factor for emulated cards (1 = the profile's real time)."""
+        self.opened_keys: dict[str, tuple[KeyInfo, ...]] = {}
 
     def compose(self) -> ComposeResult:
         yield self.job_bar()
-        with Horizontal():
-            yield OptionList(id="token-list")
+        with Horizontal(id="token-panes"):
+            with Vertical(id="token-left"):
+                yield OptionList(id="token-list")
+                yield Input(
+                    placeholder="token spec, Enter uses it (t)",
+                    compact=True,
+                    id="token-spec",
+                )
             with VerticalScroll(id="token-details"):
                 yield Static("looking for tokens…", id="details")
         yield StatusLine()
@@ -178,6 +241,11 @@ class TokenPickerScreen(LabScreen):
             options.append(Option(_line(f"PKCS#11 {name}", "bold"), disabled=True))
             if module.error:
                 options.append(Option(_line(f"  {module.error}", "dim"), disabled=True))
+            elif not module.tokens and not module.empty_slots:
+                # A module with no slot at all (OpenSC without a reader): say so, not a blank.
+                options.append(
+                    Option(_line("  no slots: no reader or no card for it", "dim"), disabled=True)
+                )
             for entry in module.tokens:
                 self.entries[entry.uri] = (entry, f"{module.path} ({module.description})")
                 options.append(self._option(entry))
@@ -193,7 +261,8 @@ class TokenPickerScreen(LabScreen):
             option_list.highlighted = option_list.get_option_index(current)
         else:
             option_list.action_first()
-        option_list.focus()
+        if not isinstance(self.focused, Input):
+            option_list.focus()
         count = len(self.entries)
         self.say(f"{count} tokens found; Enter or u uses the highlighted one, l checks its PIN")
 
@@ -203,7 +272,7 @@ class TokenPickerScreen(LabScreen):
         if entry.emulated:
             text.append("[EMULATED] ", style="bold")
         text.append(entry.label.replace("emulated IoT SAFE card, profile", "card"))
-        if entry.pin_status and entry.pin_status != "no PIN":
+        if entry.pin_status and entry.pin_status not in ("no PIN", "see triage"):
             text.append(" (PIN)", style="dim")
         return Option(text, id=entry.uri)
 
@@ -214,36 +283,44 @@ class TokenPickerScreen(LabScreen):
             return
         self._show(uri)
         entry, _ = self.entries[uri]
-        if uri not in self.certificates and any(k.has_certificate for k in entry.keys):
-            self._read_certificate(uri)
+        wants_keys = not entry.keys and _is_emulated_card(entry)
+        wants_cert = any(k.has_certificate for k in entry.keys) and uri not in self.certificates
+        if (wants_keys and uri not in self.opened_keys) or wants_cert:
+            self._read_details(uri, wants_keys)
 
     def _show(self, uri: str) -> None:
         entry, module = self.entries[uri]
-        details = details_renderable(entry, module, self.certificates.get(uri, ()))
-        if _is_emulated_card(entry):
-            speed = Text(f"\nspeed ×{self.speed:g} of the profile's time (f changes it)")
-            details = Group(details, speed)
+        details = details_renderable(
+            entry,
+            module,
+            self.certificates.get(uri, ()),
+            self.opened_keys.get(uri),
+            self.speed if _is_emulated_card(entry) else None,
+        )
         self.query_one("#details", Static).update(details)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="token-details")
-    def _read_certificate(self, uri: str) -> None:
+    def _read_details(self, uri: str, with_keys: bool) -> None:
         def body() -> None:
             with open_token(uri) as token:
+                keys = tuple(token.keys()) if with_keys else None
                 certificate = token.certificate()
-            if certificate is None:
-                return
-            lines = (
-                f"subject {certificate.subject.rfc4514_string()}",
-                f"issuer  {certificate.issuer.rfc4514_string()}",
-                f"valid   until {certificate.not_valid_after_utc:%Y-%m-%d}",
-            )
-            self.post_message(CertificateRead(uri, lines))
+            lines: tuple[str, ...] = ()
+            if certificate is not None:
+                lines = (
+                    f"subject {certificate.subject.rfc4514_string()}",
+                    f"issuer  {certificate.issuer.rfc4514_string()}",
+                    f"valid   until {certificate.not_valid_after_utc:%Y-%m-%d}",
+                )
+            self.post_message(DetailsRead(uri, keys, lines))
 
         self.guarded(body)
 
-    @on(CertificateRead)
-    def _certificate_read(self, message: CertificateRead) -> None:
-        self.certificates[message.uri] = message.lines
+    @on(DetailsRead)
+    def _details_read(self, message: DetailsRead) -> None:
+        self.certificates[message.uri] = message.cert_lines
+        if message.keys is not None:
+            self.opened_keys[message.uri] = message.keys
         highlighted = self.query_one("#token-list", OptionList).highlighted_option
         if highlighted is not None and highlighted.id == message.uri:
             self._show(message.uri)
@@ -265,11 +342,40 @@ class TokenPickerScreen(LabScreen):
             self.fail("no token highlighted: pick one in the list first")
             return
         uri = self._uri_for(entry)
-        self.lab.token = TokenChoice(uri, entry.label, entry.kind, entry.emulated)
+        self._use(TokenChoice(uri, entry.label, entry.kind, entry.emulated))
+
+    def _use(self, choice: TokenChoice) -> None:
+        self.lab.token = choice
         option_list = self.query_one("#token-list", OptionList)
         for known_uri, (known, _) in self.entries.items():
             option_list.replace_option_prompt(known_uri, self._option(known).prompt)
-        self.say(f"using {entry.label} ({uri}); 2 opens the signing lab")
+        self.say(f"using {choice.label} ({choice.uri}); 2 opens the signing lab")
+
+    # -- a typed token spec -----------------------------------------------------------------
+
+    def action_type_spec(self) -> None:
+        spec = self.query_one("#token-spec", Input)
+        if not spec.value:
+            spec.value = self.lab.token.uri
+        spec.focus()
+
+    @on(Input.Submitted, "#token-spec")
+    def _spec_submitted(self, event: Input.Submitted) -> None:
+        spec = event.value.strip()
+        if not spec:
+            self.fail("no token spec typed: e.g. iotsafe:emulated;profile=paper-sim;speed=0.05")
+            return
+        self.say(f"opening {spec}…")
+        self._check_spec(spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="token-spec")
+    def _check_spec(self, spec: str) -> None:
+        self.guarded(lambda: self.post_message(SpecChecked(choice_for_spec(spec))))
+
+    @on(SpecChecked)
+    def _spec_checked(self, message: SpecChecked) -> None:
+        self._use(message.choice)
+        self.query_one("#token-list", OptionList).focus()
 
     def _uri_for(self, entry: TokenEntry) -> str:
         """The URI to use: an emulated card's carries the chosen speed factor."""
@@ -280,10 +386,12 @@ class TokenPickerScreen(LabScreen):
     def action_speed(self) -> None:
         """Cycle the emulated cards' time factor: real time, 10× and 100× faster."""
         self.speed = SPEEDS[(SPEEDS.index(self.speed) + 1) % len(SPEEDS)]
-        entry = self._highlighted_entry()
+        self.say(f"emulated cards: ×{self.speed:g} of the profile's time (u uses it)")
+
+    def watch_speed(self) -> None:
+        entry = self._highlighted_entry() if self.is_mounted else None
         if entry is not None:
             self._show(entry.uri)
-        self.say(f"emulated cards run at ×{self.speed:g} of their profile's time (u to use)")
 
     def action_check_pin(self) -> None:
         entry = self._highlighted_entry()
@@ -315,6 +423,17 @@ class TokenPickerScreen(LabScreen):
     @on(PinChecked)
     def _pin_checked(self, message: PinChecked) -> None:
         self.say(message.text)
+
+
+def choice_for_spec(spec: str) -> TokenChoice:
+    """Open a typed token spec once (blocking) to check it and label it honestly.
+
+    A malformed spec or a missing module raises the driver's one-line SafeLabError; nothing
+    is signed and no PIN is asked.
+    """
+    with open_token(spec) as token:
+        info = token.info
+    return TokenChoice(spec, info.label, info.kind, info.emulated)
 
 
 SCREEN = ScreenSpec(

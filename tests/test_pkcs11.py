@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from drivers.errors import (
     TokenError,
     TokenNotFoundError,
 )
+from drivers.peers.base import python_environment
 from drivers.tokens.base import PHASES, HashOn, Pin
 from drivers.tokens.discovery import discover
 from drivers.tokens.pkcs11_uri import parse_pkcs11_uri
@@ -110,8 +111,10 @@ def test_login_is_called_exactly_once_on_a_wrong_pin(softhsm: SoftHsm, tmp_path:
         "                          lambda: Pin('0000'))\n"
         "try:\n    runner.run()\nexcept PinError as e:\n    print(e.one_line()); sys.exit(3)\n"
     )
-    env = dict(os.environ, PKCS11SPY=softhsm.module, PKCS11SPY_OUTPUT=str(log))
-    result = subprocess.run(["python", "-c", script], env=env, capture_output=True, text=True)
+    env = dict(python_environment(), PKCS11SPY=softhsm.module, PKCS11SPY_OUTPUT=str(log))
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 3, result.stderr
     assert "wrong PIN" in result.stdout
     assert log.read_text().count("C_Login") == 1

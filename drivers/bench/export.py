@@ -27,8 +27,14 @@ def run_stats(store: ResultsStore, record: RunRecord) -> StreamingStats:
     """
     stats = StreamingStats(record.threshold_ms, phases=None, keep_samples=True)
     for _, total, phases in store.samples(record.id):
-        stats.add(total, phases)
+        # counts (``n_sign``, ``n_resumed``) are not times: the live run leaves them out too
+        stats.add(total, {name: ns for name, ns in phases.items() if not is_count(name)})
     return stats
+
+
+def is_count(name: str) -> bool:
+    """A per-trial count (``n_sign``: token signatures, ``n_resumed``: 1 if resumed)."""
+    return name.startswith("n_")
 
 
 def run_document(store: ResultsStore, run_id: int) -> dict[str, Any]:

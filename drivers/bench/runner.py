@@ -204,7 +204,8 @@ class ExperimentRunner:
             },
         )
         buffer: list[tuple[int, int, dict[str, int]]] = []
-        status, reason = "incomplete", "stopped before the first trial"
+        status: str = "incomplete"
+        reason: str | None = "stopped before the first trial"
         try:
             with self._trial_source(key) as trial:
                 for _ in range(self.config.warmup):
@@ -274,7 +275,7 @@ class ExperimentRunner:
         self, trial: Callable[[], TrialTimes], buffer: list[tuple[int, int, dict[str, int]]]
     ) -> tuple[str, str | None]:
         last_flush = last_progress = time.monotonic()
-        total_ns, phase_ns = 0, {}
+        total_ns, phase_ns = 0, dict[str, int]()
         for idx in range(self.config.n):
             if not self._resume.is_set():
                 self._post(Trial(idx - 1, total_ns, phase_ns) if idx else None, paused=True)

@@ -270,14 +270,17 @@ class StreamingStats:
             percentile_method=EXACT_METHOD,
         )
 
-    def histogram(self, bins: int = 120, high_ms: float | None = None) -> Histogram | None:
-        """Equal-width bins of the total time from the fastest trial to ``high_ms``.
+    def histogram(
+        self, bins: int = 120, high_ms: float | None = None, low_ms: float | None = None
+    ) -> Histogram | None:
+        """Equal-width bins of the total time from the fastest trial (or ``low_ms``) up.
 
         Latency has long tails (one collection pause or card retry can be 100× the median),
         so bins from min to max would put every trial in the first bin. By default the body
         ends at P99 or 3×P90, whichever is lower (never above the max), and
         :attr:`Histogram.overflow` counts everything slower. Call it from the thread that
         adds trials (the runner's ``on_progress`` runs there). Under a millisecond whatever n.
+        ``low_ms`` and ``high_ms`` together give two runs the same bins, so they compare.
         """
         self._fold()
         total = self.total
@@ -288,7 +291,7 @@ class StreamingStats:
         values = np.array(
             [total.histogram.get_value_from_index(int(i)) for i in nonzero], dtype=float
         )
-        low = float(total.min)
+        low = float(total.min) if low_ms is None else min(low_ms * 1e6, float(total.min))
         if high_ms is None:
             p90, p99 = total.percentiles((90, 99))
             high = min(float(total.max), p99, 3 * p90)

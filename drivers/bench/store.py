@@ -193,7 +193,7 @@ class ResultsStore:
         try:
             with self._conn:
                 if many:
-                    return self._conn.executemany(sql, params)  # type: ignore[arg-type]
+                    return self._conn.executemany(sql, params)
                 return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from None
@@ -339,15 +339,21 @@ class ResultsStore:
         return self._record(rows[0])
 
     def samples(self, run_id: int) -> Iterator[tuple[int, int, dict[str, int]]]:
-        """``(idx, total_ns, phase_ns)`` of a run, in order."""
+        """``(idx, total_ns, phase_ns)`` of a run, in order: the token phases from their
+        columns, then every other figure :meth:`add_samples` kept in ``other_json`` (a
+        protocol trial's ``connect``/``handshake``/``ready`` and its ``n_sign``/``n_resumed``
+        counts), so what was written is what is read back."""
         rows = self._read(
-            f"SELECT idx, {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY idx",
+            f"SELECT idx, {', '.join(SAMPLE_COLUMNS)}, other_json FROM samples"
+            " WHERE run_id = ? ORDER BY idx",
             (run_id,),
         )
         for row in rows:
             phases = {
                 phase: row[f"{phase}_ns"] for phase in PHASES if row[f"{phase}_ns"] is not None
             }
+            if row["other_json"]:
+                phases.update(json.loads(row["other_json"]))
             yield row["idx"], row["total_ns"], phases
 
     def sample_figures(self, run_id: int) -> list[tuple[int, int, dict[str, int]]]:

@@ -19,6 +19,7 @@ trace shows what each quirk costs. Error status words become the named errors of
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 
@@ -44,7 +45,16 @@ from drivers.cards.errors import (
     StatusWordError,
     TransportError,
 )
-from drivers.cards.status import error_for, is_success, key_not_found
+from drivers.cards.status import (
+    PIN_TRIES_LEFT,
+    SW,
+    SW1_BYTES_REMAINING,
+    SW1_CLA_FUNCTION,
+    SW1_WRONG_LE,
+    error_for,
+    is_success,
+    key_not_found,
+)
 from drivers.cards.trace import TraceEntry, TraceLog
 from drivers.cards.transport import Transport
 
@@ -55,7 +65,12 @@ PUT_KEY_SESSION = 0x00
 READ_CHUNK = 0xF0
 """READ FILE chunk: explicit Le, as Orange found Le=00 troubles some modems."""
 
-_KEY_SWS = (0x6A82, 0x6A88)
+_KEY_SWS = (SW.REFERENCE_NOT_FOUND, SW.REFERENCED_DATA_NOT_FOUND)
+
+
+def _read_file(ref: ObjectRef, offset: int, length: int, cla: int) -> Command:
+    """READ FILE with the CLA last, for :func:`functools.partial` in a chunk loop."""
+    return apdu.read_file(cla, ref, offset, length)
 
 
 class IoTSafeClient:
@@ -146,13 +161,13 @@ class IoTSafeClient:
     def transmit(self, command: Command, *, note: str = "") -> Response:
         """Send a command, resolving ``6Cxx`` (resend) and ``61xx`` (GET RESPONSE)."""
         response = self.exchange(command, note=note)
-        if response.sw1 == 0x6C:
+        if response.sw1 == SW1_WRONG_LE:
             response = self.exchange(
                 command.with_le(response.sw2), note=f"resend with Le {response.sw2:02X} after 6C"
             )
         data = response.data
         rounds = 0
-        while response.sw1 == 0x61:
+        while response.sw1 == SW1_BYTES_REMAINING:
             rounds += 1
             if rounds > 256:
                 raise ResponseFormatError(
@@ -171,13 +186,13 @@ class IoTSafeClient:
         """
         channel = self._channel()
         response = self.transmit(build(apdu.cla_for(channel, self.cla_class)), note=note)
-        if response.sw == 0x6E00:
+        if response.sw == SW.CLA_NOT_SUPPORTED:
             other = ISO if self.cla_class == PROPRIETARY else PROPRIETARY
             retry = self.transmit(
                 build(apdu.cla_for(channel, other)),
                 note=f"retry with CLA {apdu.cla_for(channel, other):02X} after 6E00",
             )
-            if retry.sw != 0x6E00:
+            if retry.sw != SW.CLA_NOT_SUPPORTED:
                 self.cla_class = other
             response = retry
         return response
@@ -229,7 +244,11 @@ class IoTSafeClient:
     def open_channel(self) -> int:
         """MANAGE CHANNEL open; the card chooses the channel number."""
         response = self.transmit(apdu.manage_channel_open())
-        if response.sw1 == 0x68 or response.sw in (0x6A81, 0x6D00, 0x6E00):
+        if response.sw1 == SW1_CLA_FUNCTION or response.sw in (
+            SW.FUNCTION_NOT_SUPPORTED,
+            SW.INS_NOT_SUPPORTED,
+            SW.CLA_NOT_SUPPORTED,
+        ):
             raise ChannelError(
                 f"the card refused to open a logical channel ({response.sw:04X})",
                 "use the basic channel (channel=0 in the token spec), or close stale channels",
@@ -249,7 +268,7 @@ class IoTSafeClient:
         """SELECT the applet by AID on the open channel; returns the FCI, if any."""
         aid = aid or self.aid
         response = self.transmit(apdu.select(self._channel(), aid))
-        if response.sw in (0x6A82, 0x6999, 0x6A88):
+        if response.sw in (SW.REFERENCE_NOT_FOUND, SW.SELECT_FAILED, SW.REFERENCED_DATA_NOT_FOUND):
             raise AppletNotFoundError(
                 f"no applet with AID {aid.hex().upper()} on the card (SW {response.sw:04X})",
                 "check the AID (aid=... in the token spec); the GSMA IoT SAFE AID is "
@@ -316,7 +335,7 @@ class IoTSafeClient:
         while len(content) < size:
             offset = len(content)
             length = min(self.read_chunk, size - offset)
-            response = self.command(lambda cla, o=offset, n=length: apdu.read_file(cla, ref, o, n))
+            response = self.command(functools.partial(_read_file, ref, offset, length))
             self._check(response, "READ FILE")
             if not response.data:
                 raise ResponseFormatError(
@@ -345,12 +364,12 @@ class IoTSafeClient:
             )
 
         response = init(session)
-        if response.sw == 0x6A86 and session in (0, 1):
+        if response.sw == SW.INCORRECT_P1P2 and session in (0, 1):
             other = 1 - session
             response = init(other, note=f"retry with session {other:02X} after 6A86")
             if is_success(response.sw):
                 session = self.sign_session = other
-        if response.sw == 0x6985:
+        if response.sw == SW.CONDITIONS_NOT_SATISFIED:
             self._close_session(session, note="close stale session after 6985")
             response = init(session, note="retry after closing the stale session")
         self._check_key(response, name, f"private key {key}")
@@ -383,7 +402,7 @@ class IoTSafeClient:
         commands = apdu.compute_signature_update_full_text(0, session, message)
         response: Response | None = None
         for template in commands:
-            response = self.command(lambda cla, t=template: t.with_cla(cla))
+            response = self.command(template.with_cla)
             if template.p1 != 0x80:
                 self._check(response, "COMPUTE SIGNATURE UPDATE")
         assert response is not None
@@ -431,7 +450,7 @@ class IoTSafeClient:
                 cla, session, signature, digest=digest, message=message
             )
         )
-        if response.sw == 0x6D01:
+        if response.sw == SW.SIGNATURE_MISMATCH:
             return False
         self._check(response, "VERIFY SIGNATURE UPDATE")
         return True
@@ -466,7 +485,7 @@ class IoTSafeClient:
         self._check_key(response, "PUT PUBLIC KEY INIT", f"public key slot {key}")
         try:
             for template in apdu.put_public_key_update(0, session, point):
-                response = self.command(lambda cla, t=template: t.with_cla(cla))
+                response = self.command(template.with_cla)
                 self._check(response, "PUT PUBLIC KEY UPDATE")
         finally:
             with contextlib.suppress(StatusWordError):
@@ -490,8 +509,8 @@ class IoTSafeClient:
     def pin_tries_left(self) -> int | None:
         """Tries left from an empty VERIFY (``63Cx``); ``None`` when already verified/no PIN."""
         response = self.transmit(apdu.verify_pin(self._channel(), b""))
-        if response.sw & 0xFFF0 == 0x63C0:
+        if response.sw & 0xFFF0 == PIN_TRIES_LEFT:
             return response.sw & 0x0F
-        if response.sw == 0x6983:
+        if response.sw == SW.PIN_BLOCKED:
             return 0
         return None

@@ -42,13 +42,10 @@ and :class:`FitResult` compares its statistics with the run's (mean, σ, P50/P90
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tempfile
-import textwrap
-import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,24 +53,49 @@ from typing import Any
 import numpy as np
 
 from drivers.bench.store import ResultsStore, RunRecord
+from drivers.cards import fit_prose as prose
 from drivers.cards.emulator.delay import RecordingDelay
 from drivers.cards.emulator.predict import PAPER_DATA, modelled_trials
 from drivers.cards.emulator.profile import ZERO, CardProfile, Dist, load_profile
+from drivers.cards.emulator.profile_toml import profile_toml
+from drivers.cards.emulator.quirks import QuirkValue, QuirkValueError, quirk_from_text
+from drivers.cards.fit_stats import (
+    MAD_TO_SIGMA,
+    STAT_FIELDS,
+    TAIL_K,
+    THRESHOLD_MS,
+    ModeComparison,
+    ModeStats,
+    PhaseMoments,
+    Tail,
+    body_sd,
+    split_tail,
+)
 from drivers.errors import SafeLabError
 from drivers.tokens.base import CURVE_ALIASES, HashOn
 from drivers.tokens.spec import parse_spec
 
+__all__ = [
+    "MAD_TO_SIGMA",
+    "MIN_SAMPLES",
+    "STAT_FIELDS",
+    "TAIL_K",
+    "THRESHOLD_MS",
+    "EmulatedRunError",
+    "FitError",
+    "FitResult",
+    "MissingPhasesError",
+    "MixedRunsError",
+    "ModeComparison",
+    "ModeStats",
+    "NotACardRunError",
+    "TooFewSamplesError",
+    "fit_profile",
+    "modelled_phase_trials",
+]
+
 MIN_SAMPLES = 20
 """Fewer trials than this give no usable σ, let alone a tail."""
-
-TAIL_K = 6.0
-"""Tail threshold in robust σ (1.4826·MAD) above the median of the trial totals."""
-
-MAD_TO_SIGMA = 1.4826
-"""MAD of a normal distribution times this is its σ."""
-
-THRESHOLD_MS = 1000.0
-"""The paper's ">1 s" column."""
 
 CRYPTO = "crypto.ecdsa_sign"
 """Component name of the ECDSA operation (the sign phase's card work besides its commands)."""
@@ -118,68 +140,6 @@ class MissingPhasesError(FitError):
 
 class MixedRunsError(FitError):
     """Runs of different cards, or of one mode with different hash side or data length."""
-
-
-# ------------------------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class ModeStats:
-    """The paper's Table 3 row for a list of trial times (ms)."""
-
-    n: int
-    mean_ms: float
-    stdev_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    over_1s: float
-    """Share of trials above 1 s (0..1)."""
-
-    @classmethod
-    def of(cls, values_ms: Sequence[float]) -> ModeStats:
-        """Mean, sample σ (n−1), nearest-rank percentiles as in ``drivers.bench.stats``."""
-        values = np.asarray(values_ms, dtype=float)
-        p50, p90, p99 = np.percentile(values, [50, 90, 99], method="inverted_cdf")
-        return cls(
-            n=len(values),
-            mean_ms=float(values.mean()),
-            stdev_ms=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            p50_ms=float(p50),
-            p90_ms=float(p90),
-            p99_ms=float(p99),
-            over_1s=float((values > THRESHOLD_MS).mean()),
-        )
-
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-
-STAT_FIELDS = ("mean_ms", "stdev_ms", "p50_ms", "p90_ms", "p99_ms", "over_1s")
-
-
-@dataclass(frozen=True)
-class ModeComparison:
-    """A mode's recorded statistics next to what the fitted profile models for it."""
-
-    mode: str
-    run_ids: tuple[int, ...]
-    run: ModeStats
-    model: ModeStats
-
-    def rel_diff(self, stat: str) -> float:
-        """(model − run) / run for one of :data:`STAT_FIELDS` (``inf`` if run is 0 and not model).
-
-        For ``over_1s`` (a share) this is relative too; use the two values for small shares.
-        """
-        run, model = getattr(self.run, stat), getattr(self.model, stat)
-        if run == 0:
-            return 0.0 if model == 0 else math.inf
-        return (model - run) / run
-
-    def rows(self) -> list[tuple[str, float, float]]:
-        """``(stat, run, model)`` rows for a table."""
-        return [(s, getattr(self.run, s), getattr(self.model, s)) for s in STAT_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -265,83 +225,6 @@ def modelled_phase_trials(
     finally:
         token.close()
     return results, commands
-
-
-# ------------------------------------------------------------------------------- TOML
-
-
-def _num(value: float, digits: int = 4) -> str:
-    """A TOML float, rounded for people to read (never an integer literal)."""
-    text = repr(round(float(value), digits))
-    return text if any(c in text for c in ".en") else text + ".0"
-
-
-def dist_toml(dist: Dist) -> str:
-    """A :class:`Dist` as the inline table the profile format reads."""
-    parts = [f'dist = "{dist.kind}"', *(f"{k} = {_num(v)}" for k, v in dist.params.items())]
-    if dist.min_ms:
-        parts.append(f"min_ms = {_num(dist.min_ms)}")
-    if dist.tail is not None and dist.tail_p > 0:
-        inner = dist_toml(dist.tail)[2:-2]
-        parts.append(f"tail = {{ p = {_num(dist.tail_p, 5)}, {inner} }}")
-    return "{ " + ", ".join(parts) + " }"
-
-
-def _quirk_toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string, escapes included
-
-
-def _comment(text: str) -> list[str]:
-    """Comment lines, wrapped at 98 columns (lines starting with two spaces are kept as is)."""
-    lines: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("  ") or len(line) <= 96:
-            lines.append(f"# {line}".rstrip())
-        else:
-            lines += [f"# {part}" for part in textwrap.wrap(line, 96, subsequent_indent="  ")]
-    return lines
-
-
-def profile_toml(
-    profile: CardProfile,
-    *,
-    header: str = "",
-    notes: dict[str, str] | None = None,
-) -> str:
-    """A whole :class:`CardProfile` as profile TOML; ``notes`` comment single entries.
-
-    ``notes`` keys are ``commands.NAME`` or ``crypto.NAME``; each note goes above its line.
-    """
-    notes = notes or {}
-    lines = [*_comment(header), ""] if header else []
-    lines += [
-        "[profile]",
-        f"name = {_quirk_toml(profile.name)}",
-        f"description = {_quirk_toml(profile.description)}",
-        "",
-        "[transport]",
-        f"base = {dist_toml(profile.transport_base)}",
-        f"per_byte_us = {_num(profile.transport_per_byte_us)}",
-        "",
-        "[card]",
-        f"default = {dist_toml(profile.card_default)}",
-        f"hash_per_byte_us = {_num(profile.hash_per_byte_us)}",
-    ]
-    if profile.curve_factor:
-        factors = ", ".join(f"{k} = {_num(v)}" for k, v in profile.curve_factor.items())
-        lines.append(f"curve_factor = {{ {factors} }}")
-    for section, table in (("commands", profile.commands), ("crypto", profile.crypto)):
-        lines += ["", f"[card.{section}]"]
-        for key, dist in table.items():
-            lines += _comment(notes.get(f"{section}.{key}", ""))
-            lines.append(f"{key} = {dist_toml(dist)}")
-    lines += ["", "[quirks]"]
-    lines += [f"{key} = {_quirk_toml(value)}" for key, value in profile.quirks.items()]
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------- runs
@@ -430,7 +313,7 @@ def _read_group(store: ResultsStore, runs: list[RunRecord]) -> _Group:
     return group
 
 
-def _flow(run: RunRecord, quirks: dict[str, Any]) -> str:
+def _flow(run: RunRecord, quirks: dict[str, str]) -> str:
     """Spec attributes that make the emulated flow send the run's APDUs (fills ``quirks``)."""
     extra: list[str] = []
     if run.token_kind == "iotsafe":
@@ -449,60 +332,18 @@ def _flow(run: RunRecord, quirks: dict[str, Any]) -> str:
     return "".join(f";{part}" for part in extra)
 
 
-def _typed_quirks(base: CardProfile, raw: dict[str, Any]) -> dict[str, Any]:
-    """Quirks from a spec (text) in the types the profile wants."""
-    typed: dict[str, Any] = {}
-    for name, value in raw.items():
-        default = base.quirks.get(name)
-        if isinstance(default, bool):
-            typed[name] = str(value).lower() in ("true", "1", "yes")
-        elif isinstance(default, int):
-            typed[name] = int(value, 0)
-        else:
-            typed[name] = value
-    return typed
+def _typed_quirks(raw: dict[str, str]) -> dict[str, QuirkValue]:
+    """Quirks from a run's spec (text) in the types the profile wants."""
+    try:
+        return {name: quirk_from_text(name, value) for name, value in raw.items()}
+    except QuirkValueError as exc:
+        raise FitError(
+            f"the run's token spec sets quirk {exc.key}, which {exc.problem}",
+            "fit runs made with this SAFE Lab version's quirks",
+        ) from None
 
 
 # ------------------------------------------------------------------------------- the fit
-
-
-@dataclass(frozen=True)
-class _Tail:
-    p: float
-    dist: Dist
-    count: int
-    excess_ms: tuple[float, ...]
-
-
-def _robust_threshold(values: np.ndarray) -> float:
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median)))
-    scale = MAD_TO_SIGMA * mad if mad > 0 else 0.01 * abs(median)
-    return median + TAIL_K * scale
-
-
-def _split_tail(group: _Group) -> tuple[np.ndarray, dict[str, _Tail]]:
-    """Body mask of the trials, and a tail per phase that carried tail trials."""
-    totals = np.asarray(group.totals)
-    body = totals <= _robust_threshold(totals)
-    phases = {p: np.asarray(v) for p, v in group.phases.items()}
-    medians = {p: float(np.median(v[body])) for p, v in phases.items()}
-    excess: dict[str, list[float]] = {}
-    for idx in np.flatnonzero(~body):
-        over = {p: phases[p][idx] - medians[p] for p in phases}
-        culprit = max(over, key=lambda p: over[p])
-        excess.setdefault(culprit, []).append(float(over[culprit]))
-    tails = {}
-    for phase, values in excess.items():
-        if len(values) == 1:
-            dist = Dist("constant", {"ms": values[0]})
-        else:
-            dist = Dist(
-                "normal",
-                {"mean_ms": float(np.mean(values)), "sigma_ms": float(np.std(values, ddof=1))},
-            )
-        tails[phase] = _Tail(len(values) / group.n, dist, len(values), tuple(values))
-    return body, tails
 
 
 def _components(phase: str, commands: Iterable[str]) -> Counter[str]:
@@ -520,29 +361,229 @@ def _base_dist(profile: CardProfile, component: str) -> Dist:
     return profile.commands.get(name, profile.card_default)
 
 
-def _normal_sd(dist: Dist) -> float:
-    """σ of a base distribution's body (what the variance split weighs by)."""
-    p = dist.params
-    if dist.kind == "normal":
-        return p["sigma_ms"]
-    if dist.kind == "lognormal":
-        return dist.mean_ms * math.sqrt(math.exp(p["sigma"] ** 2) - 1)
-    if dist.kind == "uniform":
-        return (p["high_ms"] - p["low_ms"]) / math.sqrt(12)
-    if dist.kind == "exponential":
-        return p["mean_ms"]
-    return 0.0
-
-
 def _with(profile: CardProfile, dists: dict[str, Dist], name: str, description: str) -> CardProfile:
     commands = dict(profile.commands)
     crypto = dict(profile.crypto)
     for component, dist in dists.items():
         section, key = component.split(".", 1)
         (crypto if section == "crypto" else commands)[key] = dist
-    return dataclasses.replace(
-        profile, name=name, description=description, commands=commands, crypto=crypto
+    return dataclasses.replace(  # tail_on="": the fit places its own tail, not the base's [tail]
+        profile, name=name, description=description, commands=commands, crypto=crypto, tail_on=""
     )
+
+
+@dataclass
+class _Fit:
+    """What the steps of one fit share: the runs, the base profile and a scratch directory."""
+
+    name: str
+    base: CardProfile
+    runs: list[RunRecord]
+    groups: dict[str, _Group]
+    flows: dict[str, str]
+    source: dict[str, str]
+    """Phase → the mode whose runs fit it (sign phases from sign_only when there is one)."""
+    workdir: Path
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    def write(self, profile: CardProfile, stem: str, **kw: Any) -> str:
+        """Draft ``profile`` as TOML in the scratch directory; its path, for the emulator."""
+        path = self.workdir / f"{stem}.toml"
+        path.write_text(profile_toml(profile, **kw), encoding="utf-8")
+        return str(path)
+
+    def phase_trials(
+        self, profile_path: str, mode: str, trials: int, seed: int
+    ) -> tuple[list[dict[str, float]], dict[str, list[str]]]:
+        """:func:`modelled_phase_trials` with the hash side, data and flow of ``mode``'s runs."""
+        group = self.groups[mode]
+        return modelled_phase_trials(
+            profile_path,
+            mode,
+            trials=trials,
+            seed=seed,
+            hash_on=group.hash_on,
+            data=group.data,
+            spec_extra=self.flows[mode],
+        )
+
+
+def _checked_runs(store: ResultsStore, run_ids: list[int], allow_emulated: bool) -> list[RunRecord]:
+    """The runs, each fit to be fitted, all of one card."""
+    runs = [store.get_run(run_id) for run_id in dict.fromkeys(run_ids)]
+    for run in runs:
+        _check_run(run, allow_emulated)
+    for run in runs[1:]:
+        if _identity(run) != _identity(runs[0]):
+            raise MixedRunsError(
+                f"runs {runs[0].id} and {run.id} were made on different tokens "
+                f"({runs[0].token_uri} vs {run.token_uri})",
+                "fit the runs of one card together, and other cards separately",
+            )
+    return runs
+
+
+def _phase_sources(groups: dict[str, _Group]) -> dict[str, str]:
+    """Which mode fits which phase: sign phases from sign_only when there is one."""
+    source = {phase: "total" for phase in MODE_PHASES["total"]} if "total" in groups else {}
+    if "sign_only" in groups:
+        source.update({phase: "sign_only" for phase in MODE_PHASES["sign_only"]})
+    return source
+
+
+def _phase_parts(fit: _Fit, base_path: str) -> dict[str, Counter[str]]:
+    """Step 1: the components each phase's card time splits over (the run's flow, on base)."""
+    parts: dict[str, Counter[str]] = {}
+    for phase, mode in fit.source.items():
+        _, commands = fit.phase_trials(base_path, mode, trials=1, seed=fit.seed)
+        parts[phase] = _components(phase, commands[phase])
+    return parts
+
+
+def _fixed_costs(fit: _Fit, zero_path: str) -> dict[str, tuple[float, float]]:
+    """Step 2: mean and variance per phase of what the kept parts cost (fitted parts at 0)."""
+    fixed: dict[str, tuple[float, float]] = {}
+    for mode in set(fit.source.values()):
+        trials, _ = fit.phase_trials(
+            zero_path, mode, trials=max(200, fit.groups[mode].n), seed=fit.seed + 1
+        )
+        for phase in MODE_PHASES[mode]:
+            if fit.source.get(phase) == mode:
+                values = np.asarray([t[phase] for t in trials])
+                fixed[phase] = (float(values.mean()), float(values.var(ddof=1)))
+    return fixed
+
+
+def _card_moments(
+    fit: _Fit, phase: str, values: np.ndarray, fixed: tuple[float, float]
+) -> PhaseMoments:
+    """Step 4a: card time = run − kept parts, mean and variance floored at 0 (with a note)."""
+    run_mean, run_var = float(values.mean()), float(values.var(ddof=1))
+    fixed_mean, fixed_var = fixed
+    card_mean, card_var = run_mean - fixed_mean, run_var - fixed_var
+    if card_mean <= 0:
+        fit.notes.append(prose.slow_link_note(phase, fixed_mean, run_mean))
+        card_mean = 0.0
+    if card_var < 0:
+        fit.notes.append(prose.steady_run_note(phase, run_var, fixed_var))
+        card_var = 0.0
+    return PhaseMoments(run_mean, run_var, fixed_mean, fixed_var, card_mean, card_var, len(values))
+
+
+def _split_weights(
+    base: CardProfile, counts: Counter[str], factor: float
+) -> tuple[dict[str, float], dict[str, float], str]:
+    """Step 4b: each component's share of the mean and of the variance, and the slowest one."""
+    base_dists = {c: _base_dist(base, c) for c in counts}
+    scale = {c: factor if c == CRYPTO else 1.0 for c in counts}
+    weight = {c: counts[c] * base_dists[c].mean_ms * scale[c] for c in counts}
+    var_weight = {c: counts[c] * (body_sd(base_dists[c]) * scale[c]) ** 2 for c in counts}
+    slowest = max(counts, key=lambda c: weight[c])
+    if sum(weight.values()) <= 0:
+        weight = {c: float(c == slowest) for c in counts}
+    if sum(var_weight.values()) <= 0:
+        var_weight = {c: float(c == slowest) for c in counts}
+    mean_total, var_total = sum(weight.values()), sum(var_weight.values())
+    shares = {c: weight[c] / mean_total for c in counts}
+    var_shares = {c: var_weight[c] / var_total for c in counts}
+    return shares, var_shares, slowest
+
+
+def _fit_phase(
+    fit: _Fit,
+    phase: str,
+    counts: Counter[str],
+    fixed: tuple[float, float],
+    split: tuple[np.ndarray, dict[str, Tail]],
+) -> dict[str, tuple[Dist, str]]:
+    """Steps 3 + 4 for one phase: a normal per component (the tail on the slowest), and why."""
+    mode = fit.source[phase]
+    group = fit.groups[mode]
+    body, tails = split
+    moments = _card_moments(fit, phase, np.asarray(group.phases[phase])[body], fixed)
+    curve = _curve(group)
+    factor = fit.base.curve_factor.get(curve, 1.0)
+    shares, var_shares, slowest = _split_weights(fit.base, counts, factor)
+    tail = tails.get(phase)
+    fitted: dict[str, tuple[Dist, str]] = {}
+    for c in counts:
+        scale = factor if c == CRYPTO else 1.0
+        mean = shares[c] * moments.card_mean / counts[c] / scale
+        sigma = math.sqrt(var_shares[c] * moments.card_var / counts[c]) / scale
+        dist = Dist("normal", {"mean_ms": mean, "sigma_ms": sigma})
+        text = prose.component_note(
+            phase,
+            mode,
+            _ids(group),
+            moments,
+            component=c.split(".", 1)[1],
+            share=shares[c],
+            var_share=var_shares[c],
+            apdus=counts[c],
+            curve_factor=(factor, curve) if scale != 1 else None,
+        )
+        if tail is not None and c == slowest:
+            tail_dist = Dist(tail.dist.kind, {k: v / scale for k, v in tail.dist.params.items()})
+            dist = dataclasses.replace(dist, tail_p=tail.p, tail=tail_dist)
+            text += "\n" + prose.tail_note(phase, tail, group.n)
+        fitted[c] = (dist, text)
+    return fitted
+
+
+def _fit_phases(fit: _Fit) -> tuple[dict[str, Dist], dict[str, str]]:
+    """Steps 1-4: the fitted distribution of every component, and its derivation text."""
+    base_path = fit.write(fit.base, "base")
+    parts = _phase_parts(fit, base_path)
+    zeroed = {c: Dist("constant", {"ms": 0.0}) for cs in parts.values() for c in cs}
+    fixed = _fixed_costs(fit, fit.write(_with(fit.base, zeroed, "fit-zero", ""), "zero"))
+    splits = {mode: split_tail(group.totals, group.phases) for mode, group in fit.groups.items()}
+    for mode, (_, tails) in splits.items():
+        for phase, tail in tails.items():
+            if fit.source.get(phase) != mode:
+                fit.notes.append(prose.unmodelled_tail_note(tail, mode, phase, fit.source))
+    fitted: dict[str, Dist] = {}
+    derivation: dict[str, str] = {}
+    for phase, mode in fit.source.items():
+        if not parts[phase]:
+            fit.notes.append(f"{phase}: the flow sends no card command in it; not fitted")
+            continue
+        for c, (dist, text) in _fit_phase(
+            fit, phase, parts[phase], fixed[phase], splits[mode]
+        ).items():
+            fitted[c], derivation[c] = dist, text
+    return fitted, derivation
+
+
+def _compare(fit: _Fit, draft_path: str, model_trials: int) -> dict[str, ModeComparison]:
+    """Each mode's recorded statistics next to what the drafted profile models for it."""
+    comparisons = {}
+    for mode, group in fit.groups.items():
+        model = modelled_trials(
+            draft_path,
+            mode,
+            trials=model_trials,
+            seed=fit.seed + 2,
+            hash_on=group.hash_on,
+            spec_extra=fit.flows[mode],
+            data=group.data,
+        )
+        comparisons[mode] = ModeComparison(
+            mode, group.ids, ModeStats.of(group.totals), ModeStats.of(model)
+        )
+    return comparisons
+
+
+def _reload(fit: _Fit, text: str) -> CardProfile:
+    """The final TOML read back by the profile loader, so a saved fit is known to load."""
+    final = fit.workdir / f"{fit.name}.toml"
+    final.write_text(text, encoding="utf-8")
+    return dataclasses.replace(load_profile(final), source=f"(fitted: {fit.name})")
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c in name for c in '/;\\"\n') or name.startswith("."):
+        raise FitError(f"profile name {name!r} is not usable", "use letters, digits and -")
 
 
 def fit_profile(
@@ -565,206 +606,49 @@ def fit_profile(
     """
     if not run_ids:
         raise FitError("no run to fit", "name one or more run IDs (see `safelab runs list`)")
-    if not name or any(c in name for c in '/;\\"\n') or name.startswith("."):
-        raise FitError(f"profile name {name!r} is not usable", "use letters, digits and -")
+    _check_name(name)
     base = load_profile(base_profile)
-    runs = [store.get_run(run_id) for run_id in dict.fromkeys(run_ids)]
-    for run in runs:
-        _check_run(run, allow_emulated)
-    for run in runs[1:]:
-        if _identity(run) != _identity(runs[0]):
-            raise MixedRunsError(
-                f"runs {runs[0].id} and {run.id} were made on different tokens "
-                f"({runs[0].token_uri} vs {run.token_uri})",
-                "fit the runs of one card together, and other cards separately",
-            )
-    notes: list[str] = []
-    raw_quirks: dict[str, Any] = {}
+    runs = _checked_runs(store, run_ids, allow_emulated)
+    raw_quirks: dict[str, str] = {}
     flows = {run.mode: _flow(run, raw_quirks) for run in runs}
-    base = base.with_quirks(**_typed_quirks(base, raw_quirks)) if raw_quirks else base
+    base = base.with_quirks(**_typed_quirks(raw_quirks)) if raw_quirks else base
     groups = {
         mode: _read_group(store, [r for r in runs if r.mode == mode])
         for mode in MODE_PHASES
         if any(r.mode == mode for r in runs)
     }
-    for run in runs:
-        if run.status != "complete":
-            notes.append(f"run {run.id} is {run.status} ({run.reason}); its trials are used")
-        if run.emulated:
-            notes.append(f"run {run.id} is emulated ({run.token_uri}): a test of the fit only")
-    if any(run.token_kind == "pkcs11" for run in runs):
-        notes.append(
-            "PKCS#11 run: C_OpenSession + C_Login are taken as open (MANAGE CHANNEL + SELECT), "
-            "C_FindObjects as find (GET DATA), C_SignInit as COMPUTE SIGNATURE INIT, C_Sign as "
-            "UPDATE (+ GET RESPONSE); the vendor library's host time becomes card time"
-        )
-    # Which group fits which phase: sign phases from sign_only when there is one.
-    source = {phase: "total" for phase in MODE_PHASES["total"]} if "total" in groups else {}
-    if "sign_only" in groups:
-        source.update({phase: "sign_only" for phase in MODE_PHASES["sign_only"]})
-
     with tempfile.TemporaryDirectory(prefix="safelab-fit-") as tmp:
-        workdir = Path(tmp)
-
-        def write(profile: CardProfile, stem: str, **kw: Any) -> str:
-            path = workdir / f"{stem}.toml"
-            path.write_text(profile_toml(profile, **kw), encoding="utf-8")
-            return str(path)
-
-        base_path = write(base, "base")
-        # 1. Which commands each phase sends (the run's flow, on the base profile).
-        parts: dict[str, Counter[str]] = {}
-        for phase, mode in source.items():
-            group = groups[mode]
-            _, commands = modelled_phase_trials(
-                base_path,
-                mode,
-                trials=1,
-                seed=seed,
-                hash_on=group.hash_on,
-                data=group.data,
-                spec_extra=flows[mode],
-            )
-            parts[phase] = _components(phase, commands[phase])
-        zeroed = {c: Dist("constant", {"ms": 0.0}) for cs in parts.values() for c in cs}
-        zero_path = write(_with(base, zeroed, "fit-zero", ""), "zero")
-        # 2. What the kept parts cost per phase.
-        fixed: dict[str, tuple[float, float]] = {}
-        for mode in set(source.values()):
-            group = groups[mode]
-            trials, _ = modelled_phase_trials(
-                zero_path,
-                mode,
-                trials=max(200, group.n),
-                seed=seed + 1,
-                hash_on=group.hash_on,
-                data=group.data,
-                spec_extra=flows[mode],
-            )
-            for phase in MODE_PHASES[mode]:
-                if source.get(phase) == mode:
-                    values = np.asarray([t[phase] for t in trials])
-                    fixed[phase] = (float(values.mean()), float(values.var(ddof=1)))
-        # 3 + 4. Tail and body per phase, split over the phase's components.
-        fitted: dict[str, Dist] = {}
-        derivation: dict[str, str] = {}
-        splits = {mode: _split_tail(group) for mode, group in groups.items()}
-        for mode, (_, tails) in splits.items():
-            for phase, tail in tails.items():
-                if source.get(phase) != mode:
-                    notes.append(
-                        f"{tail.count} tail trial(s) of the {mode} run(s) lie in {phase}, which "
-                        f"the {source.get(phase)} run(s) fit; that tail is not modelled"
-                    )
-        for phase, mode in source.items():
-            group = groups[mode]
-            body, tails = splits[mode]
-            values = np.asarray(group.phases[phase])[body]
-            run_mean, run_var = float(values.mean()), float(values.var(ddof=1))
-            fixed_mean, fixed_var = fixed[phase]
-            card_mean = run_mean - fixed_mean
-            card_var = run_var - fixed_var
-            if card_mean <= 0:
-                notes.append(
-                    f"{phase}: the base profile's link and kept commands alone ({fixed_mean:.3f}"
-                    f" ms) take longer than the run's {phase} ({run_mean:.3f} ms); its card time "
-                    f"is set to 0. Choose a base profile with a faster link (e.g. discrete-se)"
-                )
-                card_mean = 0.0
-            if card_var < 0:
-                notes.append(
-                    f"{phase}: the run varies less (σ {math.sqrt(run_var):.3f} ms) than the base "
-                    f"link alone (σ {math.sqrt(fixed_var):.3f} ms); its card time gets σ 0"
-                )
-                card_var = 0.0
-            counts = parts[phase]
-            if not counts:
-                notes.append(f"{phase}: the flow sends no card command in it; not fitted")
-                continue
-            base_dists = {c: _base_dist(base, c) for c in counts}
-            factor = base.curve_factor.get(_curve(group), 1.0)
-            weight = {
-                c: counts[c] * base_dists[c].mean_ms * (factor if c == CRYPTO else 1.0)
-                for c in counts
-            }
-            var_weight = {
-                c: counts[c] * (_normal_sd(base_dists[c]) * (factor if c == CRYPTO else 1.0)) ** 2
-                for c in counts
-            }
-            slowest = max(counts, key=lambda c: weight[c])
-            if sum(weight.values()) <= 0:
-                weight = {c: float(c == slowest) for c in counts}
-            if sum(var_weight.values()) <= 0:
-                var_weight = {c: float(c == slowest) for c in counts}
-            tail = tails.get(phase)
-            for c in counts:
-                scale = factor if c == CRYPTO else 1.0
-                share = weight[c] / sum(weight.values())
-                var_share = var_weight[c] / sum(var_weight.values())
-                mean = share * card_mean / counts[c] / scale
-                sigma = math.sqrt(var_share * card_var / counts[c]) / scale
-                dist = Dist("normal", {"mean_ms": mean, "sigma_ms": sigma})
-                text = (
-                    f"{phase} phase of run(s) {_ids(group)} ({mode}, {int(body.sum())} body "
-                    f"trials): mean {run_mean:.3f} ms, σ {math.sqrt(run_var):.3f} ms; base "
-                    f"link and kept commands {fixed_mean:.3f} ms, σ {math.sqrt(fixed_var):.3f}"
-                    f" ms; card time {card_mean:.3f} ms, σ {math.sqrt(card_var):.3f} ms; "
-                    f"{share:.1%} of the mean and {var_share:.1%} of the variance to "
-                    f"{c.split('.', 1)[1]}"
-                    + (f" ({counts[c]} APDUs)" if counts[c] > 1 else "")
-                    + (f", ÷ curve factor {factor:g} ({_curve(group)})" if scale != 1 else "")
-                )
-                if tail is not None and c == slowest:
-                    tail_dist = Dist(
-                        tail.dist.kind, {k: v / scale for k, v in tail.dist.params.items()}
-                    )
-                    dist = dataclasses.replace(dist, tail_p=tail.p, tail=tail_dist)
-                    text += (
-                        f"\ntail: {tail.count} of {group.n} trials above median + {TAIL_K:g}·"
-                        f"1.4826·MAD of the totals had most of their excess in {phase}; "
-                        f"p = {tail.count}/{group.n}, excess over the {phase} body median "
-                        + ", ".join(f"{e:.1f}" for e in tail.excess_ms[:8])
-                        + (" ..." if tail.count > 8 else "")
-                        + " ms"
-                    )
-                fitted[c] = dist
-                derivation[c] = text
-        description = (
-            f"fitted to run(s) {', '.join(str(i) for i in _all_ids(groups))} of "
-            f"{runs[0].token.get('label') or runs[0].token_uri}, link of {base.name}"
+        fit = _Fit(
+            name,
+            base,
+            runs,
+            groups,
+            flows,
+            _phase_sources(groups),
+            Path(tmp),
+            seed,
+            notes=prose.run_notes(runs),
         )
+        fitted, derivation = _fit_phases(fit)
+        group_runs = [run for group in groups.values() for run in group.runs]
+        description = prose.description([run.id for run in group_runs], runs[0], base)
         result_profile = _with(base, fitted, name, description)
-        header = _header(name, base, groups, source)
-        draft_path = write(result_profile, "draft", header=header, notes=derivation)
-        comparisons = {}
-        for mode, group in groups.items():
-            model = modelled_trials(
-                draft_path,
-                mode,
-                trials=model_trials,
-                seed=seed + 2,
-                hash_on=group.hash_on,
-                spec_extra=flows[mode],
-                data=group.data,
-            )
-            comparisons[mode] = ModeComparison(
-                mode, group.ids, ModeStats.of(group.totals), ModeStats.of(model)
-            )
-        header += "\n\n" + _comparison_text(comparisons, model_trials, seed + 2)
-        if notes:
-            header += "\n\nNotes:\n" + "\n".join(f"- {note}" for note in notes)
+        header = prose.header(name, base, group_runs, fit.source)
+        draft_path = fit.write(result_profile, "draft", header=header, notes=derivation)
+        comparisons = _compare(fit, draft_path, model_trials)
+        header += "\n\n" + prose.comparison_text(comparisons, model_trials, seed + 2)
+        if fit.notes:
+            header += "\n\nNotes:\n" + "\n".join(f"- {note}" for note in fit.notes)
         text = profile_toml(result_profile, header=header, notes=derivation)
-        final = workdir / f"{name}.toml"
-        final.write_text(text, encoding="utf-8")
-        loaded = load_profile(final)
+        profile = _reload(fit, text)
     return FitResult(
         name=name,
         toml=text,
-        profile=dataclasses.replace(loaded, source=f"(fitted: {name})"),
+        profile=profile,
         run_ids=tuple(run.id for run in runs),
         base_profile=base.name,
         comparisons=comparisons,
-        notes=tuple(notes),
+        notes=tuple(fit.notes),
     )
 
 
@@ -775,54 +659,3 @@ def _curve(group: _Group) -> str:
 
 def _ids(group: _Group) -> str:
     return ", ".join(str(i) for i in group.ids)
-
-
-def _all_ids(groups: dict[str, _Group]) -> list[int]:
-    """All run IDs of the groups, in mode order."""
-    return [i for group in groups.values() for i in group.ids]
-
-
-def _header(
-    name: str,
-    base: CardProfile,
-    groups: dict[str, _Group],
-    source: dict[str, str],
-) -> str:
-    lines = [
-        f"SAFE Lab card profile {name!r}, fitted by `safelab card fit` "
-        f"on {time.strftime('%Y-%m-%d %H:%M')}.",
-        "Runs:",
-    ]
-    for group in groups.values():
-        for run in group.runs:
-            lines.append(
-                f"- run {run.id}: {run.mode}, n = {run.n_samples}, hash on {run.hash_on}, "
-                f"{run.data_len} B, token {run.token_kind} {run.token_uri}"
-                + (" (emulated)" if run.emulated else "")
-            )
-    fitted = ", ".join(f"{phase} from {mode}" for phase, mode in source.items())
-    lines += [
-        f"Fitted phases: {fitted}.",
-        f"Kept from base profile {base.name!r} ({base.source}): the link ([transport]), GET "
-        "RESPONSE and every command of an unfitted phase, on-card hashing, curve factors, other "
-        "crypto operations and the quirks.",
-        "Method (drivers/cards/fit.py): per phase, card time = run mean - modelled time of the "
-        "kept parts for the same APDUs (base profile with the fitted parts at 0); variance "
-        "likewise; split over the phase's commands (and ECDSA for sign) in the base profile's "
-        f"proportions, as normals. Tail: trials above median + {TAIL_K:g} robust sigma "
-        "(1.4826 MAD) of the totals, put on the slowest command of the phase that carried the "
-        "excess. Login (C_Login, VERIFY PIN) is counted in open.",
-    ]
-    return "\n".join(lines)
-
-
-def _comparison_text(comparisons: dict[str, ModeComparison], trials: int, seed: int) -> str:
-    lines = [f"Run vs this profile (predict.modelled_trials, {trials} trials, seed {seed}), ms:"]
-    for comparison in comparisons.values():
-        for label, stats in (("run", comparison.run), ("model", comparison.model)):
-            lines.append(
-                f"  {comparison.mode:9} {label:5} n {stats.n:<5} mean {stats.mean_ms:8.2f} "
-                f"σ {stats.stdev_ms:7.2f} P50 {stats.p50_ms:8.2f} P90 {stats.p90_ms:8.2f} "
-                f"P99 {stats.p99_ms:8.2f} >1 s {stats.over_1s:5.1%}"
-            )
-    return "\n".join(lines)

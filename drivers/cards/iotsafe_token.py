@@ -16,7 +16,8 @@ uses full-text mode (``9B``, the message), or last-block mode with ``token-hash=
 Every APDU is in :attr:`IoTSafeToken.trace`, and each session keeps the APDUs of each phase
 in :attr:`IoTSafeSession.phase_trace`, so a run can say how many APDUs each phase cost.
 
-Token specs (``iotsafe:emulated;profile=paper-sim;speed=0.01``), all attributes optional:
+Token specs (``iotsafe:emulated;profile=paper-sim;speed=0.01``, parsed and checked by
+:mod:`drivers.cards.iotsafe_spec`), all attributes optional:
 
 - the target, first: ``emulated`` (the in-process emulator, default), ``pcsc`` (a card in a
   PC/SC reader: ``reader=NAME|INDEX``, default the first reader), or ``modem`` (a SIM behind a
@@ -36,17 +37,15 @@ import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from drivers.cards.apdu import GSMA_AID, ISO, PROPRIETARY, Mode, ObjectEntry, ObjectRef
+from drivers.cards.apdu import GSMA_AID, Mode, ObjectEntry, ObjectRef
 from drivers.cards.atr import EMULATOR_MARK, is_emulator_atr
-from drivers.cards.client import SIGN_SESSION, IoTSafeClient
+from drivers.cards.client import IoTSafeClient
 from drivers.cards.emulator import (
-    QUIRK_DEFAULTS,
     Delay,
     InProcessTransport,
     IoTSafeApplet,
@@ -55,11 +54,11 @@ from drivers.cards.emulator import (
 )
 from drivers.cards.emulator.store import LAB_PIN
 from drivers.cards.errors import CardError
+from drivers.cards.iotsafe_spec import DEFAULT_PROFILE, TARGETS, IoTSafeOptions, parse_options
 from drivers.cards.trace import TraceEntry, TraceLog
 from drivers.cards.transport import Transport
-from drivers.errors import KeyNotFoundError, KeyUsageError, PinError, TokenError
+from drivers.errors import KeyNotFoundError, KeyUsageError, PinError
 from drivers.tokens.base import (
-    CURVE_ALIASES,
     CURVES,
     HashOn,
     KeyInfo,
@@ -69,276 +68,20 @@ from drivers.tokens.base import (
     TokenInfo,
     TokenSession,
 )
-from drivers.tokens.spec import parse_spec
 
 T = TypeVar("T")
 
-DEFAULT_PROFILE = "paper-sim"
-
-_ATTRS = {
-    "curve",
-    "profile",
-    "speed",
-    "seed",
-    "card",
-    "curves",
-    "key",
-    "object",
-    "id",
-    "aid",
-    "cla",
-    "session",
-    "channel",
-    "find",
-    "token-hash",
-    "login",
-    "reader",
-    "port",
-    "mode",
-    "baud",
-    "timeout",
-}
-TARGETS = ("emulated", "pcsc", "modem")
-_EMULATOR_ONLY = ("profile", "speed", "seed", "card", "curves")
-
-
-@dataclass(frozen=True)
-class IoTSafeOptions:
-    """What an ``iotsafe:`` spec asks for, checked."""
-
-    target: str = "emulated"
-    profile: str = DEFAULT_PROFILE
-    speed: float = 1.0
-    seed: int | None = None
-    card: str = "default"
-    curves: tuple[str, ...] = ("secp256r1",)
-    key: str | None = None
-    aid: bytes = GSMA_AID
-    cla_class: int = PROPRIETARY
-    session: int = SIGN_SESSION
-    logical_channel: bool = True
-    find: str = "list"
-    token_hash: Mode = Mode.FULL_TEXT
-    login: bool = False
-    quirks: dict[str, Any] = field(default_factory=dict)
-    reader: str | None = None
-    port: str | None = None
-    modem_mode: str = "csim"
-    baud: int = 115200
-    timeout_s: float = 10.0
-
-    def uri(self) -> str:
-        """The spec again, normalised, without defaults where they add nothing."""
-        if self.target == "pcsc":
-            parts = ["pcsc"] + ([f"reader={self.reader}"] if self.reader is not None else [])
-        elif self.target == "modem":
-            parts = ["modem", f"port={self.port}", f"mode={self.modem_mode}"]
-            if self.baud != 115200:
-                parts.append(f"baud={self.baud}")
-            if self.timeout_s != 10.0:
-                parts.append(f"timeout={self.timeout_s:g}")
-        else:
-            parts = [self.target, f"profile={self.profile}", f"speed={self.speed:g}"]
-        if self.card != "default":
-            parts.append(f"card={self.card}")
-        if self.curves != ("secp256r1",):
-            parts.append("curves=" + ",".join(self.curves))
-        if self.key:
-            parts.append(f"key={self.key}")
-        if self.seed is not None:
-            parts.append(f"seed={self.seed}")
-        if self.aid != GSMA_AID:
-            parts.append(f"aid={self.aid.hex().upper()}")
-        if self.cla_class != PROPRIETARY:
-            parts.append("cla=00")
-        if self.session != SIGN_SESSION:
-            parts.append(f"session={self.session}")
-        if not self.logical_channel:
-            parts.append("channel=0")
-        if self.find != "list":
-            parts.append(f"find={self.find}")
-        if self.token_hash != Mode.FULL_TEXT:
-            parts.append("token-hash=last-block")
-        if self.login:
-            parts.append("login=verify")
-        for name, value in sorted(self.quirks.items()):
-            parts.append(f"quirk-{name}={_quirk_text(value)}")
-        return "iotsafe:" + ";".join(parts)
-
-
-def _quirk_text(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _bad(text: str, problem: str, fix: str) -> TokenError:
-    return TokenError(f"token spec {text!r}: {problem}", fix)
-
-
-def parse_options(text: str) -> IoTSafeOptions:
-    """Check an ``iotsafe:`` spec and return its options (errors name the attribute)."""
-    spec = parse_spec(text)
-    if spec.scheme != "iotsafe":
-        raise _bad(text, f"scheme {spec.scheme!r} is not iotsafe", "start the spec with iotsafe:")
-    attrs = dict(spec.attrs)
-    quirks: dict[str, Any] = {}
-    for name in list(attrs):
-        if name.startswith("quirk-") or name.startswith("quirk."):
-            quirk = name[6:].replace("-", "_")
-            if quirk not in QUIRK_DEFAULTS:
-                raise _bad(
-                    text, f"unknown quirk {quirk!r}", f"use one of {', '.join(QUIRK_DEFAULTS)}"
-                )
-            quirks[quirk] = _quirk_value(text, quirk, attrs.pop(name))
-    unknown = sorted(set(attrs) - _ATTRS)
-    if unknown:
-        raise _bad(
-            text,
-            f"unknown attribute {unknown[0]!r}",
-            f"use {', '.join(sorted(_ATTRS - {'curve'}))} or quirk-NAME",
-        )
-    target = attrs.get("curve", "emulated").lower()
-    if target not in TARGETS:
-        raise _bad(
-            text,
-            f"unknown card target {target!r}",
-            "use iotsafe:emulated, iotsafe:pcsc;reader=NAME or iotsafe:modem;port=DEV",
-        )
-    if target != "emulated":
-        misplaced = [name for name in _EMULATOR_ONLY if name in attrs] + (
-            ["quirk-" + next(iter(quirks))] if quirks else []
-        )
-        if misplaced:
-            raise _bad(
-                text,
-                f"{misplaced[0]} only applies to the emulated card",
-                f"drop it from the iotsafe:{target} spec",
-            )
-    options: dict[str, Any] = {"target": target, "quirks": quirks}
-    if "reader" in attrs:
-        options["reader"] = attrs["reader"]
-    if target == "modem":
-        if not attrs.get("port"):
-            raise _bad(text, "a modem needs port=", "e.g. iotsafe:modem;port=/dev/ttyUSB2")
-        options["port"] = attrs["port"]
-        mode = attrs.get("mode", "csim").lower()
-        if mode not in ("csim", "cgla"):
-            raise _bad(
-                text,
-                f"mode {mode!r} is not csim or cgla",
-                "csim: AT+CSIM (host opens channels); cgla: AT+CCHO/AT+CGLA",
-            )
-        options["modem_mode"] = mode
-        if "baud" in attrs:
-            options["baud"] = _int(text, "baud", attrs["baud"], 300, 4_000_000)
-        if "timeout" in attrs:
-            try:
-                timeout = float(attrs["timeout"])
-            except ValueError:
-                timeout = 0.0
-            if not 0.1 <= timeout <= 600:
-                raise _bad(
-                    text,
-                    f"timeout {attrs['timeout']!r} is not 0.1-600 seconds",
-                    "slow SIM operations can take seconds: e.g. timeout=10",
-                )
-            options["timeout_s"] = timeout
-    elif "port" in attrs or "mode" in attrs:
-        raise _bad(text, "port= and mode= are for iotsafe:modem", "drop them or use modem")
-    if "profile" in attrs:
-        options["profile"] = attrs["profile"]
-    if "speed" in attrs:
-        try:
-            speed = float(attrs["speed"])
-        except ValueError:
-            speed = -1.0
-        if not 0 <= speed <= 1e6:
-            raise _bad(
-                text,
-                f"speed {attrs['speed']!r} is not a number >= 0",
-                "use e.g. speed=1 (real time) or speed=0.01 (100x faster)",
-            )
-        options["speed"] = speed
-    if "seed" in attrs:
-        options["seed"] = _int(text, "seed", attrs["seed"], 0, 2**63)
-    if "card" in attrs:
-        options["card"] = attrs["card"]
-    if "curves" in attrs:
-        names = []
-        for word in filter(None, attrs["curves"].split(",")):
-            curve = CURVE_ALIASES.get(word.strip().lower())
-            if curve is None:
-                raise _bad(text, f"unknown curve {word!r}", "use p256 and/or bp256")
-            names.append(curve)
-        options["curves"] = tuple(dict.fromkeys(names)) or ("secp256r1",)
-    key = attrs.get("key") or attrs.get("object") or attrs.get("id")
-    if key:
-        options["key"] = key
-    if "aid" in attrs:
-        try:
-            aid = bytes.fromhex(attrs["aid"])
-        except ValueError:
-            aid = b""
-        if not 5 <= len(aid) <= 16:
-            raise _bad(
-                text,
-                f"aid {attrs['aid']!r} is not 5-16 hex bytes",
-                f"the GSMA IoT SAFE AID is {GSMA_AID.hex().upper()}",
-            )
-        options["aid"] = aid
-    if "cla" in attrs:
-        cla = attrs["cla"].lower().removeprefix("0x")
-        if cla not in ("80", "00"):
-            raise _bad(
-                text,
-                f"cla {attrs['cla']!r} is not 80 or 00",
-                "cla=80 (proprietary, default) or cla=00 (ISO)",
-            )
-        options["cla_class"] = PROPRIETARY if cla == "80" else ISO
-    if "session" in attrs:
-        options["session"] = _int(text, "session", attrs["session"], 0, 255)
-    if "channel" in attrs:
-        if attrs["channel"] not in ("0", "logical"):
-            raise _bad(text, "channel must be 0 or logical", "channel=0 uses the basic channel")
-        options["logical_channel"] = attrs["channel"] == "logical"
-    if "find" in attrs:
-        if attrs["find"] not in ("list", "info"):
-            raise _bad(text, "find must be list or info", "find=info asks for one key only")
-        options["find"] = attrs["find"]
-    if "token-hash" in attrs:
-        modes = {"full": Mode.FULL_TEXT, "full-text": Mode.FULL_TEXT, "last-block": Mode.LAST_BLOCK}
-        if attrs["token-hash"] not in modes:
-            raise _bad(
-                text,
-                "token-hash must be full or last-block",
-                "full: the card hashes everything; last-block: the host hashes whole blocks",
-            )
-        options["token_hash"] = modes[attrs["token-hash"]]
-    if "login" in attrs:
-        if attrs["login"] not in ("verify", "none"):
-            raise _bad(text, "login must be verify or none", "login=verify checks the SIM PIN")
-        options["login"] = attrs["login"] == "verify"
-    return IoTSafeOptions(**options)
-
-
-def _int(text: str, name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value, 0)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise _bad(text, f"{name} {value!r} is not an integer {low}-{high}", f"fix {name}=")
-    return number
-
-
-def _quirk_value(text: str, name: str, value: str) -> Any:
-    default = QUIRK_DEFAULTS[name]
-    if isinstance(default, bool):
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise _bad(text, f"quirk {name} wants true or false", f"quirk-{name}=true")
-        return value.lower() in ("true", "1", "yes")
-    if isinstance(default, int):
-        return _int(text, f"quirk {name}", value, 0, 255)
-    return value
+__all__ = [
+    "DEFAULT_PROFILE",
+    "TARGETS",
+    "IoTSafeOptions",
+    "IoTSafeSession",
+    "IoTSafeToken",
+    "card_token",
+    "emulated_token",
+    "open_iotsafe",
+    "parse_options",
+]
 
 
 # ------------------------------------------------------------------------------- token
@@ -422,29 +165,24 @@ class IoTSafeToken(Token):
         transport: Transport,
         info: TokenInfo,
         device_identity: str,
+        options: IoTSafeOptions,
         *,
-        aid: bytes = GSMA_AID,
-        cla_class: int = PROPRIETARY,
-        sign_session: int = SIGN_SESSION,
-        logical_channel: bool = True,
-        key_selector: str | None = None,
-        find: str = "list",
-        token_hash: Mode = Mode.FULL_TEXT,
-        login_required: bool = False,
         applet: IoTSafeApplet | None = None,
         trace: TraceLog | None = None,
     ) -> None:
         super().__init__(info, device_identity)
         self.keeps_trace = True
         self.transport = transport
-        self.aid = aid
-        self.cla_class = cla_class
-        self.sign_session = sign_session
-        self.logical_channel = logical_channel
-        self.key_selector = key_selector
-        self.find = find
-        self.token_hash = token_hash
-        self.login_required = login_required
+        self.options = options
+        """The spec this token was opened with (the CLA class and session may be re-learned)."""
+        self.aid = options.aid
+        self.cla_class = options.cla_class
+        self.sign_session = options.session
+        self.logical_channel = options.logical_channel
+        self.key_selector = options.key
+        self.find = options.find
+        self.token_hash = options.token_hash
+        self.login_required = options.login
         self.applet = applet
         self.trace = trace if trace is not None else TraceLog()
         self._public_keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
@@ -654,7 +392,13 @@ def emulated_token(
         profile = profile.with_quirks(**options.quirks)
     store = shared_card(options.card, options.curves, pin=LAB_PIN if options.login else None)
     applet = IoTSafeApplet(
-        store, profile, speed=options.speed, seed=options.seed, delay=delay, aid=GSMA_AID
+        store,
+        profile,
+        speed=options.speed,
+        seed=options.seed,
+        delay=delay,
+        aid=GSMA_AID,
+        hosted_aids=(options.aid,),  # aid=HEX: the emulated card hosts the AID asked for
     )
     transport = InProcessTransport(applet)
     info = TokenInfo(
@@ -668,20 +412,7 @@ def emulated_token(
         emulated=True,
         flags=(f"profile={profile.name}", f"speed={options.speed:g}"),
     )
-    return IoTSafeToken(
-        transport,
-        info,
-        device_identity=f"iotsafe:emulated:{options.card}",
-        aid=options.aid,
-        cla_class=options.cla_class,
-        sign_session=options.session,
-        logical_channel=options.logical_channel,
-        key_selector=options.key,
-        find=options.find,
-        token_hash=options.token_hash,
-        login_required=options.login,
-        applet=applet,
-    )
+    return IoTSafeToken(transport, info, f"iotsafe:emulated:{options.card}", options, applet=applet)
 
 
 def card_token(options: IoTSafeOptions) -> IoTSafeToken:
@@ -722,19 +453,7 @@ def card_token(options: IoTSafeOptions) -> IoTSafeToken:
         emulated=emulated,
         flags=(f"ATR={atr.hex().upper()}",) if atr else (),
     )
-    return IoTSafeToken(
-        transport,
-        info,
-        device_identity=identity,
-        aid=options.aid,
-        cla_class=options.cla_class,
-        sign_session=options.session,
-        logical_channel=options.logical_channel,
-        key_selector=options.key,
-        find=options.find,
-        token_hash=options.token_hash,
-        login_required=options.login,
-    )
+    return IoTSafeToken(transport, info, identity, options)
 
 
 def _modem_says_emulated(transport: Transport) -> bool:

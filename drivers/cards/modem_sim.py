@@ -21,6 +21,8 @@ import threading
 import tty
 from collections.abc import Callable
 
+from drivers.cards.status import SW, SW1_BYTES_REMAINING
+
 ApduProcessor = Callable[[bytes], bytes]
 
 _CSIM = re.compile(r'^AT\+CSIM=(\d+),"([0-9A-Fa-f]*)"$', re.IGNORECASE)
@@ -139,11 +141,11 @@ class PtyModem:
 
     def _open(self, aid: bytes) -> str:
         opened = self.card(bytes.fromhex("0070000001"))
-        if len(opened) != 3 or opened[1:] != b"\x90\x00":
+        if len(opened) != 3 or opened[1:] != SW.OK.raw:
             raise _AtError("+CME ERROR: 3")
         channel = opened[0]
         selected = self.card(bytes([channel, 0xA4, 0x04, 0x00, len(aid)]) + aid)
-        if selected[-2:] != b"\x90\x00" and selected[-2] != 0x61:
+        if selected[-2:] != SW.OK.raw and selected[-2] != SW1_BYTES_REMAINING:
             self.card(bytes([0x00, 0x70, 0x80, channel, 0x00]))
             raise _AtError("+CME ERROR: 4")
         handle = str(secrets.randbelow(10**9) + 10**9)  # a handle, not the channel number

@@ -3,6 +3,13 @@
 One ``SCardConnect`` per run, not per APDU (the reference §2.1 shows a library that reconnects
 for every APDU and so inflates every latency it reports). pyscard passes bytes through, as a
 :class:`~drivers.cards.transport.Transport` must: GET RESPONSE and retries are the client's.
+
+Never reset a card SAFE Lab did not ask to reset: other programs (a vendor's PKCS#11 provider,
+a modem manager, ``pcsc_scan``) may hold the same card. pyscard's ``connect()`` defaults to
+``SCARD_UNPOWER_CARD`` as its disposition, so its ``disconnect()`` powers the card off and
+every other holder gets "card was reset" (a vendor provider aborted its whole process on it).
+So every connection here is ``SCARD_SHARE_SHARED`` with disposition ``SCARD_LEAVE_CARD``, and
+listing readers does not connect at all: the ATR comes from ``SCardGetStatusChange``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.cards.errors import TransportError
 
@@ -54,26 +62,44 @@ def ensure_pcscd(timeout_s: float = 15.0) -> subprocess.Popen[bytes] | None:
 
 
 def list_readers() -> list[ReaderInfo]:
-    """Every PC/SC reader, with whether a card is in it and its ATR."""
+    """Every PC/SC reader, with whether a card is in it and its ATR, without connecting.
+
+    ``SCardGetStatusChange`` reports presence and ATR from pcscd's reader state, so listing
+    neither powers, resets nor locks a card another program is using.
+    """
     try:
-        from smartcard.Exceptions import CardConnectionException, NoCardException
-        from smartcard.System import readers
+        from smartcard import scard
     except ImportError as exc:  # pragma: no cover - pyscard is a dependency
         raise TransportError("pyscard is not installed", "pip install pyscard") from exc
+    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if result != scard.SCARD_S_SUCCESS:
+        raise _pcsc_unavailable(RuntimeError(scard.SCardGetErrorMessage(result)))
     try:
-        found = readers()
-    except Exception as exc:  # pyscard raises several unrelated classes for "no pcscd"
-        raise _pcsc_unavailable(exc) from None
-    infos = []
-    for index, reader in enumerate(found):
-        connection = reader.createConnection()
-        try:
-            connection.connect()
-            infos.append(ReaderInfo(index, str(reader), True, bytes(connection.getATR())))
-            connection.disconnect()
-        except (NoCardException, CardConnectionException):
-            infos.append(ReaderInfo(index, str(reader), False))
-    return infos
+        result, names = scard.SCardListReaders(context, [])
+        if result == scard.SCARD_E_NO_READERS_AVAILABLE:
+            return []
+        if result != scard.SCARD_S_SUCCESS:
+            raise _pcsc_unavailable(RuntimeError(scard.SCardGetErrorMessage(result)))
+        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
+        result, new_states = scard.SCardGetStatusChange(context, 0, states)
+        if result != scard.SCARD_S_SUCCESS:
+            raise _pcsc_unavailable(RuntimeError(scard.SCardGetErrorMessage(result)))
+        infos = []
+        for index, (name, state, atr) in enumerate(new_states):
+            present = bool(state & scard.SCARD_STATE_PRESENT) and not (
+                state & scard.SCARD_STATE_MUTE
+            )
+            infos.append(ReaderInfo(index, str(name), present, bytes(atr) if present else b""))
+        return infos
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def shared_connect(connection) -> None:
+    """Connect a pyscard connection shared, leaving the card powered when it disconnects."""
+    from smartcard.scard import SCARD_LEAVE_CARD, SCARD_SHARE_SHARED
+
+    connection.connect(mode=SCARD_SHARE_SHARED, disposition=SCARD_LEAVE_CARD)
 
 
 class PcscTransport:
@@ -96,7 +122,7 @@ class PcscTransport:
         self.name = str(chosen)
         self._connection = chosen.createConnection()
         try:
-            self._connection.connect()
+            shared_connect(self._connection)
         except NoCardException:
             raise TransportError(
                 f"no card in reader {self.name!r}", "insert the SIM (or start `safelab card serve`)"
@@ -109,7 +135,8 @@ class PcscTransport:
         self.atr = bytes(self._connection.getATR())
 
     @staticmethod
-    def _choose(found: list, reader: str | int | None):  # type: ignore[no-untyped-def]
+    def _choose(found: list[Any], reader: str | int | None) -> Any:
+        """The reader ``reader`` names (pyscard reader objects are untyped: Any)."""
         names = ", ".join(f"{i}: {r}" for i, r in enumerate(found))
         if reader is None:
             return found[0]
@@ -140,5 +167,8 @@ class PcscTransport:
         return bytes(data) + bytes([sw1, sw2])
 
     def close(self) -> None:
+        """Disconnect with ``SCARD_LEAVE_CARD`` (set at connect) and release the context."""
         with contextlib.suppress(Exception):  # already gone: nothing to release
             self._connection.disconnect()
+        with contextlib.suppress(Exception):
+            self._connection.release()

@@ -20,6 +20,7 @@ verdict is the worst one; the CLI's exit code follows it (0 PASS, 1 WARN, 2 FAIL
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import statistics
@@ -50,14 +51,63 @@ class Check:
     verdict: str
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
+    duration_ms: float | None = None
+    """How long this check took (monotonic clock), from the previous check's end."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "verdict": self.verdict,
             "detail": self.detail,
+            "duration_ms": self.duration_ms,
             "data": self.data,
         }
+
+
+@dataclass(frozen=True)
+class TriageReport:
+    """The whole triage: every check, the overall verdict, and the time it took to reach it."""
+
+    target: str
+    checks: tuple[Check, ...]
+    elapsed_ms: float
+
+    @property
+    def verdict(self) -> str:
+        return overall(list(self.checks))
+
+    def summary(self) -> str:
+        """The one overall verdict line: ``PASS in 0.81 s (7 checks: 6 PASS, 1 SKIP)``."""
+        counts = {v: sum(c.verdict == v for c in self.checks) for v in VERDICTS}
+        shown = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        return (
+            f"{self.verdict} in {self.elapsed_ms / 1000:.2f} s ({len(self.checks)} checks: {shown})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.target,
+            "verdict": self.verdict,
+            "elapsed_ms": self.elapsed_ms,
+            "summary": self.summary(),
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+
+def timed(checks: Iterator[Check]) -> Iterator[Check]:
+    """Each check with its own duration: the time from the previous yield to this one.
+
+    Checks run when the generator is advanced and are yielded as soon as they complete, so the
+    gap between yields is the check's own time (the consumer's printing is excluded).
+    """
+    while True:
+        start = time.perf_counter_ns()
+        try:
+            check = next(checks)
+        except StopIteration:
+            return
+        took = (time.perf_counter_ns() - start) / 1e6
+        yield dataclasses.replace(check, duration_ms=round(took, 3))
 
 
 def overall(checks: list[Check]) -> str:
@@ -419,17 +469,19 @@ def _latency_check(
     except SafeLabError as exc:
         return Check("latency", "FAIL", f"signing failed while timing: {exc.one_line()}")
     over = sum(t > threshold_ms for t in quick + fresh)
+    quick_stats = {"n": len(quick), "p50": statistics.median(quick), "max": max(quick)}
+    fresh_stats = {"n": len(fresh), "p50": statistics.median(fresh), "max": max(fresh)}
     data = {
-        "sign_only_ms": {"n": len(quick), "p50": statistics.median(quick), "max": max(quick)},
-        "total_ms": {"n": len(fresh), "p50": statistics.median(fresh), "max": max(fresh)},
+        "sign_only_ms": quick_stats,
+        "total_ms": fresh_stats,
         "over_threshold": over,
         "threshold_ms": threshold_ms,
         "emulated": token.info.emulated,
     }
     detail = (
-        f"sign_only P50 {data['sign_only_ms']['p50']:.1f} ms (max "
-        f"{data['sign_only_ms']['max']:.1f}, n={len(quick)}); total P50 "
-        f"{data['total_ms']['p50']:.1f} ms (max {data['total_ms']['max']:.1f}, "
+        f"sign_only P50 {quick_stats['p50']:.1f} ms (max "
+        f"{quick_stats['max']:.1f}, n={len(quick)}); total P50 "
+        f"{fresh_stats['p50']:.1f} ms (max {fresh_stats['max']:.1f}, "
         f"n={len(fresh)}); {over} over {threshold_ms:g} ms"
         + (" [EMULATED]" if token.info.emulated else "")
     )

@@ -123,8 +123,18 @@ class VirtualCard:
         self.apdus += 1
         return self.card(payload)
 
-    def remove(self) -> None:
-        """Pull the card out: close the connection (the reader then reports no card)."""
+    @property
+    def reader_suffix(self) -> str:
+        """How pcscd's name of this card's reader ends: vpcd slot ``00`` is port 35963."""
+        return f" {self.port - VPCD_PORT:02d}"
+
+    def remove(self, wait_s: float = 5.0) -> None:
+        """Pull the card out: close the connection, then wait until PC/SC shows it gone.
+
+        Waiting matters because PC/SC clients now leave the card powered when they
+        disconnect: a card inserted before pcscd noticed the removal would be taken for the
+        old, already powered card and never be powered on (every APDU then fails).
+        """
         self._stop.set()
         if self._socket is not None:
             with contextlib.suppress(OSError):
@@ -132,6 +142,21 @@ class VirtualCard:
             self._socket.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._socket is not None and wait_s > 0:
+            self._wait_until_reader_empty(wait_s)
+
+    def _wait_until_reader_empty(self, wait_s: float) -> None:
+        from drivers.cards.pcsc import list_readers
+
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                readers = [r for r in list_readers() if r.name.endswith(self.reader_suffix)]
+            except TransportError:
+                return  # no pcscd: nobody to tell
+            if not any(r.card_present and r.atr == self.atr for r in readers):
+                return
+            time.sleep(0.05)
 
     stop = remove
 

@@ -35,7 +35,7 @@ class ReportFiles:
     images: tuple[Path, ...]
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot():
     """matplotlib's pyplot on the Agg backend (no display, safe from any thread)."""
     import matplotlib
 

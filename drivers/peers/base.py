@@ -143,7 +143,8 @@ class Peer(ABC):
     program: ClassVar[str] = ""
     package: ClassVar[str] = ""
     installer: ClassVar[str] = "apt-get install"
-    transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    transports: tuple[str, ...] = ("tcp",)
+    """The transports its port is checked on (an instance may change it: OpenVPN over UDP)."""
     """Transports whose port must be free before start (and are checked for "in use")."""
     port_span: ClassVar[int] = 1
     fatal_log: ClassVar[str | None] = None

@@ -27,7 +27,7 @@ from drivers.peers.pki import LabPki
 def _broker_class() -> type:
     from amqtt.broker import Broker
 
-    class RequireCertBroker(Broker):  # type: ignore[misc]
+    class RequireCertBroker(Broker):
         """amqtt's broker with client certificates required at the TLS layer."""
 
         @staticmethod

@@ -37,11 +37,15 @@ class TokenJwtKey(ec.EllipticCurvePrivateKey):
         self.hash_on = hash_on
         self._public = signer.token.public_key(signer.key_selector)
 
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+    def sign(
+        self,
+        data: bytes | bytearray | memoryview,
+        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
+    ) -> bytes:
         if not isinstance(signature_algorithm.algorithm, hashes.SHA256):
             raise KeyUsageError("the token key signs ES256 (SHA-256) only", "use ES256")
         if self.hash_on is HashOn.TOKEN:
-            return self.signer.sign_message(data, HashOn.TOKEN).der
+            return self.signer.sign_message(bytes(data), HashOn.TOKEN).der
         return self.signer.sign_digest(hashlib.sha256(data).digest()).der
 
     def public_key(self) -> ec.EllipticCurvePublicKey:

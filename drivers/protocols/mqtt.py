@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -34,8 +35,8 @@ class MqttTlsClient(ProtocolClient):
         ca_file: Path,
         *,
         timeout_s: float = 10.0,
-        peer_log: callable | None = None,
-    ) -> None:  # type: ignore[valid-type]
+        peer_log: Callable[[], str] | None = None,
+    ) -> None:
         super().__init__(signer, condition)
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self.peer_log = peer_log

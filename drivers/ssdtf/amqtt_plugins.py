@@ -10,17 +10,21 @@ action=)``).
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
+from drivers.ssdtf import acl
 from drivers.ssdtf import config as topics
-from drivers.ssdtf.brokers import POLICIES, BrokerPolicy
+from drivers.ssdtf.brokers import POLICIES, SENSOR_PASSWORD_PREFIX, BrokerPolicy, sensor_password
 
 NONCE = re.compile(r"^[0-9a-f]{32}$")
+ACTIONS = {Action.SUBSCRIBE: "subscribe", Action.RECEIVE: "receive", Action.PUBLISH: "publish"}
 
 
 def _text(value: object) -> str:
@@ -29,15 +33,20 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _is_service(policy: BrokerPolicy, session: Session) -> bool:
-    return (
-        _text(session.username) in policy.service_users
-        and _text(session.password) == policy.service_token
-    )
+def _same(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _service(policy: BrokerPolicy, session: Session) -> str:
+    """The service user this session authenticated as, or ""."""
+    user = _text(session.username)
+    return user if _same(_text(session.password), policy.credentials.get(user)) else ""
 
 
 class SsdtfAuthPlugin(BaseAuthPlugin):
-    """Admit SSDTF sensors (hex nonce + ``SSDTF/1``, registered client ID) and services."""
+    """Admit a service with its own password and client ID (the gateway may also take over a
+    registered sensor's ID, to close it), and an SSDTF sensor (hex nonce, ``SSDTF/1 <its
+    broker secret>``, registered client ID). Everything else is refused with a reason."""
 
     @dataclass
     class Config:
@@ -47,21 +56,48 @@ class SsdtfAuthPlugin(BaseAuthPlugin):
         policy = POLICIES.get(self.config.policy)
         if policy is None:
             return False
-        if _is_service(policy, session):
-            return True
+        admitted = self._admit(policy, session)
         cid = _text(session.client_id)
-        if _text(session.password) != "SSDTF/1" or not NONCE.match(_text(session.username)):
+        if admitted and session.will_flag:
+            # the broker publishes a Will on the client's behalf without a topic check, so a
+            # Will is allowed only where the client itself may publish
+            who = _service(policy, session)
+            rules = acl.service_rules(who) if who else acl.sensor_rules(cid)
+            topic = _text(session.will_topic)
+            if not acl.allowed(rules, "publish", topic):
+                policy.on_deny(cid, f"CONNECT refused: Will topic {topic} is not this client's")
+                return False
+        return admitted
+
+    def _admit(self, policy: BrokerPolicy, session: Session) -> bool:
+        cid = _text(session.client_id)
+        user = _text(session.username)
+        if user in policy.credentials:
+            if not _service(policy, session):
+                policy.on_deny(cid, f"CONNECT refused: wrong credential for service {user}")
+                return False
+            if cid == policy.client_ids.get(user) or (user == "gateway" and policy.registered(cid)):
+                return True
+            policy.on_deny(cid, f"CONNECT refused: {user} may not use client ID {cid!r}")
+            return False
+        password = _text(session.password)
+        if not password.startswith(SENSOR_PASSWORD_PREFIX.strip()) or not NONCE.match(user):
             policy.on_deny(cid, "CONNECT refused: not an SSDTF client (no hex nonce / SSDTF/1)")
             return False
-        if not policy.registered(cid):
+        if not policy.registered(cid) or cid in policy.client_ids.values():
             policy.on_deny(cid, "CONNECT refused: client ID not registered")
             return False
-        policy.connect_nonces[cid] = _text(session.username)
+        secret = policy.sensor_secrets.get(cid)
+        if not _same(password, sensor_password(secret) if secret is not None else None):
+            policy.on_deny(cid, f"CONNECT refused: wrong device credential for {cid}")
+            return False
+        policy.connect_nonces[cid] = user
         return True
 
 
 class SsdtfTopicPlugin(BaseTopicPlugin):
-    """Confine a sensor to its own topics; its data topic opens only when READY."""
+    """The ACL of :mod:`drivers.ssdtf.acl`, plus: a sensor's data and report topics open only
+    while its session is READY."""
 
     @dataclass
     class Config:
@@ -75,19 +111,80 @@ class SsdtfTopicPlugin(BaseTopicPlugin):
         action: Action | None = None,
     ) -> bool | None:
         policy = POLICIES.get(self.config.policy)
-        if policy is None or session is None or topic is None:
+        if policy is None or session is None or topic is None or action not in ACTIONS:
             return False
-        if _is_service(policy, session):
-            return True
+        verb = ACTIONS[action]
         cid = _text(session.client_id)
-        if action in (Action.SUBSCRIBE, Action.RECEIVE):
-            return topic in (topics.auth_down(cid), topics.ack_topic(cid))
-        if topic == topics.auth_up(cid):
-            return True
-        if topic in (topics.data_topic(cid), topics.report_topic(cid)):
-            if policy.ready(cid):
-                return True
+        user = _service(policy, session)
+        rules = acl.service_rules(user) if user else acl.sensor_rules(cid)
+        who = user or cid
+        if not acl.allowed(rules, verb, topic):
+            if verb != "receive":  # a refused delivery is routine filtering, not an attempt
+                why = f"{verb.upper()} to {topic} refused: not this client's topic ({who})"
+                policy.on_deny(cid, why)
+            return False
+        gated = (topics.data_topic(cid), topics.report_topic(cid))
+        if not user and topic in gated and not policy.ready(cid):
             policy.on_deny(cid, f"PUBLISH to {topic} refused: session not READY")
             return False
-        policy.on_deny(cid, f"PUBLISH to {topic} refused: not this client's topic")
-        return False
+        return True
+
+
+def _broker_class() -> type:
+    """amqtt's ``Broker`` with authentication moved *before* any change to session state.
+
+    amqtt 0.12 handles a CONNECT by first deleting the existing session of that client ID
+    (clean session) or overwriting its credentials (persistent session), registering the new
+    session under the ID, and only then authenticating. A CONNECT with a wrong password thus
+    silently unsubscribed the victim (issue 10: "no role can take another's client ID"). Here
+    the CONNECT is authenticated first; a refused one gets CONNACK 5 and never touches the
+    session table. The rest follows amqtt's own ``_initialize_client_session``.
+    """
+    from amqtt.broker import Broker
+    from amqtt.errors import AMQTTError, MQTTError, NoDataError
+    from amqtt.mqtt.connack import (
+        NOT_AUTHORIZED,
+        ConnackPacket,
+    )
+    from amqtt.mqtt.protocol.broker_handler import (
+        BrokerProtocolHandler,
+    )
+    from amqtt.utils import gen_client_id
+
+    class SsdtfBroker(Broker):
+        async def _initialize_client_session(
+            self, reader: Any, writer: Any, remote_address: str, remote_port: int
+        ) -> tuple[Any, Session]:
+            try:
+                handler, session = await BrokerProtocolHandler.init_from_connect(
+                    reader, writer, self.plugins_manager
+                )
+            except (AMQTTError, MQTTError, NoDataError) as exc:
+                raise AMQTTError(exc) from exc
+            if not await self._authenticate(session, None):
+                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+                await writer.close()
+                raise AMQTTError(f"CONNECT of {session.client_id!r} refused before any change")
+            if session.clean_session:
+                if session.client_id:
+                    await self._delete_session(session.client_id)
+                else:
+                    session.client_id = gen_client_id()
+                session.parent = 0
+            elif session.client_id in self._sessions:
+                existing, _ = self._sessions[session.client_id]
+                for name in ("will_flag", "will_message", "will_topic", "will_qos"):
+                    setattr(existing, name, getattr(session, name))
+                existing.keep_alive = session.keep_alive
+                existing.username = session.username
+                existing.password = session.password
+                session = existing
+                session.parent = 1
+            else:
+                session.parent = 0
+            delay = self.config.get("timeout-disconnect-delay", 0)
+            if session.keep_alive > 0 and isinstance(delay, int):
+                session.keep_alive += delay
+            return handler, session
+
+    return SsdtfBroker

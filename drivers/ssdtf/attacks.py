@@ -10,7 +10,10 @@ verify.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,11 +22,13 @@ from typing import Any
 from drivers.errors import SafeLabError
 from drivers.ssdtf import config as topics
 from drivers.ssdtf import wire
+from drivers.ssdtf.brokers import sensor_password
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.mqttcodec import encode_publish
 from drivers.ssdtf.pseudonyms import TraceDenied
+from drivers.ssdtf.replay import now_ms
 from drivers.ssdtf.roles.sensor import HandshakeFailed
 from drivers.ssdtf.signing import Ed25519Signer
 from drivers.ssdtf.tap import Forward, Hop
@@ -54,8 +59,14 @@ class AttackOutcome:
     trace: Trace | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "trace"}
+        """The verdict fields for ``--json`` and test messages, without the trace.
+
+        Not ``dataclasses.asdict``: it deep-copies every field first, and the trace holds a
+        lock (``RLock`` cannot be copied), so it raised for every attack.
+        """
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trace"}
         out["expected"] = [f"{role}: {text}" for role, text in self.expected]
+        out["evidence"] = dict(self.evidence)
         return out
 
 
@@ -83,7 +94,12 @@ def _is(hop: Hop, lane: str, direction: str, msg_type: MsgType | None = None) ->
 def _republish(hop: Hop, payload: bytes, **changes: Any) -> bytes:
     p = hop.packet
     topic = changes.pop("topic", p.topic or "")
-    args = {"qos": p.qos, "retain": p.retain, "dup": p.dup, "packet_id": p.packet_id}
+    args: dict[str, Any] = {
+        "qos": p.qos,
+        "retain": p.retain,
+        "dup": p.dup,
+        "packet_id": p.packet_id,
+    }
     args.update(changes)
     return encode_publish(topic, payload, **args)
 
@@ -113,8 +129,15 @@ class Once:
         return self.rewrite(hop)
 
 
+_LIVE = threading.local()
+"""Deployments the running scenario created (per thread), so :func:`run_attack` stops every
+one of them in ``finally`` even when the scenario raises half-way."""
+
+
 def _deploy(cfg: FlowConfig, interceptor: Any = None, **changes: Any) -> Deployment:
-    return Deployment(dataclasses.replace(cfg, **{**FAST, **changes}), interceptor=interceptor)
+    dep = Deployment(dataclasses.replace(cfg, **{**FAST, **changes}), interceptor=interceptor)
+    getattr(_LIVE, "deployments", []).append(dep)
+    return dep
 
 
 def _standard(dep: Deployment, messages: int = 2, settle: float = 3.0) -> dict[str, Any]:
@@ -393,6 +416,8 @@ def plain_client(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     except MqttError as error:
         evidence["connected"] = False
         evidence["refused"] = error.problem
+        # Mosquitto reports its refusal in its log, read on another thread
+        _wait(lambda: any(v.role == "broker" for v in dep.trace.verdicts), 3.0)
     finally:
         intruder.stop()
     return dep, evidence
@@ -409,12 +434,24 @@ def wrong_subscriber(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
 
 
 def revoked_subscriber(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
-    dep = _deploy(cfg, None, users=2)
+    """user-2 is revoked and pseudonyms rotate; then a FWD for user-2 captured before the
+    revocation is replayed to the DS, which must refuse it itself (no conversion key)."""
+    store: dict[str, bytes] = {}
+
+    def keep(hop: Hop) -> None:
+        if _is(hop, "gateway", "c2b", MsgType.FWD) and hop.packet.topic == topics.int_topic(
+            "user-2"
+        ):
+            store.setdefault("fwd", hop.raw)
+
+    dep = _deploy(cfg, lambda hop: keep(hop), users=2)
     evidence = _standard(dep, messages=1)
     before = {n: len(u.readings) for n, u in dep.users.items()}
     old_ids = {r.ext_id for r in dep.users["user-1"].readings}
     dep.revoke_destination("user-2")
     dep.ds.rotate_pseudonyms()
+    if dep.tap is not None and "fwd" in store:
+        dep.tap.inject("gateway", "c2b", store["fwd"], "FWD for the revoked user-2 replayed")
     dep.send_readings(1)
     dep.users["user-1"].wait_for(before["user-1"] + 1, 2.0)
     dep.users["user-2"].wait_for(before["user-2"] + 1, 0.5)
@@ -422,28 +459,28 @@ def revoked_subscriber(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     new_ids = {r.ext_id for r in dep.users["user-1"].readings[before["user-1"] :]}
     evidence.update(before=before, after=after, ids_rotated=not (old_ids & new_ids))
     ok = after["user-2"] == before["user-2"] and after["user-1"] > before["user-1"]
-    dep.trace.verdict(
-        "ds",
-        None,
-        not ok,
-        "revoked: no conversion key for user-2, nothing delivered; external IDs rotated",
-        "policy",
-    )
     evidence["check"] = ok and evidence["ids_rotated"]
     return dep, evidence
 
 
 def subscriber_trace(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """A curious subscriber tries to resolve its external ID: over MQTT (its only channel;
+    the broker's ACL gives it no topic to write) and at the mapping store without the
+    operator credential (refused; the audit records what the store established)."""
     dep = _deploy(cfg, None)
     evidence = _standard(dep, messages=1)
     ext_id = dep.users["user-1"].readings[0].ext_id if dep.users["user-1"].readings else "00"
+    user = dep.users["user-1"].endpoint
+    if user is not None:
+        user.publish(f"{topics.PREFIX}/trace/{ext_id}", ext_id.encode(), qos=1)
+    _wait(lambda: any(v.role == "broker" for v in dep.trace.verdicts), 3.0)
     try:
-        dep.store.lookup(ext_id, None, who="user-1")
+        dep.store.lookup(ext_id, None)
         evidence["denied"] = False
-    except TraceDenied as error:
+    except TraceDenied:
         evidence["denied"] = True
-        dep.trace.verdict("ds", None, False, f"trace denied: {error.problem} (audited)", "policy")
-    evidence["audit"] = dep.store.audit()[-1:]
+    audit = dep.store.audit()
+    evidence["audit"] = [{k: str(v) for k, v in a.items()} for a in audit[-1:]]
     delivers = [
         p.ssdtf or {}
         for p in dep.trace.packets
@@ -451,7 +488,262 @@ def subscriber_trace(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     ]
     evidence["deliver_fields"] = sorted(delivers[0]) if delivers else []
     evidence["deliver_names_device"] = any("sensor-" in str(d) for d in delivers)
-    evidence["check"] = evidence["denied"] and not evidence["deliver_names_device"]
+    evidence["check"] = (
+        evidence["denied"]
+        and not evidence["deliver_names_device"]
+        and not any(a["outcome"] == "found" for a in audit)
+    )
+    return dep, evidence
+
+
+# --- issue 10 classes: crash, flood, handshake state, credentials, linkability --------
+def _signed_data(dep: Deployment, cid: str, over: dict[int, bytes] | None = None) -> bytes:
+    """A DATA validly signed by ``cid``'s own key (a compromised device)."""
+    sensor = dep.sensors[cid]
+    fields = {
+        T.CID: cid.encode(),
+        T.SID: sensor.sid,
+        T.SEQ: wire.u64(sensor.seq + 1),
+        T.TS: wire.u64(now_ms()),
+        T.KID: sensor.signer.public().kid,
+        T.ALG: bytes([sensor.signer.alg]),
+        T.CAPSULE: os.urandom(105),
+        T.CT: os.urandom(32),
+        T.BIND: os.urandom(16),
+    } | (over or {})
+    topic = topics.data_topic(cid)
+    return wire.encode(MsgType.DATA, fields, flags=1, sign=sensor.signer.sign, topic=topic)
+
+
+def _compromised_publish(dep: Deployment, cid: str, topic: str, payload: bytes) -> None:
+    endpoint = dep.sensors[cid].endpoint
+    if endpoint is not None:
+        endpoint.publish(topic, payload, qos=1)
+
+
+def _legit_after(dep: Deployment, cid: str = "sensor-1") -> bool:
+    """The effect check of every crash/flood attack: a legit reading still arrives."""
+    user = dep.users["user-1"]
+    before = len(user.readings)
+    sensor = dep.sensors[cid]
+    if sensor.state != "ready":
+        return False
+    sensor.send(dep.reading(cid, 99))
+    return user.wait_for(before + 1, 5.0)
+
+
+def huge_seq(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, sensors=2)
+    evidence = _standard(dep, messages=1)
+    forwarded = dep.gateway.forwarded
+    _compromised_publish(
+        dep,
+        "sensor-2",
+        topics.data_topic("sensor-2"),
+        _signed_data(dep, "sensor-2", {T.SEQ: wire.u64(2**64 - 1)}),
+    )
+    _wait(lambda: any("too far ahead" in v.reason for v in dep.trace.verdicts), 3.0)
+    window = dep.gateway.sessions.get("sensor-2")
+    evidence["window_high"] = window.window.high if window else None
+    evidence["check"] = (
+        dep.gateway.forwarded == forwarded
+        and window is not None
+        and window.window.high < 2**20
+        and _legit_after(dep)
+        and _legit_after(dep, "sensor-2")  # even the sender's own stream is not poisoned
+    )
+    return dep, evidence
+
+
+def random_capsule(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, sensors=2)
+    evidence = _standard(dep, messages=1)
+    forwarded = dep.gateway.forwarded
+    _compromised_publish(
+        dep, "sensor-2", topics.data_topic("sensor-2"), _signed_data(dep, "sensor-2")
+    )
+    _wait(lambda: any("capsule refused" in v.reason for v in dep.trace.verdicts), 3.0)
+    evidence["check"] = dep.gateway.forwarded == forwarded and _legit_after(dep)
+    return dep, evidence
+
+
+def replay_hello(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    store: dict[str, bytes] = {}
+
+    def keep(hop: Hop) -> None:
+        if _is(hop, "sensor-1", "c2b", MsgType.HELLO):
+            store.setdefault("hello", hop.raw)
+
+    dep = _deploy(cfg, lambda hop: keep(hop))
+    evidence = _standard(dep, messages=1)
+    session = dep.gateway.sessions.get("sensor-1")
+    sid = session.sid if session else b""
+    if dep.tap is not None and "hello" in store:
+        dep.tap.inject("sensor-1", "c2b", store["hello"], "the sensor's HELLO replayed")
+    _wait(lambda: any("HELLO replayed" in v.reason for v in dep.trace.verdicts), 3.0)
+    after = dep.gateway.sessions.get("sensor-1")
+    evidence["check"] = after is not None and after.sid == sid and _legit_after(dep)
+    return dep, evidence
+
+
+def hello_flood_attack(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    from drivers.ssdtf.flood import hello_flood
+
+    dep = _deploy(cfg, None, sensors=2, auth_deadline_s=5.0, capture=False)
+    evidence = _standard(dep, messages=1)
+    threads = threading.active_count()
+    report = hello_flood(dep, 300, "sensor-2", timeout=10)
+    evidence["flood"] = report.as_dict()
+    sizes = report.sizes_peak
+    evidence["check"] = (
+        report.challenges <= 2
+        and report.threads_peak <= threads + 4
+        and max(sizes.get("pending", 0), sizes.get("timers", 0)) <= 2
+        and report.survivors == {"sensor-1": True}
+        and _legit_after(dep)
+    )
+    return dep, evidence
+
+
+def resigned_ciphertext(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """sensor-2 (compromised) re-signs sensor-1's captured capsule and ciphertext as its own
+    DATA: every signature holds, the sender binding inside the plaintext does not."""
+    store: dict[str, bytes] = {}
+
+    def keep(hop: Hop) -> None:
+        if _is(hop, "sensor-1", "c2b", MsgType.DATA):
+            store.setdefault("data", hop.packet.payload or b"")
+
+    dep = _deploy(cfg, lambda hop: keep(hop), sensors=2)
+    evidence = _standard(dep, messages=1)
+    before = len(dep.users["user-1"].readings)
+    if "data" in store:
+        stolen = wire.decode(store["data"])
+        forged = _signed_data(
+            dep,
+            "sensor-2",
+            {T.CAPSULE: stolen.get(T.CAPSULE), T.CT: stolen.get(T.CT), T.BIND: os.urandom(16)},
+        )
+        _compromised_publish(dep, "sensor-2", topics.data_topic("sensor-2"), forged)
+    _wait(lambda: any("sender binding failed" in v.reason for v in dep.trace.verdicts), 3.0)
+    evidence["check"] = len(dep.users["user-1"].readings) == before and _legit_after(dep)
+    return dep, evidence
+
+
+def held_back_deliver(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    held: dict[str, bytes] = {}
+
+    def hold(hop: Hop) -> Forward | None:
+        if "deliver" not in held and _is(hop, "user-1", "b2c", MsgType.DELIVER):
+            held["deliver"] = hop.raw
+            return Forward([], "DELIVER held back by the attacker")
+        return None
+
+    dep = _deploy(cfg, hold, ts_window_s=1.0)
+    evidence = _standard(dep, messages=1, settle=1.0)
+    before = len(dep.users["user-1"].readings)
+    time.sleep(1.3)
+    if dep.tap is not None and "deliver" in held:
+        dep.tap.inject("user-1", "b2c", held["deliver"], "held-back DELIVER released late")
+    _wait(lambda: any("held back" in v.reason for v in dep.trace.verdicts), 3.0)
+    evidence["check"] = len(dep.users["user-1"].readings) == before
+    return dep, evidence
+
+
+def replayed_report(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    attacker = Ed25519Signer("attacker")
+    holder: dict[str, Deployment] = {}
+
+    def act(hop: Hop) -> Forward | None:
+        if _is(hop, "sensor-1", "b2c", MsgType.ACK):
+            kid = holder["dep"].sk_b.public().kid
+            forged = _resign(hop.packet.payload or b"", hop.packet.topic or "", attacker, kid)
+            return Forward([_republish(hop, forged)], "ACK forged (to provoke a REPORT)")
+        if _is(hop, "sensor-1", "c2b", MsgType.REPORT):
+            return Forward([hop.raw, hop.raw, hop.raw], "REPORT replayed twice")
+        return None
+
+    dep = _deploy(cfg, act)
+    holder["dep"] = dep
+    evidence = _standard(dep, messages=1, settle=2.5)
+    _wait(lambda: any("duplicate report" in v.reason for v in dep.trace.verdicts), 3.0)
+    evidence["reports_to_ms"] = len(dep.ms.reports)
+    evidence["check"] = len(dep.ms.reports) == 1  # counted once
+    return dep, evidence
+
+
+def _try_connect(dep: Deployment, cid: str, username: str, password: str) -> bool:
+    intruder = Endpoint(cid, dep.host, dep.port, username=username, password=password)
+    try:
+        intruder.connect(5.0)
+        return True
+    except MqttError:
+        return False
+    finally:
+        intruder.stop()
+
+
+def gateway_identity_theft(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, users=2)
+    evidence = _standard(dep, messages=1)
+    evidence["connected"] = _try_connect(dep, "ssdtf-gateway", "gateway", dep.credentials["user-2"])
+    _wait(lambda: any(v.role == "broker" for v in dep.trace.verdicts), 3.0)
+    gw = dep.gateway.endpoint
+    evidence["check"] = (
+        not evidence["connected"] and gw is not None and gw.connected.is_set() and _legit_after(dep)
+    )
+    return dep, evidence
+
+
+def sensor_identity_theft(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None, sensors=2)
+    evidence = _standard(dep, messages=1)
+    user = os.urandom(16).hex() if dep.cfg.broker == "embedded" else "sensor-1"
+    stolen = sensor_password(dep.policy.sensor_secrets["sensor-2"])  # another device's secret
+    evidence["connected"] = _try_connect(dep, "sensor-1", user, stolen)
+    _wait(lambda: any(v.role == "broker" for v in dep.trace.verdicts), 3.0)
+    evidence["check"] = (
+        not evidence["connected"] and dep.gateway.is_ready("sensor-1") and _legit_after(dep)
+    )
+    return dep, evidence
+
+
+def uplink_snoop(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None)
+    dep.start()
+    got: list[bytes] = []
+    user = dep.users["user-1"].endpoint
+    assert user is not None
+    user.handlers.insert(0, ("ssdtf/v1/up/+", lambda t, p, m: got.append(p)))
+    evidence: dict[str, Any] = {"granted": user.subscribe([("ssdtf/v1/up/+", 1)], 10)}
+    dep.connect_sensors()
+    dep.send_readings(2)
+    dep.wait_delivered(2, 3.0)
+    evidence["received"] = {n: len(u.readings) for n, u in dep.users.items()}
+    evidence["uplinks_seen"] = len(got)
+    evidence["check"] = not got and evidence["received"]["user-1"] >= 2
+    return dep, evidence
+
+
+def chal_injection(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """A MITM injects junk and a replayed CHAL on a READY sensor's auth topic: dropped, the
+    session stays up (before issue 10 a malformed frame ended the session)."""
+    store: dict[str, bytes] = {}
+
+    def keep(hop: Hop) -> None:
+        if _is(hop, "sensor-1", "b2c", MsgType.CHAL):
+            store.setdefault("chal", hop.packet.payload or b"")
+
+    dep = _deploy(cfg, lambda hop: keep(hop))
+    evidence = _standard(dep, messages=1)
+    down = topics.auth_down("sensor-1")
+    if dep.tap is not None:
+        dep.tap.inject("sensor-1", "b2c", encode_publish(down, b"SD\x01junk", qos=0), "junk")
+        if "chal" in store:
+            frame = encode_publish(down, store["chal"], qos=0)
+            dep.tap.inject("sensor-1", "b2c", frame, "old CHAL replayed to a READY sensor")
+    _wait(lambda: any("outside a pending handshake" in v.reason for v in dep.trace.verdicts), 3)
+    evidence["check"] = dep.sensors["sensor-1"].state == "ready" and _legit_after(dep)
     return dep, evidence
 
 
@@ -588,21 +880,91 @@ ATTACKS: dict[str, Attack] = {
         ),
         Attack(
             "wrong-subscriber",
-            "Subscriber uses another subscriber's cfrags",
-            [("user-2", "cfrag verification failed")],
+            "Subscriber uses another subscriber's DELIVER",
+            [("user-2", "not for this receiver")],
             wrong_subscriber,
         ),
         Attack(
             "revoked-subscriber",
-            "Revoked subscriber; pseudonyms rotated",
-            [("ds", "revoked")],
+            "Revoked subscriber's old FWD replayed; pseudonyms rotated",
+            [("ds", "no conversion key for user-2")],
             revoked_subscriber,
         ),
         Attack(
             "subscriber-trace",
             "Subscriber tries to resolve an external ID",
-            [("ds", "trace denied")],
+            [("broker", "refused")],
             subscriber_trace,
+        ),
+        Attack(
+            "huge-seq",
+            "Compromised device: signed DATA with seq 2^64-1 (crashed the gateway before)",
+            [("gateway", "too far ahead")],
+            huge_seq,
+        ),
+        Attack(
+            "random-capsule",
+            "Compromised device: signed DATA with a random capsule (PreError before)",
+            [("gateway", "capsule refused")],
+            random_capsule,
+        ),
+        Attack(
+            "replay-hello",
+            "The sensor's own HELLO replayed into its READY session",
+            [("gateway", "HELLO replayed")],
+            replay_hello,
+        ),
+        Attack(
+            "hello-flood",
+            "300 HELLOs under a registered client ID",
+            [
+                ("gateway", "HELLO nonce differs"),
+                ("gateway", "already pending"),
+                ("gateway", "rate limit"),
+            ],
+            hello_flood_attack,
+        ),
+        Attack(
+            "resigned-ciphertext",
+            "Compromised device re-signs another device's ciphertext as its own",
+            [("user-1", "sender binding failed")],
+            resigned_ciphertext,
+        ),
+        Attack(
+            "held-back-deliver",
+            "DELIVER held back past the timestamp window, then released",
+            [("user-1", "held back")],
+            held_back_deliver,
+        ),
+        Attack(
+            "replayed-report",
+            "REPORT replayed to the management server",
+            [("ms", "duplicate report")],
+            replayed_report,
+        ),
+        Attack(
+            "gateway-identity-theft",
+            "A data user logs in as the gateway with its own password",
+            [("broker", "wrong credential for service gateway"), ("broker", "CONNECT refused")],
+            gateway_identity_theft,
+        ),
+        Attack(
+            "sensor-identity-theft",
+            "Connect under sensor-1's client ID with another device's secret",
+            [("broker", "wrong device credential"), ("broker", "CONNECT refused")],
+            sensor_identity_theft,
+        ),
+        Attack(
+            "uplink-snoop",
+            "A data user subscribes to every uplink (to map pseudonyms to devices)",
+            [("broker", "SUBSCRIBE to ssdtf/v1/up/+ refused")],
+            uplink_snoop,
+        ),
+        Attack(
+            "chal-injection",
+            "Junk and an old CHAL injected towards a READY sensor",
+            [("sensor-1", "outside a pending handshake")],
+            chal_injection,
         ),
         Attack(
             "control-qos",
@@ -639,8 +1001,15 @@ def run_attack(name: str, cfg: FlowConfig | None = None) -> AttackOutcome:
     if attack is None:
         raise SafeLabError(f"unknown attack {name!r}", f"choose one of {', '.join(ATTACKS)}")
     cfg = cfg or FlowConfig()
-    dep, evidence = attack.scenario(cfg)
-    dep.stop()
+    created: list[Deployment] = []
+    _LIVE.deployments = created
+    try:
+        dep, evidence = attack.scenario(cfg)
+    finally:
+        _LIVE.deployments = []
+        for live in created:
+            with contextlib.suppress(Exception):  # stopping must not hide the real error
+                live.stop()
     outcome = AttackOutcome(
         attack.name,
         attack.title,
@@ -662,5 +1031,21 @@ def run_attack(name: str, cfg: FlowConfig | None = None) -> AttackOutcome:
     hit = _match(verdicts, attack.expect)
     if hit is not None:
         outcome.role, outcome.reason, outcome.packet = hit.role, hit.reason, hit.packet
-    outcome.rejected = hit is not None and evidence.get("check", True)
+    evidence["no_effect"] = _no_extra_delivery(dep)
+    outcome.rejected = (
+        hit is not None and evidence["no_effect"] and bool(evidence.get("check", True))
+    )
     return outcome
+
+
+def _no_extra_delivery(dep: Deployment) -> bool:
+    """The effect check every attack shares: no data user got more readings than the
+    sensors sent, nor any value a sensor did not send (a replayed, tampered or foreign
+    message delivered would break one of the two). Attack-specific effects (victim's session
+    still up, state bounded, nothing forwarded, counted once) are in ``evidence["check"]``."""
+    sent = sum(s.seq for s in dep.sensors.values())
+    legit = {dep.reading(c, i) for c in dep.sensors for i in (*range(dep.cfg.messages + 2), 99)}
+    return all(
+        len(user.readings) <= sent and all(r.value in legit for r in user.readings)
+        for user in dep.users.values()
+    )

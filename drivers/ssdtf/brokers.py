@@ -1,30 +1,41 @@
 """The MQTT broker of a deployment: embedded amqtt (default), Mosquitto started here, or any
 broker by URL. All three carry the same SSDTF flows; the gateway enforces SSDTF beside them.
 
-What differs is what the broker itself can refuse before the gateway sees anything:
+Both brokers started here enforce the same least-privilege rules (:mod:`drivers.ssdtf.acl`):
+every role has its own credential and client ID, and only its own topics.
 
-- embedded amqtt: the SSDTF plugins (:mod:`drivers.ssdtf.amqtt_plugins`) admit only CONNECTs
-  with a hex nonce as user name and the ``SSDTF/1`` marker from a registered client ID, or a
-  service role with the service credential; they confine a sensor to its own auth/ack topics
-  and open its data topic only once the gateway says its session is READY;
-- Mosquitto (started here on a free loopback port, no persistence) and external brokers:
-  no SSDTF-aware admission; the gateway drops everything from sessions that are not READY.
+- embedded amqtt: the SSDTF plugins (:mod:`drivers.ssdtf.amqtt_plugins`) admit a sensor only
+  with a hex nonce as user name and ``SSDTF/1 <device broker secret>`` from its registered
+  client ID, a service only with its own password and client ID; they apply the ACL and open
+  a sensor's data topic only once the gateway says its session is READY;
+- Mosquitto (started here on a free loopback port, no persistence): a password file (every
+  role and sensor), the ACL file, and ``use_username_as_clientid`` so nobody can take another's
+  client ID; refusals it logs are reported as the broker's verdicts;
+- external brokers (``mqtt://``): whatever that broker enforces; the gateway still drops
+  everything from sessions that are not READY.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import getpass
+import hashlib
 import logging
+import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from drivers.errors import SafeLabError
@@ -37,10 +48,16 @@ class BrokerError(SafeLabError):
 
 @dataclass
 class BrokerPolicy:
-    """What the embedded broker asks the SSDTF side (plugins look it up by ``policy_id``)."""
+    """Who may connect, as whom, and what the broker asks the SSDTF side (the amqtt plugins
+    look it up by ``policy_id``; Mosquitto gets it as files)."""
 
-    service_token: str
-    service_users: set[str]
+    credentials: dict[str, str]
+    """Service user name -> its own password (gateway, ds, ms, user-N)."""
+    client_ids: dict[str, str]
+    """Service user name -> the only client ID it may use (the gateway may also take over a
+    registered sensor's client ID, which is how it closes a connection)."""
+    sensor_secrets: dict[str, str] = field(default_factory=dict)
+    """Client ID -> the device's broker secret (CONNECT password ``SSDTF/1 <secret>``)."""
     registered: Callable[[str], bool] = lambda cid: False
     ready: Callable[[str], bool] = lambda cid: False
     connect_nonces: dict[str, str] = field(default_factory=dict)
@@ -48,6 +65,20 @@ class BrokerPolicy:
 
 
 POLICIES: dict[str, BrokerPolicy] = {}
+SENSOR_PASSWORD_PREFIX = "SSDTF/1 "
+
+
+def sensor_password(secret: str) -> str:
+    """The CONNECT password of a sensor: the seed's ``SSDTF/1`` marker plus its secret."""
+    return SENSOR_PASSWORD_PREFIX + secret
+
+
+def mosquitto_hash(password: str) -> str:
+    """A Mosquitto 2 password-file hash (``$7$``: PBKDF2-HMAC-SHA512, 101 rounds as
+    ``mosquitto_passwd`` writes by default), made here instead of a subprocess per user."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def _wait_port(host: str, port: int, timeout: float) -> bool:
@@ -72,11 +103,13 @@ class EmbeddedBroker:
         self.policy_id = uuid.uuid4().hex
         self.host = "127.0.0.1"
         self.port = 0
-        self._broker = None
+        self._broker: Any = None
 
     def start(self) -> None:
         try:
-            from amqtt.broker import Broker
+            from drivers.ssdtf.amqtt_plugins import _broker_class
+
+            Broker = _broker_class()
         except ImportError as error:
             raise BrokerError(
                 f"the embedded broker needs amqtt ({error})",
@@ -101,27 +134,89 @@ class EmbeddedBroker:
             return broker
 
         self._broker = self.net.run(_start())
-        if not _wait_port(self.host, self.port, 5):
-            raise BrokerError("the embedded broker did not open its port", "see amqtt's log")
+        # No TCP probe here (unlike Mosquitto): Broker.start() returns once its listener is
+        # bound, and a probe is what made the SSDTF tests flaky. amqtt never closes the server
+        # side of a connection that ends before its CONNECT; that StreamWriter becomes cyclic
+        # garbage on this loop, and when the GC finalizes it (on whichever thread triggered the
+        # collection) the transport's __del__ closes the socket, freeing its fd number, then
+        # StreamWriter.__del__ calls transport.close(), i.e. loop._remove_reader(fd). If a new
+        # connection on this loop got that fd number in between (the tap's or the broker's
+        # socket of the next role to connect), its reader is unregistered: its next packet stays
+        # in the kernel unread (a SUBSCRIBE: "no SUBACK for 'ssdtf-ds' in 10 s").
+        if getattr(getattr(self._broker, "transitions", None), "state", "") != "started":
+            raise BrokerError("the embedded broker did not start", "see amqtt's log")
 
     def stop(self) -> None:
         if self._broker is not None:
             with contextlib.suppress(Exception):  # best effort at shutdown
-                self.net.run(self._broker.shutdown(), timeout=10)  # type: ignore[attr-defined]
+                self.net.run(self._broker.shutdown(), timeout=10)
         POLICIES.pop(self.policy_id, None)
 
 
+DENIED_PUBLISH = re.compile(r"Denied PUBLISH from (\S+) \(.*?'(.*)', \.\.\.")
+REFUSED_CONNACK = re.compile(r"Sending CONNACK to (\S+) \(\d+, ([1-9]\d*)\)")
+
+
 class MosquittoBroker:
-    """``mosquitto`` started on a free loopback port with a throw-away configuration."""
+    """``mosquitto`` started on a free loopback port with a throw-away configuration: password
+    file, ACL file (:func:`drivers.ssdtf.acl.mosquitto_acl`), client ID = user name."""
 
     kind = "mosquitto"
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, policy: BrokerPolicy | None = None) -> None:
         self.binary = binary or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.policy = policy
         self.host = "127.0.0.1"
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def _write_access_files(self, directory: Path) -> str:
+        """Password and ACL files for the policy; the configuration lines that load them."""
+        from drivers.ssdtf.acl import mosquitto_acl
+
+        if self.policy is None:
+            return "allow_anonymous true\n"
+        users = dict(self.policy.credentials)
+        users.update({c: sensor_password(s) for c, s in self.policy.sensor_secrets.items()})
+        passwords = directory / "passwords"
+        passwords.write_text("".join(f"{u}:{mosquitto_hash(p)}\n" for u, p in users.items()))
+        acl = directory / "acl"
+        acl.write_text(mosquitto_acl(list(self.policy.credentials)))
+        for path in (passwords, acl):
+            path.chmod(0o600)
+        return (
+            f"allow_anonymous false\npassword_file {passwords}\nacl_file {acl}\n"
+            "use_username_as_clientid true\n"
+        )
+
+    def refresh(self) -> None:
+        """Rewrite the access files (a sensor was added) and have Mosquitto reload them."""
+        if self.process is not None and self._dir is not None and self.policy is not None:
+            self._write_access_files(Path(self._dir.name))
+            self.process.send_signal(1)  # SIGHUP: reload password and ACL files
+
+    def _read_log(self, stream: Any) -> None:
+        """Mosquitto's own refusals, reported as the broker's verdicts."""
+        policy = self.policy
+        for raw in iter(stream.readline, b""):
+            if policy is None:
+                continue
+            line = raw.decode(errors="replace")
+            if "Denied PUBLISH" in line:
+                match = DENIED_PUBLISH.search(line)
+                if match:
+                    cid, topic = match.groups()
+                    policy.on_deny(cid, f"PUBLISH to {topic} refused: not this client's topic")
+            elif "Sending CONNACK" in line:
+                match = REFUSED_CONNACK.search(line)
+                if match:
+                    policy.on_deny(
+                        match.group(1),
+                        "CONNECT refused: not an SSDTF client or wrong credential "
+                        f"(CONNACK {match.group(2)})",
+                    )
 
     def start(self) -> None:
         if not Path(self.binary).exists():
@@ -132,13 +227,27 @@ class MosquittoBroker:
         self._dir = tempfile.TemporaryDirectory(prefix="safelab-mosquitto-")
         self.port = free_port()
         conf = Path(self._dir.name) / "mosquitto.conf"
+        access = self._write_access_files(Path(self._dir.name))
+        # ``user``: stay the account that wrote the 0600 files (Mosquitto would otherwise drop
+        # to "mosquitto" when started as root and could not read them); the debug log is how
+        # Mosquitto tells us what its ACL refused
         conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "log_dest none\nmax_keepalive 120\n"
+            f"listener {self.port} {self.host}\n{access}persistence false\n"
+            f"user {getpass.getuser()}\nlog_dest stdout\n"
+            f"log_type {'debug' if self.policy else 'none'}\nmax_keepalive 120\n"
         )
+        # line-buffered: Mosquitto's stdio would hold its refusals back in a pipe buffer
+        stdbuf = shutil.which("stdbuf")
+        command = [self.binary, "-c", str(conf)]
         self.process = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [stdbuf, "-oL", *command] if stdbuf else command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        self._reader = threading.Thread(
+            target=self._read_log, args=(self.process.stdout,), name="mosquitto-log", daemon=True
+        )
+        self._reader.start()
         if not _wait_port(self.host, self.port, 5):
             self.stop()
             raise BrokerError(f"mosquitto did not listen on {self.port}", "run it by hand to see")
@@ -183,7 +292,7 @@ def make_broker(
     if spec == "embedded":
         return EmbeddedBroker(net, policy)
     if spec == "mosquitto":
-        return MosquittoBroker()
+        return MosquittoBroker(policy=policy)
     if spec.startswith("mqtt://"):
         return ExternalBroker(spec)
     raise BrokerError(f"unknown broker {spec!r}", "use embedded, mosquitto or mqtt://host:port")

@@ -28,6 +28,11 @@ def report_topic(cid: str) -> str:
     return f"{PREFIX}/report/{cid}"
 
 
+def resend_topic(sub: str) -> str:
+    """A data user's signed re-send requests to the DS (the subscriber leg)."""
+    return f"{PREFIX}/resend/{sub}"
+
+
 def int_topic(sub: str) -> str:
     return f"{PREFIX}/int/{sub}"
 
@@ -81,6 +86,15 @@ class FlowConfig:
     backoff: float = 2.0
     max_attempts: int = 3
     window: int = 64
+    max_jump: int = 1 << 16
+    """Largest accepted step above a sequence window's high-water mark (bounded jump)."""
+    hello_interval_s: float = 0.05
+    """Per client ID: the minimum gap between two HELLOs that get a challenge; doubled for
+    every handshake that does not reach READY (back-off), reset by READY."""
+    hello_backoff_max_s: float = 30.0
+    hello_rate_per_s: float = 50.0
+    """Global: challenges per second over all client IDs (token bucket, burst ``hello_burst``)."""
+    hello_burst: int = 50
     connect_timeout_s: float = 10.0
     gateway_qos: int = 1
     """QoS of the gateway's subscription to DATA (0 = the QoS-downgrade positive control)."""

@@ -57,6 +57,16 @@ from drivers.tokens.registry import open_token
 
 BROKER_ID = "ssdtf-broker-1"
 
+SIMULATED = [
+    "registration (devices, destinations, conversion keys) is simulated: signed records "
+    "handed over in process, standing for the operator's provisioning channel, not MQTT "
+    "messages to the management server",
+    "the out-of-band REPORT channel (used after the broker failed authentication) is "
+    "simulated by a direct call to the management server",
+]
+"""The shortcuts against the seed (issue 10, class 9), said wherever a run is shown: the CLI
+output, the JSON result, and the key notes the stepper's key panel shows."""
+
 
 @dataclass
 class RunResult:
@@ -73,6 +83,7 @@ class RunResult:
     elapsed_s: float = 0.0
     messages_per_s: float = 0.0
     ok: bool = False
+    simulated: list[str] = field(default_factory=lambda: list(SIMULATED))
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -96,17 +107,20 @@ class Deployment:
         self.cfg = cfg
         self.trace = trace or Trace(f"ssdtf model {cfg.model}")
         self.net = NetLoop()
-        self.token = secrets.token_hex(16)
-        self.pre = backend(cfg.pre)
-        self.store = MappingStore()
         self.user_names = [f"user-{i + 1}" for i in range(cfg.users)]
+        # one credential and one client ID per role (least privilege, drivers/ssdtf/acl.py)
+        services = ["gateway", "ds", "ms", *self.user_names]
+        self.credentials = {name: secrets.token_hex(16) for name in services}
+        self.token = self.credentials["gateway"]
         self.policy = BrokerPolicy(
-            self.token,
-            {"gateway", "ds", "ms", *self.user_names},
+            dict(self.credentials),
+            {name: f"ssdtf-{name}" for name in services},
             registered=lambda cid: cid in self.gateway.devices,
             ready=lambda cid: self.gateway.is_ready(cid),
             on_deny=self._broker_denied,
         )
+        self.pre = backend(cfg.pre)
+        self.store = MappingStore()
         self.broker = make_broker(cfg.broker, self.net, self.policy)
         self.tap: Tap | None = None
         if cfg.capture:
@@ -143,11 +157,17 @@ class Deployment:
         ms_pre = umbral.keygen("MS") if umbral and cfg.model in (1, 3) else None
         user_pre = {n: umbral.keygen(f"U[{n}]") if umbral else None for n in self.user_names}
         connect_nonces = self.policy.connect_nonces if cfg.broker == "embedded" else None
-        self.gateway = Gateway(self.sk_b, BROKER_ID, pre, cfg, trace, self.token, connect_nonces)
-        self.ds = DistributionServer(
-            self.sk_ds, self.sk_b.public(), pre, cfg, trace, self.token, self.store
+        creds = self.credentials
+        self.gateway = Gateway(
+            self.sk_b, BROKER_ID, pre, cfg, trace, creds["gateway"], connect_nonces
         )
-        self.ms = ManagementServer(self.sk_ms, ms_pre, cfg, trace, self.token)
+        # Mosquitto binds client ID = user name, so a take-over would close the gateway's own
+        # connection: there "closing" a sensor is dropping its session (nothing from it counts)
+        self.gateway.can_take_over = cfg.broker != "mosquitto"
+        self.ds = DistributionServer(
+            self.sk_ds, self.sk_b.public(), pre, cfg, trace, creds["ds"], self.store
+        )
+        self.ms = ManagementServer(self.sk_ms, ms_pre, cfg, trace, creds["ms"])
         for name in self.user_names:
             self.users[name] = DataUser(
                 name,
@@ -157,7 +177,7 @@ class Deployment:
                 pre,
                 cfg,
                 trace,
-                self.token,
+                creds[name],
             )
         first = self.user_names[0]
         if cfg.model == 2:
@@ -175,10 +195,14 @@ class Deployment:
             else:
                 role.registrars["destinations"] = self.dest_registrar.public()
         if self.owner_keys is not None:
-            for role in (self.gateway, self.ds, *self.users.values()):
-                role.set_owner(self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
+            owner = (self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
+            self.gateway.set_owner(*owner)
+            self.ds.set_owner(*owner)
+            for user in self.users.values():
+                user.set_owner(*owner)
         for name in self.user_names:
             self.register_destination(name)
+            self.ms.know_user(name, user_signers[name].public())
         for index in range(cfg.sensors):
             self.add_sensor(f"sensor-{index + 1}", cfg.token if index == 0 else None)
 
@@ -202,6 +226,8 @@ class Deployment:
                 "receiver_pre": receiver,
                 "kfrag1_sha256": hashlib.sha256(kfrags[0]).hexdigest(),
                 "kfrag2_sha256": hashlib.sha256(kfrags[1]).hexdigest(),
+                "signing": user.signer.public().public_bytes.hex(),
+                "signing_alg": int(user.signer.public().alg),
             },
         )
         self.gateway.register_destination(body, sig, kfrags[0])
@@ -248,6 +274,11 @@ class Deployment:
                 "enc_owner": self.owner_name,
             },
         )
+        if cid in self.policy.client_ids or cid in self.credentials:
+            raise SafeLabError(f"client ID {cid!r} belongs to a service", "choose another")
+        # the device's broker credential (re-used by an attacker given the same client ID:
+        # the attacks assume a stolen broker password, never the device key)
+        secret = self.policy.sensor_secrets.setdefault(cid, secrets.token_hex(16))
         sensor = Sensor(
             cid,
             signer,
@@ -256,8 +287,11 @@ class Deployment:
             self.cfg,
             self.trace,
             self.ms.receive_report,
+            broker_secret=secret,
             **options,
         )
+        if self.started and hasattr(self.broker, "refresh"):
+            self.broker.refresh()
         self.sensors[cid] = sensor
         return sensor
 
@@ -384,6 +418,10 @@ class Deployment:
             self.stop()
 
     def stop(self) -> None:
+        """Stop everything; safe to call twice (an attack's ``finally`` may stop it again)."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
         for sensor in self.sensors.values():
             sensor.close()
         for role in (*self.users.values(), self.ms, self.ds, self.gateway):

@@ -48,6 +48,10 @@ class Endpoint:
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             clean_session=clean_session,
+            # The only reliable way to stop paho reconnecting: calling disconnect() from
+            # on_disconnect is undone when paho then marks the connection as lost, and it
+            # reconnects ~1 s later with the same client ID (see _on_disconnect).
+            reconnect_on_failure=False,
         )
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -62,6 +66,8 @@ class Endpoint:
         self._suback: dict[int, threading.Event] = {}
         self._granted: dict[int, list[int]] = {}
         self.on_closed: Callable[[], None] | None = None
+        self.on_error: Callable[[str, BaseException], None] | None = None
+        self.errors = 0
         self._closing = False
 
     # --- paho callbacks (paho's network thread) --------------------------------------
@@ -76,9 +82,13 @@ class Endpoint:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self.closed.set()
+        for event in list(self._suback.values()):
+            event.set()  # wake subscribe(): no SUBACK comes on a closed connection
         if not self._closing:
             self._closing = True
-            client.disconnect()  # stops paho's automatic reconnect: a new session needs a handshake
+            # Belt and braces: reconnect_on_failure=False is what stops paho; a new SSDTF
+            # session needs a new handshake, never a silent reconnect.
+            client.disconnect()
         if was_connected and self.on_closed is not None:
             self.on_closed()
 
@@ -88,10 +98,19 @@ class Endpoint:
         self._suback.setdefault(mid, threading.Event()).set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        for pattern, handler in self.handlers:
-            if mqtt.topic_matches_sub(pattern, msg.topic):
-                handler(msg.topic, bytes(msg.payload), msg)
-                return
+        # Last line of defence: paho re-raises a callback's exception in its network thread,
+        # which then dies and the role receives nothing ever again. Roles guard their own
+        # handlers (an error is their verdict); this catch only keeps the thread alive.
+        try:
+            for pattern, handler in self.handlers:
+                if mqtt.topic_matches_sub(pattern, msg.topic):
+                    handler(msg.topic, bytes(msg.payload), msg)
+                    return
+        except Exception as error:
+            self.errors += 1
+            if self.on_error is not None:
+                with contextlib.suppress(Exception):
+                    self.on_error(msg.topic, error)
 
     # --- blocking API ----------------------------------------------------------------
     def on(self, pattern: str, handler: Handler) -> None:
@@ -117,12 +136,19 @@ class Endpoint:
 
     def subscribe(self, topics: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
         result, mid = self.client.subscribe(topics)
-        if result != mqtt.MQTT_ERR_SUCCESS:
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise MqttError(f"SUBSCRIBE failed for {self.client_id!r} ({result})", "")
         event = self._suback.setdefault(mid, threading.Event())
+        if self.closed.is_set():
+            event.set()
         if not event.wait(timeout):
             raise MqttError(f"no SUBACK for {self.client_id!r} in {timeout:.0f} s", "")
-        return self._granted.get(mid, [])
+        if mid not in self._granted:
+            raise MqttError(
+                f"the connection of {self.client_id!r} closed before its SUBACK",
+                "the broker or the tap closed it; see the trace's notes",
+            )
+        return self._granted[mid]
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)

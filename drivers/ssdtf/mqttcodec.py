@@ -31,6 +31,16 @@ NAMES = {
 }
 PUBLIC_PASSWORDS = {b"SSDTF/1"}
 """CONNECT passwords that are protocol markers, not secrets; every other one is redacted."""
+MARKER_PREFIX = b"SSDTF/1 "
+"""A sensor's password is the marker plus its broker secret: the marker stays readable (it
+says "an SSDTF sensor"), the secret after it is redacted."""
+
+
+def _public_len(password: bytes) -> int:
+    """How many leading bytes of a CONNECT password may be shown."""
+    if password in PUBLIC_PASSWORDS:
+        return len(password)
+    return len(MARKER_PREFIX) if password.startswith(MARKER_PREFIX) else 0
 
 
 class FrameSplitter:
@@ -41,7 +51,7 @@ class FrameSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buffer += data
-        packets = []
+        packets: list[bytes] = []
         while True:
             size = frame_size(self.buffer)
             if size is None or size > len(self.buffer):
@@ -171,8 +181,9 @@ def _decode_connect(body: bytes, out: MqttPacket) -> None:
         fields["username"] = username.decode(errors="replace")
     if cflags & 0x40:
         password, pos = _str(body, pos)
-        fields["password"] = (
-            password.decode() if password in PUBLIC_PASSWORDS else f"<redacted {len(password)} B>"
+        shown = _public_len(password)
+        fields["password"] = password[:shown].decode() + (
+            f"<redacted {len(password) - shown} B>" if shown < len(password) else ""
         )
     out.fields = fields
 
@@ -200,10 +211,12 @@ def redact_connect(packet: bytes) -> bytes:
         if not cflags & 0x40:
             return packet
         password, _end = _str(body, pos)
-        if password in PUBLIC_PASSWORDS:
+        shown = _public_len(password)
+        if shown == len(password):
             return packet
-        start = body_start + pos + 2
-        return packet[:start] + b"*" * len(password) + packet[start + len(password) :]
+        start = body_start + pos + 2 + shown
+        hidden = len(password) - shown
+        return packet[:start] + b"*" * hidden + packet[start + hidden :]
     except (IndexError, struct.error):
         return packet
 

@@ -49,6 +49,11 @@ class NetLoop:
             self.run(_cancel_all(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            # closed, a leftover StreamWriter finalized later only warns instead of touching
+            # this loop's selector (see EmbeddedBroker.start for why that matters)
+            with contextlib.suppress(RuntimeError):
+                self.loop.close()
 
 
 def free_port() -> int:

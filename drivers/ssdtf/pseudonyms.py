@@ -18,6 +18,7 @@ appended to the audit table with time, who asked and the outcome.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
 import os
@@ -123,10 +124,21 @@ class MappingStore:
                 (ext_id, epoch, scope, internal_id, time.time()),
             )
 
-    def lookup(self, ext_id: str, credential: bytes | None, who: str) -> list[dict[str, object]]:
-        """Resolve ``ext_id`` for the operator; anyone else is refused. Both are audited."""
+    def lookup(
+        self, ext_id: str, credential: bytes | None, who: str = ""
+    ) -> list[dict[str, object]]:
+        """Resolve ``ext_id`` for the operator; anyone else is refused. Both are audited.
+
+        The audit's "who" is not the caller's word: it is what the store can establish (the
+        operator credential was shown or not, by which OS account and process); a name the
+        caller passes is kept only as a claim beside it.
+        """
         allowed = credential is not None and hmac.compare_digest(
             credential, operator_credential(create=False)
+        )
+        role = "operator" if allowed else "no operator credential"
+        who = f"{role} (account {getpass.getuser()}, pid {os.getpid()})" + (
+            f"; claims {who!r}" if who else ""
         )
         if not allowed:
             with self._lock, self._db:  # committed before the refusal is raised
@@ -134,7 +146,7 @@ class MappingStore:
                     "INSERT INTO audit VALUES (?, ?, ?, ?)", (time.time(), who, ext_id, "denied")
                 )
             raise TraceDenied(
-                f"{who} may not resolve external IDs",
+                "a caller without the operator credential may not resolve external IDs",
                 "only the operator (holder of the operator credential) may trace a device",
             )
         with self._lock, self._db:

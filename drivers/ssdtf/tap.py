@@ -8,8 +8,30 @@ capture cannot. All clients of a deployment connect to the tap's port; the tap o
 upstream connection to the broker per client, so every hop (sensor↔broker, broker↔gateway,
 broker↔distribution server, broker↔data user) is captured with its direction.
 
-Ordering: all connections feed one FIFO and one forwarder task, so the trace's packet order
-is the order in which packets really left the tap, and "step" releases exactly one packet.
+Forwarding: every connection has two directions, each with a reader task, a bounded queue
+(:data:`QUEUE_FRAMES`) and a forwarder task that writes and awaits ``drain()``. A receiver
+that stops reading therefore stalls only its own direction: the queue fills, the reader
+stops reading, and TCP pushes back on that one sender. The trace's order is the order in
+which frames were forwarded. In step mode one lock is held across connections while a
+packet is held, so exactly one packet waits and "step" releases exactly that one.
+
+Why not one queue and one forwarder for all connections (the earlier design): the
+forwarder awaited ``drain()`` after each write, so a single client that stopped reading
+(a paho network thread blocked in a callback, a client that died without closing) froze
+forwarding for every connection of the deployment once its socket buffers were full, and a
+SUBSCRIBE queued behind it never got its SUBACK (``tests/ssdtf/test_tap.py`` shows it with
+a real broker).
+
+That head-of-line blocking was a real weakness but not what made ``control-qos`` (and other
+attack runs) fail with "no SUBACK for 'ssdtf-ds' in 10 s". Captured failures showed the DS's
+SUBSCRIBE unread in the kernel (Recv-Q 21) on a socket of this loop that was missing from the
+loop's selector. Cause: the embedded broker's TCP readiness probe. amqtt never closes the
+server side of a connection that ends before its CONNECT; when the GC finalized that
+StreamWriter (on whichever thread triggered the collection), the transport's ``__del__``
+closed the socket, freeing its fd number, and ``StreamWriter.__del__`` then called
+``transport.close()`` → ``loop._remove_reader(fd)``. Reused in between by the next accepted
+socket (the tap's or the broker's side of the DS connection), that number lost its reader.
+Fixed in :meth:`drivers.ssdtf.brokers.EmbeddedBroker.start` (no probe).
 """
 
 from __future__ import annotations
@@ -17,11 +39,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.ssdtf.mqttcodec import FrameSplitter, MqttPacket, decode_packet, redact_connect
 from drivers.ssdtf.trace import PacketRecord, Trace
+
+QUEUE_FRAMES = 256
+"""Frames buffered per connection and direction before the tap stops reading that sender."""
+
+_Item = tuple[bytes | None, str, bool]
+"""A queued frame (None: its sender closed the connection), its note, injected or not."""
 
 
 @dataclass
@@ -32,6 +61,9 @@ class Connection:
     upstream_writer: asyncio.StreamWriter | None = None
     closed: bool = False
     client_id: str = ""
+    queues: dict[str, asyncio.Queue[_Item]] = field(default_factory=dict)
+    """``c2b`` and ``b2c``: the frames read from each side, waiting to be forwarded."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass
@@ -145,26 +177,26 @@ class Tap:
         self.stepper = Stepper(self, stepping)
         self.connections: dict[int, Connection] = {}
         self._next = 1
-        self._queue: asyncio.Queue[tuple[Connection, str, bytes | None, str, bool]] | None = None
+        self._hold: asyncio.Lock | None = None
         self._server: asyncio.Server | None = None
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> int:
         self.loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
+        self._hold = asyncio.Lock()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
-        self._tasks.append(asyncio.create_task(self._forwarder()))
         return self.port
 
     async def stop(self) -> None:
         self.stepper.run_to_end()
         if self._server is not None:
             self._server.close()
+        tasks = [t for conn in self.connections.values() for t in conn.tasks]
         for conn in list(self.connections.values()):
             self._close(conn)
-        for task in self._tasks:
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def find(self, lane: str) -> Connection | None:
         """The newest open connection of ``lane`` (for injections)."""
@@ -178,11 +210,20 @@ class Tap:
         conn = self.find(lane)
         if conn is None:
             return False
-        self.loop.call_soon_threadsafe(
-            self._queue.put_nowait,  # type: ignore[union-attr]
-            (conn, direction, raw, note, True),
-        )
+        self.loop.call_soon_threadsafe(self._inject_now, conn, direction, raw, note)
         return True
+
+    def _inject_now(self, conn: Connection, direction: str, raw: bytes, note: str) -> None:
+        queue = conn.queues.get(direction)
+        if queue is None or conn.closed:
+            return
+        # a task, not put_nowait: the queue is bounded and may be full right now
+        self._spawn(conn, queue.put((raw, note, True)), f"tap-{conn.id}-{direction}-inject")
+
+    def _spawn(self, conn: Connection, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(self._next, f"conn-{self._next}", writer)
@@ -192,30 +233,46 @@ class Tap:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError as error:
             self.trace.note(f"tap cannot reach the broker: {error}", conn=conn.id)
+            conn.closed = True
             writer.close()
             return
         conn.upstream_writer = up_writer
-        self._tasks.append(asyncio.create_task(self._pump(conn, reader, "c2b")))
-        self._tasks.append(asyncio.create_task(self._pump(conn, up_reader, "b2c")))
+        for direction, source, sink in (("c2b", reader, up_writer), ("b2c", up_reader, writer)):
+            queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=QUEUE_FRAMES)
+            conn.queues[direction] = queue
+            name = f"tap-{conn.id}-{direction}"
+            self._spawn(conn, self._read(conn, source, queue), f"{name}-read")
+            self._spawn(conn, self._forward(conn, direction, sink, queue), f"{name}-forward")
 
-    async def _pump(self, conn: Connection, reader: asyncio.StreamReader, direction: str) -> None:
+    async def _read(
+        self, conn: Connection, reader: asyncio.StreamReader, queue: asyncio.Queue[_Item]
+    ) -> None:
+        """Split one direction's bytes into frames. ``put`` waits while the queue is full, so
+        a receiver that does not read stops the tap reading from *its* sender only (TCP
+        back-pressure on that one connection), never the other connections."""
         splitter = FrameSplitter()
-        assert self._queue is not None
         try:
             while True:
                 data = await reader.read(65536)
                 if not data:
                     break
                 for frame in splitter.feed(data):
-                    self._queue.put_nowait((conn, direction, frame, "", False))
-        except (ConnectionError, asyncio.CancelledError):
+                    await queue.put((frame, "", False))
+        except ConnectionError:
             pass
-        self._queue.put_nowait((conn, direction, None, "", False))
+        await queue.put((None, "", False))
 
-    async def _forwarder(self) -> None:
-        assert self._queue is not None
+    async def _forward(
+        self,
+        conn: Connection,
+        direction: str,
+        writer: asyncio.StreamWriter,
+        queue: asyncio.Queue[_Item],
+    ) -> None:
+        """Forward one direction of one connection, in order: interceptor, trace, step gate,
+        write, drain. Waiting in ``drain`` for a slow receiver holds up only this queue."""
         while True:
-            conn, direction, raw, note, injected = await self._queue.get()
+            raw, note, injected = await queue.get()
             if raw is None:
                 if not conn.closed:
                     side = "client" if direction == "c2b" else "broker"
@@ -223,51 +280,78 @@ class Tap:
                         f"TCP closed by {side}", conn=conn.id, lane=conn.lane, event="close"
                     )
                 self._close(conn)
-                continue
+                return
             if conn.closed:
-                continue
-            packet = decode_packet(raw)
-            if packet.type == 1 and direction == "c2b":
-                self._name_lane(conn, packet)
-            frames: list[tuple[bytes, str]] = [(raw, note)]
-            if self.interceptor is not None and not injected:
-                try:
-                    decision = self.interceptor(Hop(conn, direction, raw, packet, self))
-                except Exception as error:
-                    self.trace.note(f"interceptor failed: {error!r}", conn=conn.id)
-                    decision = None
-                if decision is not None:
-                    frames = [(f, decision.note) for f in decision.frames]
-                    if not frames:
-                        self.trace.add_packet(
-                            conn.id,
-                            conn.lane,
-                            direction,
-                            redact_connect(raw),
-                            "dropped",
-                            decision.note or "dropped",
-                        )
-                        continue
-            for frame, frame_note in frames:
-                await self._send(conn, direction, frame, frame_note)
+                return
+            for frame, frame_note in self._decide(conn, direction, raw, note, injected):
+                if not await self._send(conn, direction, writer, frame, frame_note):
+                    return
 
-    async def _send(self, conn: Connection, direction: str, frame: bytes, note: str) -> None:
-        status = "held" if self.stepper.stepping else "forwarded"
-        record = self.trace.add_packet(
-            conn.id, conn.lane, direction, redact_connect(frame), status, note
-        )
-        if self.stepper.stepping:
-            await self.stepper.gate(record)
-            self.trace.set_status(record, "forwarded")
-        writer = conn.upstream_writer if direction == "c2b" else conn.client_writer
-        if conn.closed or writer is None:
-            self.trace.set_status(record, "dropped")
-            return
+    def _decide(
+        self, conn: Connection, direction: str, raw: bytes, note: str, injected: bool
+    ) -> list[tuple[bytes, str]]:
+        """The frames to forward for ``raw``: itself, or what the interceptor made of it."""
+        packet = decode_packet(raw)
+        if packet.type == 1 and direction == "c2b":
+            self._name_lane(conn, packet)
+        if self.interceptor is None or injected:
+            return [(raw, note)]
         try:
+            decision = self.interceptor(Hop(conn, direction, raw, packet, self))
+        except Exception as error:
+            self.trace.note(f"interceptor failed: {error!r}", conn=conn.id)
+            decision = None
+        if decision is None:
+            return [(raw, note)]
+        if not decision.frames:
+            self.trace.add_packet(
+                conn.id,
+                conn.lane,
+                direction,
+                redact_connect(raw),
+                "dropped",
+                decision.note or "dropped",
+            )
+        return [(f, decision.note) for f in decision.frames]
+
+    async def _send(
+        self,
+        conn: Connection,
+        direction: str,
+        writer: asyncio.StreamWriter,
+        frame: bytes,
+        note: str,
+    ) -> bool:
+        """Record, (in step mode) hold, then write one frame; False once the connection is gone.
+
+        In step mode one lock is taken across all connections, so exactly one packet is held
+        at a time and "step" releases exactly that one, in the order packets reached the gate.
+        """
+        if self.stepper.stepping and self._hold is not None:
+            async with self._hold:
+                record = self.trace.add_packet(
+                    conn.id, conn.lane, direction, redact_connect(frame), "held", note
+                )
+                await self.stepper.gate(record)
+                self.trace.set_status(record, "forwarded")
+                if conn.closed:
+                    self.trace.set_status(record, "dropped")
+                    return False
+                writer.write(frame)
+        else:
+            record = self.trace.add_packet(
+                conn.id, conn.lane, direction, redact_connect(frame), "forwarded", note
+            )
+            if conn.closed:
+                self.trace.set_status(record, "dropped")
+                return False
             writer.write(frame)
+        try:
             await writer.drain()
         except ConnectionError:
             self._close(conn)
+            return False
+        return True
 
     def _name_lane(self, conn: Connection, packet: MqttPacket) -> None:
         """Service clients log in with their role as user name; sensors by client ID."""
@@ -287,3 +371,7 @@ class Tap:
             if writer is not None:
                 with contextlib.suppress(RuntimeError):
                     writer.close()
+        current = asyncio.current_task()
+        for task in list(conn.tasks):
+            if task is not current:
+                task.cancel()  # readers blocked on a full queue, forwarders blocked in drain

@@ -22,9 +22,11 @@ can add hints without breaking old receivers.
 
 from __future__ import annotations
 
+import builtins
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from drivers.errors import SafeLabError
 
@@ -108,6 +110,8 @@ class MsgType(IntEnum):
     ACK = 0x11
     DELIVER = 0x12
     FWD = 0x13
+    RESEND = 0x14
+    """Data user -> DS: a signed re-send request for a DELIVER that never arrived."""
     REPORT = 0x20
 
 
@@ -132,6 +136,8 @@ class T(IntEnum):
     INNER = 0x15
     SUB = 0x16
     REASON = 0x17
+    BIND = 0x18
+    """Sender-binding nonce r of a DATA (see :mod:`drivers.ssdtf.binding`)."""
     STATUS = 0x20
     SIG = 0x7F
 
@@ -173,6 +179,7 @@ FIXED_LEN: dict[int, int] = {
     T.EPOCH: 4,
     T.STATUS: 1,
     T.SIG: 64,
+    T.BIND: 16,
 }
 MAX_LEN: dict[int, int] = {
     T.CID: 64,
@@ -196,12 +203,14 @@ REQUIRED: dict[MsgType, frozenset[int]] = {
     MsgType.FWD: frozenset({T.SEQ, T.TS, T.BROKER_ID, T.INNER, T.SUB} | _SIGNED),
     MsgType.DELIVER: frozenset({T.SEQ, T.TS, T.CT, T.EXT_ID, T.EPOCH} | _SIGNED),
     MsgType.REPORT: frozenset({T.CID, T.SEQ, T.TS, T.HASH, T.STATUS, T.REASON} | _SIGNED),
+    MsgType.RESEND: frozenset({T.SEQ, T.TS, T.SUB} | _SIGNED),
 }
 OPTIONAL: dict[MsgType, frozenset[int]] = {
-    MsgType.DATA: frozenset({T.CAPSULE}),
+    MsgType.DATA: frozenset({T.CAPSULE, T.BIND}),
     MsgType.FWD: frozenset({T.CFRAG}),
     MsgType.DELIVER: frozenset({T.CAPSULE, T.CFRAG}),
     MsgType.REPORT: frozenset({T.SID}),
+    MsgType.RESEND: frozenset({T.REASON}),
 }
 
 
@@ -244,11 +253,11 @@ class Envelope:
     def text(self, tag: int) -> str:
         return self.get(tag).decode()
 
-    def int(self, tag: int) -> int:
-        return int.from_bytes(self.get(tag), "big")
+    def int(self, tag: int) -> builtins.int:
+        return builtins.int.from_bytes(self.get(tag), "big")
 
     @property
-    def qos_pub(self) -> int:
+    def qos_pub(self) -> builtins.int:
         return self.flags & FLAG_QOS
 
     @property
@@ -303,9 +312,14 @@ class Envelope:
 SIGNED_TYPES = frozenset(t for t in MsgType if T.SIG in REQUIRED[t])
 
 
+FieldMap = dict[Any, bytes]
+"""TLV fields by tag: :class:`T` members, or plain ints where an attack forges unknown tags.
+(``dict`` is invariant in its key, so ``dict[T, bytes]`` is not a ``dict[int, bytes]``.)"""
+
+
 def encode(
     msg_type: MsgType,
-    fields: dict[int, bytes],
+    fields: FieldMap,
     *,
     flags: int = 0,
     cfrags: list[bytes] | None = None,

@@ -16,6 +16,7 @@ import ctypes
 import select
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from drivers.errors import SafeLabError
@@ -96,13 +97,16 @@ class DtlsClient:
         wait = remaining
         if self.lib.ssl.SSL_ctrl(self.ssl, libssl.DTLS_CTRL_GET_TIMEOUT, 0, ctypes.byref(timer)):
             wait = min(wait, timer.tv_sec + timer.tv_usec / 1e6)
-        readers = [self.sock] if want == libssl.SSL_ERROR_WANT_READ else []
-        writers = [self.sock] if want == libssl.SSL_ERROR_WANT_WRITE else []
+        sock = self.sock
+        if sock is None:
+            raise DtlsError(f"DTLS {what} on a closed connection", "connect again")
+        readers = [sock] if want == libssl.SSL_ERROR_WANT_READ else []
+        writers = [sock] if want == libssl.SSL_ERROR_WANT_WRITE else []
         ready = select.select(readers, writers, [], max(wait, 0.0))
         if not any(ready):
             self.lib.ssl.SSL_ctrl(self.ssl, libssl.DTLS_CTRL_HANDLE_TIMEOUT, 0, None)
 
-    def _call(self, operation, what: str) -> int:  # type: ignore[no-untyped-def]
+    def _call(self, operation: Callable[[], int], what: str) -> int:
         deadline = time.monotonic() + self.timeout_s
         while True:
             result = operation()

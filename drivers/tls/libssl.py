@@ -8,7 +8,8 @@ key. That relies on facts that must hold, checked by :func:`load` and
 :func:`ssl_ctx_pointer`, which refuse with a clear message when they do not:
 
 - ``_ssl`` is dynamically linked to a ``libssl.so.3`` we can load (the one in this process's
-  memory map, so ``dlopen`` returns the same library and the same global state);
+  memory map, so ``dlopen`` returns the same library and the same global state), and that
+  file is still the one on disk (not replaced by an OpenSSL upgrade since start-up);
 - its version string equals ``ssl.OPENSSL_VERSION``;
 - the ``SSL_CTX*`` read from the ``SSLContext`` object (CPython's ``PySSLContext`` layout:
   the pointer right after the object header) reads back the context's options and verify
@@ -23,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from drivers.errors import SafeLabError
 
@@ -69,26 +71,62 @@ class OpenSSL:
     version: str
 
 
-def _mapped_library(name: str) -> str | None:
-    """The path of ``name`` as mapped into this process (after ``import _ssl``)."""
+DELETED = " (deleted)"
+"""What the kernel appends in ``/proc/PID/maps`` to a mapped file that was since removed or
+replaced (a package upgrade installs a new ``libssl.so.3`` under the same name)."""
+
+
+@dataclass(frozen=True)
+class MappedLibrary:
+    path: str
+    deleted: bool
+    """The file on disk is no longer the one in memory: ``dlopen(path)`` would load another."""
+
+
+def find_mapped_library(maps: str, name: str) -> MappedLibrary | None:
+    """The first mapping of a file whose name starts with ``name`` in a ``/proc/PID/maps``
+    text. Pure, so the upgrade case can be tested with a maps text.
+
+    A line is ``address perms offset dev inode [path]``; the path may contain spaces and ends
+    in `` (deleted)`` once the file was replaced on disk.
+    """
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6:
+            continue
+        path = fields[5].strip()
+        deleted = path.endswith(DELETED)
+        if deleted:
+            path = path[: -len(DELETED)]
+        if Path(path).name.startswith(name):
+            return MappedLibrary(path, deleted)
+    return None
+
+
+def _mapped_library(name: str) -> MappedLibrary | None:
+    """``name`` as mapped into this process (after ``import _ssl``)."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
-    for line in maps.splitlines():
-        path = line.split()[-1] if len(line.split()) >= 6 else ""
-        if Path(path).name.startswith(name):
-            return path
-    return None
+    return find_mapped_library(maps, name)
 
 
-@cache
-def load() -> OpenSSL:
-    """The libssl/libcrypto of CPython's ``_ssl``, with prototypes; or BridgeUnavailable."""
-    import _ssl  # noqa: F401 - maps libssl into the process
+def check_mapped(
+    libssl: MappedLibrary | None, libcrypto: MappedLibrary | None
+) -> tuple[MappedLibrary, MappedLibrary]:
+    """Refuse, with the reason, unless both libraries are mapped and still the files on disk.
 
-    libssl = _mapped_library("libssl.so.3")
-    libcrypto = _mapped_library("libcrypto.so.3")
+    Why the upgrade gets its own message: after ``apt upgrade`` replaced OpenSSL under a
+    running console, the old library stays mapped (marked deleted) and loading the path
+    would give a *different* OpenSSL with its own global state, so the only fix is a restart.
+    """
+    if (libssl is not None and libssl.deleted) or (libcrypto is not None and libcrypto.deleted):
+        raise BridgeUnavailable(
+            "OpenSSL was upgraded while SAFE Lab was running: restart it",
+            "the OpenSSL in memory is no longer the file on disk, and signing inside a "
+            "handshake through the new one would mix two OpenSSLs; quit and start SAFE Lab again",
+        )
     if libssl is None or libcrypto is None:
         raise BridgeUnavailable(
             f"Python's ssl module ({ssl.OPENSSL_VERSION}) is not linked to a shared "
@@ -96,8 +134,19 @@ def load() -> OpenSSL:
             "use a Python linked to the system OpenSSL 3 (Debian's python3, or pyenv built "
             "against libssl-dev)",
         )
-    crypto = ctypes.CDLL(libcrypto)
-    library = ctypes.CDLL(libssl)
+    return libssl, libcrypto
+
+
+@cache
+def load() -> OpenSSL:
+    """The libssl/libcrypto of CPython's ``_ssl``, with prototypes; or BridgeUnavailable."""
+    import _ssl  # noqa: F401 - maps libssl into the process
+
+    libssl, libcrypto = check_mapped(
+        _mapped_library("libssl.so.3"), _mapped_library("libcrypto.so.3")
+    )
+    crypto = ctypes.CDLL(libcrypto.path)
+    library = ctypes.CDLL(libssl.path)
     crypto.OpenSSL_version.restype = c_char_p
     crypto.OpenSSL_version.argtypes = (c_int,)
     version = crypto.OpenSSL_version(0).decode()
@@ -107,10 +156,11 @@ def load() -> OpenSSL:
             "refusing to sign through a different OpenSSL; use a Python built against it",
         )
     _prototypes(library, crypto)
-    return OpenSSL(library, crypto, libssl, version)
+    return OpenSSL(library, crypto, libssl.path, version)
 
 
-def _proto(function: ctypes._CFuncPtr, restype: object, *argtypes: object) -> None:
+def _proto(function: Any, restype: object, *argtypes: object) -> None:
+    """Set a ctypes foreign function's types (``ctypes._CFuncPtr`` is private, so ``Any``)."""
     function.restype = restype
     function.argtypes = argtypes
 

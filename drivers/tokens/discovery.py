@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pkcs11
 from pkcs11 import TokenFlag
@@ -20,6 +21,7 @@ from drivers.errors import SafeLabError
 from drivers.tokens.base import KeyInfo
 from drivers.tokens.pkcs11_token import load_module, pin_status_of
 from drivers.tokens.pkcs11_uri import Pkcs11Uri
+from drivers.tokens.provenance import emulated_reader_for_slot
 from drivers.tokens.registry import open_token
 
 WELL_KNOWN_MODULES = (
@@ -82,6 +84,8 @@ class ModuleEntry:
     error: str = ""
     tokens: tuple[TokenEntry, ...] = ()
     empty_slots: tuple[str, ...] = ()
+    emulated_slots: tuple[str, ...] = ()
+    """Slots whose PC/SC reader holds SAFE Lab's emulated card (token or not recognised)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +94,7 @@ class ModuleEntry:
             "error": self.error,
             "tokens": [t.as_dict() for t in self.tokens],
             "empty_slots": list(self.empty_slots),
+            "emulated_slots": list(self.emulated_slots),
         }
 
 
@@ -163,23 +168,34 @@ def discover_module(path: str) -> ModuleEntry:
         return ModuleEntry(
             path=path, description=description, error=f"cannot list slots ({type(exc).__name__})"
         )
+    emulated: list[str] = []
     for slot in slots:
         slot_name = f"{slot.slot_id} ({slot.slot_description.strip()})"
+        emulated_in = emulated_reader_for_slot(str(slot.slot_description))
+        if emulated_in is not None:
+            emulated.append(slot_name)
         try:
             p11_token = slot.get_token()
         except PKCS11Error:
-            empty.append(slot_name)
+            why = " [emulated card, not recognised by this module]" if emulated_in else ""
+            empty.append(slot_name + why)
             continue
         if not p11_token.flags & TokenFlag.TOKEN_INITIALIZED:
             empty.append(f"{slot_name}, uninitialised token")
             continue
-        tokens.append(_token_entry(path, slot_name, p11_token))
+        tokens.append(_token_entry(path, slot_name, p11_token, emulated=emulated_in is not None))
     return ModuleEntry(
-        path=path, description=description, tokens=tuple(tokens), empty_slots=tuple(empty)
+        path=path,
+        description=description,
+        tokens=tuple(tokens),
+        empty_slots=tuple(empty),
+        emulated_slots=tuple(emulated),
     )
 
 
-def _token_entry(module: str, slot_name: str, p11_token: pkcs11.Token) -> TokenEntry:
+def _token_entry(
+    module: str, slot_name: str, p11_token: pkcs11.Token, *, emulated: bool = False
+) -> TokenEntry:
     label = str(p11_token.label).strip()
     serial = p11_token.serial
     serial_text = (
@@ -207,6 +223,7 @@ def _token_entry(module: str, slot_name: str, p11_token: pkcs11.Token) -> TokenE
         slot=slot_name,
         flags=tuple(f.name for f in TokenFlag if flags & f and f.name),
         pin_status=pin_status_of(flags) if flags & TokenFlag.LOGIN_REQUIRED else "no PIN",
+        emulated=emulated,
         keys=keys,
         note=note,
     )
@@ -275,9 +292,77 @@ def discover_cards() -> list[TokenEntry]:
     return entries
 
 
+MODULE_TIMEOUT_S = 30.0
+"""How long one module may take to list its slots and tokens (``SAFELAB_MODULE_TIMEOUT``)."""
+
+
+def discover_module_isolated(path: str, timeout_s: float | None = None) -> ModuleEntry:
+    """:func:`discover_module` in a child process, so a module cannot hang or kill SAFE Lab.
+
+    Third-party modules run their own code in our process: a vendor IoT SAFE provider
+    aborted the whole process when its card was reset (exit 134), and OpenSC blocks for
+    minutes in SCardControl on a vpcd reader whose card went away. In a child, a crash or a
+    hang becomes this module's error line and every other token is still listed.
+    """
+    import json
+    import subprocess
+    import sys
+
+    limit = timeout_s or float(os.environ.get("SAFELAB_MODULE_TIMEOUT", MODULE_TIMEOUT_S))
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "drivers.tokens.discovery", path],
+            capture_output=True,
+            text=True,
+            timeout=limit,
+        )
+    except subprocess.TimeoutExpired:
+        return ModuleEntry(
+            path=path,
+            error=f"the module did not answer within {limit:g} s (a reader or card it waits "
+            "for may be stuck; set SAFELAB_MODULE_TIMEOUT to wait longer)",
+        )
+    if child.returncode != 0:
+        why = child.stderr.strip().splitlines()[-1:] or [f"exit code {child.returncode}"]
+        return ModuleEntry(path=path, error=f"the module crashed while listing: {why[0]}")
+    return _module_from_dict(json.loads(child.stdout))
+
+
+def _module_from_dict(data: dict[str, Any]) -> ModuleEntry:
+    def token(item: dict[str, Any]) -> TokenEntry:
+        keys = tuple(
+            KeyInfo(
+                label=k["label"],
+                key_id=k["id"],
+                curve=k["curve"],
+                can_sign=k["can_sign"],
+                has_certificate=k["certificate"],
+            )
+            for k in item["keys"]
+        )
+        fields = {k: v for k, v in item.items() if k not in ("keys", "flags")}
+        return TokenEntry(**fields, flags=tuple(item["flags"]), keys=keys)
+
+    return ModuleEntry(
+        path=data["path"],
+        description=data["description"],
+        error=data["error"],
+        tokens=tuple(token(t) for t in data["tokens"]),
+        empty_slots=tuple(data["empty_slots"]),
+        emulated_slots=tuple(data["emulated_slots"]),
+    )
+
+
 def discover(modules: list[str] | None = None) -> Discovery:
     return Discovery(
         builtin=tuple(discover_builtin()),
-        modules=tuple(discover_module(path) for path in candidate_modules(modules)),
+        modules=tuple(discover_module_isolated(path) for path in candidate_modules(modules)),
         cards=tuple(discover_cards()),
     )
+
+
+if __name__ == "__main__":  # the child of discover_module_isolated
+    import json
+    import sys
+
+    print(json.dumps(discover_module(sys.argv[1]).as_dict()))

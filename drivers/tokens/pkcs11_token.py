@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pkcs11
 from asn1crypto.core import OctetString
@@ -35,6 +36,10 @@ from drivers.errors import (
 from drivers.tokens.base import HashOn, KeyInfo, Pin, Signature, Token, TokenInfo, TokenSession
 from drivers.tokens.pkcs11_calls import CryptokiCallError, CryptokiCalls
 from drivers.tokens.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
+from drivers.tokens.provenance import emulated_reader_for_slot
+
+if TYPE_CHECKING:
+    from pkcs11._pkcs11 import lib as Pkcs11Library  # what pkcs11.lib() returns
 
 _OID_CURVES = {
     "1.2.840.10045.3.1.7": "secp256r1",
@@ -76,7 +81,7 @@ def resolve_module(uri: Pkcs11Uri) -> Path:
     )
 
 
-def load_module(path: Path) -> pkcs11.lib:
+def load_module(path: Path) -> Pkcs11Library:
     """Load a PKCS#11 module with errors that say which file is wrong and why."""
     if not path.exists():
         raise ModuleLoadError(
@@ -124,7 +129,8 @@ def curve_of(ec_params: bytes | None) -> str:
     return _OID_CURVES.get(dotted, dotted)
 
 
-def _attr(obj: pkcs11.Object, attribute: Attribute, default: object = None) -> object:
+def _attr(obj: pkcs11.Object, attribute: Attribute, default: object = None) -> Any:
+    """An attribute's value (its type depends on the attribute: Any), or ``default``."""
     try:
         return obj[attribute]
     except (PKCS11Error, KeyError, NotImplementedError):
@@ -133,6 +139,11 @@ def _attr(obj: pkcs11.Object, attribute: Attribute, default: object = None) -> o
 
 def _token_label(token: pkcs11.Token) -> str:
     return str(token.label).strip()
+
+
+def _handle(session: pkcs11.Session) -> int:
+    """The session's Cryptoki handle, for the calls made through :class:`CryptokiCalls`."""
+    return int(session.handle)  # type: ignore[attr-defined]  # python-pkcs11's stub omits it
 
 
 class Pkcs11Session(TokenSession):
@@ -151,7 +162,7 @@ class Pkcs11Session(TokenSession):
                 "give it with --pin-env VAR, --pin-fd N, or type it at the prompt",
             )
         try:
-            self.token.calls.login(self.session.handle, pin.reveal().encode())
+            self.token.calls.login(_handle(self.session), pin.reveal().encode())
         except CryptokiCallError as exc:
             if exc.name == "CKR_USER_ALREADY_LOGGED_IN":
                 return  # another session of this process is logged in: the token is unlocked
@@ -175,7 +186,7 @@ class Pkcs11Session(TokenSession):
             )
         mechanism = Mechanism.ECDSA if hash_on is HashOn.HOST else Mechanism.ECDSA_SHA256
         try:
-            self.token.calls.sign_init(self.session.handle, int(mechanism), key.ref)
+            self.token.calls.sign_init(_handle(self.session), int(mechanism), key.ref)
         except CryptokiCallError as exc:
             raise self.token.call_error(exc, key) from None
 
@@ -186,7 +197,7 @@ class Pkcs11Session(TokenSession):
     def _sign_digest(self, digest: bytes) -> Signature:
         """C_Sign over the digest with CKM_ECDSA (set up by sign_init with HashOn.HOST)."""
         try:
-            raw = self.token.calls.sign(self.session.handle, digest)
+            raw = self.token.calls.sign(_handle(self.session), digest)
         except CryptokiCallError as exc:
             raise self.token.call_error(exc, None) from None
         return Signature.from_raw(raw)
@@ -215,6 +226,10 @@ class Pkcs11Token(Token):
             query={"module-path": str(self.module_path)},
             key_id=uri.key_id,
         )
+        flags = tuple(flag.name or hex(flag) for flag in TokenFlag if self.p11_token.flags & flag)
+        emulated_in = emulated_reader_for_slot(str(self.p11_token.slot.slot_description))
+        if emulated_in is not None:
+            flags += (f"emulated card in PC/SC reader {emulated_in!r} (ATR mark)",)
         info = TokenInfo(
             kind="pkcs11",
             uri=public.public_text(),
@@ -224,7 +239,8 @@ class Pkcs11Token(Token):
             serial=serial_text.strip(),
             module=f"{self.module_path} ({self.lib.library_description.strip()} "
             f"{'.'.join(map(str, self.lib.library_version))})",
-            flags=tuple(flag.name for flag in TokenFlag if self.p11_token.flags & flag),
+            emulated=emulated_in is not None,
+            flags=flags,
         )
         super().__init__(info, device_identity=f"pkcs11:{self.module_path}:{serial_text}")
 
@@ -393,13 +409,13 @@ class Pkcs11Token(Token):
         key_type = _attr(obj, Attribute.KEY_TYPE)
         key_id = _attr(obj, Attribute.ID, b"") or b""
         if key_type == KeyType.EC:
-            curve = curve_of(_attr(obj, Attribute.EC_PARAMS))  # type: ignore[arg-type]
+            curve = curve_of(_attr(obj, Attribute.EC_PARAMS))
         else:
             curve = getattr(key_type, "name", str(key_type))
         can = bool(_attr(obj, Attribute.SIGN, False)) if private else False
         return KeyInfo(
             label=str(_attr(obj, Attribute.LABEL, "")),
-            key_id=bytes(key_id).hex(),  # type: ignore[arg-type]
+            key_id=bytes(key_id).hex(),
             curve=curve,
             can_sign=can,
             ref=obj.handle,
@@ -463,10 +479,10 @@ class Pkcs11Token(Token):
         params = _attr(obj, Attribute.EC_PARAMS)
         if not point or not params:
             return None
-        point = bytes(point)  # type: ignore[arg-type]
+        point = bytes(point)
         if not (point[0] == 0x04 and point[1] != len(point) - 2):
             point = OctetString.load(point).native  # DER-wrapped, as PKCS#11 v2.40 says
-        name = curve_of(bytes(params))  # type: ignore[arg-type]
+        name = curve_of(bytes(params))
         curve = {
             "secp256r1": ec.SECP256R1(),
             "brainpoolP256r1": ec.BrainpoolP256R1(),

@@ -23,10 +23,16 @@ class JobBar(Widget):
         self.jobs = jobs
         self.current = current
 
+    HELP_HINT = "? help "
+
     def render(self) -> Text:
         text = self._line(2)
         if text.cell_len > self.size.width > 0:
             text = self._line(1)  # six or more jobs at 80 columns: tighter, but every key shows
+        room = self.size.width - text.cell_len
+        if room >= len(self.HELP_HINT) + 2:  # the help key, right-aligned, when it fits
+            text.append(" " * (room - len(self.HELP_HINT)))
+            text.append(self.HELP_HINT, style="dim")
         return text
 
     def _line(self, pad: int) -> Text:

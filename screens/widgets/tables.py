@@ -131,8 +131,16 @@ def apdu_table(entries: Sequence[object]) -> Table:
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    """A and B side by side with B/A ratios of P50 and P99."""
+    """A and B side by side with B/A ratios of P50 and P99.
+
+    Row names and the ratio never wrap; A's and B's values fold inside their own columns, so
+    a long token label (``[EMULATED] IoT SAFE emulated card …``) cannot push B off an 80-column
+    screen.
+    """
     table = _table("", f"A #{comparison.a.id}", f"B #{comparison.b.id}", "B / A")
+    for column in table.columns[1:3]:
+        column.no_wrap = False
+        column.overflow = "fold"
     a, b = comparison.a_stats, comparison.b_stats
     for name, left, right in (
         ("mode", comparison.a.mode, comparison.b.mode),
@@ -151,3 +159,47 @@ def _token_name(record: object) -> str:
     token = getattr(record, "token", {}) or {}
     name = str(token.get("label") or getattr(record, "token_uri", ""))
     return name + (" [EMULATED]" if getattr(record, "emulated", False) else "")
+
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "info": "dim"}
+
+
+def paper_figures_table(
+    title: str, figures: Sequence[dict[str, object]], *, with_tolerance: bool = True
+) -> Table:
+    """A `safelab paper` section (Table 3, Table 6 or JWT): ours beside the paper's, the
+    ratio, what it is judged by and the verdict in words (PASS/FAIL/INFO, readable without
+    colour). ``figures`` are :meth:`drivers.paper.figures.Figure.as_dict` documents."""
+    columns = ["row", "figure", "ours", "paper", "ratio"]
+    columns += ["judged by"] if with_tolerance else []
+    table = Table(title=title, title_justify="left", pad_edge=False, box=box.SIMPLE_HEAD)
+    for column in (*columns, "verdict"):
+        left = column in ("row", "figure", "judged by")
+        table.add_column(column, justify="left" if left else "right", overflow="fold")
+    for f in figures:
+        measured, paper, ratio = f["measured"], f["paper"], f["ratio"]
+        ms = f["unit"] == "ms"
+        cells = [
+            str(f["row"]),
+            str(f["quantity"]),
+            "–" if measured is None else (f"{measured:.1f}" if ms else f"{measured:g}"),
+            "–" if paper is None else f"{paper:g}",
+            "–" if ratio is None else f"{ratio:.2f}",
+        ]
+        if with_tolerance:
+            cells.append(str(f["tolerance"]).split(" (")[0])
+        verdict = str(f["verdict"])
+        table.add_row(*cells, Text(verdict.upper(), style=VERDICT_STYLE.get(verdict, "")))
+    return table
+
+
+def paper_verdict_line(document: dict[str, object]) -> Text:
+    """One line: REPRODUCED or NOT, with the counts per verdict."""
+    counts = document.get("verdicts") or {}
+    assert isinstance(counts, dict)
+    passed = bool(document.get("passed"))
+    return Text(
+        f"{'REPRODUCED' if passed else 'NOT REPRODUCED'}: {counts.get('pass', 0)} pass, "
+        f"{counts.get('fail', 0)} fail, {counts.get('info', 0)} not judged",
+        style="bold green" if passed else "bold red",
+    )

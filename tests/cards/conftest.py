@@ -7,6 +7,12 @@ wait and never depend on the wall clock.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -106,3 +112,81 @@ def client(card_store: CardStore, request: pytest.FixtureRequest) -> Iterator[Io
         client.open()
         yield client
         client.close()
+
+
+SAFELAB = [sys.executable, "-m", "console"]
+SERVE_PORT = 35964
+"""The ``safelab`` command of this interpreter (never a bare ``python``)."""
+
+
+class Served:
+    """A running ``card serve``: its token specs, its process, and all it printed so far.
+
+    Its stdout is drained by a thread all along: a served card that logs (unknown AIDs, say)
+    into a pipe nobody reads would block once the pipe is full, and with it the card.
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.uris: list[str] = []
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = re.search(r"--token '(.+)'", line)
+            if match:
+                self.uris.append(match.group(1))
+            if "Ctrl-C" in line:
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def reader(self) -> str:
+        return self.uris[0].removeprefix("iotsafe:pcsc;reader=")
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        self._ready.wait(timeout_s)
+        if self.process.poll() is not None or not self.uris:
+            error = self.process.stderr.read() if self.process.stderr else ""
+            pytest.fail(f"card serve did not start: {''.join(self.lines)}{error}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> str:
+        """Send ``sig``, wait for the exit; everything printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)
+        return "".join(self.lines)
+
+
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """``safelab card serve ARGS`` in the background until the block ends (SIGINT, then wait).
+
+    Served in vpcd's second reader (port 35964, ``Virtual PCD 00 01``) unless ARGS say
+    otherwise, so it does not compete with the tests that insert cards into the first.
+    """
+    if "--vpcd-port" not in args:
+        args = ("--vpcd-port", str(SERVE_PORT), *args)
+    process = subprocess.Popen(
+        [*SAFELAB, "card", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    served = Served(process)
+    try:
+        served.wait_ready()
+        yield served
+    finally:
+        served.stop()

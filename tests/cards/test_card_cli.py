@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tests.cards.conftest import serving
+
 SAFELAB = [sys.executable, "-m", "console"]
 
 
@@ -81,8 +83,9 @@ def test_triage_without_a_card_fails_with_exit_2(pcscd: str) -> None:
     assert "FAIL link" in report.stdout and "safelab card serve" in report.stdout
 
 
-def test_triage_of_a_wrong_aid_fails_at_the_applet() -> None:
-    report = run("triage", "--token", "iotsafe:emulated;speed=0;aid=A0000005591234", "--json")
+def test_triage_of_a_wrong_aid_fails_at_the_applet(pcscd: str) -> None:
+    with serving("--profile", "discrete-se", "--speed", "0") as served:
+        report = run("triage", "--token", f"{served.uris[0]};aid=A0000005591234", "--json")
     assert report.returncode == 2
     checks = json.loads(report.stdout)["checks"]
     assert [c["name"] for c in checks] == ["link", "atr", "applet"]
@@ -131,3 +134,27 @@ def test_tokens_lists_the_emulated_card_profiles() -> None:
     uris = {card["uri"]: card for card in listing["cards"]}
     assert uris["iotsafe:emulated;profile=paper-sim"]["emulated"] is True
     assert "iotsafe:emulated;profile=discrete-se" in uris
+
+
+def test_triage_reports_time_to_verdict_and_per_check_durations() -> None:
+    report = run("triage", "--token", "iotsafe:emulated;speed=0.01;card=timed", "-n", "3", "--json")
+    assert report.returncode == 0, report.stdout + report.stderr
+    data = json.loads(report.stdout)
+    assert data["verdict"] == "PASS"
+    assert data["summary"].startswith("PASS in ") and "7 checks" in data["summary"]
+    durations = [c["duration_ms"] for c in data["checks"]]
+    assert len(durations) == 7 and all(d is not None and d >= 0 for d in durations)
+    assert 0 < sum(durations) <= data["elapsed_ms"]
+    human = run(
+        "triage",
+        "--token",
+        "iotsafe:emulated;speed=0;card=timed",
+        "-n",
+        "2",
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    lines = human.stdout.strip().splitlines()
+    assert human.returncode == 0
+    assert lines[-1].startswith("verdict: PASS in ")
+    assert sum(line.startswith("verdict:") for line in lines) == 1
+    assert len(lines) == 8 and all(re.search(r"\(\d+ ms\)$", line) for line in lines[:-1])

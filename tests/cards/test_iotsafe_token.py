@@ -111,9 +111,15 @@ def test_unknown_key_with_find_info_is_a_named_error() -> None:
 
 
 def test_wrong_aid_fails_at_open() -> None:
-    token = open_iotsafe(FAST + ";aid=A0000000030000")
+    """A card that does not host the AID (an emulated spec's aid= is hosted by its card)."""
+    from drivers.cards.client import IoTSafeClient
+    from drivers.cards.emulator import INSTANT, InProcessTransport, IoTSafeApplet
+    from drivers.cards.emulator.store import provision_lab_card
+
+    applet = IoTSafeApplet(provision_lab_card(), INSTANT, speed=0)
+    client = IoTSafeClient(InProcessTransport(applet), aid=bytes.fromhex("A0000000030000"))
     with pytest.raises(AppletNotFoundError) as info:
-        token.open()
+        client.open()
     assert "A0000000030000" in info.value.problem
 
 
@@ -166,7 +172,14 @@ def test_options_and_uri() -> None:
         ("iotsafe:modem", "port="),
         ("iotsafe:modem;port=/dev/null;mode=fast", "mode"),
         ("iotsafe:pcsc;profile=paper-sim", "profile only applies to the emulated card"),
-        ("iotsafe:emulated;port=/dev/ttyUSB0", "port= and mode= are for iotsafe:modem"),
+        ("iotsafe:emulated;port=/dev/ttyUSB0", "port only applies to iotsafe:modem"),
+        ("iotsafe:curve=pcsc", "unknown attribute 'curve'"),
+        ("iotsafe:emulated;pcsc", "only the target may be a bare word"),
+        ("iotsafe:speed=0;emulated", "only the target may be a bare word"),
+        ("iotsafe:emulated;speed=0;speed=1", "speed repeats speed"),
+        ("iotsafe:emulated;key=01;id=02", "id repeats key"),
+        ("iotsafe:emulated;reader=0", "reader only applies to iotsafe:pcsc"),
+        ("iotsafe:pcsc;quirk-t0=false", "only applies to the emulated card"),
         ("iotsafe:emulated;speed=fast", "speed"),
         ("iotsafe:emulated;speed=-1", "speed"),
         ("iotsafe:emulated;colour=red", "colour"),

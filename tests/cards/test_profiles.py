@@ -17,9 +17,11 @@ from drivers.cards.emulator import (
     Dist,
     IoTSafeApplet,
     PreciseDelay,
+    Quirks,
     RecordingDelay,
     list_profiles,
     load_profile,
+    parse_profile,
     provision_lab_card,
 )
 from drivers.cards.emulator.predict import modelled_trials
@@ -30,7 +32,7 @@ from drivers.tokens.base import HashOn
 def test_shipped_profiles_load() -> None:
     assert {"paper-sim", "discrete-se"} <= set(list_profiles())
     paper = load_profile("paper-sim")
-    assert paper.name == "paper-sim" and paper.quirks["signature_length"] == "two-byte"
+    assert paper.name == "paper-sim" and paper.quirks.signature_length == "two-byte"
     assert paper.crypto["ecdsa_sign"].mean_ms > 400
     se = load_profile("discrete-se")
     assert 20 < se.crypto["ecdsa_sign"].mean_ms < 100
@@ -67,6 +69,8 @@ select = { dist = "normal", mean_ms = 1.0, sigma_ms = 0.1 }
         (GOOD + "[quirks]\nt0 = 3\n", "quirks.t0"),
         (GOOD + '[quirks]\ncla = "both-ish"\n', "quirks.cla"),
         (GOOD + "[quirks]\nfoo = 1\n", "quirks.foo"),
+        (GOOD + "[quirks]\nmax_sessions = 40\n", "quirks.max_sessions"),
+        (GOOD + "[quirks]\nfirst_session = true\n", "quirks.first_session"),
         (
             GOOD.replace(
                 "sigma_ms = 0.1 }", 'sigma_ms = 0.1, tail = { p = 2, dist = "constant", ms = 1 } }'
@@ -90,6 +94,17 @@ def test_broken_profile_names_file_and_field(tmp_path: Path, text: str, field: s
     assert str(path) in info.value.problem
     assert field in info.value.problem
     assert info.value.fix
+
+
+def test_quirks_are_typed_and_overrides_checked() -> None:
+    paper = load_profile("paper-sim")
+    assert isinstance(paper.quirks, Quirks) and paper.quirks.t0 is True
+    changed = paper.with_quirks(t0=False, cla="iso")
+    assert (changed.quirks.t0, changed.quirks.cla) == (False, "iso")
+    assert paper.quirks.t0 is True  # the loaded profile is unchanged
+    with pytest.raises(ProfileError) as info:
+        paper.with_quirks(stale_session="ignore")
+    assert "quirks.stale_session" in info.value.problem and "error, replace" in info.value.fix
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -137,11 +152,40 @@ def test_heavy_tail_frequency_and_mean() -> None:
     assert abs(mean(values) - dist.mean_ms) < 3
 
 
-def test_paper_sim_select_tail_from_the_profile_itself() -> None:
-    select = load_profile("paper-sim").commands["select"]
-    values = sample(select, 40_000)
-    assert 0.035 < share(values, 300) < 0.05
-    assert abs(mean(values) - select.mean_ms) < 0.05 * select.mean_ms
+def test_paper_sim_tail_is_on_the_link_of_select_only() -> None:
+    """[tail] on = "link:select": the paper's sporadic communication delay at session start."""
+    profile = load_profile("paper-sim")
+    assert profile.tail_on == "link:select"
+    rng = random.Random(3)
+    select_link = [profile.transport_ms(20, rng, "select") for _ in range(40_000)]
+    assert 0.035 < share(select_link, 300) < 0.05
+    select_card = [profile.card_ms("select", rng) for _ in range(5_000)]
+    update_link = [profile.transport_ms(80, rng, "compute_signature_update") for _ in range(5_000)]
+    assert max(select_card) < 300 and max(update_link) < 300
+
+
+def test_tail_placement_is_checked_and_applies_where_placed() -> None:
+    card = parse_profile(
+        {"tail": {"on": "get_data", "p": 1.0, "dist": "constant", "ms": 100.0}}, "t.toml"
+    )
+    rng = random.Random(1)
+    assert card.card_ms("get_data", rng) == 100.0 and card.card_ms("select", rng) == 0.0
+    assert card.transport_ms(10, rng, "get_data") == 0.0
+    link = parse_profile({"tail": {"on": "link", "p": 1.0, "dist": "constant", "ms": 7.0}}, "t")
+    assert link.transport_ms(10, rng, "select") == 7.0 and link.card_ms("select", rng) == 0.0
+    assert link.with_quirks(t0=False).tail_on == "link"
+    with pytest.raises(ProfileError) as info:
+        parse_profile({"tail": {"on": "link:nonsense", "p": 0.1, "dist": "constant", "ms": 1}}, "t")
+    assert "tail.on" in info.value.problem
+
+
+def test_paper_sim_login_is_a_verify_pin_with_its_own_time() -> None:
+    """The medians (the tail moves means) differ by VERIFY: 20 ms card + its APDU's link."""
+    with_login = statistics.median(
+        modelled_trials("paper-sim", "total", trials=300, seed=4, spec_extra=";login=verify")
+    )
+    without = statistics.median(modelled_trials("paper-sim", "total", trials=300, seed=4))
+    assert 18 < with_login - without < 38
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -165,7 +209,9 @@ def test_paper_sim_matches_table_3_sign_only() -> None:
 
 def test_paper_sim_matches_table_3_total() -> None:
     """Table 3 total: mean 677.7 ms, σ 177.2, P50 642.2, P99 1739.4, 4 % over 1 s."""
-    s = stats(modelled_trials("paper-sim", "total", trials=1500, seed=5))
+    s = stats(
+        modelled_trials("paper-sim", "total", trials=1500, seed=5, spec_extra=";login=verify")
+    )
     assert 640 < s["mean"] < 720
     assert 120 < s["sd"] < 240
     assert 630 < s["p50"] < 655

@@ -70,3 +70,14 @@ def test_success_words() -> None:
     assert status.is_success(0x9000) and status.is_success(0x63CF)
     assert not status.is_success(0x6143) and not status.is_success(0x6A82)
     status.raise_for_sw(0x9000)
+
+
+def test_every_named_status_word_has_its_table_row() -> None:
+    """The emulator answers SW members and the client tests for them: each must be described."""
+    assert set(status.STATUS_WORDS) == set(status.SW)
+    for sw in status.SW:
+        assert status.STATUS_WORDS[sw].name == sw.name
+        assert status.describe_sw(sw).startswith(f"{sw.value:04X} {sw.name}: ")
+    assert status.SW.INCORRECT_P1P2.raw == b"\x6a\x86"
+    assert status.bytes_remaining(300) == b"\x61\x00" and status.wrong_le(0x40) == b"\x6c\x40"
+    assert status.status_info(status.pin_tries_left(2)).name == "PIN_TRIES_LEFT"

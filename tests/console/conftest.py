@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from drivers.tokens.discovery import Discovery, discover_builtin
+from drivers.tokens.discovery import Discovery, TokenEntry, discover_builtin
 from screens.lab import Lab
 
 
@@ -33,11 +33,27 @@ def _softhsm_before_discovery(softhsm: object) -> None:
     """
 
 
+def emulated_cards() -> list[TokenEntry]:
+    """The cards triage offers, limited to the emulated profiles (no PC/SC readers): the same
+    on every machine, and never waiting on a reader."""
+    from drivers.cards.emulator import list_profiles
+
+    return [
+        TokenEntry(
+            uri=f"iotsafe:emulated;profile={name}",
+            kind="iotsafe",
+            label=f"emulated IoT SAFE card, profile {name}",
+            emulated=True,
+        )
+        for name in list_profiles()
+    ]
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     exports = tmp_path / "exports"
     exports.mkdir()
-    return Lab(db_path=tmp_path / "results.sqlite", export_dir=exports)
+    return Lab(db_path=tmp_path / "results.sqlite", export_dir=exports, cards=emulated_cards)
 
 
 async def wait_for(
@@ -66,3 +82,45 @@ def text_of(widget: object, width: int = 160) -> str:
     console = Console(width=width, record=True, color_system=None, file=io.StringIO())
     console.print(content)
     return console.export_text()
+
+
+def seed_run(
+    db: Path,
+    mode: str,
+    n: int,
+    planned: int,
+    median_ms: float,
+    *,
+    label: str = "lab",
+    emulated: bool = False,
+    status: str = "incomplete",
+    seed: int = 0,
+) -> int:
+    """Store one run of ``n`` log-normal trials (of ``planned``) through the real store."""
+    import numpy as np
+
+    from drivers.bench.store import ResultsStore
+
+    rng = np.random.default_rng(seed)
+    totals = rng.lognormal(np.log(median_ms * 1e6), 0.1, n).astype(int)
+    with ResultsStore(db) as store:
+        run_id = store.create_run(
+            experiment="sign",
+            mode=mode,
+            n_planned=planned,
+            warmup=0,
+            data_len=32,
+            hash_on="host",
+            threshold_ms=1000.0,
+            token={
+                "kind": "iotsafe" if emulated else "pkcs11",
+                "label": label,
+                "emulated": emulated,
+                "uri": f"x:{label}",
+            },
+            versions={},
+            extra={},
+        )
+        store.add_samples(run_id, [(i, int(t), {"sign": int(t)}) for i, t in enumerate(totals)])
+        store.finish_run(run_id, status, None if status == "complete" else "stopped by the user")
+    return run_id

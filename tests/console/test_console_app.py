@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from click.testing import CliRunner
 
 from console.app import SafeLabApp, find_triage
 from console.cli import main
+from drivers.bench.store import ResultsStore
 from screens.lab import Lab
 from screens.registry import discover_specs
 from screens.results import ResultsScreen
@@ -70,3 +73,31 @@ def test_safelab_without_a_terminal_prints_help() -> None:
     result = CliRunner().invoke(main, [])
     assert result.exit_code == 0
     assert "console" in result.output and "Usage" in result.output
+
+
+def test_quit_stops_a_run_in_a_job_that_is_not_shown(lab: Lab) -> None:
+    """q from another job stops the signing run (kept, incomplete) instead of leaving its
+    worker signing behind a closed console."""
+    lab.discover = builtin_only
+
+    async def body() -> SigningLabScreen:
+        app = SafeLabApp(lab, start="signing")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SigningLabScreen))
+            screen = app.screen
+            assert isinstance(screen, SigningLabScreen)
+            screen.query_one("#n").value = "1000000"
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: screen.last_update is not None, what="first update")
+            await pilot.press("3")
+            await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen), what="results")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not screen.running, what="the run to stop")
+        return screen
+
+    screen = asyncio.run(body())
+    with ResultsStore(lab.db_path) as store:
+        records = store.list_runs()
+    assert len(records) == 1 and records[0].status == "incomplete", records
+    assert 0 < records[0].n_samples < 1_000_000
+    assert screen.finished_run_id == records[0].id

@@ -30,9 +30,9 @@ def test_pick_emulated_card_triage_and_sign_with_apdus(lab: Lab) -> None:
             while option_list.highlighted_option.id != CARD:
                 await pilot.press("down")
             details = text_of(picker.query_one("#details"))
-            assert "EMULATED" in details and "speed ×1" in details
+            assert "EMULATED" in details and "×1 of the profile's time" in details
             await pilot.press("f", "f")  # real time → ×0.1 → ×0.01
-            assert "speed ×0.01" in text_of(picker.query_one("#details"))
+            assert "×0.01 of the profile's time" in text_of(picker.query_one("#details"))
             await pilot.press("u")
             assert lab.token.uri == f"{CARD};speed=0.01" and lab.token.emulated
 

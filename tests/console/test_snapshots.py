@@ -20,6 +20,7 @@ from drivers.bench.runner import RunConfig
 from drivers.bench.stats import StreamingStats
 from drivers.bench.store import ResultsStore
 from drivers.runs import RunHandle, SigningRun
+from screens.dialogs import HelpScreen, SavePathModal
 from screens.lab import Lab
 from screens.pin import PinModal
 from screens.results import CompareScreen, ExportModal, ResultsScreen
@@ -28,7 +29,7 @@ from screens.signing import SigningLabScreen
 from screens.tokens import TokenPickerScreen
 from screens.triage import TriageScreen
 from screens.widgets.histogram import latency_bins
-from tests.console.conftest import builtin_only, wait_for
+from tests.console.conftest import builtin_only, emulated_cards, wait_for
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36")]
 FIXED_TIME = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
@@ -87,7 +88,7 @@ def fixed_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
             "UPDATE runs SET started_at = ? + id * 60, finished_at = ? + id * 60 + 5, host = 'lab'",
             (FIXED_TIME, FIXED_TIME),
         )
-    yield Lab(db_path=db, discover=builtin_only, export_dir=Path("/exports"))
+    yield Lab(db_path=db, discover=builtin_only, export_dir=Path("/exports"), cards=emulated_cards)
     monkeypatch.delenv("TZ")
     time.tzset()
 
@@ -197,6 +198,54 @@ def test_compare(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
 def test_triage_placeholder(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, TriageScreen))
+        await pilot.pause(0.2)
+
+    app = SafeLabApp(fixed_lab, start="triage")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultsScreen))
+        await wait_for(pilot, lambda: pilot.app.screen.shown == 2)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+        await pilot.pause(0.3)
+
+    app = SafeLabApp(fixed_lab, start="results")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_triage_ready(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
+    """Triage with the card checks available: its own card choice and the overall line."""
+    from drivers.cards.triage import run_triage
+
+    fixed_lab.triage = run_triage
+
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TriageScreen))
+        await wait_for(pilot, lambda: bool(pilot.app.screen.cards))
+        pilot.app.screen.set_focus(None)
+        await pilot.pause(0.2)
+
+    app = SafeLabApp(fixed_lab, start="triage")
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_save_dialog(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> None:
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TriageScreen))
+        pilot.app.push_screen(
+            SavePathModal(
+                "the triage report (JSON)",
+                Path("/home/engineer/.local/share/safelab/safelab-triage-IoT-SAFE-card.json"),
+            )
+        )
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SavePathModal))
+        _no_blink(pilot.app)
         await pilot.pause(0.2)
 
     app = SafeLabApp(fixed_lab, start="triage")

@@ -41,7 +41,7 @@ def test_builtin_tokens_listed_with_details(lab: Lab) -> None:
             await _highlight(pilot, "software:brainpoolP256r1")
             details = text_of(picker.query_one("#details"))
             assert "brainpoolP256r1" in details
-            assert "real key" in details and "no PIN" in details
+            assert "real key" in details and "not needed" in details and "no PIN" not in details
             await pilot.press("u")
             assert lab.token.uri == "software:brainpoolP256r1"
             await pilot.press("l")
@@ -90,5 +90,46 @@ def test_softhsm_token_found_picked_and_pin_checked(lab: Lab, softhsm) -> None:
             await pilot.press(*softhsm.pin, "enter")
             await wait_for(pilot, lambda: "PIN accepted" in str(picker.status.render()))
             assert "ok" in str(picker.status.render())
+
+    run(body())
+
+
+def test_emulated_card_details_agree_and_an_empty_module_is_explained(lab: Lab) -> None:
+    """The card's PIN row and key list tell one story (keys read from the card, no PIN
+    needed); a module with no slots says why instead of showing a bare header."""
+    from drivers.tokens.discovery import Discovery, ModuleEntry, discover_builtin
+    from tests.console.conftest import emulated_cards
+
+    opensc = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+
+    def discovery() -> Discovery:
+        return Discovery(
+            builtin=tuple(discover_builtin()),
+            cards=tuple(emulated_cards()),
+            modules=(ModuleEntry(path=opensc, description="OpenSC smartcard framework 0.23"),),
+        )
+
+    lab.discover = discovery
+    uri = "iotsafe:emulated;profile=paper-sim"
+
+    async def body() -> None:
+        app = SafeLabApp(lab)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TokenPickerScreen))
+            picker = _picker(app)
+            await wait_for(pilot, lambda: bool(picker.entries), what="discovery")
+            await _highlight(pilot, uri)
+            await wait_for(pilot, lambda: uri in picker.opened_keys, what="keys read")
+            details = text_of(picker.query_one("#details"))
+            assert "not needed" in details and "no PIN" not in details
+            assert "without a PIN" not in details
+            assert "client" in details and "secp256r1" in details  # keys from the card
+            assert "speed" in details and "f: ×1, ×0.1, ×0.01" in details
+            prompts = [
+                str(option.prompt) for option in picker.query_one("#token-list", OptionList).options
+            ]
+            header = prompts.index("PKCS#11 opensc-pkcs11.so")
+            assert "no slots" in prompts[header + 1]
+            assert picker.query_one("#token-list", OptionList).options[header + 1].disabled
 
     run(body())

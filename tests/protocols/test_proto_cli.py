@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 
 def safelab(*args: str) -> subprocess.CompletedProcess:
@@ -129,3 +133,39 @@ def test_a_bad_link_is_refused_in_one_line_before_anything_runs() -> None:
     assert "rtt" in result.stderr
     listing = json.loads(safelab("runs", "list", "--json").stdout)
     assert listing == []
+
+
+def test_stored_protocol_run_shows_and_exports_its_phases(tmp_path) -> None:
+    """``runs show``/``export`` read back what a protocol run stored: connect, handshake,
+    ready times and the signature/resumption counts (they used to be dropped)."""
+    db = str(tmp_path / "results.sqlite")
+    result = safelab("--db", db, "proto", "mqtt", "--token", "software:p256", "-n", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    run_id = str(json.loads(result.stdout)["run"]["id"])
+
+    shown = safelab("--db", db, "runs", "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    samples = document["samples"]
+    assert [s["idx"] for s in samples] == [0, 1, 2]
+    for sample in samples:
+        assert {"connect_ms", "handshake_ms", "sign_ms", "ready_ms"} <= sample.keys()
+        assert sample["handshake_ms"] > sample["sign_ms"] > 0 and sample["ready_ms"] > 0
+        assert sample["n_sign"] == 1 and sample["n_resumed"] == 0
+    phases = document["summary"]["phases"]
+    assert {"connect", "handshake", "ready"} <= phases.keys()
+    assert not any(name.startswith("n_") for name in phases)  # counts are not times
+
+    exported = safelab("--db", db, "runs", "export", run_id, "--format", "csv")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 3
+    for row, sample in zip(rows, samples, strict=True):
+        assert float(row["handshake_ms"]) == pytest.approx(sample["handshake_ms"], abs=1e-6)
+        assert float(row["connect_ms"]) == pytest.approx(sample["connect_ms"], abs=1e-6)
+        assert float(row["ready_ms"]) == pytest.approx(sample["ready_ms"], abs=1e-6)
+        assert (row["n_sign"], row["n_resumed"]) == ("1", "0")
+
+    human = safelab("--db", db, "runs", "show", run_id)
+    assert human.returncode == 0, human.stderr
+    assert "handshake" in human.stdout and "connect" in human.stdout

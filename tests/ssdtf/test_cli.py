@@ -64,3 +64,17 @@ def test_attack_human_output_and_errors() -> None:
     assert "trace" not in doc  # exported on its own (--trace), never inlined
     listed = runner.invoke(cli(), ["ssdtf", "attacks", "--json"])
     assert {"replay", "downgrade", "control-qos"} <= {a["name"] for a in json.loads(listed.output)}
+
+
+def test_attack_json_carries_the_verdict() -> None:
+    """``--json`` used to crash for every attack (asdict deep-copied the trace's lock)."""
+    result = CliRunner().invoke(cli(), ["ssdtf", "attack", "tampered-payload", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["name"] == "tampered-payload" and data["control"] is False
+    assert data["rejected"] is True
+    assert data["role"] and data["reason"]
+    expected = [entry.split(": ", 1) for entry in data["expected"]]
+    assert any(data["role"] == role and text in data["reason"] for role, text in expected)
+    assert isinstance(data["evidence"], dict)
+    assert "trace" not in data and data["trace_files"] == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from drivers.ssdtf import wire
+from drivers.ssdtf import binding, wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.pre import PreError
@@ -105,11 +105,16 @@ def test_proxies_cannot_decrypt_even_together(deployment) -> None:
     deliver = next(
         wire.decode(p.raw[p.raw.index(b"SD\x01") :])
         for p in deployment.trace.packets
-        if (p.ssdtf or {}).get("type") == "DELIVER"
+        if (p.ssdtf or {}).get("type") == "DELIVER" and p.lane == "user-1"
     )
-    capsule, ct, cfrags = deliver.get(T.CAPSULE), deliver.get(T.CT), deliver.cfrags
-    owner = deployment.owner_keys
+    user = deployment.users["user-1"]
     curious = pre.keygen("curious proxy")  # any key the proxies could make for themselves
+    # the DELIVER is wrapped for user-1: nobody else can even open the bundle
+    with pytest.raises(PreError):
+        pre.unwrap(curious, deliver.get(T.CAPSULE), deliver.get(T.CT))
+    bundle = pre.unwrap(user.pre_keys, deliver.get(T.CAPSULE), deliver.get(T.CT))
+    capsule, ct, cfrags, tag = binding.decode_bundle(bundle)
+    owner = deployment.owner_keys
     kwargs = dict(
         owner_public=owner.public, owner_verifying=owner.verifying, capsule=capsule, ciphertext=ct
     )
@@ -120,8 +125,35 @@ def test_proxies_cannot_decrypt_even_together(deployment) -> None:
     with pytest.raises(PreError):
         pre.decrypt_original(curious, capsule, ct)
     # while the real receiver can, with both shares and only with both
-    user = deployment.users["user-1"]
-    assert pre.decrypt(user.pre_keys, cfrags=cfrags, **kwargs).startswith(MARKER.encode())
+    plaintext = pre.decrypt(user.pre_keys, cfrags=cfrags, **kwargs)
+    assert binding.open_plaintext(plaintext, tag).startswith(MARKER.encode())
     with pytest.raises(PreError):
         pre.decrypt(user.pre_keys, cfrags=cfrags[:1], **kwargs)
     assert deliver.type == MsgType.DELIVER
+
+
+def test_deliver_bytes_unlinkable_to_data_and_between_destinations(deployment) -> None:
+    """Colluding data users cannot link pseudonyms by matching bytes: no DELIVER repeats the
+    capsule or ciphertext of any DATA, and the two destinations' DELIVERs share nothing."""
+
+    def fields(kind: str, lane: str | None = None) -> list[wire.Envelope]:
+        return [
+            wire.decode(p.raw[p.raw.index(b"SD\x01") :])
+            for p in deployment.trace.packets
+            if (p.ssdtf or {}).get("type") == kind
+            and p.direction == ("b2c" if kind == "DELIVER" else "c2b")
+            and (lane is None or p.lane == lane)
+        ]
+
+    datas = fields("DATA")
+    one, two = fields("DELIVER", "user-1"), fields("DELIVER", "user-2")
+    assert datas and one and two
+    data_parts = {e.get(T.CAPSULE) for e in datas} | {e.get(T.CT) for e in datas}
+    for env in one + two:
+        assert env.get(T.CAPSULE) not in data_parts and env.get(T.CT) not in data_parts
+        assert not env.cfrags  # the cfrags travel inside the wrapped bundle
+        for part in data_parts:
+            assert part[:32] not in env.raw
+    parts_one = {e.get(T.CAPSULE) for e in one} | {e.get(T.CT) for e in one}
+    parts_two = {e.get(T.CAPSULE) for e in two} | {e.get(T.CT) for e in two}
+    assert not parts_one & parts_two

@@ -30,11 +30,12 @@ def expected(model: int) -> dict[str, set[str]]:
     user = {"sk_U[user-1]", "sk_U[user-1].pre", "pk_DS", f"vk_{owner}.kfrag"}
     if owner != "U[user-1]":
         user.add(f"pk_{owner}.pre")
-    ms = {"sk_MS", "pk_D[sensor-1]"} | ({"sk_MS.pre", "sk_MS.kfrag"} if model != 2 else set())
+    ms = {"sk_MS", "pk_D[sensor-1]", "pk_U[user-1]"}  # pk_U: verifies the user's reports
+    ms |= {"sk_MS.pre", "sk_MS.kfrag"} if model != 2 else set()
     return {
         "sensor-1": {"sk_D[sensor-1]", "pk_B", f"pk_{reg}", f"pk_{owner}.pre", "sid[sensor-1]"},
         "gateway": {"sk_B", "pk_D[sensor-1]", "kfrag#1[user-1]"} | proxies,
-        "ds": {"sk_DS", "pk_B", "K_ps", "kfrag#2[user-1]"} | proxies,
+        "ds": {"sk_DS", "pk_B", "K_ps", "kfrag#2[user-1]", "pk_U[user-1]"} | proxies,
         "ms": ms,
         "user-1": user,
     }
@@ -67,5 +68,9 @@ def test_only_the_operator_traces_and_every_lookup_is_audited() -> None:
         store.lookup("abc123", b"x" * 32, who="user-1")
     rows = store.lookup("abc123", operator_credential(), who="operator")
     assert rows[0]["internal_id"] == "sensor-7"
-    outcomes = [(a["who"], a["outcome"]) for a in store.audit()]
-    assert outcomes == [("user-1", "denied"), ("user-1", "denied"), ("operator", "found")]
+    audit = store.audit()
+    assert [a["outcome"] for a in audit] == ["denied", "denied", "found"]
+    # "who" is what the store established, never just the caller's word
+    assert all(str(a["who"]).startswith("no operator credential") for a in audit[:2])
+    assert str(audit[2]["who"]).startswith("operator (account ")
+    assert "claims 'user-1'" in str(audit[0]["who"])

@@ -44,7 +44,8 @@ def test_exports_hold_no_secrets(tmp_path) -> None:
     text = json_path.read_text()
     document = json.loads(text)
     assert document["format"] == "safelab-ssdtf-trace/1" and document["packets"]
-    secrets = [dep.token.encode()]
+    secrets = [c.encode() for c in dep.credentials.values()]
+    secrets += [s.encode() for s in dep.policy.sensor_secrets.values()]
     for signer in (dep.sk_b, dep.sk_ds, dep.sk_ms):
         from cryptography.hazmat.primitives import serialization
 

@@ -13,13 +13,13 @@ from drivers.cards.emulator.applet import IoTSafeApplet, SampledDelay
 from drivers.cards.emulator.delay import Delay, PreciseDelay, RecordingDelay
 from drivers.cards.emulator.profile import (
     INSTANT,
-    QUIRK_DEFAULTS,
     CardProfile,
     Dist,
     list_profiles,
     load_profile,
     parse_profile,
 )
+from drivers.cards.emulator.quirks import QUIRK_DEFAULTS, Quirks
 from drivers.cards.emulator.store import CardStore, provision_lab_card, shared_card
 from drivers.cards.emulator.transport import InProcessTransport
 
@@ -33,6 +33,7 @@ __all__ = [
     "InProcessTransport",
     "IoTSafeApplet",
     "PreciseDelay",
+    "Quirks",
     "RecordingDelay",
     "SampledDelay",
     "list_profiles",

@@ -6,7 +6,7 @@ for the whole card the host sees: MANAGE CHANNEL, SELECT by AID, GET RESPONSE, I
 COMPUTE/VERIFY SIGNATURE in all modes, GET RANDOM, GENERATE KEY PAIR, READ/PUT PUBLIC KEY,
 COMPUTE DH). COMPUTE PRF and HKDF answer ``6D00``, as on applets without them.
 
-Behaviours where real applets differ are quirks of the profile (:data:`QUIRK_DEFAULTS`): T=0
+Behaviours where real applets differ are quirks of the profile (:class:`Quirks`): T=0
 ``61xx``, ``6Cxx`` on a wrong Le, accepted CLA classes, the signature's length form and
 encoding, what INIT on an open session does, valid session numbers. Where the reference is
 silent, choices are documented at the handler (e.g. the last UPDATE ends the session, so a
@@ -26,7 +26,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -47,17 +49,21 @@ from drivers.cards.emulator.store import (
     FN_KEYGEN,
     FN_SIGN,
     KEY_TYPE_OF_CURVE,
+    CardObject,
     CardStore,
+    FileObject,
+    ObjectKind,
     PrivateKeyObject,
     PublicKeyObject,
 )
 from drivers.cards.errors import CardError, CommandFormatError, TlvError
+from drivers.cards.status import SW, bytes_remaining, pin_tries_left, wrong_le
 from drivers.tokens.base import CURVES
 
 APPLET_ID = b"SAFE Lab emulator"
 SPEC_VERSION = b"\x01\x00"
 
-_COMMAND_KEYS = {
+_COMMAND_KEYS: dict[int, str] = {
     Ins.MANAGE_CHANNEL: "manage_channel",
     Ins.SELECT: "select",
     Ins.GET_RESPONSE: "get_response",
@@ -143,6 +149,8 @@ class IoTSafeApplet:
         seed: int | None = None,
         delay: Delay | None = None,
         aid: bytes = GSMA_AID,
+        hosted_aids: tuple[bytes, ...] = (),
+        on_unknown_aid: Callable[[bytes], None] | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
@@ -153,6 +161,13 @@ class IoTSafeApplet:
         self.rng = random.Random(seed)
         self.delay: Delay = delay if delay is not None else PreciseDelay()
         self.aid = aid
+        self.aids: tuple[bytes, ...] = ()
+        """Every AID the applet answers to: ``aid`` (the GSMA one) and the hosted ones."""
+        for extra in (aid, *hosted_aids):
+            self.host_aid(extra)
+        self.on_unknown_aid = on_unknown_aid
+        """Told the AID of every SELECT the card does not host (``card serve`` logs it)."""
+        self.unknown_aids: deque[bytes] = deque(maxlen=100)
         self.channels: dict[int, _Channel] = {0: _Channel()}
         self.samples: deque[SampledDelay] = deque(maxlen=100_000)
         self._lock = threading.Lock()
@@ -171,7 +186,7 @@ class IoTSafeApplet:
                 key = _COMMAND_KEYS.get(command.ins, "default")
                 response = self._process(command, work)
             except CommandFormatError:
-                response = (0x6700).to_bytes(2, "big")
+                response = SW.WRONG_LENGTH.raw
             card_ms = self.profile.card_ms(
                 key,
                 self.rng,
@@ -179,7 +194,7 @@ class IoTSafeApplet:
                 curve=work.curve,
                 hashed_bytes=work.hashed_bytes,
             )
-            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng)
+            transport_ms = self.profile.transport_ms(len(raw) + len(response), self.rng, key)
             self.samples.append(SampledDelay(key, transport_ms, card_ms))
             delay_ns = int((card_ms + transport_ms) * 1e6 * self.speed)
         self.delay.wait(start, delay_ns)
@@ -192,17 +207,17 @@ class IoTSafeApplet:
             if command.ins == Ins.SELECT and channel is None:
                 channel = self._implicit_open(channel_no)
             if channel is None:
-                raise _Status(0x6881)
+                raise _Status(SW.CHANNEL_NOT_SUPPORTED)
             if command.ins == Ins.GET_RESPONSE:
                 return self._get_response(channel, command)
             channel.pending = b""
             if command.ins in _ISO_INS:
                 if command.cla & 0x80 and command.ins != Ins.GET_RESPONSE:
-                    raise _Status(0x6E00)
+                    raise _Status(SW.CLA_NOT_SUPPORTED)
                 data = self._iso(command, channel, channel_no)
             else:
                 if not channel.selected:
-                    raise _Status(0x6D00)
+                    raise _Status(SW.INS_NOT_SUPPORTED)
                 self._check_class(command.cla)
                 data = self._iot_safe(command, channel, work)
         except _Status as status:
@@ -211,53 +226,53 @@ class IoTSafeApplet:
 
     def _implicit_open(self, channel_no: int) -> _Channel | None:
         """SELECT on a closed channel opens it (Java Card does; wolfSSL relies on it)."""
-        if channel_no >= self.quirks["max_channels"]:
+        if channel_no >= self.quirks.max_channels:
             return None
         channel = self.channels[channel_no] = _Channel()
         return channel
 
     def _check_class(self, cla: int) -> None:
-        allowed = self.quirks["cla"]
+        allowed = self.quirks.cla
         proprietary = bool(cla & 0x80)
         if (allowed == "proprietary" and not proprietary) or (allowed == "iso" and proprietary):
-            raise _Status(0x6E00)
+            raise _Status(SW.CLA_NOT_SUPPORTED)
 
     # ------------------------------------------------------------------------- delivery
 
     def _deliver(self, command: Command, channel: _Channel, data: bytes) -> bytes:
         """Send ``data`` the way the link would: T=0 ``61xx``/``6Cxx`` or directly."""
-        ok = b"\x90\x00"
+        ok = SW.OK.raw
         if not data:
             return ok
         case2 = command.le is not None and not command.data
-        if self.quirks["t0"]:
+        if self.quirks.t0:
             if case2:
                 assert command.le is not None
                 want = command.le or 256
                 if len(data) == want:
                     return data + ok
                 if len(data) < want:
-                    if self.quirks["strict_le"]:
-                        return bytes([0x6C, len(data)])
+                    if self.quirks.strict_le:
+                        return wrong_le(len(data))
                     return data + ok
                 channel.pending = data[want:]
-                return data[:want] + bytes([0x61, min(len(channel.pending), 256) & 0xFF])
+                return data[:want] + bytes_remaining(len(channel.pending))
             channel.pending = data
-            return bytes([0x61, min(len(data), 256) & 0xFF])
+            return bytes_remaining(len(data))
         limit = (command.le or 256) if command.le is not None else 256
         if len(data) > limit:
             channel.pending = data[limit:]
-            return data[:limit] + bytes([0x61, min(len(channel.pending), 256) & 0xFF])
+            return data[:limit] + bytes_remaining(len(channel.pending))
         return data + ok
 
     def _get_response(self, channel: _Channel, command: Command) -> bytes:
         if not channel.pending:
-            return b"\x69\x85"
+            return SW.CONDITIONS_NOT_SATISFIED.raw
         want = (command.le or 256) if command.le is not None else 256
         chunk, channel.pending = channel.pending[:want], channel.pending[want:]
         if channel.pending:
-            return chunk + bytes([0x61, min(len(channel.pending), 256) & 0xFF])
-        return chunk + b"\x90\x00"
+            return chunk + bytes_remaining(len(channel.pending))
+        return chunk + SW.OK.raw
 
     # ------------------------------------------------------------------------- ISO commands
 
@@ -271,30 +286,44 @@ class IoTSafeApplet:
     def _manage_channel(self, command: Command, channel_no: int) -> bytes:
         if command.p1 == 0x00:
             if command.p2 != 0x00:
-                if command.p2 in self.channels or command.p2 >= self.quirks["max_channels"]:
-                    raise _Status(0x6A81)
+                if command.p2 in self.channels or command.p2 >= self.quirks.max_channels:
+                    raise _Status(SW.FUNCTION_NOT_SUPPORTED)
                 self.channels[command.p2] = _Channel()
                 return b""
-            for number in range(1, self.quirks["max_channels"]):
+            for number in range(1, self.quirks.max_channels):
                 if number not in self.channels:
                     self.channels[number] = _Channel()
                     return bytes([number])
-            raise _Status(0x6A81)
+            raise _Status(SW.FUNCTION_NOT_SUPPORTED)
         if command.p1 == 0x80:
             target = command.p2 or channel_no
             if target == 0:
-                raise _Status(0x6A86)
+                raise _Status(SW.INCORRECT_P1P2)
             if target not in self.channels:
-                raise _Status(0x6881)
+                raise _Status(SW.CHANNEL_NOT_SUPPORTED)
             del self.channels[target]
             return b""
-        raise _Status(0x6A86)
+        raise _Status(SW.INCORRECT_P1P2)
+
+    def host_aid(self, aid: bytes) -> None:
+        """Answer SELECT under ``aid`` too: vendor stacks select their own applet AID."""
+        if aid not in self.aids:
+            self.aids = (*self.aids, aid)
+
+    def _hosts(self, asked: bytes) -> bool:
+        """An exact hosted AID, or a partial one (ISO 7816-4: a prefix of at least the RID)."""
+        if asked in self.aids:
+            return True
+        return len(asked) >= 5 and sum(aid.startswith(asked) for aid in self.aids) == 1
 
     def _select(self, command: Command, channel: _Channel) -> bytes:
         if command.p1 != 0x04:
-            raise _Status(0x6A86)
-        if command.data != self.aid:
-            raise _Status(0x6A82)
+            raise _Status(SW.INCORRECT_P1P2)
+        if not self._hosts(command.data):
+            self.unknown_aids.append(command.data)
+            if self.on_unknown_aid is not None:
+                self.on_unknown_aid(command.data)
+            raise _Status(SW.REFERENCE_NOT_FOUND)
         channel.selected = True
         channel.sessions.clear()
         return b""
@@ -302,15 +331,15 @@ class IoTSafeApplet:
     def _verify_pin(self, command: Command) -> bytes:
         store = self.store
         if command.p2 != 0x01:
-            raise _Status(0x6A88)
+            raise _Status(SW.REFERENCED_DATA_NOT_FOUND)
         if store.pin is None:
             return b""
         if store.pin_tries <= 0:
-            raise _Status(0x6983)
+            raise _Status(SW.PIN_BLOCKED)
         if not command.data:
             if store.pin_verified:
                 return b""
-            raise _Status(0x63C0 | store.pin_tries)
+            raise _Status(pin_tries_left(store.pin_tries))
         expected = store.pin.encode().ljust(8, b"\xff")
         if command.data == expected:
             store.pin_tries = 3
@@ -318,16 +347,16 @@ class IoTSafeApplet:
             return b""
         store.pin_tries -= 1
         store.pin_verified = False
-        raise _Status(0x6983 if store.pin_tries == 0 else 0x63C0 | store.pin_tries)
+        raise _Status(SW.PIN_BLOCKED if store.pin_tries == 0 else pin_tries_left(store.pin_tries))
 
     def _require_pin(self) -> None:
         if self.store.pin is not None and not self.store.pin_verified:
-            raise _Status(0x6982)
+            raise _Status(SW.SECURITY_STATUS)
 
     # ------------------------------------------------------------------------- IoT SAFE
 
     def _iot_safe(self, command: Command, channel: _Channel, work: _Work) -> bytes:
-        handler = {
+        handlers: dict[int, Callable[[Command, _Channel, _Work], bytes]] = {
             Ins.GET_DATA: self._get_data,
             Ins.READ_FILE: self._read_file,
             Ins.COMPUTE_SIGNATURE_INIT: self._signature_init,
@@ -340,9 +369,10 @@ class IoTSafeApplet:
             Ins.READ_PUBLIC_KEY: self._read_public_key,
             Ins.COMPUTE_DH: self._compute_dh,
             Ins.GET_RANDOM: self._get_random,
-        }.get(command.ins)
+        }
+        handler = handlers.get(command.ins)
         if handler is None:
-            raise _Status(0x6D00)
+            raise _Status(SW.INS_NOT_SUPPORTED)
         return handler(command, channel, work)
 
     @staticmethod
@@ -350,9 +380,17 @@ class IoTSafeApplet:
         try:
             return tlv.as_dict(tlv.decode(data))
         except TlvError:
-            raise _Status(0x6A80) from None
+            raise _Status(SW.INCORRECT_DATA) from None
 
-    def _object(self, kind: str, values: dict[int, bytes]):
+    @overload
+    def _object(self, kind: Literal["private"], values: dict[int, bytes]) -> PrivateKeyObject: ...
+    @overload
+    def _object(self, kind: Literal["public"], values: dict[int, bytes]) -> PublicKeyObject: ...
+    @overload
+    def _object(self, kind: Literal["file"], values: dict[int, bytes]) -> FileObject: ...
+    @overload
+    def _object(self, kind: ObjectKind, values: dict[int, bytes]) -> CardObject: ...
+    def _object(self, kind: ObjectKind, values: dict[int, bytes]) -> CardObject:
         id_tag, label_tag = {"private": (0x84, 0x74), "public": (0x85, 0x75), "file": (0x83, 0x73)}[
             kind
         ]
@@ -361,28 +399,28 @@ class IoTSafeApplet:
         elif label_tag in values:
             found = self.store.find(kind, label=values[label_tag].decode("utf-8", "replace"))
         else:
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         if found is None:
-            raise _Status(0x6A82)
+            raise _Status(SW.REFERENCE_NOT_FOUND)
         return found
 
     # GET DATA ------------------------------------------------------------------------------
 
     def _get_data(self, command: Command, channel: _Channel, work: _Work) -> bytes:
         if command.p2 != 0x00:
-            raise _Status(0x6A86)
+            raise _Status(SW.INCORRECT_P1P2)
         if command.p1 == 0x00:
             return self._application_info()
         if command.p1 == 0x01:
             return self._object_list()
-        kinds = {0xC1: "private", 0xC2: "public", 0xC3: "file"}
+        kinds: dict[int, ObjectKind] = {0xC1: "private", 0xC2: "public", 0xC3: "file"}
         if command.p1 in kinds:
             kind = kinds[command.p1]
             obj = self._object(kind, self._tlvs(command.data))
-            return tlv.encode(command.p1, self._entry(kind, obj))
+            return tlv.encode(command.p1, self._entry(obj))
         if command.p1 == 0xC4:
-            raise _Status(0x6A82)
-        raise _Status(0x6A86)
+            raise _Status(SW.REFERENCE_NOT_FOUND)
+        raise _Status(SW.INCORRECT_P1P2)
 
     def _application_info(self) -> bytes:
         q = self.quirks
@@ -399,23 +437,26 @@ class IoTSafeApplet:
                 (0x92, b"\x04"),
                 (0x93, b"\x01"),
                 (0x94, b"\x00"),
-                (0xB7, bytes([q["max_sessions"]])),
+                (0xB7, bytes([q.max_sessions])),
             ]
         )
 
     def _object_list(self) -> bytes:
         out = b""
-        for obj in self.store.private_keys.values():
-            out += tlv.encode(0xC1, self._entry("private", obj))
-        for obj in self.store.public_keys.values():
-            out += tlv.encode(0xC2, self._entry("public", obj))
-        for obj in self.store.files.values():
-            out += tlv.encode(0xC3, self._entry("file", obj))
+        tables: list[tuple[int, Mapping[bytes, CardObject]]] = [
+            (0xC1, self.store.private_keys),
+            (0xC2, self.store.public_keys),
+            (0xC3, self.store.files),
+        ]
+        for tag, table in tables:
+            for obj in table.values():
+                out += tlv.encode(tag, self._entry(obj))
         return out
 
     @staticmethod
-    def _entry(kind: str, obj) -> bytes:
-        if kind == "file":
+    def _entry(obj: CardObject) -> bytes:
+        """The object's GET DATA entry (object list ``C1``/``C2``/``C3`` contents)."""
+        if isinstance(obj, FileObject):
             return tlv.encode_all(
                 [
                     (0x73, obj.label.encode()),
@@ -426,14 +467,15 @@ class IoTSafeApplet:
                     (0x21, bytes([obj.usage])),
                 ]
             )
+        private = isinstance(obj, PrivateKeyObject)
         items = [
-            (0x74 if kind == "private" else 0x75, obj.label.encode()),
-            (0x84 if kind == "private" else 0x85, obj.id),
-            (0x60, bytes([getattr(obj, "access", 0x00)])),
-            (0x4A, bytes([getattr(obj, "state", 0x01)])),
+            (0x74 if private else 0x75, obj.label.encode()),
+            (0x84 if private else 0x85, obj.id),
+            (0x60, bytes([obj.access if isinstance(obj, PublicKeyObject) else 0x00])),
+            (0x4A, bytes([obj.state if isinstance(obj, PrivateKeyObject) else 0x01])),
             (0x4B, bytes([KEY_TYPE_OF_CURVE.get(obj.curve, 0x13)])),
         ]
-        if kind == "private":
+        if isinstance(obj, PrivateKeyObject):
             items.append((0x4E, bytes([obj.usage])))
         items.append((0x61, bytes([obj.functions])))
         if obj.functions & FN_SIGN:
@@ -448,16 +490,16 @@ class IoTSafeApplet:
         file = self._object("file", self._tlvs(command.data))
         offset = (command.p1 << 8) | command.p2
         if offset > len(file.content):
-            raise _Status(0x6B00)
+            raise _Status(SW.WRONG_P1P2)
         want = (command.le or 256) if command.le is not None else 256
         return file.content[offset : offset + want]
 
     # signature sessions --------------------------------------------------------------------
 
     def _session_number(self, p2: int) -> int:
-        first = self.quirks["first_session"]
-        if not first <= p2 < first + self.quirks["max_sessions"]:
-            raise _Status(0x6A86)
+        first = self.quirks.first_session
+        if not first <= p2 < first + self.quirks.max_sessions:
+            raise _Status(SW.INCORRECT_P1P2)
         return p2
 
     def _signature_init(self, command: Command, channel: _Channel, work: _Work) -> bytes:
@@ -472,31 +514,31 @@ class IoTSafeApplet:
             channel.sessions.pop(number, None)
             return b""
         if command.p1 != 0x00:
-            raise _Status(0x6A86)
-        if number in channel.sessions and self.quirks["stale_session"] == "error":
-            raise _Status(0x6985)
+            raise _Status(SW.INCORRECT_P1P2)
+        if number in channel.sessions and self.quirks.stale_session == "error":
+            raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         values = self._tlvs(command.data)
         session = _Session(kind)
         if kind == "sign":
             self._require_pin()
             key = self._object("private", values)
             if not key.functions & FN_SIGN or key.state != 0x01:
-                raise _Status(0x6985)
+                raise _Status(SW.CONDITIONS_NOT_SATISFIED)
             session.private_key = key
         else:
             public = self._object("public", values)
             if not public.functions & FN_SIGN:
-                raise _Status(0x6985)
+                raise _Status(SW.CONDITIONS_NOT_SATISFIED)
             session.public_key = public
         mode = values.get(0xA1, b"")
         if len(mode) != 1 or mode[0] not in (1, 2, 3) or (kind == "verify" and mode[0] == 2):
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         session.mode = mode[0]
         hash_algorithm = values.get(0x91, b"\x00\x01")
         if int.from_bytes(hash_algorithm, "big") != 0x0001:
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         if values.get(0x92, b"\x04") != b"\x04":
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         channel.sessions[number] = session
         return b""
 
@@ -504,7 +546,7 @@ class IoTSafeApplet:
         number = self._session_number(p2)
         session = channel.sessions.get(number)
         if session is None or session.kind != kind:
-            raise _Status(0x6985)
+            raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         return number, session
 
     def _message_digest(
@@ -515,30 +557,30 @@ class IoTSafeApplet:
         if session.mode == apdu.Mode.FINAL_HASH:
             digest = values.get(0x9E)
             if not last or digest is None or len(digest) != 32:
-                raise _Status(0x6A80)
+                raise _Status(SW.INCORRECT_DATA)
             return digest
         if session.mode == apdu.Mode.FULL_TEXT:
             if 0x9B not in values:
-                raise _Status(0x6A80)
+                raise _Status(SW.INCORRECT_DATA)
             session.hasher.update(values[0x9B])
             work.hashed_bytes += len(values[0x9B])
             return session.hasher.digest() if last else None
         block, state, counter = values.get(0x9A), values.get(0x9C), values.get(0x9D)
         if not last or block is None or state is None or counter is None or len(counter) != 4:
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         if len(block) > 0x80 or len(state) != 32:
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         try:
             digest = sha256_state.finish(state, int.from_bytes(counter, "big"), block)
         except CardError:
-            raise _Status(0x6A80) from None
+            raise _Status(SW.INCORRECT_DATA) from None
         work.hashed_bytes += len(block)
         return digest
 
     def _sign_update(self, command: Command, channel: _Channel, work: _Work) -> bytes:
         number, session = self._session(channel, command.p2, "sign")
         if command.p1 not in (0x00, 0x80):
-            raise _Status(0x6A86)
+            raise _Status(SW.INCORRECT_P1P2)
         digest = self._message_digest(command, session, work, self._tlvs(command.data))
         if digest is None:
             return b""
@@ -546,25 +588,25 @@ class IoTSafeApplet:
         assert key is not None
         der = key.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         work.crypto, work.curve = "ecdsa_sign", key.curve
-        if self.quirks["auto_close_after_sign"]:
+        if self.quirks.auto_close_after_sign:
             channel.sessions.pop(number, None)
-        if self.quirks["signature_format"] == "der":
+        if self.quirks.signature_format == "der":
             body = der
         else:
             r, s = decode_dss_signature(der)
             body = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        if self.quirks["signature_length"] == "two-byte":
+        if self.quirks.signature_length == "two-byte":
             return b"\x33" + len(body).to_bytes(2, "big") + body
         return tlv.encode(0x33, body)
 
     def _verify_update(self, command: Command, channel: _Channel, work: _Work) -> bytes:
         number, session = self._session(channel, command.p2, "verify")
         if command.p1 not in (0x00, 0x80):
-            raise _Status(0x6A86)
+            raise _Status(SW.INCORRECT_P1P2)
         try:
             items, signature = apdu.split_signature_tail(command.data)
         except (TlvError, CardError):
-            raise _Status(0x6A80) from None
+            raise _Status(SW.INCORRECT_DATA) from None
         digest = self._message_digest(command, session, work, tlv.as_dict(items))
         if digest is None:
             return b""
@@ -575,12 +617,12 @@ class IoTSafeApplet:
         try:
             raw = apdu.signature_to_raw(signature)
         except CardError:
-            raise _Status(0x6A80) from None
+            raise _Status(SW.INCORRECT_DATA) from None
         der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
         try:
             public.key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         except InvalidSignature:
-            raise _Status(0x6D01) from None
+            raise _Status(SW.SIGNATURE_MISMATCH) from None
         return b""
 
     # public keys ---------------------------------------------------------------------------
@@ -591,12 +633,12 @@ class IoTSafeApplet:
             channel.sessions.pop(number, None)
             return b""
         if command.p1 != 0x00:
-            raise _Status(0x6A86)
-        if number in channel.sessions and self.quirks["stale_session"] == "error":
-            raise _Status(0x6985)
+            raise _Status(SW.INCORRECT_P1P2)
+        if number in channel.sessions and self.quirks.stale_session == "error":
+            raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         public = self._object("public", self._tlvs(command.data))
         if not public.access & ACCESS_UPDATE:
-            raise _Status(0x6985)
+            raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         channel.sessions[number] = _Session("put", public_key=public)
         return b""
 
@@ -612,7 +654,7 @@ class IoTSafeApplet:
             key = ec.EllipticCurvePublicKey.from_encoded_point(CURVES[public.curve], point)
         except (CardError, ValueError):
             session.buffer = b""
-            raise _Status(0x6A80) from None
+            raise _Status(SW.INCORRECT_DATA) from None
         public.key = key
         session.buffer = b""
         return b""
@@ -625,7 +667,7 @@ class IoTSafeApplet:
         self._require_pin()
         private = self._object("private", self._tlvs(command.data))
         if not private.functions & FN_KEYGEN:
-            raise _Status(0x6985)
+            raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         private.key = ec.generate_private_key(CURVES[private.curve])
         public = self.store.public_keys.get(private.id)
         if public is None:
@@ -646,18 +688,18 @@ class IoTSafeApplet:
         private = self._object("private", values)
         public = self._object("public", values)
         if not private.functions & FN_AGREE:
-            raise _Status(0x6985)
+            raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         if private.curve != public.curve:
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         work.crypto, work.curve = "ecdh", private.curve
         return private.key.exchange(ec.ECDH(), public.key)
 
     def _get_random(self, command: Command, channel: _Channel, work: _Work) -> bytes:
         if command.data:
-            raise _Status(0x6A80)
+            raise _Status(SW.INCORRECT_DATA)
         length = (command.le or 256) if command.le is not None else 0
         if length == 0:
-            raise _Status(0x6700)
+            raise _Status(SW.WRONG_LENGTH)
         return os.urandom(length)
 
     # ------------------------------------------------------------------------- inspection

@@ -12,7 +12,8 @@ key; ``total`` = open + login + find + sign_init + sign, all fresh every trial.
 from __future__ import annotations
 
 from drivers.cards.emulator.delay import RecordingDelay
-from drivers.tokens.base import HashOn
+from drivers.cards.emulator.store import LAB_PIN
+from drivers.tokens.base import HashOn, Pin
 
 PAPER_DATA = b"12345678901234567890123456789012"
 """The paper's fixed 32-byte message."""
@@ -30,7 +31,8 @@ def modelled_trials(
 ) -> list[float]:
     """Modelled ms of ``trials`` trials of ``mode`` (``sign_only`` or ``total``).
 
-    ``spec_extra`` adds token-spec attributes (``;find=info``, ``;quirk-t0=false``).
+    ``spec_extra`` adds token-spec attributes (``;find=info``, ``;quirk-t0=false``,
+    ``;login=verify`` for the paper's C_Login with the lab card's PIN).
     """
     from drivers.cards.iotsafe_token import emulated_token, parse_options
 
@@ -41,11 +43,12 @@ def modelled_trials(
     )
     delay = RecordingDelay()
     token = emulated_token(options, delay=delay)
+    pin = Pin(LAB_PIN) if options.login else None  # ;login=verify: the paper's C_Login
     results: list[float] = []
     try:
         if mode == "sign_only":
             session = token.open()
-            session.login(None)
+            session.login(pin)
             key = session.find_key()
             for _ in range(trials):
                 before = delay.total_ns
@@ -57,7 +60,7 @@ def modelled_trials(
             for _ in range(trials):
                 before = delay.total_ns
                 session = token.open()
-                session.login(None)
+                session.login(pin)
                 key = session.find_key()
                 session.sign_init(key, hash_on)
                 session.sign(data)

@@ -22,6 +22,7 @@ Distribution tables (all times in ms)::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import tomllib
@@ -30,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from drivers.cards.emulator.quirks import DEFAULT_QUIRKS, Quirks, QuirkValueError
 from drivers.cards.errors import ProfileError
 
 COMMAND_KEYS: tuple[str, ...] = (
@@ -53,35 +55,6 @@ COMMAND_KEYS: tuple[str, ...] = (
 """Command names a profile may time in ``[card.commands]`` (others use ``card.default``)."""
 
 CRYPTO_KEYS: tuple[str, ...] = ("ecdsa_sign", "ecdsa_verify", "keygen", "ecdh")
-
-QUIRK_DEFAULTS: dict[str, Any] = {
-    "t0": True,
-    "strict_le": True,
-    "cla": "both",
-    "signature_length": "ber",
-    "signature_format": "raw",
-    "stale_session": "error",
-    "auto_close_after_sign": True,
-    "first_session": 0,
-    "max_sessions": 4,
-    "max_channels": 4,
-}
-"""Applet behaviours a profile can switch (``[quirks]``), with the emulator's defaults.
-
-``t0``: answer ``61xx`` and wait for GET RESPONSE (a SIM on T=0). ``strict_le``: answer
-``6Cxx`` to a wrong Le. ``cla``: ``both``, ``proprietary`` (0x8n only) or ``iso`` (0x0n only).
-``signature_length``: ``ber`` (``33 40``) or ``two-byte`` (``33 00 40``). ``signature_format``:
-``raw`` r‖s (IoT.05) or ``der``. ``stale_session``: ``error`` (``6985`` on INIT of an open
-session) or ``replace``. ``auto_close_after_sign``: the last UPDATE ends the session.
-``first_session``/``max_sessions``: valid session numbers. ``max_channels``: incl. channel 0.
-"""
-
-_QUIRK_CHOICES: dict[str, tuple[str, ...]] = {
-    "cla": ("both", "proprietary", "iso"),
-    "signature_length": ("ber", "two-byte"),
-    "signature_format": ("raw", "der"),
-    "stale_session": ("error", "replace"),
-}
 
 _PACKAGED = "profiles"
 
@@ -156,6 +129,9 @@ class _Reader:
             fix or "fix the field (see profiles/cards/paper-sim.toml for a complete example)",
         )
 
+    def quirk_error(self, exc: QuirkValueError) -> ProfileError:
+        return self.fail(f"quirks.{exc.key}", exc.problem, exc.fix)
+
     def table(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(where, f"must be a table, got {type(value).__name__}")
@@ -222,11 +198,30 @@ class CardProfile:
     crypto: dict[str, Dist] = field(default_factory=dict)
     hash_per_byte_us: float = 0.0
     curve_factor: dict[str, float] = field(default_factory=dict)
-    quirks: dict[str, Any] = field(default_factory=lambda: dict(QUIRK_DEFAULTS))
+    quirks: Quirks = DEFAULT_QUIRKS
 
-    def transport_ms(self, bytes_moved: int, rng: random.Random) -> float:
-        """Link time of one APDU exchange that moved ``bytes_moved`` bytes both ways."""
-        return self.transport_base.sample(rng) + bytes_moved * self.transport_per_byte_us / 1000
+    # --- tail placement ([tail] section; see TAIL_PLACEMENTS) --------------------------------
+    tail_on: str = ""
+    """Where the ``[tail]`` delay goes: ``link``, ``link:COMMAND`` or ``COMMAND``."""
+    tail: Dist = field(default_factory=lambda: ZERO)
+    """0 ms, or with probability p the tail's delay (a :class:`Dist` with only a tail)."""
+
+    def _tail_ms(self, where: str, rng: random.Random) -> float:
+        return self.tail.sample(rng) if self.tail_on and self.tail_on == where else 0.0
+
+    def transport_ms(
+        self, bytes_moved: int, rng: random.Random, command: str | None = None
+    ) -> float:
+        """Link time of one APDU exchange that moved ``bytes_moved`` bytes both ways.
+
+        ``command`` (the APDU's command name) places a ``link:COMMAND`` tail.
+        """
+        value = self.transport_base.sample(rng) + bytes_moved * self.transport_per_byte_us / 1000
+        if self.tail_on == "link":
+            value += self._tail_ms("link", rng)
+        elif command is not None:
+            value += self._tail_ms(f"link:{command}", rng)
+        return value
 
     def card_ms(
         self,
@@ -239,57 +234,24 @@ class CardProfile:
     ) -> float:
         """Card time of one command: its own time, its crypto operation, its hashing."""
         value = self.commands.get(command, self.card_default).sample(rng)
+        value += self._tail_ms(command, rng)
         if crypto is not None:
             value += self.crypto.get(crypto, ZERO).sample(rng) * self.curve_factor.get(curve, 1.0)
         return value + hashed_bytes * self.hash_per_byte_us / 1000
 
-    def with_quirks(self, **overrides: Any) -> CardProfile:
+    def with_quirks(self, **overrides: object) -> CardProfile:
         """A copy with some quirks changed (checked like the file's ``[quirks]``)."""
-        quirks = dict(self.quirks)
-        quirks.update(overrides)
-        checked = _check_quirks(_Reader(self.source), quirks)
-        return CardProfile(
-            self.name,
-            self.source,
-            self.description,
-            self.transport_base,
-            self.transport_per_byte_us,
-            self.card_default,
-            self.commands,
-            self.crypto,
-            self.hash_per_byte_us,
-            self.curve_factor,
-            checked,
-        )
-
-
-def _check_quirks(reader: _Reader, table: dict[str, Any]) -> dict[str, Any]:
-    quirks = dict(QUIRK_DEFAULTS)
-    for key, value in table.items():
-        where = f"quirks.{key}"
-        if key not in QUIRK_DEFAULTS:
-            raise reader.fail(where, "is not a known quirk", f"use {', '.join(QUIRK_DEFAULTS)}")
-        default = QUIRK_DEFAULTS[key]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise reader.fail(where, f"must be true or false, got {value!r}")
-        elif isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise reader.fail(where, f"must be an integer, got {value!r}")
-        elif value not in _QUIRK_CHOICES[key]:
-            raise reader.fail(where, f"must be one of {', '.join(_QUIRK_CHOICES[key])}")
-        quirks[key] = value
-    if not 0 <= quirks["first_session"] <= 0xFE or not 1 <= quirks["max_sessions"] <= 16:
-        raise reader.fail("quirks.max_sessions", "gives session numbers outside 00-FF")
-    if not 1 <= quirks["max_channels"] <= 20:
-        raise reader.fail("quirks.max_channels", "must be 1-20 (channel 0 included)")
-    return quirks
+        try:
+            quirks = self.quirks.replace(**overrides)
+        except QuirkValueError as exc:
+            raise _Reader(self.source).quirk_error(exc) from None
+        return dataclasses.replace(self, quirks=quirks)
 
 
 def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
     """Build a :class:`CardProfile` from a decoded TOML document."""
     reader = _Reader(source)
-    allowed = {"profile", "transport", "card", "quirks"}
+    allowed = {"profile", "transport", "card", "quirks", "tail"}
     for key in data:
         if key not in allowed:
             raise reader.fail(key, "is not a profile section", f"use {', '.join(sorted(allowed))}")
@@ -338,8 +300,14 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
         str(curve): reader.number(value, f"card.curve_factor.{curve}", high=100.0)
         for curve, value in reader.table(card.get("curve_factor", {}), "card.curve_factor").items()
     }
-    quirks = _check_quirks(reader, reader.table(data.get("quirks", {}), "quirks"))
+    try:
+        quirks = Quirks.from_table(reader.table(data.get("quirks", {}), "quirks"))
+    except QuirkValueError as exc:
+        raise reader.quirk_error(exc) from None
+    tail_on, tail = _parse_tail(reader, data.get("tail"))
     return CardProfile(
+        tail_on=tail_on,
+        tail=tail,
         name=name,
         source=source,
         description=description,
@@ -352,6 +320,34 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
         curve_factor=factors,
         quirks=quirks,
     )
+
+
+# ------------------------------------------------------------------------------- tail placement
+
+TAIL_PLACEMENTS = "link, link:COMMAND or COMMAND"
+"""``[tail] on``: every APDU's link time (``link``), the link time of one command's APDUs
+(``link:select``: sporadic delays talking to the card when a session starts), or one command's
+card time (``select``: the card OS busy). ``p`` is per APDU where it is placed."""
+
+
+def _parse_tail(reader: _Reader, value: Any) -> tuple[str, Dist]:
+    """The ``[tail]`` section: ``on`` plus ``p`` and a distribution (the extra delay)."""
+    if value is None:
+        return "", ZERO
+    table = dict(reader.table(value, "tail"))
+    on = table.pop("on", None)
+    target = on.removeprefix("link:") if isinstance(on, str) else ""
+    if not isinstance(on, str) or (on != "link" and target not in COMMAND_KEYS):
+        raise reader.fail(
+            "tail.on",
+            f"must be {TAIL_PLACEMENTS}, got {on!r}",
+            f"commands: {', '.join(COMMAND_KEYS)}",
+        )
+    if "p" not in table:
+        raise reader.fail("tail.p", "is missing", "give the tail probability p")
+    p = reader.number(table.pop("p"), "tail.p", high=1.0)
+    extra = reader.dist(table, "tail")
+    return on, Dist("constant", {"ms": 0.0}, tail_p=p, tail=extra)
 
 
 def profiles_dir() -> Path:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -88,6 +90,10 @@ class FileObject:
     access: int = ACCESS_READ
 
 
+CardObject = PrivateKeyObject | PublicKeyObject | FileObject
+ObjectKind = Literal["private", "public", "file"]
+
+
 @dataclass
 class CardStore:
     """Everything the applet keeps across sessions: objects, PIN state, the lab CA."""
@@ -101,9 +107,32 @@ class CardStore:
     pin_verified: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
-    def find(self, kind: str, *, id: bytes | None = None, label: str | None = None):
+    @overload
+    def find(
+        self, kind: Literal["private"], *, id: bytes | None = None, label: str | None = None
+    ) -> PrivateKeyObject | None: ...
+    @overload
+    def find(
+        self, kind: Literal["public"], *, id: bytes | None = None, label: str | None = None
+    ) -> PublicKeyObject | None: ...
+    @overload
+    def find(
+        self, kind: Literal["file"], *, id: bytes | None = None, label: str | None = None
+    ) -> FileObject | None: ...
+    @overload
+    def find(
+        self, kind: ObjectKind, *, id: bytes | None = None, label: str | None = None
+    ) -> CardObject | None: ...
+    def find(
+        self, kind: ObjectKind, *, id: bytes | None = None, label: str | None = None
+    ) -> CardObject | None:
         """The object of ``kind`` with that ID or label, or ``None``."""
-        table = {"private": self.private_keys, "public": self.public_keys, "file": self.files}[kind]
+        tables: dict[str, Mapping[bytes, CardObject]] = {
+            "private": self.private_keys,
+            "public": self.public_keys,
+            "file": self.files,
+        }
+        table = tables[kind]
         if id is not None:
             return table.get(id)
         for obj in table.values():
@@ -207,16 +236,35 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_card(
-    name: str = "default", curves: tuple[str, ...] = ("secp256r1",), *, pin: str | None = None
+    name: str = "default",
+    curves: tuple[str, ...] = ("secp256r1",),
+    *,
+    pin: str | None = None,
+    persist: bool = True,
+    fresh: bool = False,
 ) -> CardStore:
-    """The in-process emulated card called ``name``: provisioned once, then reused.
+    """The emulated card called ``name``: the same keys in this process and across restarts.
 
     Every token opened on ``iotsafe:emulated;card=NAME`` in this process reaches the same keys,
-    as tokens opened twice on one physical SIM would.
+    as tokens opened twice on one physical SIM would. With ``persist`` the card is read from
+    ``<data dir>/cards/NAME.json`` (written when first provisioned; see
+    :mod:`drivers.cards.emulator.persist`), so its keys and certificates survive restarts and
+    trust built on them holds. ``fresh`` provisions new keys and overwrites the saved card.
     """
+    from drivers.cards.emulator.persist import load_card, save_card
+
     key = (name, tuple(sorted(curves)), pin)
     with _SHARED_LOCK:
-        store = _SHARED.get(key)
+        store = None if fresh else _SHARED.get(key)
         if store is None:
-            store = _SHARED[key] = provision_lab_card(curves, pin=pin)
+            if persist and not fresh:
+                store = load_card(name, curves, pin=pin)
+            if store is None:
+                store = provision_lab_card(curves, pin=pin)
+                if persist:
+                    save_card(name, store, curves)
+            if fresh:  # a fresh card replaces every cached copy of that name
+                for other in [k for k in _SHARED if k[0] == name and k != key]:
+                    del _SHARED[other]
+            _SHARED[key] = store
         return store

@@ -9,11 +9,16 @@ key-table test can assert that each role holds exactly what the seed's key table
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from drivers.errors import SafeLabError
+from drivers.ssdtf import wire
 from drivers.ssdtf.signing import PublicKeyRef, Signer
 from drivers.ssdtf.trace import KeyView, Trace, Verdict
+from drivers.ssdtf.wire import T
+
+Handler = Callable[[str, bytes, Any], None]
 
 REGISTRATION_LABEL = b"SSDTF/1 register\x00"
 
@@ -43,6 +48,9 @@ class Role:
         self.trace = trace
         self.inventory: dict[str, KeyView] = {}
 
+    def stop(self) -> None:
+        """Close the role's broker connection and timers (each role with one overrides it)."""
+
     def hold(self, key: KeyView) -> None:
         self.inventory[key.name] = key
         self.trace.key(self.name, "add", key)
@@ -56,6 +64,56 @@ class Role:
         self, payload: bytes | None, ok: bool, reason: str, stage: str, **detail: Any
     ) -> Verdict:
         return self.trace.verdict(self.name, payload, ok, reason, stage, **detail)
+
+    def guarded(self, stage: str, handler: Handler) -> Handler:
+        """``handler`` as an MQTT callback that cannot die: any exception it raises becomes
+        this role's verdict (a drop, with the reason) instead of killing paho's network
+        thread, which would stop the role from receiving anything ever again (issue 10)."""
+
+        def callback(topic: str, payload: bytes, msg: Any) -> None:
+            try:
+                handler(topic, payload, msg)
+            except Exception as error:
+                self.verdict(
+                    payload,
+                    False,
+                    f"dropped: {describe_error(error)}",
+                    stage,
+                    error=type(error).__name__,
+                )
+
+        return callback
+
+    def on_internal_error(self, what: str, error: BaseException) -> None:
+        """For the role's scheduler and worker threads: an error there is a verdict too."""
+        self.verdict(None, False, f"{what} failed: {describe_error(error)}", "internal")
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming what went wrong (never a traceback, never secret material)."""
+    if isinstance(error, SafeLabError):
+        return error.problem
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"{type(error).__name__}{': ' + text if text else ''}"
+
+
+def signature_problem(pin: PublicKeyRef | None, topic: str, env: wire.Envelope, who: str) -> str:
+    """The one pinned-signature check every SSDTF receiver runs: "" when ``env`` is signed by
+    ``pin`` (same key ID, the pinned algorithm, a valid signature over its TBS for
+    ``topic``), else the reason naming ``who`` (the expected signer).
+
+    Why one helper: it is security code that was written out three times in the roles; an
+    ALG or KID check forgotten in one copy is a downgrade.
+    """
+    if pin is None:
+        return f"{who}: no key registered"
+    if env.get(T.ALG)[0] != pin.alg:
+        return f"{who} signature invalid (ALG differs from the pinned key's algorithm: downgrade)"
+    if env.get(T.KID) != pin.kid:
+        return f"{who} signature invalid (key ID differs from the pinned key)"
+    if not pin.verify(env.get(T.SIG), env.tbs(topic)):
+        return f"{who} signature invalid"
+    return ""
 
 
 class ProxyRole(Role):

@@ -11,17 +11,22 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from drivers.ssdtf import wire
+from drivers.ssdtf import binding, wire
+from drivers.ssdtf import config as topics
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
-from drivers.ssdtf.replay import SeqWindow
-from drivers.ssdtf.roles.base import Role, key_view, pre_view
+from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
+from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem
+from drivers.ssdtf.scheduler import Scheduler
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import MsgType, Status, T
+
+MAX_CHASED = 64
+"""At most this many missing DELIVERs are chased at once (bounded state)."""
 
 
 @dataclass
@@ -60,9 +65,12 @@ class DataUser(Role):
             self.hold(pre_view(f"sk_U[{name}].pre", "pre private (decrypts)", pre_keys.public))
         self.hold(key_view("pk_DS", "public (pinned)", ds_pin))
         self.readings: list[Reading] = []
-        self.window = SeqWindow(cfg.window)
+        self.window = SeqWindow(cfg.window, cfg.max_jump)
         self.arrived = threading.Condition()
         self.endpoint: Endpoint | None = None
+        self.chasing: dict[int, int] = {}
+        """Missing DELIVER seq -> re-send requests sent for it (bounded: ``MAX_CHASED``)."""
+        self.scheduler = Scheduler(f"ssdtf-{name}-resend", self.on_internal_error)
 
     def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
         self.owner_pre = public
@@ -76,15 +84,18 @@ class DataUser(Role):
             f"ssdtf-{self.name}", host, port, username=self.name, password=self.token
         )
         pattern = f"ssdtf/v1/out/{self.name}/+"
-        endpoint.on(pattern, self._on_deliver)
-        endpoint.on("ssdtf/v1/out/#", self._on_deliver)
+        endpoint.on(pattern, self.guarded("deliver", self._on_deliver))
+        endpoint.on("ssdtf/v1/out/#", self.guarded("deliver", self._on_deliver))
+        endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
-            [(pattern, int(self.cfg.extras.get("user_qos", 1)))], self.cfg.connect_timeout_s
+            [(pattern, int(cast(int, self.cfg.extras.get("user_qos", 1))))],
+            self.cfg.connect_timeout_s,
         )
         self.endpoint = endpoint
 
     def stop(self) -> None:
+        self.scheduler.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
 
@@ -99,17 +110,18 @@ class DataUser(Role):
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed: {error.problem}", "deliver")
             return
-        pin = self.ds_pin
-        if (
-            env.get(T.ALG)[0] != pin.alg
-            or env.get(T.KID) != pin.kid
-            or not pin.verify(env.get(T.SIG), env.tbs(topic))
-        ):
-            self.verdict(payload, False, "distribution server signature invalid", "deliver")
+        problem = signature_problem(self.ds_pin, topic, env, "distribution server")
+        if problem:
+            self.verdict(payload, False, problem, "deliver")
+            return
+        if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            why = f"DELIVER timestamp outside ±{self.cfg.ts_window_s:g} s (held back or stale)"
+            self.verdict(payload, False, why, "deliver")
             return
         seq = env.int(T.SEQ)
-        if self.window.seen(seq):
-            self.verdict(payload, False, f"DELIVER seq={seq} already seen: ignored", "deliver")
+        ahead = self.window.check(seq)
+        if ahead != SeqWindow.NEW:
+            self.verdict(payload, False, f"DELIVER seq={seq} {ahead}: ignored", "deliver")
             return
         if env.plain:
             if self.pre.available:
@@ -121,22 +133,17 @@ class DataUser(Role):
                 self.verdict(payload, False, "encrypted DELIVER but no PRE key here", "deliver")
                 return
             try:
-                value = self.pre.decrypt(
-                    self.pre_keys,
-                    owner_public=self.owner_pre,
-                    owner_verifying=self.owner_verifying,
-                    capsule=env.get(T.CAPSULE),
-                    cfrags=env.cfrags,
-                    ciphertext=env.get(T.CT),
-                )
+                value = self._open(env)
             except PreError as error:
                 self.verdict(payload, False, error.problem, "deliver")
                 return
         # Committed only now: a DELIVER that fails the cfrag check must not burn its seq.
+        high_before = self.window.high
         outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"DELIVER seq={seq} {outcome}: ignored", "deliver")
             return
+        self._note_gap(high_before, seq)
         reading = Reading(env.text(T.EXT_ID), env.int(T.EPOCH), seq, value, retain, qos)
         with self.arrived:
             self.readings.append(reading)
@@ -144,7 +151,7 @@ class DataUser(Role):
         self.verdict(
             payload,
             True,
-            "DS signature valid; cfrags verified; decrypted"
+            "DS signature valid; cfrags verified; decrypted; sender binding holds"
             if not env.plain
             else "DS signature valid; PLAIN (no PRE library): no confidentiality",
             "deliver",
@@ -153,6 +160,72 @@ class DataUser(Role):
             qos=qos,
             retain=retain,
         )
+
+    # --- the subscriber leg: re-send requests and reports -------------------------------
+    def _note_gap(self, high_before: int, seq: int) -> None:
+        """DELIVERs between the old high-water mark and ``seq`` are missing: ask the DS again
+        after ``ack_timeout_s`` (with back-off), then report to the MS (the seed's two legs)."""
+        if seq <= high_before + 1:
+            return
+        for missing in range(max(high_before + 1, seq - MAX_CHASED), seq):
+            if missing not in self.chasing and len(self.chasing) < MAX_CHASED:
+                self.chasing[missing] = 0
+                self.scheduler.call_later(self.cfg.ack_timeout_s, self._chase, missing)
+
+    def _chase(self, seq: int) -> None:
+        attempts = self.chasing.get(seq)
+        if attempts is None:
+            return
+        if self.window.seen(seq):
+            del self.chasing[seq]
+            return
+        if attempts >= self.cfg.max_attempts:
+            del self.chasing[seq]
+            self._report(seq, f"DELIVER seq={seq} never arrived after {attempts} re-send requests")
+            return
+        self.chasing[seq] = attempts + 1
+        self._publish_signed(
+            MsgType.RESEND,
+            {T.SEQ: wire.u64(seq), T.TS: wire.u64(now_ms()), T.SUB: self.name.encode()},
+            topics.resend_topic(self.name),
+        )
+        self.trace.note(f"{self.name}: asks the DS to re-send seq={seq}", lane=self.name)
+        delay = self.cfg.ack_timeout_s * self.cfg.backoff ** (attempts + 1)
+        self.scheduler.call_later(delay, self._chase, seq)
+
+    def _report(self, seq: int, reason: str) -> None:
+        fields = {
+            T.CID: self.name.encode(),
+            T.SEQ: wire.u64(seq),
+            T.TS: wire.u64(now_ms()),
+            T.HASH: hashlib.sha256(reason.encode()).digest(),
+            T.STATUS: bytes([Status.MALFORMED]),
+            T.REASON: reason.encode()[:200],
+        }
+        self.trace.note(f"{self.name}: reports to the management server: {reason}", lane=self.name)
+        self._publish_signed(MsgType.REPORT, fields, topics.report_topic(self.name))
+
+    def _publish_signed(self, msg_type: MsgType, fields: wire.FieldMap, topic: str) -> None:
+        fields = fields | {T.KID: self.signer.public().kid, T.ALG: bytes([self.signer.alg])}
+        payload = wire.encode(msg_type, fields, flags=1, sign=self.signer.sign, topic=topic)
+        if self.endpoint is not None:
+            self.endpoint.publish(topic, payload, qos=1)
+
+    def _open(self, env: wire.Envelope) -> bytes:
+        """Unwrap the bundle (encrypted to this user), verify both cfrags, decrypt, and check
+        the sender binding against the tag the DS computed from the verified sender."""
+        assert isinstance(self.pre, UmbralBackend) and self.pre_keys is not None
+        bundle = self.pre.unwrap(self.pre_keys, env.get(T.CAPSULE), env.get(T.CT))
+        capsule, ct, cfrags, expected = binding.decode_bundle(bundle)
+        plaintext = self.pre.decrypt(
+            self.pre_keys,
+            owner_public=self.owner_pre,
+            owner_verifying=self.owner_verifying,
+            capsule=capsule,
+            cfrags=cfrags,
+            ciphertext=ct,
+        )
+        return binding.open_plaintext(plaintext, expected)
 
     def wait_for(self, count: int, timeout: float) -> bool:
         with self.arrived:

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.ssdtf import binding, wire
 from drivers.ssdtf import config as topics
-from drivers.ssdtf import wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.pseudonyms import MappingStore, Pseudonymizer
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import ProxyRole, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import (
+    ProxyRole,
+    key_view,
+    pre_view,
+    signature_problem,
+    verify_record,
+)
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import Alg, MsgType, T
 
 
 @dataclass
@@ -35,6 +42,23 @@ class Recipient:
     window: SeqWindow = field(default_factory=SeqWindow)
     seq: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    signing: PublicKeyRef | None = None
+    """The destination's signing key: verifies its re-send requests."""
+    sent: OrderedDict[int, Sent] = field(default_factory=OrderedDict)
+    """The last :data:`KEPT_FOR_RESEND` DELIVERs (by seq), for re-send requests."""
+
+
+@dataclass
+class Sent:
+    topic: str
+    fields: wire.FieldMap
+    flags: int
+    qos: int
+    retain: bool
+    resent: int = 0
+
+
+KEPT_FOR_RESEND = 256
 
 
 class DistributionServer(ProxyRole):
@@ -81,9 +105,25 @@ class DistributionServer(ProxyRole):
             raise PreError("conversion key differs from the registered one", "re-register")
         name = record["sub"]
         receiver = bytes.fromhex(record["receiver_pre"])
-        self.recipients[name] = Recipient(name, receiver, kfrag, SeqWindow(self.cfg.window))
+        signing = None
+        if record.get("signing"):
+            signing = PublicKeyRef(
+                Alg(record["signing_alg"]), bytes.fromhex(record["signing"]), name
+            )
+            self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
+        self.recipients[name] = Recipient(
+            name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump), signing=signing
+        )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
-        self.hold(KeyView(f"kfrag#2[{name}]", "conversion key", "umbral", "", "share 2 of 2"))
+        self.hold(
+            KeyView(
+                f"kfrag#2[{name}]",
+                "conversion key",
+                "umbral",
+                "",
+                "share 2 of 2; registration simulated (in process)",
+            )
+        )
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:
@@ -106,9 +146,13 @@ class DistributionServer(ProxyRole):
 
     def start(self, host: str, port: int) -> None:
         endpoint = Endpoint("ssdtf-ds", host, port, username="ds", password=self.token)
-        endpoint.on("ssdtf/v1/int/+", self._on_fwd)
+        endpoint.on("ssdtf/v1/int/+", self.guarded("forward", self._on_fwd))
+        endpoint.on("ssdtf/v1/resend/+", self.guarded("resend", self._on_resend))
+        endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
-        endpoint.subscribe([("ssdtf/v1/int/+", 1)], self.cfg.connect_timeout_s)
+        endpoint.subscribe(
+            [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1)], self.cfg.connect_timeout_s
+        )
         self.endpoint = endpoint
 
     def stop(self) -> None:
@@ -124,13 +168,9 @@ class DistributionServer(ProxyRole):
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed: {error.problem}", "forward")
             return
-        pin = self.broker_pin
-        if (
-            env.get(T.ALG)[0] != pin.alg
-            or env.get(T.KID) != pin.kid
-            or not pin.verify(env.get(T.SIG), env.tbs(topic))
-        ):
-            self.verdict(payload, False, "broker signature invalid on FWD", "forward")
+        problem = signature_problem(self.broker_pin, topic, env, "broker")
+        if problem:
+            self.verdict(payload, False, f"{problem} on FWD", "forward")
             return
         if env.text(T.SUB) != sub:
             self.verdict(payload, False, "FWD for another destination than its topic", "forward")
@@ -145,14 +185,22 @@ class DistributionServer(ProxyRole):
         if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
             self.verdict(payload, False, "FWD timestamp outside the window", "forward")
             return
-        outcome = recipient.window.accept(env.int(T.SEQ), hashlib.sha256(payload).digest())
-        if outcome != SeqWindow.NEW:
-            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
-            return
         try:
             inner = wire.decode(env.get(T.INNER))
+            if inner.type != MsgType.DATA:
+                raise wire.MsgTypeError(f"{inner.type.name} inside a FWD")
         except wire.WireError as error:
             self.verdict(payload, False, f"malformed inner DATA: {error.problem}", "forward")
+            return
+        if inner.plain and self.pre.available:  # the gateway refuses these too; so do we
+            self.verdict(payload, False, "downgrade: plaintext DATA inside a FWD", "forward")
+            return
+        if not inner.plain and T.BIND not in inner.fields:
+            self.verdict(payload, False, "DATA without a sender binding refused", "forward")
+            return
+        outcome = recipient.window.check(env.int(T.SEQ))
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
             return
         cfrags = list(env.cfrags)
         if isinstance(self.pre, UmbralBackend) and not inner.plain:
@@ -169,6 +217,11 @@ class DistributionServer(ProxyRole):
             except PreError as error:
                 self.verdict(payload, False, error.problem, "forward")
                 return
+        # committed only now: a FWD whose capsule PRE refuses must not burn its seq
+        outcome = recipient.window.accept(env.int(T.SEQ), hashlib.sha256(payload).digest())
+        if outcome != SeqWindow.NEW:
+            self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
+            return
         cid = inner.text(T.CID)
         ext_id = self.pseudonyms.external_id(cid, sub)
         epoch = self.pseudonyms.epoch
@@ -180,26 +233,37 @@ class DistributionServer(ProxyRole):
         fields = {
             T.SEQ: wire.u64(seq),
             T.TS: wire.u64(now_ms()),
-            T.CT: inner.get(T.CT),
             T.EXT_ID: ext_id.encode(),
             T.EPOCH: wire.u32(epoch),
             T.KID: self.signer.public().kid,
             T.ALG: bytes([self.signer.alg]),
         }
-        if T.CAPSULE in inner.fields:
-            fields[T.CAPSULE] = inner.get(T.CAPSULE)
+        if isinstance(self.pre, UmbralBackend) and not inner.plain:
+            # re-wrap for this destination: nothing of the DATA's bytes is repeated, and the
+            # expected sender tag travels where only the destination can read it
+            bundle = binding.encode_bundle(
+                inner.get(T.CAPSULE),
+                inner.get(T.CT),
+                cfrags,
+                binding.sender_tag(cid, inner.get(T.BIND)),
+            )
+            fields[T.CAPSULE], fields[T.CT] = self.pre.wrap(recipient.receiver_pre, bundle)
+        else:
+            fields[T.CT] = inner.get(T.CT)
         deliver = wire.encode(
             MsgType.DELIVER,
             fields,
             flags=inner.flags,
-            cfrags=cfrags,
             sign=self.signer.sign,
             topic=out_topic,
         )
         assert self.endpoint is not None
-        self.endpoint.publish(
-            out_topic, deliver, qos=max(1, inner.qos_pub), retain=inner.retain_pub
-        )
+        qos = max(1, inner.qos_pub)
+        self.endpoint.publish(out_topic, deliver, qos=qos, retain=inner.retain_pub)
+        with recipient.lock:
+            recipient.sent[seq] = Sent(out_topic, fields, inner.flags, qos, inner.retain_pub)
+            while len(recipient.sent) > KEPT_FOR_RESEND:
+                recipient.sent.popitem(last=False)
         self.delivered += 1
         self.verdict(
             payload,
@@ -207,4 +271,50 @@ class DistributionServer(ProxyRole):
             f"broker signature valid; delivered to {sub} as {ext_id}",
             "forward",
             ext_id=ext_id,
+        )
+
+    # --- the subscriber leg: signed re-send requests ---------------------------------
+    def _on_resend(self, topic: str, payload: bytes, msg: Any) -> None:
+        """A destination asks again for a DELIVER it never got (a gap in its sequence). The
+        DELIVER is re-signed with a fresh TS (same wrapped bundle); each seq is re-sent at
+        most ``max_attempts`` times, and only to the destination that signed the request."""
+        sub = topics.topic_part(topic, 1)
+        try:
+            env = wire.decode(payload)
+            if env.type != MsgType.RESEND:
+                raise wire.MsgTypeError(f"{env.type.name} on a re-send topic")
+        except wire.WireError as error:
+            self.verdict(payload, False, f"malformed re-send request: {error.problem}", "resend")
+            return
+        with self._lock:
+            recipient = self.recipients.get(sub)
+        if recipient is None or env.text(T.SUB) != sub:
+            self.verdict(payload, False, f"re-send request for unknown {sub}", "resend")
+            return
+        problem = signature_problem(recipient.signing, topic, env, f"data user {sub}")
+        if problem:
+            self.verdict(payload, False, f"re-send request refused: {problem}", "resend")
+            return
+        if not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            self.verdict(payload, False, "re-send request outside the TS window", "resend")
+            return
+        seq = env.int(T.SEQ)
+        with recipient.lock:
+            sent = recipient.sent.get(seq)
+            if sent is not None and sent.resent < self.cfg.max_attempts:
+                sent.resent += 1
+            else:
+                sent = None
+        if sent is None:
+            why = f"re-send of seq={seq} refused: not kept or re-sent too often"
+            self.verdict(payload, False, why, "resend")
+            return
+        fields = sent.fields | {T.TS: wire.u64(now_ms())}
+        again = wire.encode(
+            MsgType.DELIVER, fields, flags=sent.flags, sign=self.signer.sign, topic=sent.topic
+        )
+        assert self.endpoint is not None
+        self.endpoint.publish(sent.topic, again, qos=sent.qos, retain=sent.retain)
+        self.verdict(
+            payload, True, f"re-send request from {sub} verified: seq={seq} re-sent", "resend"
         )

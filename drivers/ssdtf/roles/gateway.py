@@ -20,6 +20,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +30,23 @@ from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import ProxyRole, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import (
+    ProxyRole,
+    key_view,
+    pre_view,
+    signature_problem,
+    verify_record,
+)
 from drivers.ssdtf.roles.sensor import session_id
+from drivers.ssdtf.scheduler import Scheduler, SerialWorker
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
 from drivers.ssdtf.wire import Alg, MsgType, Status, T
+
+EXPIRED_KEPT = 256
+"""How many expired challenge nonces are remembered (only to name the reason better)."""
+RECENT_ND_KEPT = 1024
+"""How many recent device nonces Nd are remembered to refuse a replayed HELLO."""
 
 
 @dataclass
@@ -42,12 +55,42 @@ class PendingAuth:
     nb: bytes
     chal_digest: bytes
     deadline: float
+    timer: int = 0
 
 
 @dataclass
 class Session:
     sid: bytes
     window: SeqWindow
+    nd: bytes = b""
+
+
+@dataclass
+class HelloLimit:
+    """Per client ID: when the next HELLO may get a challenge, and how many handshakes in a
+    row did not reach READY (the back-off exponent)."""
+
+    next_allowed: float = 0.0
+    strikes: int = 0
+
+
+class TokenBucket:
+    """The global HELLO rate limit: ``rate`` challenges per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = max(rate, 0.001)
+        self.burst = max(1, burst)
+        self.tokens = float(self.burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 @dataclass
@@ -86,19 +129,46 @@ class Gateway(ProxyRole):
         self.owner_verifying = b""
         self.destinations: dict[str, Destination] = {}
         self.pending: dict[str, PendingAuth] = {}
-        self.expired: dict[bytes, str] = {}
+        self.expired: OrderedDict[bytes, str] = OrderedDict()
+        self.recent_nd: OrderedDict[bytes, str] = OrderedDict()
+        self.limits: dict[str, HelloLimit] = {}
+        self.bucket = TokenBucket(cfg.hello_rate_per_s, cfg.hello_burst)
         self.sessions: dict[str, Session] = {}
         self.forwarded = 0
         self._lock = threading.RLock()
         self.endpoint: Endpoint | None = None
-        self._timers: list[threading.Timer] = []
+        self.host, self.port = "", 0
+        self.can_take_over = True
+        # one timer thread for every handshake deadline, one worker for every take-over
+        self.scheduler = Scheduler("ssdtf-gateway-timers", self.on_internal_error)
+        self.closer = SerialWorker("ssdtf-gateway-closer", 64, self.on_internal_error)
+
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of every per-client table (the flood test asserts they stay bounded)."""
+        with self._lock:
+            return {
+                "pending": len(self.pending),
+                "sessions": len(self.sessions),
+                "expired": len(self.expired),
+                "recent_nd": len(self.recent_nd),
+                "limits": len(self.limits),
+                "timers": len(self.scheduler),
+                "closer_queue": len(self.closer),
+            }
 
     # --- provisioning ------------------------------------------------------------
     def register_device(self, body: bytes, signature: bytes) -> None:
         record = verify_record(self.registrars["devices"], body, signature)
         ref = PublicKeyRef(Alg(record["alg"]), bytes.fromhex(record["public"]), record["cid"])
         self.devices[record["cid"]] = ref
-        self.hold(key_view(f"pk_D[{record['cid']}]", "public (device)", ref))
+        self.hold(
+            key_view(
+                f"pk_D[{record['cid']}]",
+                "public (device)",
+                ref,
+                "registration simulated (in process)",
+            )
+        )
 
     def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
         record = verify_record(self.registrars["destinations"], body, signature)
@@ -108,7 +178,15 @@ class Gateway(ProxyRole):
         receiver = bytes.fromhex(record["receiver_pre"])
         self.destinations[name] = Destination(name, receiver, kfrag)
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
-        self.hold(KeyView(f"kfrag#1[{name}]", "conversion key", "umbral", "", "share 1 of 2"))
+        self.hold(
+            KeyView(
+                f"kfrag#1[{name}]",
+                "conversion key",
+                "umbral",
+                "",
+                "share 1 of 2; registration simulated (in process)",
+            )
+        )
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:
@@ -120,8 +198,9 @@ class Gateway(ProxyRole):
     def start(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         endpoint = Endpoint("ssdtf-gateway", host, port, username="gateway", password=self.token)
-        endpoint.on("ssdtf/v1/auth/+/up", self._on_auth_up)
-        endpoint.on("ssdtf/v1/up/+", self._on_data)
+        endpoint.on("ssdtf/v1/auth/+/up", self.guarded("handshake", self._on_auth_up))
+        endpoint.on("ssdtf/v1/up/+", self.guarded("data", self._on_data))
+        endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
             [("ssdtf/v1/auth/+/up", 1), ("ssdtf/v1/up/+", self.cfg.gateway_qos)],
@@ -130,8 +209,8 @@ class Gateway(ProxyRole):
         self.endpoint = endpoint
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        self.scheduler.stop()
+        self.closer.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
 
@@ -139,7 +218,7 @@ class Gateway(ProxyRole):
         return cid in self.sessions
 
     def _sign_publish(
-        self, msg_type: MsgType, fields: dict[int, bytes], topic: str, flags: int = 1
+        self, msg_type: MsgType, fields: wire.FieldMap, topic: str, flags: int = 1
     ) -> bytes:
         fields = fields | {
             T.KID: self.signer.public().kid,
@@ -152,43 +231,92 @@ class Gateway(ProxyRole):
         return payload
 
     # --- handshake ---------------------------------------------------------------
+    # The state machine per client ID: IDLE -> PENDING (one challenge) -> READY. A HELLO
+    # never touches a READY session (a new session replaces it only once the device's RESP
+    # verifies); a failure of a *pending* handshake closes the connection; anything else is
+    # a verdict and a drop. HELLOs are rate limited per client ID (with back-off) and
+    # globally, and every table is bounded (registered IDs, or a fixed size).
     def _on_auth_up(self, topic: str, payload: bytes, msg: Any) -> None:
         cid = topics.topic_part(topic, 1)
         try:
             env = wire.decode(payload)
         except wire.WireError as error:
-            self.evict(cid, payload, f"malformed handshake message: {error.problem}")
+            self._auth_failure(cid, payload, f"malformed handshake message: {error.problem}")
             return
         if env.type == MsgType.HELLO:
             self._on_hello(cid, payload, env)
         elif env.type == MsgType.RESP:
             self._on_resp(cid, topic, payload, env)
         else:
-            self.evict(cid, payload, f"unexpected {env.type.name} on the auth topic")
+            self._auth_failure(cid, payload, f"unexpected {env.type.name} on the auth topic")
+
+    def _auth_failure(self, cid: str, payload: bytes, reason: str) -> None:
+        """A bad message on the auth topic: closes the connection only while a handshake is
+        pending for ``cid`` (that handshake has failed); a READY session is never touched."""
+        with self._lock:
+            pending = self.pending.pop(cid, None)
+        if pending is not None:
+            self.scheduler.cancel(pending.timer)
+            self._remember_expired(pending.nb, cid)
+            self.evict(cid, payload, reason)
+        else:
+            self.verdict(payload, False, f"{reason}; dropped", "handshake", cid=cid)
+
+    def _remember_expired(self, nb: bytes, cid: str) -> None:
+        self.expired[nb] = cid
+        while len(self.expired) > EXPIRED_KEPT:
+            self.expired.popitem(last=False)
+
+    def _refuse_hello(self, payload: bytes, reason: str, cid: str) -> None:
+        self.verdict(payload, False, reason, "handshake", cid=cid)
 
     def _on_hello(self, cid: str, payload: bytes, env: wire.Envelope) -> None:
         if env.text(T.CID) != cid or cid not in self.devices:
-            self.verdict(payload, False, f"unknown client ID {cid!r}: no challenge", "handshake")
+            self._refuse_hello(payload, f"unknown client ID {cid!r}: no challenge", cid)
             return
         nd = env.get(T.ND)
         if self.connect_nonces is not None and self.connect_nonces.get(cid) != nd.hex():
-            self.evict(cid, payload, "HELLO nonce differs from the CONNECT user name")
+            self._refuse_hello(payload, "HELLO nonce differs from the CONNECT user name", cid)
             return
-        nb = os.urandom(16)
-        topic = topics.auth_down(cid)
-        fields = {T.CID: cid.encode(), T.TS: wire.u64(now_ms()), T.ND: nd, T.NB: nb}
+        now = time.monotonic()
         with self._lock:
-            self.sessions.pop(cid, None)
-            chal = self._sign_publish(MsgType.CHAL, fields, topic)
-            deadline = time.monotonic() + self.cfg.auth_deadline_s
-            self.pending[cid] = PendingAuth(nd, nb, hashlib.sha256(chal).digest(), deadline)
+            if nd in self.recent_nd:
+                session = self.sessions.get(cid)
+                where = "READY session untouched" if session else "no challenge"
+                reason = f"HELLO replayed: nonce Nd already used; {where}"
+            elif cid in self.pending:
+                reason = "a challenge is already pending for this client ID: HELLO dropped"
+            else:
+                limit = self.limits.setdefault(cid, HelloLimit())
+                if now < limit.next_allowed:
+                    wait = limit.next_allowed - now
+                    reason = f"HELLO rate limit for {cid}: back-off, retry in {wait:.2f} s"
+                elif not self.bucket.take():
+                    reason = "global HELLO rate limit reached: no challenge"
+                else:
+                    reason = ""
+                    limit.strikes += 1
+                    step = self.cfg.hello_interval_s * 2 ** min(limit.strikes - 1, 20)
+                    limit.next_allowed = now + min(self.cfg.hello_backoff_max_s, step)
+                    self.recent_nd[nd] = cid
+                    while len(self.recent_nd) > RECENT_ND_KEPT:
+                        self.recent_nd.popitem(last=False)
+            if reason:
+                self._refuse_hello(payload, reason, cid)
+                return
+            nb = os.urandom(16)
+            fields = {T.CID: cid.encode(), T.TS: wire.u64(now_ms()), T.ND: nd, T.NB: nb}
+            chal = self._sign_publish(MsgType.CHAL, fields, topics.auth_down(cid))
+            pending = PendingAuth(
+                nd, nb, hashlib.sha256(chal).digest(), now + self.cfg.auth_deadline_s
+            )
+            pending.timer = self.scheduler.call_later(
+                self.cfg.auth_deadline_s, self._deadline, cid, nb
+            )
+            self.pending[cid] = pending
         self.verdict(
             payload, True, "HELLO from a registered client ID: challenge sent", "handshake"
         )
-        timer = threading.Timer(self.cfg.auth_deadline_s, self._deadline, (cid, nb))
-        timer.daemon = True
-        timer.start()
-        self._timers.append(timer)
 
     def _deadline(self, cid: str, nb: bytes) -> None:
         with self._lock:
@@ -196,32 +324,40 @@ class Gateway(ProxyRole):
             if pending is None or pending.nb != nb:
                 return
             del self.pending[cid]
-            self.expired[nb] = cid
+            self._remember_expired(nb, cid)
+            ready = cid in self.sessions
+        if ready:
+            self.verdict(
+                None,
+                False,
+                "handshake deadline passed: nonce Nb expired; the READY session is untouched",
+                "handshake",
+                cid=cid,
+            )
+            return
         self.evict(cid, None, "handshake deadline passed: nonce Nb expired, connection closed")
 
     def _on_resp(self, cid: str, topic: str, payload: bytes, env: wire.Envelope) -> None:
         nb = env.get(T.NB)
         with self._lock:
             pending = self.pending.get(cid)
-            if pending is None or pending.nb != nb:
+            if pending is not None and pending.nb == nb:
+                del self.pending[cid]  # single use, whatever the outcome
+                self.scheduler.cancel(pending.timer)
+            else:
+                pending = None
                 why = (
                     "nonce Nb expired (deadline passed)"
                     if nb in self.expired
                     else "nonce Nb unknown or already used (replayed RESP)"
                 )
-                self.pending.pop(cid, None)
-                pending = None
-            else:
-                del self.pending[cid]  # single use, whatever the outcome
-                why = ""
         if pending is None:
-            self.evict(cid, payload, why)
+            self._auth_failure(cid, payload, why)
             return
         if time.monotonic() > pending.deadline:
             self.evict(cid, payload, "nonce Nb expired (deadline passed)")
             return
-        key = self.devices.get(cid)
-        problem = self._check_device_sig(key, topic, env)
+        problem = signature_problem(self.devices.get(cid), topic, env, "device")
         if not problem and env.text(T.CID) != cid:
             problem = "client ID differs from the topic"
         if not problem and env.get(T.HASH) != pending.chal_digest:
@@ -233,30 +369,28 @@ class Gateway(ProxyRole):
             return
         sid = session_id(pending.nd, pending.nb, cid)
         with self._lock:
-            self.sessions[cid] = Session(sid, SeqWindow(self.cfg.window))
+            self.sessions[cid] = Session(
+                sid, SeqWindow(self.cfg.window, self.cfg.max_jump), pending.nd
+            )
+            limit = self.limits.get(cid)
+            if limit is not None:
+                limit.strikes = 0
         fields = {T.CID: cid.encode(), T.SID: sid, T.TS: wire.u64(now_ms())}
         self._sign_publish(MsgType.OK, fields, topics.auth_down(cid))
         self.verdict(
             payload, True, "device signature valid: session READY", "handshake", sid=sid.hex()
         )
 
-    def _check_device_sig(self, key: PublicKeyRef | None, topic: str, env: wire.Envelope) -> str:
-        if key is None:
-            return "unknown client ID"
-        if env.get(T.ALG)[0] != key.alg:
-            return "ALG differs from the device key's pinned algorithm (downgrade)"
-        if env.get(T.KID) != key.kid:
-            return "device signature invalid (key ID differs from the registered key)"
-        if not key.verify(env.get(T.SIG), env.tbs(topic)):
-            return "device signature invalid"
-        return ""
-
     def evict(self, cid: str, payload: bytes | None, reason: str) -> None:
-        """Refuse and close the sensor's connection (take-over with its client ID)."""
+        """Refuse and close the sensor's connection (take-over with its client ID), on the
+        one closer thread: at most one queued take-over per client ID."""
         with self._lock:
             self.sessions.pop(cid, None)
         self.verdict(payload, False, reason, "handshake", cid=cid)
-        threading.Thread(target=self._take_over, args=(cid,), daemon=True).start()
+        if not self.can_take_over:
+            return  # session dropped: nothing from this connection counts until a handshake
+        if self.host and not self.closer.submit(cid, self._take_over, cid):
+            self.trace.note(f"gateway: take-over queue full, {cid} not closed", lane="gateway")
 
     def _take_over(self, cid: str) -> None:
         kicker = Endpoint(
@@ -282,7 +416,7 @@ class Gateway(ProxyRole):
             return
         cid = env.text(T.CID)
         seq = env.int(T.SEQ)
-        problem = self._check_device_sig(self.devices.get(cid), topic, env)
+        problem = signature_problem(self.devices.get(cid), topic, env, "device")
         if problem:
             status = Status.POLICY if "ALG" in problem else Status.BAD_SIGNATURE
             self._refuse(cid_topic, payload, seq, status, problem)
@@ -317,6 +451,24 @@ class Gateway(ProxyRole):
             )
             return
         digest = hashlib.sha256(payload).digest()
+        outcome = session.window.check(seq)
+        if outcome == SeqWindow.TOO_FAR:
+            self._refuse(
+                cid,
+                payload,
+                seq,
+                Status.POLICY,
+                f"seq={seq} too far ahead of the window (more than {session.window.max_jump})",
+            )
+            return
+        cfrags: dict[str, list[bytes]] = {}
+        if outcome == SeqWindow.NEW:
+            try:  # before the window commits: a capsule PRE refuses must not burn its seq
+                cfrags = self._reencrypt_all(env)
+            except PreError as error:
+                why = f"capsule refused: {error.problem}"
+                self._refuse(cid, payload, seq, Status.MALFORMED, why)
+                return
         outcome = session.window.accept(seq, digest)
         if outcome == SeqWindow.DUPLICATE:
             self._ack(cid, session.sid, seq, digest, Status.DUPLICATE)
@@ -333,7 +485,7 @@ class Gateway(ProxyRole):
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"replay: seq={seq} {outcome} (sequence window)", "data")
             return
-        self._forward(cid, env, payload)
+        self._forward(env, payload, cfrags)
         self._ack(cid, session.sid, seq, digest, Status.OK)
         self.verdict(
             payload,
@@ -365,13 +517,16 @@ class Gateway(ProxyRole):
         }
         self._sign_publish(MsgType.ACK, fields, topics.ack_topic(cid))
 
-    def _forward(self, cid: str, env: wire.Envelope, payload: bytes) -> None:
+    def _reencrypt_all(self, env: wire.Envelope) -> dict[str, list[bytes]]:
+        """Share-1 cfrag per destination; raises :class:`PreError` for a capsule that PRE
+        refuses (a signed but nonsensical capsule from a compromised device)."""
         with self._lock:
             destinations = list(self.destinations.values())
+        out: dict[str, list[bytes]] = {}
         for dest in destinations:
-            cfrags: list[bytes] = []
+            out[dest.name] = []
             if isinstance(self.pre, UmbralBackend) and not env.plain:
-                cfrags = [
+                out[dest.name] = [
                     self.pre.reencrypt(
                         env.get(T.CAPSULE),
                         dest.kfrag,
@@ -380,6 +535,12 @@ class Gateway(ProxyRole):
                         receiver_public=dest.receiver_pre,
                     )
                 ]
+        return out
+
+    def _forward(self, env: wire.Envelope, payload: bytes, cfrags: dict[str, list[bytes]]) -> None:
+        with self._lock:
+            destinations = [d for d in self.destinations.values() if d.name in cfrags]
+        for dest in destinations:
             with dest.lock:
                 dest.seq += 1
                 seq = dest.seq
@@ -394,7 +555,12 @@ class Gateway(ProxyRole):
                 T.BROKER_ID: self.broker_id.encode(),
             }
             out = wire.encode(
-                MsgType.FWD, fields, flags=1, cfrags=cfrags, sign=self.signer.sign, topic=topic
+                MsgType.FWD,
+                fields,
+                flags=1,
+                cfrags=cfrags[dest.name],
+                sign=self.signer.sign,
+                topic=topic,
             )
             assert self.endpoint is not None
             self.endpoint.publish(topic, out, qos=1)

@@ -9,6 +9,9 @@ the device's signature before believing a report.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import deque
 from typing import Any
 
 from drivers.ssdtf import config as topics
@@ -16,10 +19,19 @@ from drivers.ssdtf import wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PreKeyPair
-from drivers.ssdtf.roles.base import Role, key_view, pre_view
+from drivers.ssdtf.replay import DigestWindow, ts_ok
+from drivers.ssdtf.roles.base import (
+    Role,
+    describe_error,
+    key_view,
+    pre_view,
+    signature_problem,
+)
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
 from drivers.ssdtf.wire import MsgType, T
+
+MAX_REPORTS = 10_000
 
 
 class ManagementServer(Role):
@@ -41,16 +53,26 @@ class ManagementServer(Role):
             self.hold(pre_view("sk_MS.pre", "pre private (key owner)", pre_keys.public))
             self.hold(pre_view("sk_MS.kfrag", "kfrag signing private", pre_keys.verifying))
         self.devices: dict[str, PublicKeyRef] = {}
-        self.reports: list[dict[str, Any]] = []
+        self.reports: deque[dict[str, Any]] = deque(maxlen=MAX_REPORTS)
+        """The verified reports, newest last (bounded: a compromised device can sign as many
+        distinct reports as it likes)."""
+        self.seen_reports = DigestWindow(4096)
+        self._lock = threading.Lock()
         self.endpoint: Endpoint | None = None
 
     def know_device(self, cid: str, ref: PublicKeyRef) -> None:
         self.devices[cid] = ref
         self.hold(key_view(f"pk_D[{cid}]", "public (device)", ref))
 
+    def know_user(self, name: str, ref: PublicKeyRef) -> None:
+        """A data user's signing key: it reports DELIVERs that never arrived (subscriber leg)."""
+        self.devices[name] = ref
+        self.hold(key_view(f"pk_U[{name}]", "public (data user reports)", ref))
+
     def start(self, host: str, port: int) -> None:
         endpoint = Endpoint("ssdtf-ms", host, port, username="ms", password=self.token)
-        endpoint.on("ssdtf/v1/report/+", lambda t, p, m: self.receive_report(p, t))
+        endpoint.on("ssdtf/v1/report/+", self.guarded("report", self._on_report))
+        endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe([("ssdtf/v1/report/+", 1)], self.cfg.connect_timeout_s)
         self.endpoint = endpoint
@@ -59,8 +81,25 @@ class ManagementServer(Role):
         if self.endpoint is not None:
             self.endpoint.stop()
 
+    def _on_report(self, topic: str, payload: bytes, msg: Any) -> None:
+        self.receive_report(payload, topic)
+
+    @property
+    def report_window_s(self) -> float:
+        """Freshness window for REPORTs: wider than the data path's (a report may be about
+        the device's own clock, or wait for a way out of band), still finite, so the digest
+        window that suppresses duplicates only has to remember this long."""
+        return self.cfg.ts_window_s * 10
+
     def receive_report(self, payload: bytes, topic: str = "") -> bool:
-        """Verify and store a sensor's REPORT (MQTT or out of band)."""
+        """Verify and store a sensor's REPORT (MQTT or out of band); never raises."""
+        try:
+            return self._receive(payload, topic)
+        except Exception as error:
+            self.verdict(payload, False, f"dropped: {describe_error(error)}", "report")
+            return False
+
+    def _receive(self, payload: bytes, topic: str) -> bool:
         try:
             env = wire.decode(payload)
             if env.type != MsgType.REPORT:
@@ -69,14 +108,20 @@ class ManagementServer(Role):
             self.verdict(payload, False, f"malformed report: {error.problem}", "report")
             return False
         cid = env.text(T.CID)
-        key = self.devices.get(cid)
         signed_topic = topics.report_topic(cid)
-        if (
-            key is None
-            or env.get(T.ALG)[0] != key.alg
-            or not key.verify(env.get(T.SIG), env.tbs(signed_topic))
-        ):
-            self.verdict(payload, False, "report signature invalid", "report")
+        if topic and topic != signed_topic:
+            self.verdict(payload, False, "report for another device than its topic", "report")
+            return False
+        problem = signature_problem(self.devices.get(cid), signed_topic, env, "device")
+        if problem:
+            self.verdict(payload, False, f"report signature invalid ({problem})", "report")
+            return False
+        if not ts_ok(env.int(T.TS), self.report_window_s):
+            why = f"report timestamp outside ±{self.report_window_s:g} s (stale or held back)"
+            self.verdict(payload, False, why, "report")
+            return False
+        if not self.seen_reports.add(hashlib.sha256(payload).digest()):
+            self.verdict(payload, False, "duplicate report: already counted", "report")
             return False
         entry = {
             "cid": cid,
@@ -84,7 +129,8 @@ class ManagementServer(Role):
             "reason": env.text(T.REASON),
             "via": "mqtt" if topic else "out of band",
         }
-        self.reports.append(entry)
+        with self._lock:
+            self.reports.append(entry)
         self.trace.note(f"ms: report from {cid}: {entry['reason']}", lane="ms", **entry)
         self.verdict(payload, True, f"report from {cid} verified: {entry['reason']}", "report")
         return True

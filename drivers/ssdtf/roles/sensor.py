@@ -16,16 +16,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from drivers.errors import SafeLabError
+from drivers.ssdtf import binding, wire
 from drivers.ssdtf import config as topics
-from drivers.ssdtf import wire
+from drivers.ssdtf.brokers import sensor_password
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, UmbralBackend
 from drivers.ssdtf.replay import now_ms, ts_ok
-from drivers.ssdtf.roles.base import Role, key_view, pre_view, verify_record
+from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem, verify_record
 from drivers.ssdtf.signing import PublicKeyRef, TokenSigner
 from drivers.ssdtf.trace import KeyView, Trace
 from drivers.ssdtf.wire import Alg, MsgType, Status, T
@@ -62,11 +63,12 @@ class Sensor(Role):
         pre: UmbralBackend | PlainBackend,
         cfg: FlowConfig,
         trace: Trace,
-        report_oob: Callable[[bytes, str], None],
+        report_oob: Callable[[bytes, str], object],
         *,
         clock_offset_s: float = 0.0,
         answer_challenge: bool = True,
         force_plain: bool = False,
+        broker_secret: str = "",
     ) -> None:
         super().__init__(cid, trace)
         self.cid = cid
@@ -77,6 +79,7 @@ class Sensor(Role):
         self.clock_offset_s = clock_offset_s
         self.answer_challenge = answer_challenge
         self.force_plain = force_plain
+        self.broker_secret = broker_secret
         record = verify_record(enrolment.registrar, enrolment.body, enrolment.signature)
         self.broker_pin = PublicKeyRef(
             Alg(record["broker_alg"]), bytes.fromhex(record["pk_b"]), "B"
@@ -127,12 +130,19 @@ class Sensor(Role):
         self._done.clear()
         self.state = "connecting"
         self.failure = ""
+        # The seed's CONNECT: user name = hex(Nd), password = the SSDTF/1 marker (here
+        # followed by the device's broker secret, so nobody else can take its client ID). On
+        # brokers without SSDTF admission the user name is the client ID (Mosquitto binds the
+        # two) and Nd travels in the HELLO only.
+        username = self.nd.hex() if self.cfg.broker == "embedded" else self.cid
+        password = sensor_password(self.broker_secret) if self.broker_secret else "SSDTF/1"
         endpoint = Endpoint(
-            self.cid, host, port, username=self.nd.hex(), password="SSDTF/1", clean_session=True
+            self.cid, host, port, username=username, password=password, clean_session=True
         )
         self.endpoint = endpoint
-        endpoint.on(topics.auth_down(self.cid), self._on_down)
-        endpoint.on(topics.ack_topic(self.cid), self._on_ack)
+        endpoint.on(topics.auth_down(self.cid), self.guarded("handshake", self._on_down))
+        endpoint.on(topics.ack_topic(self.cid), self.guarded("ack", self._on_ack))
+        endpoint.on_error = self.on_internal_error
         endpoint.on_closed = self._on_closed
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
@@ -165,7 +175,17 @@ class Sensor(Role):
         try:
             env = wire.decode(payload)
         except wire.WireError as error:
-            self._fail(payload, f"malformed message from the broker: {error.problem}")
+            # unsigned garbage proves nothing about the broker: a drop, not a failed handshake
+            # (else anyone who can inject a packet could end a session)
+            self.verdict(payload, False, f"malformed: {error.problem}; dropped", "handshake")
+            return
+        if self.state != "pending" and env.type in (MsgType.CHAL, MsgType.OK):
+            self.verdict(
+                payload,
+                False,
+                f"{env.type.name} outside a pending handshake ignored (replayed?)",
+                "handshake",
+            )
             return
         if env.type == MsgType.CHAL:
             self._on_chal(topic, payload, env)
@@ -177,10 +197,9 @@ class Sensor(Role):
             )
 
     def _check_broker_sig(self, topic: str, env: wire.Envelope) -> str:
-        if env.get(T.ALG)[0] != self.broker_pin.alg or env.get(T.KID) != self.broker_pin.kid:
-            return "broker signature invalid (key or ALG differs from the pinned broker key)"
-        if not self.broker_pin.verify(env.get(T.SIG), env.tbs(topic)):
-            return "broker signature invalid"
+        problem = signature_problem(self.broker_pin, topic, env, "broker")
+        if problem:
+            return problem
         if env.text(T.BROKER_ID) != self.broker_id:
             return "broker ID differs from the pinned one"
         return ""
@@ -207,7 +226,7 @@ class Sensor(Role):
         if not self.answer_challenge:
             self.trace.note(f"{self.cid}: withholds its answer (slow-loris)", lane=self.cid)
             return
-        delay = float(self.cfg.extras.get("resp_delay_s", 0.0))
+        delay = float(cast(float, self.cfg.extras.get("resp_delay_s", 0.0)))
         if delay:
             time.sleep(delay)
         fields = {
@@ -277,9 +296,12 @@ class Sensor(Role):
             and self.enc_key is not None
             and not self.force_plain
         ):
-            capsule, ct = self.pre.encrypt(self.enc_key, reading)
+            r = os.urandom(binding.BIND_LEN)  # binds the plaintext to this sender
+            sealed = binding.seal_plaintext(self.cid, r, reading)
+            capsule, ct = self.pre.encrypt(self.enc_key, sealed)
             fields[T.CAPSULE] = capsule
             fields[T.CT] = ct
+            fields[T.BIND] = r
         else:
             flags |= wire.FLAG_PLAIN
             fields[T.CT] = reading
@@ -302,6 +324,8 @@ class Sensor(Role):
             self.verdict(payload, False, f"malformed ACK: {error.problem}", "ack")
             return
         problem = self._check_broker_sig(topic, env)
+        if not problem and not ts_ok(env.int(T.TS), self.cfg.ts_window_s):
+            problem = "ACK timestamp outside the window (held back or replayed)"
         seq = env.int(T.SEQ)
         with self._lock:
             item = self.pending.get(seq)
