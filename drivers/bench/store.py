@@ -356,6 +356,17 @@ class ResultsStore:
                 phases.update(json.loads(row["other_json"]))
             yield row["idx"], row["total_ns"], phases
 
+    def sample_figures(self, run_id: int) -> list[tuple[int, int, dict[str, int]]]:
+        """Like :meth:`samples`, with each sample's other figures (``other_json``: a
+        protocol's ``n_sign``, a pattern event's ``attempts``, ``flip``...) merged in."""
+        rows = self._read(
+            "SELECT idx, total_ns, other_json FROM samples WHERE run_id = ? ORDER BY idx",
+            (run_id,),
+        )
+        return [
+            (row["idx"], row["total_ns"], json.loads(row["other_json"] or "{}")) for row in rows
+        ]
+
     def close(self) -> None:
         self._conn.close()
 

@@ -91,3 +91,58 @@ def check(protocol: str, condition: Condition) -> None:
 def no_resumption_note(protocol: str) -> str:
     """Table 6's note for a row without resumed columns."""
     return f"no resumption: {capabilities(protocol).no_resume}"
+
+
+# -- The optimisation lab's toggles (drivers.patterns) -------------------------------------
+
+PATTERN_TRANSPORTS = ("mqtt", "https", "https-jwt", "coap")
+
+_TOGGLE_TRANSPORTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "keepalive": (
+        ("mqtt", "https", "https-jwt"),
+        "the CoAP client makes a new DTLS session per request here",
+    ),
+    "resume": (("mqtt", "https", "https-jwt"), "libcoap 4.3.1 has no DTLS resumption"),
+    "preauth": (
+        ("mqtt", "https", "https-jwt"),
+        "CoAP here has no session to keep ready (a new DTLS session per request)",
+    ),
+    "jwt_ttl": (("https-jwt",), "JWT options apply to the https-jwt transport only"),
+    "jwt_batch": (("https-jwt",), "JWT options apply to the https-jwt transport only"),
+    "jwt_refresh": (("https-jwt",), "JWT options apply to the https-jwt transport only"),
+    "hash_on": (("https-jwt",), "hashing on the card is a JWT option"),
+    "nodelay": (
+        ("mqtt",),
+        "http.client always sets TCP_NODELAY (as curl does); CoAP is UDP",
+    ),
+    "psk": (("coap",), "DTLS-PSK is a CoAP option"),
+}
+
+
+def toggle_refusal(transport: str, toggles: object) -> str | None:
+    """Why a pattern on ``transport`` cannot run with ``toggles``; ``None`` when it can.
+
+    ``toggles`` is a :class:`drivers.patterns.toggles.Toggles` (typed loosely so this module
+    stays import-light).
+    """
+    if transport not in PATTERN_TRANSPORTS:
+        return f"unknown transport {transport!r} (use one of {', '.join(PATTERN_TRANSPORTS)})"
+    from drivers.patterns.toggles import Toggles
+
+    assert isinstance(toggles, Toggles)
+    base = Toggles()
+    for attr, (allowed, reason) in _TOGGLE_TRANSPORTS.items():
+        if getattr(toggles, attr) != getattr(base, attr) and transport not in allowed:
+            return f"{attr.replace('_', '-')} does not apply to {transport}: {reason}"
+    if toggles.jwt_refresh and toggles.jwt_ttl <= 0:
+        return "jwt-refresh renews a cached JWT before it expires: set jwt-ttl above 0"
+    if toggles.psk and toggles.token_session != "kept":
+        return "psk makes no token signature, so token-session has nothing to change"
+    return None
+
+
+def check_toggles(transport: str, toggles: object) -> None:
+    """Raise a one-line :class:`SafeLabError` if :func:`toggle_refusal` says no."""
+    reason = toggle_refusal(transport, toggles)
+    if reason is not None:
+        raise SafeLabError(reason, "drop that toggle; see `safelab pattern list`")

@@ -19,6 +19,10 @@ Using a run (front ends)
     outcome.raise_for_error()       # CLI: failed/cancelled/interrupted -> its one-line error
     handle.pause(); handle.resume(); handle.stop()   # any thread, even before the run starts
 
+A :class:`PatternRun` can also be changed while it runs: ``spec.flip("preauth", "on")`` from
+any thread (checked by the rules at once, applied at the next event, marked in the samples);
+:class:`PatternCompareRun` runs two toggle combinations taking turns (A/B).
+
 The console calls ``handle.run()`` inside a Textual thread worker (``run_worker(...,
 thread=True)``), because its PIN modal waits on the worker; scripts may use
 ``handle.start()`` / ``handle.wait()`` (a plain daemon thread) or ``with running(handle):``.
@@ -72,6 +76,13 @@ Adding a run kind (SSDTF flows and attacks, patterns, what-ifs)
 """
 
 from drivers.runs.meta import RunMeta, TokenProvenance
+from drivers.runs.pattern import (
+    CompareResult,
+    PatternCompareRun,
+    PatternDetail,
+    PatternResult,
+    PatternRun,
+)
 from drivers.runs.protocol import (
     ProtocolDetail,
     ProtocolRun,
@@ -103,8 +114,13 @@ from drivers.runs.ssdtf import (
 
 __all__ = [
     "AttackDetail",
+    "CompareResult",
     "FlowControls",
     "FlowDetail",
+    "PatternCompareRun",
+    "PatternDetail",
+    "PatternResult",
+    "PatternRun",
     "ProtocolDetail",
     "ProtocolRun",
     "RunContext",
