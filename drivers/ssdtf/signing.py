@@ -142,12 +142,19 @@ class TokenSigner:
         self.token = token
         self.owns_token = owns_token
         """False for a token lent by the run service, which closes it itself."""
+        self._closed = False
         self.session: TokenSession = token.open()
-        self.session.login(pin)  # type: ignore[arg-type]
-        self.key: KeyInfo = self.session.find_key(token.key_selector)
-        public = token.public_key(token.key_selector)
+        try:
+            self.session.login(pin)  # type: ignore[arg-type]
+            self.key: KeyInfo = self.session.find_key(token.key_selector)
+            public = token.public_key(token.key_selector)
+        except BaseException:
+            # A refused PIN or a missing key: release the session (a PKCS#11 login is
+            # process-wide while any session of the token stays open).
+            self.close()
+            raise
         if not isinstance(public.curve, ec.SECP256R1):
-            self.session.close()
+            self.close()
             raise SafeLabError(
                 f"the key of {name} is on {public.curve.name}, SSDTF pins ES256 (P-256)",
                 "use a P-256 key (software:p256, an IoT SAFE p256 key, a PKCS#11 P-256 key)",
@@ -175,6 +182,14 @@ class TokenSigner:
         return self._last_ns / 1e6
 
     def close(self) -> None:
+        """Close the session (and the token if this signer opened it); safe to call twice.
+
+        Why it matters: a PKCS#11 login belongs to the whole process while any session of
+        the token is open, so a session left behind keeps the token logged in for whoever
+        comes next (a later wrong PIN would then seem to be accepted)."""
+        if self._closed:
+            return
+        self._closed = True
         self.session.close()
         if self.owns_token:
             self.token.close()

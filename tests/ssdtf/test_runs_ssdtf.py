@@ -161,6 +161,12 @@ def test_pin_token_is_asked_once_cancel_and_wrong_pin_store_nothing(softhsm: Sof
     assert outcome.meta.token.kind == "pkcs11"
     (record,) = stored_runs()
     assert record.token_kind == "pkcs11" and softhsm.pin not in repr(record)
+    # nothing left logged in: a PKCS#11 login is process-wide while any session stays open,
+    # so a leaked session would make the next wrong PIN look accepted
+    from drivers.tokens.registry import open_token
+
+    with open_token(uri) as token, pytest.raises(PinError):
+        token.open().login(Pin("0000"))
 
 
 def test_sessions_and_login_balance_on_softhsm_through_pkcs11_spy(

@@ -427,8 +427,10 @@ class Sensor(Role):
         self.state = "closed"
 
     def close(self) -> None:
+        """Disconnect and release the signing key's token session."""
         self._stop.set()
         self.disconnect()
+        self.signer.close()
 
 
 def session_id(nd: bytes, nb: bytes, cid: str) -> bytes:
