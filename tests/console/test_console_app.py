@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from console.app import SafeLabApp, find_triage
 from console.cli import main
 from drivers.bench.store import ResultsStore
+from screens.dialogs import ConfirmQuit
 from screens.lab import Lab
 from screens.registry import discover_specs
 from screens.results import ResultsScreen
@@ -91,7 +92,9 @@ def test_quit_stops_a_run_in_a_job_that_is_not_shown(lab: Lab) -> None:
             await wait_for(pilot, lambda: screen.last_update is not None, what="first update")
             await pilot.press("3")
             await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen), what="results")
-            await pilot.press("q")
+            await pilot.press("q")  # a run is going: the console asks first
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="ask")
+            await pilot.press("y")
             await wait_for(pilot, lambda: not screen.running, what="the run to stop")
         return screen
 

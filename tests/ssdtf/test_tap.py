@@ -19,13 +19,19 @@ from collections.abc import Iterator
 import pytest
 
 from drivers.ssdtf.brokers import BrokerPolicy, EmbeddedBroker, MosquittoBroker
+from drivers.ssdtf.config import PREFIX
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.netloop import NetLoop
 from drivers.ssdtf.tap import Tap
 from drivers.ssdtf.trace import Trace
 
 TOKEN = "tap-test-service-token"
-BUSY = "busy/topic"
+STALLED, PUBLISHER, PROBE = "user-1", "ds", "gateway"
+"""Real SSDTF principals, so the embedded broker's least-privilege ACL lets each do its part:
+the distribution server floods a data user's delivery topic, and the gateway probes."""
+BUSY = f"{PREFIX}/out/{STALLED}/busy"
+PROBE_SUB = f"{PREFIX}/up/+"
+PROBE_PUB = f"{PREFIX}/int/probe"
 FLOOD = 1024
 """PUBLISHes of 16 KiB to the stalled subscriber: 16 MiB, far beyond the loopback socket
 buffers and asyncio's write buffer, so a tap that waits on that receiver really waits."""
@@ -62,10 +68,10 @@ def stalled_subscriber(port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
-    connect = b"\x00\x04MQTT\x04\xc2\x00\x3c" + _utf8("stalled") + _utf8("stalled") + _utf8(TOKEN)
+    connect = b"\x00\x04MQTT\x04\xc2\x00\x3c" + _utf8(STALLED) + _utf8(STALLED) + _utf8(TOKEN)
     sock.sendall(_packet(0x10, connect))
     assert _recv_exactly(sock, 4) == b"\x20\x02\x00\x00", "CONNACK refused"
-    sock.sendall(_packet(0x82, b"\x00\x01" + _utf8(BUSY) + b"\x00"))
+    sock.sendall(_packet(0x82, b"\x00\x01" + _utf8(f"{PREFIX}/out/{STALLED}/+") + b"\x00"))
     assert _recv_exactly(sock, 5) == b"\x90\x03\x00\x01\x00", "no SUBACK for the stalled client"
     return sock
 
@@ -74,9 +80,10 @@ def stalled_subscriber(port: int) -> socket.socket:
 def tapped(request: pytest.FixtureRequest) -> Iterator[tuple[Tap, Trace]]:
     """A real broker with the tap in front of it, on a loop thread like a deployment's."""
     net = NetLoop("tap-test")
-    users = {"stalled", "publisher", "probe"}
     if request.param == "embedded":
-        broker: EmbeddedBroker | MosquittoBroker = EmbeddedBroker(net, BrokerPolicy(TOKEN, users))
+        broker: EmbeddedBroker | MosquittoBroker = EmbeddedBroker(
+            net, _policy(STALLED, PUBLISHER, PROBE)
+        )
     else:
         request.getfixturevalue("mosquitto_available")
         broker = MosquittoBroker()
@@ -91,6 +98,12 @@ def tapped(request: pytest.FixtureRequest) -> Iterator[tuple[Tap, Trace]]:
         net.run(tap.stop(), timeout=10)
         broker.stop()
         net.stop()
+
+
+def _policy(*users: str) -> BrokerPolicy:
+    """Each principal with its own credential and client ID (here one shared test secret)."""
+    client_ids = {u: u if u == STALLED else f"tap-test-{u}" for u in users}
+    return BrokerPolicy({u: TOKEN for u in users}, client_ids)
 
 
 def _service(name: str, port: int) -> Endpoint:
@@ -121,32 +134,33 @@ def test_a_client_that_stops_reading_does_not_stall_the_others(
 ) -> None:
     tap, trace = tapped
     stalled = stalled_subscriber(tap.port)
-    publisher = _service("publisher", tap.port)
+    publisher = _service(PUBLISHER, tap.port)
     try:
         for _ in range(FLOOD):
             publisher.publish(BUSY, PAYLOAD, qos=0)
         # Every PUBLISH of the flood passes the tap towards the broker...
-        flooded = _wait(lambda: _count(trace, "publisher", "c2b", "PUBLISH") == FLOOD, 30)
+        flooded = _wait(lambda: _count(trace, PUBLISHER, "c2b", "PUBLISH") == FLOOD, 30)
         assert flooded, (
-            f"only {_count(trace, 'publisher', 'c2b', 'PUBLISH')}/{FLOOD} PUBLISHes passed the"
+            f"only {_count(trace, PUBLISHER, 'c2b', 'PUBLISH')}/{FLOOD} PUBLISHes passed the"
             " tap: forwarding stalled behind the client that does not read"
         )
         # ...while the stalled client really is stalled: the tap holds most of its copies.
-        assert _wait(lambda: _count(trace, "stalled", "b2c", "PUBLISH") > 0, 10)
-        assert _count(trace, "stalled", "b2c", "PUBLISH") < FLOOD // 2
+        assert _wait(lambda: _count(trace, STALLED, "b2c", "PUBLISH") > 0, 10)
+        assert _count(trace, STALLED, "b2c", "PUBLISH") < FLOOD // 2
 
         # A new client's CONNECT/CONNACK, SUBSCRIBE/SUBACK and PUBLISH round trips complete.
-        probe = _service("probe", tap.port)
+        got = threading.Event()
+        publisher.on(PROBE_PUB, lambda topic, payload, msg: got.set())
+        assert publisher.subscribe([(f"{PREFIX}/int/+", 1)], 10) == [1]
+        probe = _service(PROBE, tap.port)
         try:
-            got = threading.Event()
-            probe.on("probe/echo", lambda topic, payload, msg: got.set())
-            assert probe.subscribe([("probe/echo", 1)], 10) == [1]
-            probe.publish("probe/echo", b"ping", qos=1)
-            assert got.wait(10), "the probe's own PUBLISH never came back through the tap"
+            assert probe.subscribe([(PROBE_SUB, 1)], 10) == [1]
+            probe.publish(PROBE_PUB, b"ping", qos=1)
+            assert got.wait(10), "the probe's PUBLISH never got through the tap to its reader"
         finally:
             probe.stop()
-        assert _count(trace, "probe", "b2c", "SUBACK") == 1
-        assert _count(trace, "stalled", "b2c", "PUBLISH") < FLOOD // 2  # still stalled
+        assert _count(trace, PROBE, "b2c", "SUBACK") == 1
+        assert _count(trace, STALLED, "b2c", "PUBLISH") < FLOOD // 2  # still stalled
     finally:
         publisher.stop()
         stalled.close()
@@ -157,16 +171,16 @@ def test_a_dropped_connection_is_not_silently_reconnected(tapped: tuple[Tap, Tra
     Endpoint asked for): a SUBSCRIBE in flight was never re-sent, so subscribe() waited out
     its timeout with "no SUBACK". Now the loss ends the endpoint and subscribe() says so."""
     tap, trace = tapped
-    endpoint = _service("probe", tap.port)
+    endpoint = _service(PROBE, tap.port)
     try:
-        conn = tap.find("probe")
+        conn = tap.find(PROBE)
         assert conn is not None
         tap.loop.call_soon_threadsafe(tap._close, conn)
         assert endpoint.closed.wait(10)
         time.sleep(2.5)  # paho's first reconnect came after 1 s
-        assert _count(trace, "probe", "c2b", "CONNECT") == 1
+        assert _count(trace, PROBE, "c2b", "CONNECT") == 1
         with pytest.raises(MqttError, match=r"closed before its SUBACK|SUBSCRIBE failed"):
-            endpoint.subscribe([("probe/echo", 1)], 10)
+            endpoint.subscribe([(PROBE_SUB, 1)], 10)
     finally:
         endpoint.stop()
 
@@ -178,12 +192,12 @@ def test_starting_the_embedded_broker_leaves_no_unclosed_connection() -> None:
     then, whose next packet was never read. The broker start must leave nothing to finalize.
     """
     net = NetLoop("broker-start-test")
-    broker = EmbeddedBroker(net, BrokerPolicy(TOKEN, {"probe"}))
+    broker = EmbeddedBroker(net, _policy(PROBE))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResourceWarning)
             broker.start()
-            endpoint = _service("probe", broker.port)  # a real client still gets in
+            endpoint = _service(PROBE, broker.port)  # a real client still gets in
             endpoint.stop()
             time.sleep(0.3)  # let amqtt finish with the closed client
             gc.collect()
