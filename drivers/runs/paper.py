@@ -245,50 +245,25 @@ class _Execution:
                 Figure("Table 3", row, "mean", stats.mean_ms, paper.mean_ms, host, run_ids=ids),
                 Figure("Table 3", row, "P50", stats.p50_ms, paper.p50_ms, host, run_ids=ids),
             ]
-        scale = self.speed
         main = self._judged(tol.SIGN_ONLY if mode is Mode.SIGN_ONLY else tol.TOTAL)
-        note = self._scale_note()
+        tail = self._judged(tol.TAIL)
         out = [
             Figure(
                 "Table 3",
                 row,
-                "mean",
-                stats.mean_ms,
-                paper.mean_ms * scale,
-                main,
-                note=note,
+                name,
+                getattr(stats, field),
+                getattr(paper, field) * self.speed,
+                tail if name == "P99" else main,
+                note=self._scale_note(),
                 run_ids=ids,
-            ),
-            Figure(
-                "Table 3",
-                row,
-                "P50",
-                stats.p50_ms,
-                paper.p50_ms * scale,
-                main,
-                note=note,
-                run_ids=ids,
-            ),
-            Figure(
-                "Table 3",
-                row,
-                "P90",
-                stats.p90_ms,
-                paper.p90_ms * scale,
-                main,
-                note=note,
-                run_ids=ids,
-            ),
-            Figure(
-                "Table 3",
-                row,
-                "P99",
-                stats.p99_ms,
-                paper.p99_ms * scale,
-                self._judged(tol.TAIL),
-                note=note,
-                run_ids=ids,
-            ),
+            )
+            for name, field in (
+                ("mean", "mean_ms"),
+                ("P50", "p50_ms"),
+                ("P90", "p90_ms"),
+                ("P99", "p99_ms"),
+            )
         ]
         if mode is Mode.TOTAL:
             over = (
