@@ -217,9 +217,11 @@ class SigningLabScreen(LabScreen):
         self.query_one("#phases", Static).update(phase_table(stats))
         self.query_one(LatencyHistogram).bins = update.bins if update else None
         apdus = self.query_one("#apdus", Static)
-        if update is not None and update.apdus is not None:
-            apdus.display = True
-            apdus.update(apdu_table(update.apdus))
+        if update is not None:
+            # A card's APDUs belong to its run only: a later software run hides the panel.
+            apdus.display = update.apdus is not None
+            if update.apdus is not None:
+                apdus.update(apdu_table(update.apdus))
         self.query_one("#progress", Static).update(self._progress_text(update))
 
     def _progress_text(self, update: RunUpdate | None) -> Text:
@@ -277,7 +279,13 @@ class SigningLabScreen(LabScreen):
         self._show_token()
         self._draw(None)
         self.refresh_bindings()
-        self.say(f"starting {self.run_mode} on {request.token.label}: pre-flight…")
+        swapped = request.token.uri != self.lab.token.uri
+        self.say(
+            f"{self.run_mode} measures the {request.token.kind} baseline: this run uses "
+            f"{request.token.label}; {self.lab.token.label} stays picked for the other modes"
+            if swapped
+            else f"starting {self.run_mode} on {request.token.label}: pre-flight…"
+        )
         handle = self.handle
         self.run_worker(
             lambda: self._run(request, handle),
@@ -372,10 +380,13 @@ class SigningLabScreen(LabScreen):
             self.last_update = message.update
         self._draw(self.last_update)
         self.finished_run_id = message.run_id
+        text = message.text
+        if self.run_token.uri != self.lab.token.uri:
+            text += f" ({self.run_token.label}); next runs use {self.lab.token.label} again"
         if message.status == "failed":
-            self.fail(message.text)
+            self.fail(text)
         else:
-            self.say(message.text)
+            self.say(text)
 
 
 SCREEN = ScreenSpec(

@@ -55,8 +55,19 @@ def test_pick_emulated_card_triage_and_sign_with_apdus(lab: Lab) -> None:
             assert "[EMULATED]" in text_of(lab_screen.query_one("#table3"))
             assert lab_screen.query_one("#apdus").display
             assert "COMPUTE SIG" in text_of(lab_screen.query_one("#apdus"))
+            card_run = lab_screen.finished_run_id
+
+            # local_sw measures the in-process software baseline: the run says which token it
+            # uses, the picked card stays picked, and the card's APDUs do not linger.
+            lab_screen.query_one("#mode").value = "local_sw"
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: lab_screen.finished_run_id > card_run, timeout=60)
+            status = str(lab_screen.status.render())
+            assert "next runs use" in status and "IoT SAFE" in status, status
+            assert lab.token.uri == f"{CARD};speed=0.01"
+            assert not lab_screen.query_one("#apdus").display
         with ResultsStore(lab.db_path) as store:
-            record = store.get_run(lab_screen.finished_run_id)
+            record = store.get_run(card_run)
         assert record.emulated and record.n_samples == 30
 
     run(body())
