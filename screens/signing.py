@@ -35,6 +35,7 @@ from screens.lab import Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.run_control import RunUpdate, update_from
+from screens.widgets.format import speed_words
 from screens.widgets.histogram import LatencyHistogram
 from screens.widgets.tables import apdu_table, phase_table, run_label, table3
 
@@ -202,6 +203,7 @@ class SigningLabScreen(LabScreen):
         token = self.run_token
         line = Text("token ", style="dim")
         line.append(token.label, style="bold")
+        line.append(speed_words(token.uri, token.label), style="bold")
         line.append(f"  {token.uri}", style="dim")
         line.append("  [EMULATED]" if token.emulated else "  real", style="bold")
         self.query_one("#token-line", Static).update(line)
@@ -230,7 +232,7 @@ class SigningLabScreen(LabScreen):
         if self.running:
             state = "paused" if update.paused or (self.handle and self.handle.paused) else "running"
         else:
-            state = "finished"
+            state = "finished" if update.done >= update.planned else "stopped"
         width = 24
         filled = round(width * update.done / max(update.planned, 1))
         text = Text(f"run {update.run_id}  ")
@@ -368,6 +370,8 @@ class SigningLabScreen(LabScreen):
             return
         if self.last_update is None:
             self.say(f"run {message.update.run_id} running (F6 pause, F7 stop)")
+        elif message.update.paused and self.handle.paused and not self.last_update.paused:
+            self.say(f"paused after trial {message.update.done} (F6 resumes, F7 stops)")
         self.last_update = message.update
         with self.app.batch_update():
             self._draw(message.update)

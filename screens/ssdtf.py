@@ -51,6 +51,7 @@ from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
+from screens.widgets.format import speed_words
 from screens.widgets.packets import COLUMNS, PacketRow, cells, detail_text, keys_text
 
 if TYPE_CHECKING:
@@ -293,6 +294,7 @@ class SsdtfScreen(LabScreen):
         line = Text("token ", style="dim", no_wrap=True, overflow="ellipsis")
         line.append("[EMULATED] " if token.emulated else "", style="bold")
         line.append(token.label, style="bold")
+        line.append(speed_words(token.uri, token.label), style="bold")
         line.append(" (sensor-1's key)", style="dim")
         self.query_one("#token", Static).update(line)
 

@@ -31,6 +31,7 @@ from screens.dialogs import SavePathModal
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
+from screens.widgets.format import speed_words
 
 PLACEHOLDER = (
     "Triage needs an IoT SAFE card (coming).\n\n"
@@ -204,7 +205,8 @@ class TriageScreen(LabScreen):
     # -- the card to check ------------------------------------------------------------------
 
     def _in_use_label(self) -> str:
-        return f"token in use: {self.lab.token.label}"
+        token = self.lab.token
+        return f"token in use: {token.label}{speed_words(token.uri, token.label)}"
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="triage-cards")
     def _find_cards(self) -> None:

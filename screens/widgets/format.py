@@ -19,3 +19,16 @@ def fmt_ms(value: float | None) -> str:
 def threshold_label(threshold_ms: float) -> str:
     """The heading of the 'slower than' column: ``>1 s`` as in the paper, else in ms."""
     return f">{threshold_ms / 1000:g} s" if threshold_ms >= 1000 else f">{threshold_ms:g} ms"
+
+
+def speed_words(uri: str, label: str) -> str:
+    """`` ×0.01 speed`` for an emulated card spec that runs faster or slower than real time
+    (the label may not say so), ``""`` otherwise: a figure at ×0.01 must never pass for one
+    at real time on a screen that shows the token."""
+    if "speed" in label:
+        return ""
+    for part in uri.replace("?", ";").split(";"):
+        if part.startswith("speed="):
+            value = part.split("=", 1)[1]
+            return "" if value in ("1", "1.0") else f" ×{value} speed"
+    return ""

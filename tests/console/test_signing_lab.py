@@ -175,3 +175,33 @@ def test_pin_cancel_in_signing_lab_returns_cleanly(lab: Lab, softhsm) -> None:
             assert store.list_runs() == []
 
     run(body())
+
+
+def test_speed_words_say_an_emulated_card_is_not_real_time() -> None:
+    from screens.widgets.format import speed_words
+
+    assert speed_words("iotsafe:emulated;speed=0.01", "IoT SAFE card") == " ×0.01 speed"
+    assert speed_words("iotsafe:emulated;speed=1", "IoT SAFE card") == ""
+    assert speed_words("iotsafe:emulated;speed=0.1", "card (paper-sim, speed 0.1)") == ""
+    assert speed_words("software:p256", "software") == ""
+
+
+def test_pause_is_said_once_it_took_effect_and_a_stopped_run_says_stopped(lab: Lab) -> None:
+    async def body() -> None:
+        app = SafeLabApp(lab, start="signing")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SigningLabScreen))
+            screen = _lab_screen(app)
+            screen.query_one("#n").value = "1000000"
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: screen.last_update is not None, what="first update")
+            await pilot.press("f6")
+            await wait_for(
+                pilot, lambda: "paused after trial" in str(screen.status.render()), what="paused"
+            )
+            await pilot.press("f7")
+            await wait_for(pilot, lambda: not screen.running, what="stop")
+            assert "stopped" in text_of(screen.query_one("#progress"))
+            assert "finished" not in text_of(screen.query_one("#progress"))
+
+    run(body())
