@@ -217,3 +217,17 @@ def counting_tokens(monkeypatch: pytest.MonkeyPatch) -> TokenCounts:
 
     monkeypatch.setitem(registry._FACTORIES, "counting", CountingToken)
     return counts
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the ``wrong_pin`` tests first.
+
+    Why: a PKCS#11 login belongs to the whole process while any session of the token is open
+    (PKCS#11 v2.40 §5.6), and SoftHSM2 then answers a second C_Login with
+    CKR_USER_ALREADY_LOGGED_IN, whatever the PIN. These tests must see the token logged out;
+    in one long pytest process, a session some earlier test left for the garbage collector
+    would make a wrong PIN look accepted. SAFE Lab closes its sessions (TokenSigner and the
+    SSDTF signer refuse to reopen after close), but the suite was seen failing this way
+    after a full run, so the order makes the tests independent of the rest of the suite.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("wrong_pin") is None)

@@ -85,6 +85,7 @@ def test_discovery_lists_slot_token_and_keys(softhsm: SoftHsm) -> None:
     assert open_token(entry.uri).info.label == softhsm.label
 
 
+@pytest.mark.wrong_pin
 def test_wrong_pin_reports_tries_and_is_not_retried(softhsm: SoftHsm) -> None:
     token = open_token(softhsm.uri())
     with token.open() as session, pytest.raises(PinError) as info:

@@ -136,6 +136,7 @@ def test_cancelled_pin_runs_nothing_and_stores_nothing(softhsm: SoftHsm) -> None
         outcome.raise_for_error()
 
 
+@pytest.mark.wrong_pin
 def test_wrong_pin_is_never_retried(softhsm: SoftHsm) -> None:
     pins = Pins("wrong-PIN-0")
     outcome = RunHandle(sign_spec(5, softhsm.uri()), pin_provider=pins).run()

@@ -71,6 +71,7 @@ def test_baseline_modes_refuse_other_tokens(softhsm: SoftHsm) -> None:
         run("software:p256", Mode.OPENSSL_CLI)
 
 
+@pytest.mark.wrong_pin
 def test_missing_pin_and_wrong_pin_stop_before_anything_is_stored(softhsm: SoftHsm) -> None:
     store = ResultsStore()
     with pytest.raises(PinError, match="needs a user PIN"):

@@ -45,6 +45,7 @@ class TokenSigner:
         self._session: TokenSession | None = None
         self._key: KeyInfo | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def count(self) -> int:
@@ -59,6 +60,10 @@ class TokenSigner:
         return self.records[mark:]
 
     def _open(self) -> tuple[TokenSession, KeyInfo]:
+        if self._closed:
+            # A handshake still in flight when its client was closed must not open a new
+            # session nobody closes: a PKCS#11 login stays process-wide while it is open.
+            raise SafeLabError("the token signer was closed", "start a new run")
         session = self.token.open()
         try:
             session.login(self.pin)
@@ -137,6 +142,9 @@ class TokenSigner:
         ) from error
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        """Close the kept session; a signature asked for afterwards is refused (not reopened)."""
+        with self._lock:
+            self._closed = True
+            if self._session is not None:
+                self._session.close()
+                self._session = None
