@@ -21,7 +21,7 @@ from rich.text import Text
 
 from drivers.bench.store import ResultsStore
 from drivers.runs import RunHandle, RunSnapshot
-from drivers.tokens.pin import run_pin_provider
+from drivers.tokens.pin import run_pin_provider, with_emulator_lab_pin
 from screens.widgets.tables import paper_figures_table
 
 stdout = Console()
@@ -109,7 +109,10 @@ def paper(
     db = ctx.find_root().obj.get("db")
     listener = _throttled(_progress) if stderr.is_terminal or not as_json else None
     handle = RunHandle(
-        spec, db_path=db, pin_provider=run_pin_provider(pin_env, pin_fd), on_snapshot=listener
+        spec,
+        db_path=db,
+        pin_provider=with_emulator_lab_pin(run_pin_provider(pin_env, pin_fd)),
+        on_snapshot=listener,
     )
     outcome = handle.run()
     outcome.raise_for_error()

@@ -45,8 +45,10 @@ from drivers.runs.meta import TokenProvenance
 from drivers.runs.service import RunContext, RunKind
 from drivers.tokens.base import Token
 
-PAPER_TOKEN = "iotsafe:emulated;profile=paper-sim"
-"""The default: the emulated paper SIM at speed 1 (its profile is fitted to Table 3)."""
+PAPER_TOKEN = "iotsafe:emulated;profile=paper-sim;login=verify"
+"""The default: the emulated paper SIM at speed 1 (its profile is fitted to Table 3), with
+the SIM PIN checked at login (``login=verify``), as the paper's C_Login did; its PIN is the
+emulator's published lab PIN (:func:`drivers.tokens.pin.with_emulator_lab_pin`)."""
 QUICK_SPEED = 0.1
 TABLE6_PROTOCOLS = ("vpn", "mqtt", "coap", "https")
 CONDITIONS = {

@@ -104,3 +104,21 @@ def run_pin_provider(
         )
 
     return provide
+
+
+def with_emulator_lab_pin(
+    provider: Callable[[Token], Pin | None],
+) -> Callable[[Token], Pin | None]:
+    """``provider``, except that the in-process emulated card (``iotsafe:emulated``) gets its
+    provisioned lab PIN without asking: `safelab paper` measures the paper's total, whose
+    C_Login includes the SIM's PIN check (``login=verify``), on a card whose PIN is a
+    published lab value, not a secret. Any other token goes to ``provider``."""
+
+    def provide(token: Token) -> Pin | None:
+        if token.info.emulated and token.info.uri.startswith("iotsafe:emulated"):
+            from drivers.cards.emulator.store import LAB_PIN
+
+            return Pin(LAB_PIN)
+        return provider(token)
+
+    return provide

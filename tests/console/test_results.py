@@ -241,7 +241,11 @@ def test_the_last_paper_run_shows_its_judged_figures(lab: Lab) -> None:
     from drivers.runs import RunHandle
     from drivers.runs.paper import PaperRun
 
-    outcome = RunHandle(PaperRun.make(quick=True, protocols=("https",)), db_path=lab.db_path).run()
+    from drivers.tokens.pin import with_emulator_lab_pin
+
+    spec = PaperRun.make(quick=True, protocols=("https",))
+    pins = with_emulator_lab_pin(lambda token: None)  # the emulated SIM's lab PIN, not asked
+    outcome = RunHandle(spec, db_path=lab.db_path, pin_provider=pins).run()
     outcome.raise_for_error()
     record_id = outcome.result.record_id
 

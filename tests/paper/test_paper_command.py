@@ -54,6 +54,8 @@ def test_quick_paper_run_with_report(tmp_path: Path) -> None:
     # provenance: the emulated card, its speed, the real peer
     provenance = data["provenance"]
     assert provenance["token"]["emulated"] is True and provenance["token"]["speed"] == 0.1
+    # the paper's total includes C_Login's PIN check: the emulated SIM verifies its PIN
+    assert "login=verify" in provenance["token"]["uri"]
     assert "https" in provenance["peers"] and "jwt" in provenance["peers"]
     assert data["table7"] is None
     # the runs are in the store, labelled emulated, with the conditions in their metadata
