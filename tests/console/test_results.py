@@ -240,7 +240,6 @@ def test_the_last_paper_run_shows_its_judged_figures(lab: Lab) -> None:
     paper's tables with ours beside them and the verdict per figure, not as a signing run."""
     from drivers.runs import RunHandle
     from drivers.runs.paper import PaperRun
-
     from drivers.tokens.pin import with_emulator_lab_pin
 
     spec = PaperRun.make(quick=True, protocols=("https",))
