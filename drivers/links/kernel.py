@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -41,7 +40,7 @@ from typing import Any, Self
 
 from drivers.links import netns
 from drivers.links.proxy import LinkError, LinkProtocol, LinkProxy, TcpLinkProxy, UdpLinkProxy
-from drivers.links.shaping import LinkStats, LoopThread, Pipe, Shaper
+from drivers.links.shaping import LinkStats, LoopThread, Pipe, Shaper, shapers_for
 from drivers.links.spec import Direction, LinkSpec
 
 
@@ -65,11 +64,7 @@ class KernelLink:
         self.protocol = protocol
         self.target = target
         self.stats = LinkStats()
-        rng = random.Random(spec.seed)
-        self.shapers: dict[Direction, Shaper] = {
-            "up": Shaper(spec.up, random.Random(rng.getrandbits(64))),
-            "down": Shaper(spec.down, random.Random(rng.getrandbits(64))),
-        }
+        self.shapers: dict[Direction, Shaper] = shapers_for(spec)
         self.client_ns = ""
         self.server_ns = ""
         self.server_host = netns.SERVER_ADDRESS

@@ -28,13 +28,12 @@ import asyncio
 import contextlib
 import ipaddress
 import math
-import random
 import socket
 from types import TracebackType
 from typing import Any, Literal, Self
 
 from drivers.errors import SafeLabError
-from drivers.links.shaping import LinkStats, LoopThread, Pipe, Shaper
+from drivers.links.shaping import LinkStats, LoopThread, Pipe, Shaper, shapers_for
 from drivers.links.spec import Direction, LinkSpec
 
 MSS = 1448
@@ -93,11 +92,7 @@ class LinkProxy:
         self.listen_host = listen_host
         self._listen_sock = listen_sock
         self.stats = LinkStats()
-        rng = random.Random(spec.seed)
-        self.shapers: dict[Direction, Shaper] = {
-            "up": Shaper(spec.up, random.Random(rng.getrandbits(64))),
-            "down": Shaper(spec.down, random.Random(rng.getrandbits(64))),
-        }
+        self.shapers: dict[Direction, Shaper] = shapers_for(spec)
         self._thread = LoopThread(f"safelab-link-{self.protocol}")
         self.address: tuple[str, int] = ("", 0)
         """Where the client connects (set by :meth:`start`)."""

@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
-from drivers.links.spec import Direction, DirectionSpec
+from drivers.links.spec import Direction, DirectionSpec, LinkSpec
 
 TOLERANCE = 20e-6
 """Items due within this many seconds are released together (below timer wake-up noise)."""
@@ -302,3 +302,13 @@ class LoopThread:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+
+def shapers_for(spec: LinkSpec) -> dict[Direction, Shaper]:
+    """One shaper per direction, each with its own random stream drawn from ``spec.seed``, so
+    both link modes drop the same packets for the same spec (proxy and kernel agree)."""
+    rng = random.Random(spec.seed)
+    return {
+        "up": Shaper(spec.up, random.Random(rng.getrandbits(64))),
+        "down": Shaper(spec.down, random.Random(rng.getrandbits(64))),
+    }
