@@ -125,9 +125,8 @@ class Workload:
             if self.stop():
                 break
             _due_faults(faults, time.monotonic() - start)
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            if not self._wait_until(due):
+                break
             _due_faults(faults, time.monotonic() - start)
             sample = self.one(index, due, size, budget_ns)
             self.samples.append(sample)
@@ -135,6 +134,15 @@ class Workload:
             index += 1
             due += gap()
         return self.summary(time.monotonic() - start)
+
+    def _wait_until(self, due: float) -> bool:
+        """Sleep until ``due`` in short slices, so a stop (or a pause) is seen within 100 ms
+        even between events minutes apart; False when stopped."""
+        while (wait := due - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.1))
+            if wait > 0.1 and self.stop():
+                return False
+        return True
 
     def _faults(self) -> list[tuple[float, Callable[[], None]]]:
         faults: list[tuple[float, Callable[[], None]]] = []

@@ -10,6 +10,8 @@ extra holds the pattern, its Table 7 row, the toggles, the flips and the summary
 
 Live flips: ``spec.flip("preauth", "on")`` from any thread (the console's key) -- checked by
 the rules at once (a refused flip raises and changes nothing), applied at the next event.
+``PatternRun(..., until_stopped=True)`` keeps the workload going until the handle is stopped
+(the console's Optimisation job); what ran is stored ``incomplete``, as any stopped run.
 """
 
 from __future__ import annotations
@@ -231,6 +233,9 @@ class PatternRun(RunKind):
     """``--set`` text: toggles (``preauth=on``) and parameter overrides (``period_s=0.1``)."""
     events: int | None = None
     duration_s: float | None = None
+    until_stopped: bool = False
+    """Run until :meth:`RunHandle.stop` (the console's live workload): no event or time
+    limit; the partial run is stored ``incomplete`` with every event measured so far."""
     link: str | None = None
     outage: tuple[float, float] | None = None
     """A card outage injected at (seconds after start, lasting seconds)."""
@@ -243,7 +248,12 @@ class PatternRun(RunKind):
 
     def __post_init__(self) -> None:
         profile, toggles = _profile(self.pattern, self.settings)
-        if self.events is None and self.duration_s is None:
+        if self.until_stopped and (self.events is not None or self.duration_s is not None):
+            raise SafeLabError(
+                "a run until stopped takes no event count or duration",
+                "give until_stopped, or events/duration, not both",
+            )
+        if self.events is None and self.duration_s is None and not self.until_stopped:
             object.__setattr__(self, "events", 20)
         if (self.events is not None and self.events < 1) or (
             self.duration_s is not None and self.duration_s <= 0
