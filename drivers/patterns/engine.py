@@ -82,7 +82,13 @@ class Workload:
     outage: tuple[float, float] | None = None
     """Inject a card outage at (seconds after start, for seconds)."""
     reset_at: float | None = None
-    """Reset the device's open connection (as a peer restart would) this long after start."""
+    """Reset the device's open connection (a middlebox or NAT drops it: TCP RST) this long
+    after start; the peer keeps its state (session cache: a resumed reconnection)."""
+    restart_at: float | None = None
+    """Restart the real peer (its process stopped and started again on the same port) this
+    long after start; ``restart`` does it (the run's peer), losing the peer's memory."""
+    restart: Callable[[], None] | None = None
+    restarts: int = 0
     slow: tuple[float, float, float] | None = None
     """Slow card: at (seconds after start), for (seconds), each card access (delay_s) late."""
     stop: Callable[[], bool] = lambda: False
@@ -151,10 +157,22 @@ class Workload:
             faults.append((at, lambda: self.watch.outage(seconds)))
         if self.reset_at is not None:
             faults.append((self.reset_at, self.device.reset))
+        if self.restart_at is not None:
+            if self.restart is None:
+                raise SafeLabError(
+                    "a peer restart was asked for but the workload has no peer to restart",
+                    "give the workload the run's peer (PatternRun does)",
+                )
+            faults.append((self.restart_at, self._restart_peer))
         if self.slow is not None:
             at, seconds, delay = self.slow
             faults.append((at, lambda: self.watch.slowdown(seconds, delay)))
         return faults
+
+    def _restart_peer(self) -> None:
+        assert self.restart is not None
+        self.restart()
+        self.restarts += 1
 
     def one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:
         toggles, flips = self.board.current()

@@ -145,6 +145,19 @@ http {{
         # TCP probe, which would log an aborted handshake.
         return "start worker process" in self.log_text()
 
+    def restart(self) -> None:
+        """A real restart (connections, session cache and ticket keys lost) that keeps the
+        registered JWT keys, as a server's key store on disk would survive it."""
+        keys = (
+            {p.name: p.read_bytes() for p in self.jwt_keys_dir.glob("*.pem")}
+            if self.jwt_keys_dir is not None
+            else {}
+        )
+        super().restart()
+        assert self.jwt_keys_dir is not None
+        for name, pem in keys.items():
+            (self.jwt_keys_dir / name).write_bytes(pem)
+
     def _cleanup(self) -> None:
         if self.verifier is not None:
             self.verifier.stop()

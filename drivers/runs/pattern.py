@@ -196,8 +196,11 @@ class _Side:
         return PatternResult(self.run_id, summary, toggles, flips, status, reason, segments)
 
 
-def _target(ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: str | None) -> Any:
-    """Start the pattern's peer for the run; behind an emulated link if asked."""
+def _target(
+    ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: str | None
+) -> tuple[Any, Any, Any]:
+    """Start the pattern's peer for the run; behind an emulated link if asked. Returns what
+    the device connects to, the lab PKI and the peer itself (for a restart)."""
     from drivers.peers.pki import LabPki
     from drivers.protocols.experiment import PeerBehindLink, link_transport, peer_for
 
@@ -219,7 +222,7 @@ def _target(ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: st
         )
         ctx.keep(endpoint.client_context())
         target = PeerBehindLink(peer, endpoint.address)
-    return target, pki
+    return target, pki, peer
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,9 @@ class PatternRun(RunKind):
     outage: tuple[float, float] | None = None
     """A card outage injected at (seconds after start, lasting seconds)."""
     reset_at: float | None = None
-    """Reset the open connection this long after the start (a peer restart)."""
+    """Reset the open connection this long after the start (TCP RST; the peer keeps state)."""
+    restart_peer_at: float | None = None
+    """Restart the real peer (stop, start on the same port) this long after the start."""
     slow: tuple[float, float, float] | None = None
     """A slow card: (at s, for s, each access delayed s)."""
     progress_interval_s: float = 0.2
@@ -282,7 +287,7 @@ class PatternRun(RunKind):
         token = ctx.token(self.token_uri)
         ctx.describe(token=TokenProvenance.of(token, self.token_uri), condition=toggles.label)
         pin = ctx.pin(token)
-        target, pki = _target(ctx, profile, toggles, self.link)
+        target, pki, peer = _target(ctx, profile, toggles, self.link)
         side = _Side(
             ctx,
             profile,
@@ -296,12 +301,14 @@ class PatternRun(RunKind):
                 "link": self.link,
                 "outage": list(self.outage) if self.outage else None,
                 "reset_at": self.reset_at,
+                "restart_peer_at": self.restart_peer_at,
                 "slow": list(self.slow) if self.slow else None,
             },
         )
         workload = side.workload
         workload.events, workload.duration_s = self.events, self.duration_s
         workload.outage, workload.reset_at = self.outage, self.reset_at
+        workload.restart_at, workload.restart = self.restart_peer_at, peer.restart
         workload.slow = self.slow
         workload.stop = ctx.checkpoint
         last = [0.0]
@@ -392,7 +399,7 @@ class PatternCompareRun(RunKind):
             condition=f"A {profiles[0][1].label} / B {profiles[1][1].label}",
         )
         pin = ctx.pin(token)
-        target, pki = _target(ctx, profile, profiles[0][1], None)
+        target, pki, _ = _target(ctx, profile, profiles[0][1], None)
         sides = [
             _Side(
                 ctx,
