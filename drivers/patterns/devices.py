@@ -24,7 +24,7 @@ import http.client
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +358,86 @@ def _cut(client: Any) -> None:
         time.sleep(0.01)
 
 
+@dataclass
+class RangeDownload:
+    """Bulk transfer over HTTPS: the device downloads a firmware image from the server in
+    ``Range`` requests of ``chunk_bytes`` (206 Partial Content each), on one connection.
+
+    ``resume``: after a cut the download continues from the last chunk received, with a
+    ``Range`` from there on the new connection (else it starts again from byte 0).
+    ``chunk_auth``: the card signs every received chunk's SHA-256 (a per-chunk receipt);
+    otherwise one signature over the image's manifest per transfer. The whole image's SHA-256
+    is checked against the published one at the end. ``cut_after``: the connection is reset
+    (TCP RST) before that chunk of the first transfer.
+    """
+
+    path: str
+    size: int
+    sha256: bytes
+    chunk_bytes: int
+    resume: bool = True
+    chunk_auth: bool = False
+    cut_after: int = 0
+    next_chunk: int = 0
+    cuts: int = 0
+    transfers: int = 0
+    bytes_received: int = 0
+    """Every body byte read, re-downloads included (what resumption saves)."""
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def chunks(self) -> int:
+        return max(1, -(-self.size // self.chunk_bytes))
+
+    def fetch(self, device: HttpsDevice, connection: http.client.HTTPSConnection) -> None:
+        import hashlib
+
+        try:
+            if self.next_chunk == 0:
+                self.parts.clear()
+                if not self.chunk_auth:
+                    manifest = hashlib.sha256(b"safelab-image:%s" % self.sha256).digest()
+                    device.signer.sign_digest(manifest)
+            for index in range(self.next_chunk, self.chunks):
+                if self.cut_after and not self.cuts and index == self.cut_after:
+                    self.cuts += 1
+                    if connection.sock is not None:
+                        _shut(connection.sock)
+                first = index * self.chunk_bytes
+                last = min(first + self.chunk_bytes, self.size) - 1
+                connection.request("GET", self.path, headers={"Range": f"bytes={first}-{last}"})
+                response = connection.getresponse()
+                body = response.read()
+                self.bytes_received += len(body)
+                if response.status != 206 or len(body) != last - first + 1:
+                    raise ProtocolError(
+                        f"the server answered HTTP {response.status} with {len(body)} bytes "
+                        f"to a range of {last - first + 1}",
+                        "check that the HTTPS peer serves ranges of /firmware/",
+                    )
+                if self.chunk_auth:
+                    device.signer.sign_digest(hashlib.sha256(body).digest())
+                self.parts[index] = body
+                device.units_sent += 1
+                self.next_chunk = index + 1
+        except (ssl.SSLError, OSError, http.client.HTTPException, SafeLabError) as exc:
+            if not self.resume:
+                self.next_chunk = 0
+            if isinstance(exc, SafeLabError):
+                raise
+            raise ProtocolError(
+                f"the download broke at chunk {self.next_chunk} ({exc!r})", "retry"
+            ) from None
+        image = b"".join(self.parts[i] for i in range(self.chunks))
+        self.next_chunk = 0
+        if hashlib.sha256(image).digest() != self.sha256:
+            raise ProtocolError(
+                "the downloaded image does not match its published SHA-256",
+                "a resumed download joined the wrong ranges: a bug",
+            )
+        self.transfers += 1
+
+
 def _shut(sock: Any) -> None:
     """Reset a TCP connection now (RST: linger 0), as a restarted peer or a middlebox would."""
     import socket as sockets
@@ -470,6 +550,7 @@ class HttpsDevice(Device):
         self.jwt = JwtSource(self, kid) if kid else None
         self.path = "/api" if kid else "/"
         self._connection: http.client.HTTPSConnection | None = None
+        self.bulk: RangeDownload | None = None
         self.apply(toggles)
 
     def apply(self, toggles: Toggles) -> None:
@@ -540,6 +621,9 @@ class HttpsDevice(Device):
         auth_ns = time.perf_counter_ns() - start if connected else 0
         jwt_inline = 0
         try:
+            if self.bulk is not None:
+                self.bulk.fetch(self, connection)
+                return OpResult(auth_ns, connected, resumed, reused, time.perf_counter_ns())
             tokens: list[str | None] = [None] * self.batch_size
             if self.jwt is not None:
                 jwt_start = time.perf_counter_ns()
@@ -558,11 +642,13 @@ class HttpsDevice(Device):
                     )
                 self.units_sent += 1
             acked = time.perf_counter_ns()
-        except (ssl.SSLError, OSError, http.client.HTTPException) as exc:
+        except (ssl.SSLError, OSError, http.client.HTTPException, ProtocolError) as exc:
             connection.close()
             with self._lock:
                 if self._connection is connection:
                     self._connection = None
+            if isinstance(exc, ProtocolError):
+                raise
             raise ProtocolError(f"HTTPS request failed ({exc!r})", "check the server") from None
         finally:
             if not self.toggles.keepalive:

@@ -29,6 +29,9 @@ from drivers.patterns.metrics import PatternSummary, summarise
 from drivers.patterns.profile import PatternProfile
 from drivers.patterns.toggles import ToggleBoard
 
+BULK_TRANSPORTS = ("mqtt", "https")
+"""Where a bulk transfer runs: chunked MQTT PUBLISHes, or an HTTPS ``Range`` download."""
+
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
 
@@ -318,6 +321,11 @@ def make_device(
     from drivers.patterns.devices import CoapDevice, HttpsDevice, MqttDevice
 
     transport = profile.transport
+    if profile.workload == "bulk" and transport not in BULK_TRANSPORTS:
+        raise SafeLabError(
+            f"bulk transfer does not run over {transport}",
+            "use transport=mqtt (chunked PUBLISH) or https (Range download)",
+        )
     if transport == "coap":
         from drivers.protocols.base import Condition
         from drivers.protocols.experiment import LAB_PSK, make_client
@@ -372,7 +380,34 @@ def make_device(
         batch_size=int(profile.param("batch_size", 1)) if profile.workload == "batch" else 1,
     )
     https.session_lifetime_s = lifetime
+    if profile.workload == "bulk":
+        https.bulk = _range_download(profile, peer)
     return https
+
+
+def _range_download(profile: PatternProfile, peer: Any) -> Any:
+    """Publish a firmware image of ``image_kb`` on the HTTPS peer; the device's download."""
+    import hashlib
+    import os
+
+    from drivers.patterns.devices import RangeDownload
+
+    publish = getattr(peer, "publish", None)
+    if publish is None:
+        raise SafeLabError(
+            "the HTTPS peer here cannot serve a firmware image (the embedded fallback)",
+            "install nginx for bulk transfer over HTTPS",
+        )
+    image = os.urandom(int(profile.param("image_kb", 1024)) * 1024)
+    return RangeDownload(
+        path=publish("image.bin", image),
+        size=len(image),
+        sha256=hashlib.sha256(image).digest(),
+        chunk_bytes=int(profile.param("chunk_kb", 64)) * 1024,
+        resume=bool(profile.param("chunk_resume", 1)),
+        chunk_auth=bool(profile.param("chunk_auth", 0)),
+        cut_after=int(profile.param("cut_after_chunks", 0)),
+    )
 
 
 def peer_protocol(transport: str, psk: bool = False) -> str:

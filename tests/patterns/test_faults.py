@@ -83,3 +83,53 @@ def test_a_run_restarts_its_peer_and_stores_when(tmp_path: Path) -> None:
     with ResultsStore(tmp_path / "runs.db") as store:
         record = store.get_run(outcome.run_id)
     assert record.extra["restart_peer_at"] == 0.25
+
+
+@pytest.fixture(scope="module")
+def web(pki: LabPki) -> Iterator[object]:
+    peer = peer_for("https", pki)
+    with peer:
+        yield peer
+
+
+def _bulk(peer: object, pki: LabPki, settings: list[str], events: int) -> Workload:
+    toggles, params = parse_settings(settings)
+    profile = load_pattern("bulk-transfer").with_overrides(params)
+    watch = WatchedToken(open_token(CARD))
+    signer = TokenSigner(watch)  # type: ignore[arg-type]
+    with closing(signer):
+        device = make_device(profile, watch, signer, toggles, peer, pki)
+        with closing(device):
+            work = Workload(
+                profile, device, watch, ToggleBoard(profile.transport, toggles), events=events
+            )
+            work.run()
+    return work
+
+
+@pytest.mark.parametrize(("resume", "refetched"), [("1", 0), ("0", 2)])
+def test_https_bulk_download_resumes_from_the_last_range_after_a_cut(
+    web, pki: LabPki, resume: str, refetched: int
+) -> None:
+    settings = ["transport=https", "period_s=0.05", "image_kb=64", "chunk_kb=16",
+                "cut_after_chunks=2", f"chunk_resume={resume}"]  # fmt: skip
+    work = _bulk(web, pki, settings, 2)
+    download = work.device.bulk  # type: ignore[attr-defined]
+    summary = work.summary(1.0)
+    assert summary.failed == 0 and summary.network_errors == 1  # the cut, then a retry
+    assert download.transfers == 2 and download.cuts == 1  # both images whole (SHA-256 checked)
+    # resumed: the new connection asks for the rest only; else chunks 0-1 come again
+    assert download.bytes_received == (2 * 4 + refetched) * 16 * 1024
+    # three handshakes; a manifest per transfer, and one more when a cut restarts from zero
+    assert summary.connections == 2 + 1 and summary.signatures == 3 + 2 + (refetched > 0)
+    assert work.samples[0].attempts == 2 and work.samples[1].attempts == 1
+    log = web.log_text() + (Path(web.workdir) / "access.log").read_text()  # type: ignore[attr-defined]
+    assert " 206 " in log  # nginx answered partial content
+
+
+def test_https_bulk_per_chunk_receipts_sign_every_chunk(web, pki: LabPki) -> None:
+    base = ["transport=https", "period_s=0.05", "image_kb=64", "chunk_kb=16", "keepalive=on"]
+    manifest = _bulk(web, pki, base, 2).summary(1.0)
+    chunked = _bulk(web, pki, [*base, "chunk_auth=1"], 2).summary(1.0)
+    assert manifest.signatures == 1 + 2 and chunked.signatures == 1 + 2 * 4
+    assert manifest.units_sent == chunked.units_sent == 2 * 4
