@@ -341,6 +341,12 @@ def make_device(
     credentials = pki.client_cert_for_token(signer.token, selector=signer.key_selector)
     cert, ca = credentials.cert_path, pki.ca_path
     lifetime = float(profile.param("session_lifetime_s", 0.0))
+    if transport == "vpn":
+        from drivers.patterns.devices import VpnDevice
+
+        vpn = VpnDevice(watch, signer, toggles, peer, credentials)
+        vpn.session_lifetime_s = lifetime
+        return vpn
     if transport == "mqtt":
         mqtt = MqttDevice(
             watch,
@@ -414,4 +420,4 @@ def peer_protocol(transport: str, psk: bool = False) -> str:
     """Which protocol's peer (:func:`drivers.protocols.experiment.peer_for`) a transport uses."""
     if transport == "coap":
         return "coap-psk" if psk else "coap"
-    return {"mqtt": "mqtt", "https": "https", "https-jwt": "jwt"}[transport]
+    return {"mqtt": "mqtt", "https": "https", "https-jwt": "jwt", "vpn": "vpn"}[transport]

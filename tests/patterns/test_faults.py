@@ -133,3 +133,37 @@ def test_https_bulk_per_chunk_receipts_sign_every_chunk(web, pki: LabPki) -> Non
     chunked = _bulk(web, pki, [*base, "chunk_auth=1"], 2).summary(1.0)
     assert manifest.signatures == 1 + 2 and chunked.signatures == 1 + 2 * 4
     assert manifest.units_sent == chunked.units_sent == 2 * 4
+
+
+def _vpn_run(tmp_path: Path, *settings: str, events: int = 3) -> object:
+    spec = PatternRun("remote-management", CARD, ("transport=vpn", *settings), events=events)
+    outcome = RunHandle(spec, db_path=tmp_path / f"vpn-{len(settings)}.db").run()
+    outcome.raise_for_error()
+    return outcome.result
+
+
+def test_remote_management_over_the_vpn_always_on_sets_up_one_tunnel(tmp_path: Path) -> None:
+    per_operation = _vpn_run(tmp_path, "mean_interval_s=0.3").summary  # type: ignore[attr-defined]
+    always_on = _vpn_run(tmp_path, "mean_interval_s=0.3", "keepalive=on").summary  # type: ignore[attr-defined]
+    # a real openvpn client per operation, its handshake signed by the card; or one tunnel
+    assert per_operation.failed == always_on.failed == 0
+    assert per_operation.connections == 3 and per_operation.signatures == 3
+    assert always_on.connections == 1 and always_on.signatures == 1
+    assert always_on.session_reuse_rate == pytest.approx(2 / 3)
+    assert per_operation.session_reuse_rate == 0
+
+
+def test_vpn_preauth_brings_the_next_tunnel_up_off_the_request_path(tmp_path: Path) -> None:
+    # seed 13: gaps of 0.6, 2.3, 2.3 s, each longer than a tunnel set-up (~1.1 s)
+    result = _vpn_run(tmp_path, "mean_interval_s=2", "preauth=on", "seed=13")
+    summary = result.summary  # type: ignore[attr-defined]
+    assert summary.failed == 0
+    assert summary.signatures_request_path == 0 and summary.signatures_background >= 3
+    assert summary.session_reuse_rate == 1.0  # every operation found its tunnel up
+
+
+def test_resume_is_refused_on_the_vpn_with_the_reason() -> None:
+    from drivers.errors import SafeLabError
+
+    with pytest.raises(SafeLabError, match="OpenVPN disables TLS session resumption"):
+        PatternRun("remote-management", CARD, ("transport=vpn", "resume=on"), events=1)
