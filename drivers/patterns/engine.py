@@ -29,8 +29,9 @@ from drivers.patterns.metrics import PatternSummary, summarise
 from drivers.patterns.profile import PatternProfile
 from drivers.patterns.toggles import ToggleBoard
 
-BULK_TRANSPORTS = ("mqtt", "https")
-"""Where a bulk transfer runs: chunked MQTT PUBLISHes, or an HTTPS ``Range`` download."""
+BULK_TRANSPORTS = ("mqtt", "https", "coap")
+"""Where a bulk transfer runs: chunked MQTT PUBLISHes, an HTTPS ``Range`` download, or a
+CoAP block-wise (Block2) download."""
 
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
@@ -324,7 +325,7 @@ def make_device(
     if profile.workload == "bulk" and transport not in BULK_TRANSPORTS:
         raise SafeLabError(
             f"bulk transfer does not run over {transport}",
-            "use transport=mqtt (chunked PUBLISH) or https (Range download)",
+            "use transport=mqtt (chunked PUBLISH), https (Range) or coap (block-wise)",
         )
     if transport == "coap":
         from drivers.protocols.base import Condition
@@ -337,7 +338,15 @@ def make_device(
                 return CoapPskClient(signer, Condition(), peer.host, peer.port, LAB_PSK)
             return make_client("coap", signer, Condition(), peer, pki)
 
-        return CoapDevice(watch, signer, toggles, make)
+        coap = CoapDevice(watch, signer, toggles, make)
+        if profile.workload == "bulk":
+            if toggles.psk:
+                raise SafeLabError(
+                    "bulk transfer over CoAP runs with certificates here, not DTLS-PSK",
+                    "drop psk=on for bulk-transfer",
+                )
+            coap.bulk = _block_download(profile, peer)
+        return coap
     credentials = pki.client_cert_for_token(signer.token, selector=signer.key_selector)
     cert, ca = credentials.cert_path, pki.ca_path
     lifetime = float(profile.param("session_lifetime_s", 0.0))
@@ -389,6 +398,24 @@ def make_device(
     if profile.workload == "bulk":
         https.bulk = _range_download(profile, peer)
     return https
+
+
+def _block_download(profile: PatternProfile, peer: Any) -> Any:
+    """Publish a firmware image of ``image_kb`` on the CoAP peer; the device's download."""
+    import hashlib
+    import os
+
+    from drivers.patterns.devices import BlockDownload
+
+    image = os.urandom(int(profile.param("image_kb", 1024)) * 1024)
+    return BlockDownload(
+        path=peer.publish("image", image),
+        size=len(image),
+        sha256=hashlib.sha256(image).digest(),
+        resume=bool(profile.param("chunk_resume", 1)),
+        chunk_auth=bool(profile.param("chunk_auth", 0)),
+        cut_after=int(profile.param("cut_after_chunks", 0)),
+    )
 
 
 def _range_download(profile: PatternProfile, peer: Any) -> Any:

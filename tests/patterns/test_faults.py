@@ -167,3 +167,27 @@ def test_resume_is_refused_on_the_vpn_with_the_reason() -> None:
 
     with pytest.raises(SafeLabError, match="OpenVPN disables TLS session resumption"):
         PatternRun("remote-management", CARD, ("transport=vpn", "resume=on"), events=1)
+
+
+@pytest.fixture(scope="module")
+def coap_server(pki: LabPki) -> Iterator[object]:
+    peer = peer_for("coap", pki)
+    with peer:
+        yield peer
+
+
+@pytest.mark.parametrize(("resume", "refetched"), [("1", 0), ("0", 4)])
+def test_coap_blockwise_bulk_resumes_from_the_next_block_on_a_new_session(
+    coap_server, pki: LabPki, resume: str, refetched: int
+) -> None:
+    settings = ["transport=coap", "period_s=0.05", "image_kb=16", "cut_after_chunks=4",
+                f"chunk_resume={resume}"]  # fmt: skip
+    work = _bulk(coap_server, pki, settings, 2)
+    download = work.device.bulk  # type: ignore[attr-defined]
+    summary = work.summary(1.0)
+    assert summary.failed == 0 and summary.network_errors == 1  # the lost session, a retry
+    assert download.transfers == 2 and download.cuts == 1  # both images whole (SHA-256)
+    assert download.bytes_received == (2 * 16 + refetched) * 1024  # 1 KiB blocks
+    assert summary.units_sent == 2 * 16 + refetched
+    # a DTLS handshake per session (the cut costs one more); a manifest per transfer start
+    assert summary.connections == 3 and summary.signatures == 3 + 2 + (refetched > 0)
