@@ -265,6 +265,7 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
             f"{profile.title}: {profile.workload} over {transport}, deadline "
             f"{profile.budget_ms:g} ms"
             + (f" (dropped {', '.join(dropped)}: not for {transport})" if dropped else "")
+            + " · s starts"
         )
 
     # -- drawing ----------------------------------------------------------------------------

@@ -157,6 +157,23 @@ def test_help_lists_the_toggle_keys_and_what_the_figures_mean(card_lab: Lab) -> 
     run(body())
 
 
+def test_key_7_opens_the_job_and_the_job_bar_keeps_every_key_at_80_columns(lab: Lab) -> None:
+    lab.discover = builtin_only
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="results")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            app.set_focus(None)
+            await pilot.press("7")
+            await wait_for(pilot, lambda: isinstance(app.screen, OptimisationScreen), what="7")
+            bar = app.screen.query_one("JobBar").render().plain  # type: ignore[attr-defined]
+            assert "[7 Optimise]" in bar and "1 Tokens" in bar and "6 SSDTF" in bar
+            assert len(bar) <= 80  # all seven keys fit (the bar drops its brand first)
+
+    run(body())
+
+
 def test_the_toggle_line_names_only_what_the_transport_takes() -> None:
     from drivers.patterns.toggles import Toggles
 
