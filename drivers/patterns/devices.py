@@ -859,6 +859,8 @@ class VpnDevice(Device):
         self.server, self.credentials = server, credentials
         self._tunnel: tuple[Any, Any] | None = None
         self._count = 0
+        self._stopping: list[threading.Thread] = []
+        self._stopping_lock = threading.Lock()
         self.apply(toggles)
 
     def _up(self) -> tuple[Any, Any]:
@@ -905,7 +907,15 @@ class VpnDevice(Device):
     def _drop(self) -> None:
         tunnel, self._tunnel = self._tunnel, None
         if tunnel is not None:
-            _stop_later(*tunnel)
+            self._stop_later(tunnel)
+
+    def _stop_later(self, tunnel: tuple[Any, Any]) -> None:
+        """Stop a tunnel without blocking the request path (openvpn exits in its own time);
+        :meth:`close` waits for these, so no client outlives the run."""
+        thread = threading.Thread(target=_stop_vpn, args=tunnel, daemon=True)
+        thread.start()
+        with self._stopping_lock:
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
 
     def reset(self) -> None:
         with self._lock:
@@ -934,11 +944,11 @@ class VpnDevice(Device):
             with self._lock:
                 if self._tunnel is tunnel:
                     self._tunnel = None
-            _stop_later(*tunnel)
+            self._stop_later(tunnel)
             raise ProtocolError(f"the VPN tunnel is down ({exc})", "reconnect") from None
         finally:
             if not self.toggles.keepalive:
-                _stop_later(*tunnel)
+                self._stop_later(tunnel)
                 self._wake.set()
         return OpResult(auth_ns, connected, False, reused, acked)
 
@@ -948,6 +958,10 @@ class VpnDevice(Device):
             if self._tunnel is not None:
                 _stop_vpn(*self._tunnel)
                 self._tunnel = None
+        with self._stopping_lock:
+            stopping = list(self._stopping)
+        for thread in stopping:
+            thread.join(timeout=15)
         self.client.close()
 
 
@@ -980,8 +994,3 @@ def _stop_vpn(process: Any, management: Any) -> None:
         with contextlib.suppress(OSError):
             management.close()
     _stop(process)
-
-
-def _stop_later(process: Any, management: Any) -> None:
-    """Stop a tunnel without blocking the request path (openvpn exits in its own time)."""
-    threading.Thread(target=_stop_vpn, args=(process, management), daemon=True).start()
