@@ -139,8 +139,8 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
   samples (events); B−A and B/A (below 1.00× B is lower).
 - **Metrics** (the paper's, whole run): signing success rate, mean signing time, session
   reuse (events served without a handshake on the request path), SIM access error rate,
-  authentication time-out rate, deadline-miss rate; events, signatures (background), attempts,
-  connections.
+  authentication time-out rate, deadline-miss rate; events, signatures (background), card
+  busy % (and the background's card time: what preauth costs), attempts, connections.
 - Stopping keeps the run in Results (experiment `pattern`, status `incomplete`), every event
   with its flip number.
 """
@@ -290,6 +290,10 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
             return
         series.series = Series(detail.recent, detail.budget_ms)
         histogram.budget_ms = detail.budget_ms
+        summary = detail.summary
+        histogram.late = (
+            round(summary.deadline_miss_rate * summary.operations) if summary is not None else None
+        )
         histogram.bins = self.bins
         self.query_one("#ab", Static).update(ab_table(detail.segments))
         self.query_one("#metrics", Static).update(metrics_table(detail.summary))

@@ -136,6 +136,9 @@ class DeadlineHistogram(LatencyHistogram):
     """The run's latency histogram with a dashed row where the deadline falls."""
 
     budget_ms: reactive[float] = reactive(math.nan)
+    late: reactive[int | None] = reactive(None)
+    """Events later than the deadline (or failed) in the whole run, written on its row: the
+    slowest row counts everything above the body, so it may hold late and timely ones."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -147,10 +150,12 @@ class DeadlineHistogram(LatencyHistogram):
             return super().render()
         width = max(self.content_size.width, 10)
         height = max(self.content_size.height, 3)
-        return Text("\n").join(histogram_lines(data, self.budget_ms, width, height))
+        return Text("\n").join(histogram_lines(data, self.budget_ms, width, height, self.late))
 
 
-def histogram_lines(data: Histogram, budget_ms: float, width: int, height: int) -> list[Text]:
+def histogram_lines(
+    data: Histogram, budget_ms: float, width: int, height: int, late: int | None = None
+) -> list[Text]:
     """The histogram in ``height`` lines, one of them the deadline's (pure: tests read it)."""
     body = height - 1 - (1 if data.overflow else 0)
     rows = LatencyHistogram._rows(data, body)
@@ -166,17 +171,17 @@ def histogram_lines(data: Histogram, budget_ms: float, width: int, height: int) 
     lines = []
     for i, (label, count) in enumerate(rows):
         if i == at:
-            lines.append(_deadline(budget_ms, width))
+            lines.append(_deadline(budget_ms, width, late))
         line = Text(label.rjust(label_w) + " ", style="dim", no_wrap=True, overflow="crop")
         line.append(_bar(count, largest, bar_w).ljust(bar_w), style="bold")
         line.append(" " + str(count).rjust(count_w))
         lines.append(line)
     if at >= len(rows):
-        lines.append(_deadline(budget_ms, width))
+        lines.append(_deadline(budget_ms, width, late))
     return lines
 
 
-def _deadline(budget_ms: float, width: int) -> Text:
-    words = f" deadline {fmt_ms(budget_ms)} ms "
+def _deadline(budget_ms: float, width: int, late: int | None) -> Text:
+    words = f" deadline {fmt_ms(budget_ms)} ms" + (f", {late} late " if late is not None else " ")
     side = max((width - len(words)) // 2, 2)
     return Text("╌" * side + words + "╌" * side, style="bold red", no_wrap=True, overflow="crop")

@@ -99,6 +99,11 @@ def metrics_table(summary: Any, *, columns: int = 1) -> Table | Text:
         Text(f"{summary.operations} / {summary.failed}", style="bold"),
         "signatures (bg)",
         Text(f"{summary.signatures} ({summary.signatures_background})", style="bold"),
+        "card busy (bg)",
+        Text(
+            f"{summary.card_busy_pct:.1f}% ({summary.card_busy_background_ms:.0f} ms)",
+            style="bold",
+        ),
         "attempts",
         Text(str(summary.attempts), style="bold"),
         "connections",

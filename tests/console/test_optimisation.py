@@ -232,3 +232,17 @@ def test_snapshot_live(snap_compare, card_lab: Lab, size: tuple[int, int]) -> No
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+def test_the_deadline_row_falls_between_the_bins_below_and_above_it() -> None:
+    from screens.widgets.pattern_chart import histogram_lines
+
+    stats = StreamingStats(50.0)
+    for ms in range(10, 101):
+        stats.add(ms * 1_000_000)
+    lines = [line.plain for line in histogram_lines(stats.histogram(), 50.0, 40, 8, late=50)]
+    at = next(i for i, line in enumerate(lines) if "deadline 50.00 ms, 50 late" in line)
+    lows = [float(line.split("–")[0]) for line in lines if "–" in line and "deadline" not in line]
+    above = [float(line.split("–")[0]) for line in lines[at + 1 :] if "–" in line]
+    assert 0 < at < len(lines) - 1 and len(lines) == 8
+    assert all(low >= 50.0 for low in above) and min(lows) < 50.0 <= min(above)
