@@ -57,6 +57,14 @@ TOGGLE_KEYS: tuple[tuple[str, str, tuple[str, str]], ...] = (
 """``(key, toggle, (its two values))``: a key flips its toggle between the two."""
 
 
+FAULT_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("c", "card-outage", "fault: card outage (every card access fails for 5 s)"),
+    ("d", "reset", "fault: reset the connection (TCP RST)"),
+    ("e", "peer-restart", "fault: restart the real peer"),
+)
+"""``(key, fault, help)``: faults injected at the next event of a running pattern."""
+
+
 def toggle_value(toggles: Toggles, name: str) -> str:
     """A toggle's value as the CLI spells it (``on``, ``kept``, ``60``)."""
     value = toggles.as_dict()[name]
@@ -141,6 +149,11 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
   reuse (events served without a handshake on the request path), SIM access error rate,
   authentication time-out rate, deadline-miss rate; events, signatures (background), card
   busy % (and the background's card time: what preauth costs), attempts, connections.
+- **Faults** (while it runs, at the next event): `c` a card outage (every card access fails
+  for 5 s, as when the card stops answering), `d` the connection reset (TCP RST), `e` the
+  real peer restarted (its session cache lost too); `!` marks them on the chart. With
+  `backoff` off the retries come at once (attempts climb: the storm), with it on they back
+  off with jitter.
 - Stopping keeps the run in Results (experiment `pattern`, status `incomplete`), every event
   with its flip number.
 """
@@ -151,6 +164,10 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
         *(
             Binding(key, f"flip('{name}')", f"flip {name}", show=False, id=f"opt.flip.{name}")
             for key, name, _ in TOGGLE_KEYS
+        ),
+        *(
+            Binding(key, f"inject('{fault}')", words, show=False, id=f"opt.fault.{fault}")
+            for key, fault, words in FAULT_KEYS
         ),
     ]
 
@@ -171,6 +188,8 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
         self.done = 0
         self.planned = 0
         self.bins: Histogram | None = None
+        self.outage_s = 5.0
+        """How long the ``c`` key's card outage lasts (the issue's 5 s)."""
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -288,7 +307,7 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
             self.query_one("#ab", Static).update(ab_table(()))
             self.query_one("#metrics", Static).update(metrics_table(None))
             return
-        series.series = Series(detail.recent, detail.budget_ms)
+        series.series = Series(detail.recent, detail.budget_ms, tuple(i for i, _ in detail.faults))
         histogram.budget_ms = detail.budget_ms
         summary = detail.summary
         histogram.late = (
@@ -319,6 +338,9 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
             text.append(f"  run {self.run_id}")
         if self.detail is not None and self.detail.flips:
             text.append(f"  flips: {', '.join(f for _, f in self.detail.flips[-3:])}")
+        if self.detail is not None and self.detail.faults:
+            faults = ", ".join(f"{kind}@{i}" for i, kind in self.detail.faults[-2:])
+            text.append(f"  faults: {faults}")
         self.query_one("#progress", Static).update(text)
 
     # -- controls ---------------------------------------------------------------------------
@@ -394,6 +416,19 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
                 self.say(f"{name}={value} for the next start")
         except SafeLabError as exc:
             self.fail(f"{name}={value} refused: {exc.one_line()}")
+
+    def action_inject(self, fault: str) -> None:
+        """Inject a fault at the next event (exercises backoff, reconnection, resumption)."""
+        if not self.running or self.spec is None:
+            self.fail(f"{fault}: start a run first (s), faults hit a running pattern")
+            return
+        try:
+            self.spec.inject(fault, self.outage_s)
+        except SafeLabError as exc:
+            self.fail(exc.one_line())
+            return
+        lasting = f" for {self.outage_s:g} s" if fault == "card-outage" else ""
+        self.say(f"{fault}{lasting} at the next event (attempts and errors in the metrics)")
 
     # -- the worker (a thread: no widgets here, only messages) -------------------------------
 

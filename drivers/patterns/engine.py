@@ -93,6 +93,8 @@ class Workload:
     long after start; ``restart`` does it (the run's peer), losing the peer's memory."""
     restart: Callable[[], None] | None = None
     restarts: int = 0
+    injected: list[tuple[int, str]] = field(default_factory=list)
+    """Faults injected live: (event index, kind)."""
     slow: tuple[float, float, float] | None = None
     """Slow card: at (seconds after start), for (seconds), each card access (delay_s) late."""
     stop: Callable[[], bool] = lambda: False
@@ -178,7 +180,21 @@ class Workload:
         self.restart()
         self.restarts += 1
 
+    def _inject_asked(self, index: int) -> None:
+        """Faults asked for live (the console's keys), injected before this event."""
+        for kind, seconds in self.board.take_faults():
+            if kind == "card-outage":
+                self.watch.outage(seconds)
+            elif kind == "reset":
+                self.device.reset()
+            elif self.restart is not None:
+                self._restart_peer()
+            else:
+                continue
+            self.injected.append((index, kind))
+
     def one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:
+        self._inject_asked(index)
         toggles, flips = self.board.current()
         if toggles != self.device.toggles:
             self.device.apply(toggles)

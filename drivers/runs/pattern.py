@@ -49,6 +49,8 @@ class PatternDetail:
     side: str = ""
     segments: tuple[Segment, ...] = ()
     """One per toggle combination in force so far (before/after each flip)."""
+    faults: tuple[tuple[int, str], ...] = ()
+    """Faults injected live so far: (event index, kind)."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class _Side:
             self.profile.budget_ms,
             self.label,
             self.workload.segments(),
+            tuple(self.workload.injected),
         )
 
     def finish(self, status: str, reason: str | None) -> PatternResult:
@@ -190,6 +193,7 @@ class _Side:
                 "summary": summary.as_dict(),
                 "flips": [list(f) for f in flips],
                 "segments": [vars(s) for s in segments],
+                "faults_injected": [list(f) for f in self.workload.injected],
             },
         )
         self.ctx.store.finish_run(self.run_id, status, reason)
@@ -277,6 +281,11 @@ class PatternRun(RunKind):
     def flip(self, toggle: str, value: str) -> Toggles:
         """Flip a toggle while the run runs (any thread); refused flips raise SafeLabError."""
         return self.board.flip(toggle, value)
+
+    def inject(self, fault: str, seconds: float = 5.0) -> None:
+        """Inject a fault at the next event (any thread): ``card-outage`` for ``seconds``,
+        ``reset`` or ``peer-restart``; stored in the run's ``extra.faults_injected``."""
+        self.board.inject(fault, seconds)
 
     def planned(self) -> int:
         return self.events or 0

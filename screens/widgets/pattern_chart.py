@@ -30,6 +30,8 @@ class Series:
 
     points: tuple[tuple[int, float, int], ...]
     budget_ms: float
+    faults: tuple[int, ...] = ()
+    """Event indices before which a fault was injected (marked ``!`` at the top)."""
 
 
 def _scale(values: Sequence[float], budget_ms: float) -> float:
@@ -73,6 +75,12 @@ def series_lines(series: Series, width: int, height: int) -> list[Text]:
     top = _scale(values, series.budget_ms)
     deadline_row = min(plot_h - 1, int(series.budget_ms / top * plot_h))
     flips = {col for col in range(1, len(points)) if points[col][2] != points[col - 1][2]}
+    starts = [index for index, _, _ in points] + [math.inf]
+    faulted = {
+        col
+        for col in range(len(points))
+        if any(starts[col] <= f < starts[col + 1] for f in series.faults)
+    }
     lines = []
     for row in range(plot_h - 1, -1, -1):  # top row first
         if row == deadline_row:
@@ -89,6 +97,9 @@ def series_lines(series: Series, width: int, height: int) -> list[Text]:
                 eighths = round(points[col][1] / top * plot_h * 8)
                 fill = min(max(eighths - row * 8, 0), 8)
                 late = points[col][1] > series.budget_ms
+                if row == plot_h - 1 and col in faulted:
+                    line.append("!", style="bold magenta")
+                    continue
                 if fill:
                     line.append(_BLOCKS[fill], style="bold red" if late else "bold")
                     continue
@@ -122,7 +133,7 @@ class LatencySeries(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Request-path latency (ms)"
-        self.border_subtitle = "╌ deadline  ┊ flip"
+        self.border_subtitle = "╌ deadline  ┊ flip  ! fault"
 
     def render(self) -> Text:
         series = self.series

@@ -138,6 +138,54 @@ def test_keys_before_a_start_choose_its_toggles_and_bounded_runs_show_progress(
     run(body())
 
 
+@pytest.mark.parametrize("backoff", ["on", "off"])
+def test_a_card_outage_key_shows_backoff_against_the_retry_storm(
+    card_lab: Lab, backoff: str
+) -> None:
+    async def body() -> None:
+        app = SafeLabApp(card_lab, start="optimisation")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, OptimisationScreen))
+            screen = app.screen
+            assert isinstance(screen, OptimisationScreen)
+            screen.outage_s = 1.0
+            screen.query_one("#settings", Input).value = "period_s=0.05"
+            screen.set_focus(None)
+            if backoff == "on":
+                await pilot.press("o")
+            await pilot.press("c")  # not running yet: refused, says why
+            assert "start a run first" in text_of(screen.status)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.done >= 2, 60, "events before the outage")
+            await pilot.press("c")
+            await wait_for(
+                pilot,
+                lambda: (
+                    bool(screen.detail and screen.detail.faults)
+                    and screen.done >= screen.detail.faults[0][0] + 3
+                ),
+                60,
+                "events after the outage",
+            )
+            ((at, kind),) = screen.detail.faults
+            summary = screen.detail.summary
+            await pilot.press("x")
+            await wait_for(pilot, lambda: not screen.running, 30, "the stop")
+            run_id = screen.run_id
+        assert kind == "card-outage" and summary.failed == 0  # recovered either way
+        assert summary.sim_errors > 0
+        retries = summary.attempts - summary.operations
+        if backoff == "on":
+            assert 1 <= retries <= 20  # spaced: 50 ms, 100 ms, 200 ms... with jitter
+        else:
+            assert retries > 30  # at once, again and again: the storm
+        with ResultsStore(card_lab.db_path) as store:
+            record = store.get_run(run_id)
+        assert record.extra["faults_injected"] == [[at, "card-outage"]]
+
+    run(body())
+
+
 def test_help_lists_the_toggle_keys_and_what_the_figures_mean(card_lab: Lab) -> None:
     async def body() -> None:
         app = SafeLabApp(card_lab, start="optimisation")
@@ -210,7 +258,8 @@ def _fixed_detail() -> tuple[PatternDetail, object]:
         card_accesses=410, sim_errors=0, sim_error_rate=0.0, network_errors=0,
         auth_timeouts=0, auth_timeout_rate=0.0, duplicate_signatures=0, elapsed_s=20.0,
     )  # fmt: skip
-    detail = PatternDetail(summary, points, ((1, "keepalive=on"),), 1000.0, "", segments)
+    flips = ((1, "keepalive=on"),)
+    detail = PatternDetail(summary, points, flips, 1000.0, "", segments, ((62, "reset"),))
     return detail, stats.histogram()
 
 
