@@ -474,6 +474,7 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
             return
         self.handle = None
         self.running = False
+        self._show_token()  # the token picker may have chosen another one meanwhile
         if message.run_id:
             self.run_id = message.run_id
         self._progress(message.status)
