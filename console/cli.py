@@ -367,8 +367,9 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
 
 
 def _register_card_commands() -> None:
-    from console import cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf, cli_web
+    from console import cli_algs, cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf, cli_web
 
+    cli_algs.register(main)
     cli_card.register(main)
     cli_proto.register(main)
     cli_ssdtf.register(main)
