@@ -118,7 +118,8 @@ def sign_on_card(
             reason = model_refusal(card, alg) or "the card refused the algorithm"
             raise SafeLabError(
                 f"card {card.name!r} refused {alg.title} (SW {init.sw:04X}): {reason}",
-                "use a profile with more card RAM (e.g. pqc-sim) or a smaller algorithm",
+                "choose an algorithm that fits (see `safelab algs --profile "
+                f"{card.name}`) or a card profile whose [card.pqc] ram_bytes is large enough",
             )
         digest = hashlib.sha256(message).digest()
         if extended:
