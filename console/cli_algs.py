@@ -138,7 +138,7 @@ def algs_flight(link: str | None, mtu: int, as_json: bool) -> None:
         "datagrams",
         "serialise ms",
         "P(lost)",
-        "E[retx] ms",
+        "E(retx) ms",
     ):
         table.add_column(column, justify="left" if column == "algorithm" else "right")
     for f in flights:

@@ -10,7 +10,8 @@ answer (``assumptions``):
    (:mod:`drivers.algorithms.card_model`: compute + link, GET RESPONSE chaining) + a fresh
    card session's extra APDUs when ``token-session=fresh`` (the paper's Table 3 total minus
    sign_only, 201.2 ms) + the certificate flight's serialisation at the link's up rate
-   (:mod:`drivers.algorithms.handshake`).
+   (:mod:`drivers.algorithms.handshake`; its DTLS byte count is used for TLS too, whose
+   record headers are a few bytes smaller).
 2. P99 contains a handshake when more than 1 % of events need one: every event without
    ``keepalive`` (resumption keeps the round trips but drops the signature); one in
    ``session_events`` (default 100) with it; none with ``preauth`` (the handshake runs in the
