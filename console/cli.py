@@ -316,6 +316,11 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool, paper: bool) -> No
 
             print_document(record.extra.get("paper", {}))
             return
+        if record.experiment == "table7":
+            from console.cli_table7 import print_table7
+
+            print_table7(record.extra.get("table7", {}))
+            return
         stats = run_stats(store, record).final_snapshot()
     stdout.print(render.run_details(record))
     label = render.run_label(record.mode, record.token.get("label", ""), record.emulated)

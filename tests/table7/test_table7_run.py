@@ -128,6 +128,24 @@ def test_cli_table7_json_without_measuring(tmp_path: Path) -> None:
     row = doc["rows"][0]
     assert row["pattern"] == "event-driven" and row["paper"]["before"] == "△"
     assert row["before"]["source"] in ("not measured", "predicted")
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "--db",
+            str(tmp_path / "r.db"),
+            "runs",
+            "show",
+            str(doc["record_id"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "Table 7, computed" in shown.stdout and "event-driven" in shown.stdout
 
 
 def test_paper_carries_table7_only_when_asked() -> None:
