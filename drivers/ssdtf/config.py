@@ -33,6 +33,16 @@ def resend_topic(sub: str) -> str:
     return f"{PREFIX}/resend/{sub}"
 
 
+def reg_topic(registrar: str) -> str:
+    """A principal's signed registrations to the management server (REG)."""
+    return f"{PREFIX}/reg/{registrar}"
+
+
+def prov_topic(role: str) -> str:
+    """Registrations the management server accepted, for ``gateway`` or ``ds`` (PROV)."""
+    return f"{PREFIX}/prov/{role}"
+
+
 def int_topic(sub: str) -> str:
     return f"{PREFIX}/int/{sub}"
 

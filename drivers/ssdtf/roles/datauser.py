@@ -18,12 +18,13 @@ from drivers.ssdtf import config as topics
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
+from drivers.ssdtf.registry import build_reg
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem
 from drivers.ssdtf.scheduler import Scheduler
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
-from drivers.ssdtf.wire import MsgType, Status, T
+from drivers.ssdtf.wire import MsgType, RegKind, Status, T
 
 MAX_CHASED = 64
 """At most this many missing DELIVERs are chased at once (bounded state)."""
@@ -204,6 +205,13 @@ class DataUser(Role):
         }
         self.trace.note(f"{self.name}: reports to the management server: {reason}", lane=self.name)
         self._publish_signed(MsgType.REPORT, fields, topics.report_topic(self.name))
+
+    def register(self, kind: RegKind, fields: wire.FieldMap) -> None:
+        """Publish a registration as this user (the registrar in model 2, and for its
+        destinations in model 3); the MS decides whether this user may register it."""
+        payload = build_reg(self.signer, self.name, kind, fields)
+        if self.endpoint is not None:
+            self.endpoint.publish(topics.reg_topic(self.name), payload, qos=1)
 
     def _publish_signed(self, msg_type: MsgType, fields: wire.FieldMap, topic: str) -> None:
         fields = fields | {T.KID: self.signer.public().kid, T.ALG: bytes([self.signer.alg])}

@@ -21,17 +21,17 @@ from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.pseudonyms import MappingStore, Pseudonymizer
+from drivers.ssdtf.registry import ProvisionCheck, key_of
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import (
     ProxyRole,
     key_view,
     pre_view,
     signature_problem,
-    verify_record,
 )
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
-from drivers.ssdtf.wire import Alg, MsgType, T
+from drivers.ssdtf.wire import MsgType, RegKind, T
 
 
 @dataclass
@@ -95,25 +95,35 @@ class DistributionServer(ProxyRole):
         self.owner_pre = b""
         self.owner_verifying = b""
         self.recipients: dict[str, Recipient] = {}
+        self.offered: dict[str, bytes] = {}
+        self.provision_check = ProvisionCheck("ds", window_s=cfg.ts_window_s)
         self.delivered = 0
         self._lock = threading.RLock()
         self.endpoint: Endpoint | None = None
 
-    def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
-        record = verify_record(self.registrars["destinations"], body, signature)
-        if hashlib.sha256(kfrag).hexdigest() != record["kfrag2_sha256"]:
-            raise PreError("conversion key differs from the registered one", "re-register")
-        name = record["sub"]
-        receiver = bytes.fromhex(record["receiver_pre"])
-        signing = None
-        if record.get("signing"):
-            signing = PublicKeyRef(
-                Alg(record["signing_alg"]), bytes.fromhex(record["signing"]), name
+    def apply_registration(self, reg: wire.Envelope) -> str:
+        """Destinations and revocations (the DS holds no device keys: those are refused)."""
+        kind = RegKind(reg.get(T.KIND)[0])
+        if kind == RegKind.REVOKE:
+            self.revoke_destination(reg.text(T.SUB))
+            return ""
+        if kind != RegKind.DESTINATION:
+            return f"{kind.name.lower()} registrations are not for the DS"
+        name = reg.text(T.SUB)
+        kfrag = self.offered.get(name, b"")
+        if hashlib.sha256(kfrag).digest() != reg.get(T.HASH2):
+            return f"conversion-key share 2 for {name} missing or not the registered one"
+        receiver = reg.fields.get(T.PREKEY, b"")
+        signing = key_of(reg, name)
+        self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
+        with self._lock:
+            self.recipients[name] = Recipient(
+                name,
+                receiver,
+                kfrag,
+                SeqWindow(self.cfg.window, self.cfg.max_jump),
+                signing=signing,
             )
-            self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
-        self.recipients[name] = Recipient(
-            name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump), signing=signing
-        )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
         self.hold(
             KeyView(
@@ -121,9 +131,11 @@ class DistributionServer(ProxyRole):
                 "conversion key",
                 "umbral",
                 "",
-                "share 2 of 2; registration simulated (in process)",
+                "share 2 of 2; share handed over in process (simulated), its registration "
+                "signed over MQTT",
             )
         )
+        return ""
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:
@@ -148,10 +160,13 @@ class DistributionServer(ProxyRole):
         endpoint = Endpoint("ssdtf-ds", host, port, username="ds", password=self.token)
         endpoint.on("ssdtf/v1/int/+", self.guarded("forward", self._on_fwd))
         endpoint.on("ssdtf/v1/resend/+", self.guarded("resend", self._on_resend))
+        prov = topics.prov_topic("ds")
+        endpoint.on(prov, self.guarded("registration", self._on_prov))
         endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
-            [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1)], self.cfg.connect_timeout_s
+            [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1), (prov, 1)],
+            self.cfg.connect_timeout_s,
         )
         self.endpoint = endpoint
 
