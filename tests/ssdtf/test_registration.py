@@ -142,11 +142,10 @@ def test_reg_wire_rules() -> None:
         wire.decode(reg(RegKind.TOPIC, {T.CID: b"sensor-1", T.TOPIC: b"ssdtf/v1/up/+"}))
     with pytest.raises(wire.FieldValueError):  # "none" is not a key algorithm
         wire.decode(reg(RegKind.DEVICE, device | {T.KEYALG: b"\x00"}))
-    unknown = wire.encode(
-        MsgType.REG, device | {T.TS: wire.u64(1), T.ND: b"n" * 16, T.KIND: b"\x09"}
-    )
-    with pytest.raises(wire.FieldValueError):  # an unknown kind (unsigned, but refused first)
-        wire.decode(unknown + bytes([T.SIG]) + b"\x00\x40" + b"s" * 64)
+    header = {T.TS: wire.u64(1), T.ND: b"n" * 16, T.KID: b"k" * 8, T.ALG: bytes([Alg.ED25519])}
+    unknown = wire.encode(MsgType.REG, device | header | {T.KIND: b"\x09"}, sign=SIGNER.sign)
+    with pytest.raises(wire.FieldValueError):  # an unknown kind
+        wire.decode(unknown)
     with pytest.raises(wire.MissingError):  # unsigned
         raw = reg(RegKind.DEVICE, device)
         wire.decode(raw[: wire.decode(raw).sig_offset])
