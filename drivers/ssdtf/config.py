@@ -110,6 +110,9 @@ class FlowConfig:
     """QoS of the gateway's subscription to DATA (0 = the QoS-downgrade positive control)."""
     retain: bool = False
     """Sensors publish DATA with RETAIN (the RETAIN positive control)."""
+    workers: int = 0
+    """Worker processes per data user that open DELIVERs (unwrap, cfrag proofs, decrypt) off
+    the role's thread; 0 = in the role's thread (:mod:`drivers.ssdtf.workers`)."""
     reading_prefix: str = "reading"
     extras: dict[str, object] = field(default_factory=dict)
 

@@ -1,0 +1,82 @@
+"""PRE work in worker processes, so the roles' cryptography runs on more than one core.
+
+Why: umbral-pre holds the GIL for every operation (measured: two threads decrypting take as
+long as one doing both halves), and opening one DELIVER (outer unwrap, two cfrag proofs,
+decryption: ~4.2 ms) is about half of all the CPU one reading costs. With every role in one
+process the end-to-end rate is bounded by the *sum* of all roles' CPU on one core.
+
+What moves: only the pure computation of the data user's :meth:`DataUser._open` (unwrap the
+bundle, verify both cfrags, decrypt). Every decision stays in the role's own code in the
+role's process: signature, TS and window checks before, the sender binding, the window
+commit and the verdict after. A worker that fails returns the reason as text, which the role
+turns into its own verdict; nothing here writes a verdict.
+
+The worker processes belong to the data user: they get its PRE secret once, over the
+multiprocessing pipe at start (never logged, stored or exported), and end with the role.
+They are started with ``spawn`` (a fresh interpreter: ``sys.executable``, never a bare
+``python``), so no lock or thread of the parent is inherited.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+_OPENER: Any = None
+"""Per worker process: (backend, receiver key pair), set by :func:`_init`."""
+
+
+def _init(secret: bytes, public: bytes) -> None:
+    global _OPENER
+    import umbral_pre
+
+    from drivers.ssdtf.pre import PreKeyPair, UmbralBackend
+
+    key = umbral_pre.SecretKey.from_be_bytes(secret)
+    _OPENER = (UmbralBackend(), PreKeyPair("worker", key, None, public, b""))
+
+
+def _open(
+    owner_public: bytes, owner_verifying: bytes, capsule: bytes, ct: bytes
+) -> tuple[bool, bytes, bytes, str]:
+    """(ok, plaintext, expected sender tag, problem) for one DELIVER's wrapped bundle."""
+    from drivers.errors import SafeLabError
+    from drivers.ssdtf import binding
+
+    backend, keys = _OPENER
+    try:
+        bundle = backend.unwrap(keys, capsule, ct)
+        inner_capsule, inner_ct, cfrags, expected = binding.decode_bundle(bundle)
+        plaintext = backend.decrypt(
+            keys,
+            owner_public=owner_public,
+            owner_verifying=owner_verifying,
+            capsule=inner_capsule,
+            cfrags=cfrags,
+            ciphertext=inner_ct,
+        )
+    except SafeLabError as error:
+        return False, b"", b"", error.problem
+    except Exception as error:  # a worker never dies on input: the role decides
+        return False, b"", b"", f"{type(error).__name__}: {error}"[:160]
+    return True, plaintext, expected, ""
+
+
+class OpenWorkers:
+    """A pool of ``processes`` workers opening DELIVERs for one receiver."""
+
+    def __init__(self, processes: int, secret: bytes, public: bytes) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(
+            max(1, processes), mp_context=context, initializer=_init, initargs=(secret, public)
+        )
+        self.pool.submit(int).result(timeout=60)  # started and initialised before traffic
+
+    def open(
+        self, owner_public: bytes, owner_verifying: bytes, capsule: bytes, ct: bytes
+    ) -> Future[tuple[bool, bytes, bytes, str]]:
+        return self.pool.submit(_open, owner_public, owner_verifying, capsule, ct)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
