@@ -5,8 +5,9 @@ long as one doing both halves), and opening one DELIVER (outer unwrap, two cfrag
 decryption: ~4.2 ms) is about half of all the CPU one reading costs. With every role in one
 process the end-to-end rate is bounded by the *sum* of all roles' CPU on one core.
 
-What moves: only the pure computation of the data user's :meth:`DataUser._open` (unwrap the
-bundle, verify both cfrags, decrypt). Every decision stays in the role's own code in the
+What moves: only pure computation: the data user's :meth:`DataUser._open` (unwrap the
+bundle, verify both cfrags, decrypt) and the DS's share-2 re-encryption plus per-destination
+re-wrap. Every decision stays in the role's own code in the
 role's process: signature, TS and window checks before, the sender binding, the window
 commit and the verdict after. A worker that fails returns the reason as text, which the role
 turns into its own verdict; nothing here writes a verdict.
@@ -33,8 +34,41 @@ def _init(secret: bytes, public: bytes) -> None:
 
     from drivers.ssdtf.pre import PreKeyPair, UmbralBackend
 
-    key = umbral_pre.SecretKey.from_be_bytes(secret)
+    key = umbral_pre.SecretKey.from_be_bytes(secret) if secret else None
     _OPENER = (UmbralBackend(), PreKeyPair("worker", key, None, public, b""))
+
+
+def _transform(
+    capsule: bytes,
+    ct: bytes,
+    cfrags: list[bytes],
+    kfrag: bytes,
+    keys: tuple[bytes, bytes, bytes],
+    tag: bytes,
+) -> tuple[bool, bytes, bytes, str]:
+    """The DS's computation for one FWD: share-2 cfrag, then the per-destination re-wrap.
+    (ok, wrapped capsule, wrapped ct, problem); ``keys`` = owner public, owner verifying,
+    receiver public (all public; the kfrag converts but decrypts nothing)."""
+    from drivers.errors import SafeLabError
+    from drivers.ssdtf import binding
+
+    backend = _OPENER[0]
+    owner_public, owner_verifying, receiver_public = keys
+    try:
+        cfrag = backend.reencrypt(
+            capsule,
+            kfrag,
+            owner_public=owner_public,
+            owner_verifying=owner_verifying,
+            receiver_public=receiver_public,
+        )
+        bundle = binding.encode_bundle(capsule, ct, [*cfrags, cfrag], tag)
+        wrapped_capsule, wrapped_ct = backend.wrap(receiver_public, bundle)
+    except SafeLabError as error:
+        return False, b"", b"", error.problem
+    except Exception as error:
+        return False, b"", b"", f"{type(error).__name__}: {error}"[:160]
+    return True, wrapped_capsule, wrapped_ct, ""
 
 
 def _open(
@@ -64,9 +98,10 @@ def _open(
 
 
 class OpenWorkers:
-    """A pool of ``processes`` workers opening DELIVERs for one receiver."""
+    """A pool of ``processes`` workers opening DELIVERs for one receiver (``secret``), or,
+    with no secret, transforming FWDs for the DS."""
 
-    def __init__(self, processes: int, secret: bytes, public: bytes) -> None:
+    def __init__(self, processes: int, secret: bytes = b"", public: bytes = b"") -> None:
         context = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(
             max(1, processes), mp_context=context, initializer=_init, initargs=(secret, public)
@@ -77,6 +112,17 @@ class OpenWorkers:
         self, owner_public: bytes, owner_verifying: bytes, capsule: bytes, ct: bytes
     ) -> Future[tuple[bool, bytes, bytes, str]]:
         return self.pool.submit(_open, owner_public, owner_verifying, capsule, ct)
+
+    def transform(
+        self,
+        capsule: bytes,
+        ct: bytes,
+        cfrags: list[bytes],
+        kfrag: bytes,
+        keys: tuple[bytes, bytes, bytes],
+        tag: bytes,
+    ) -> Future[tuple[bool, bytes, bytes, str]]:
+        return self.pool.submit(_transform, capsule, ct, cfrags, kfrag, keys, tag)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
