@@ -6,10 +6,10 @@ decryption: ~4.2 ms) is about half of all the CPU one reading costs. With every 
 process the end-to-end rate is bounded by the *sum* of all roles' CPU on one core.
 
 What moves: only pure computation: the data user's :meth:`DataUser._open` (unwrap the
-bundle, verify both cfrags, decrypt) and the DS's share-2 re-encryption plus per-destination
-re-wrap. Every decision stays in the role's own code in the
-role's process: signature, TS and window checks before, the sender binding, the window
-commit and the verdict after. A worker that fails returns the reason as text, which the role
+bundle, verify both cfrags, decrypt), the gateway's share-1 re-encryption, and the DS's
+share-2 re-encryption plus per-destination re-wrap. Every decision stays in the role's own
+code in the role's process: signature, TS and window checks before, the sender binding, the
+window commit and the verdict after. A worker that fails returns the reason as text, which the role
 turns into its own verdict; nothing here writes a verdict.
 
 The worker processes belong to the data user: they get its PRE secret once, over the
@@ -36,6 +36,32 @@ def _init(secret: bytes, public: bytes) -> None:
 
     key = umbral_pre.SecretKey.from_be_bytes(secret) if secret else None
     _OPENER = (UmbralBackend(), PreKeyPair("worker", key, None, public, b""))
+
+
+def _reencrypt(
+    capsule: bytes, jobs: list[tuple[bytes, bytes, bytes, bytes]]
+) -> tuple[bool, list[bytes], str]:
+    """The gateway's share-1 cfrag for each destination; a job = (kfrag, owner public, owner
+    verifying, receiver public). (ok, cfrags in job order, problem)."""
+    from drivers.errors import SafeLabError
+
+    backend = _OPENER[0]
+    try:
+        cfrags = [
+            backend.reencrypt(
+                capsule,
+                kfrag,
+                owner_public=owner_public,
+                owner_verifying=owner_verifying,
+                receiver_public=receiver_public,
+            )
+            for kfrag, owner_public, owner_verifying, receiver_public in jobs
+        ]
+    except SafeLabError as error:
+        return False, [], error.problem
+    except Exception as error:
+        return False, [], f"{type(error).__name__}: {error}"[:160]
+    return True, cfrags, ""
 
 
 def _transform(
@@ -112,6 +138,11 @@ class OpenWorkers:
         self, owner_public: bytes, owner_verifying: bytes, capsule: bytes, ct: bytes
     ) -> Future[tuple[bool, bytes, bytes, str]]:
         return self.pool.submit(_open, owner_public, owner_verifying, capsule, ct)
+
+    def reencrypt(
+        self, capsule: bytes, jobs: list[tuple[bytes, bytes, bytes, bytes]]
+    ) -> Future[tuple[bool, list[bytes], str]]:
+        return self.pool.submit(_reencrypt, capsule, jobs)
 
     def transform(
         self,

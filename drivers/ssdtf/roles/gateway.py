@@ -33,6 +33,7 @@ from drivers.ssdtf.registry import ProvisionCheck, key_of
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import (
     ProxyRole,
+    describe_error,
     key_view,
     pre_view,
     signature_problem,
@@ -42,6 +43,7 @@ from drivers.ssdtf.scheduler import Scheduler, SerialWorker
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
 from drivers.ssdtf.wire import MsgType, RegKind, Status, T
+from drivers.ssdtf.workers import OpenWorkers
 
 EXPIRED_KEPT = 256
 """How many expired challenge nonces are remembered (only to name the reason better)."""
@@ -145,6 +147,8 @@ class Gateway(ProxyRole):
         self.can_take_over = True
         # one timer thread for every handshake deadline, one worker for every take-over
         self.scheduler = Scheduler("ssdtf-gateway-timers", self.on_internal_error)
+        self.workers: OpenWorkers | None = None
+        """Worker processes for the share-1 re-encryption (``cfg.workers`` > 0)."""
         self.closer = SerialWorker("ssdtf-gateway-closer", 64, self.on_internal_error)
 
     def state_sizes(self) -> dict[str, int]:
@@ -205,6 +209,8 @@ class Gateway(ProxyRole):
 
     # --- MQTT --------------------------------------------------------------------
     def start(self, host: str, port: int) -> None:
+        if self.cfg.workers > 0 and isinstance(self.pre, UmbralBackend):
+            self.workers = OpenWorkers(self.cfg.workers)
         self.host, self.port = host, port
         endpoint = Endpoint("ssdtf-gateway", host, port, username="gateway", password=self.token)
         endpoint.on("ssdtf/v1/auth/+/up", self.guarded("handshake", self._on_auth_up))
@@ -224,6 +230,9 @@ class Gateway(ProxyRole):
         self.closer.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     def is_ready(self, cid: str) -> bool:
         return cid in self.sessions
@@ -480,12 +489,66 @@ class Gateway(ProxyRole):
             return
         cfrags: dict[str, list[bytes]] = {}
         if outcome == SeqWindow.NEW:
+            if self.workers is not None and not env.plain and self.destinations:
+                jobs = self._jobs(env)
+                future = self.workers.reencrypt(env.get(T.CAPSULE), [job for _, job in jobs])
+                names = [name for name, _ in jobs]
+                future.add_done_callback(
+                    lambda done: self._reencrypted(
+                        cid, session, env, payload, seq, digest, msg, names, done
+                    )
+                )
+                return
             try:  # before the window commits: a capsule PRE refuses must not burn its seq
                 cfrags = self._reencrypt_all(env)
             except PreError as error:
                 why = f"capsule refused: {error.problem}"
                 self._refuse(cid, payload, seq, Status.MALFORMED, why)
                 return
+        self._commit(cid, session, env, payload, seq, digest, msg, cfrags)
+
+    def _jobs(self, env: wire.Envelope) -> list[tuple[str, tuple[bytes, bytes, bytes, bytes]]]:
+        with self._lock:
+            destinations = list(self.destinations.values())
+        return [
+            (d.name, (d.kfrag, self.owner_pre, self.owner_verifying, d.receiver_pre))
+            for d in destinations
+        ]
+
+    def _reencrypted(
+        self,
+        cid: str,
+        session: Session,
+        env: wire.Envelope,
+        payload: bytes,
+        seq: int,
+        digest: bytes,
+        msg: Any,
+        names: list[str],
+        done: Any,
+    ) -> None:
+        """A worker re-encrypted the capsule: the window, FWD, ACK and verdict are ours."""
+        try:
+            ok, cfrags, problem = done.result()
+            if not ok:
+                self._refuse(cid, payload, seq, Status.MALFORMED, f"capsule refused: {problem}")
+                return
+            by_name = {name: [cfrag] for name, cfrag in zip(names, cfrags, strict=True)}
+            self._commit(cid, session, env, payload, seq, digest, msg, by_name)
+        except Exception as error:  # like Role.guarded: a verdict, never a dead thread
+            self.verdict(payload, False, f"dropped: {describe_error(error)}", "data")
+
+    def _commit(
+        self,
+        cid: str,
+        session: Session,
+        env: wire.Envelope,
+        payload: bytes,
+        seq: int,
+        digest: bytes,
+        msg: Any,
+        cfrags: dict[str, list[bytes]],
+    ) -> None:
         outcome = session.window.accept(seq, digest)
         if outcome == SeqWindow.DUPLICATE:
             self._ack(cid, session.sid, seq, digest, Status.DUPLICATE)
