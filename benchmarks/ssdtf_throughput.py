@@ -55,7 +55,7 @@ def _workers_cpu_s(dep: object) -> float:
     for role in (dep.gateway, dep.ds, *dep.users.values()):  # type: ignore[attr-defined]
         workers = getattr(role, "workers", None)
         if workers is not None:
-            total += workers.pool.submit(time.process_time).result(timeout=30)
+            total += workers.cpu_seconds()
     return total
 
 
