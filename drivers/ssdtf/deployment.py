@@ -281,11 +281,14 @@ class Deployment:
         if kind == RegKind.TOPIC:
             return self.gateway.topics.get(fields[T.TOPIC].decode()) == fields[T.CID].decode()
         name = fields[T.SUB].decode()
-        present = name in self.gateway.destinations and name in self.ds.recipients
+        gateway, ds = self.gateway.destinations.get(name), self.ds.recipients.get(name)
+        if kind == RegKind.REVOKE:
+            return gateway is None and ds is None
         return (
-            present
-            if kind == RegKind.DESTINATION
-            else not (name in self.gateway.destinations or name in self.ds.recipients)
+            gateway is not None
+            and ds is not None
+            and hashlib.sha256(gateway.kfrag).digest() == fields[T.HASH]
+            and hashlib.sha256(ds.kfrag).digest() == fields[T.HASH2]
         )
 
     def _new_key_uri(self, cid: str) -> str:
