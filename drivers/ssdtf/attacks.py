@@ -910,7 +910,8 @@ def device_identity_takeover(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any
     other = Ed25519Signer("attacker").public().public_bytes
     registrar.register(RegKind.DEVICE, _device_fields("sensor-1", other))
     registrar.register(RegKind.DEVICE, _device_fields("ssdtf-gateway", other))
-    _wait(lambda: any("belongs to a service" in v.reason for v in dep.trace.verdicts), 3.0)
+    registrar.register(RegKind.DEVICE, _device_fields("user-9", other))  # users' namespace
+    _wait(lambda: sum("belongs to a service" in v.reason for v in dep.trace.verdicts) >= 2, 3.0)
     evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
     return dep, evidence
 

@@ -143,7 +143,8 @@ class Registry:
     def _ownership(self, kind: RegKind, env: wire.Envelope, entry: Entry | None) -> str:
         if kind == RegKind.DEVICE:
             cid = env.text(T.CID)
-            if cid in self.service_ids or cid.startswith("ssdtf-"):
+            if cid in self.service_ids or cid.startswith(("ssdtf-", "user-")):
+                # user-N is the data users' namespace (their ACL rules and report keys)
                 return f"client ID {cid} belongs to a service: not registrable as a device"
             taken = entry is not None and entry.key is not None
             if taken and entry.key.public_bytes != env.get(T.PUBKEY):  # type: ignore[union-attr]
