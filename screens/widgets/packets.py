@@ -194,5 +194,7 @@ def keys_text(
                 text.append(f" {key.alg}", style="dim")
             if key.fingerprint:
                 text.append(f" {key.fingerprint[:8]}", style="dim")
+            if "simulated" in key.note:  # a shortcut against the seed is always said
+                text.append(" (simulated)", style="yellow")
             text.append("\n")
     return text
