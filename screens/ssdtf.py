@@ -131,7 +131,8 @@ def lesson_plan(rows: tuple[PacketRow, ...]) -> list[tuple[LessonStep, PacketRow
 
 def lesson_text(number: int, total: int, step: LessonStep, row: PacketRow, model: int) -> Text:
     """The lesson banner above the packet's details."""
-    text = Text(f" Lesson {number}/{total}: {step.name} ", style="bold reverse")
+    text = Text()
+    text.append(f" Lesson {number}/{total}: {step.name} ", style="bold reverse")
     text.append(f" {model_roles(model).name}\n", style="dim")
     text.append(step.lead + "\n", style="bold")
     if not step.ssdtf_type:
