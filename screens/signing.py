@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from drivers.bench.runner import (
@@ -31,13 +31,14 @@ from drivers.errors import PinCancelled, RunInterrupted, SafeLabError
 from drivers.runs import RunHandle, RunSnapshot, SigningRun
 from drivers.tokens.base import Pin, Token
 from screens.base import LabScreen, StatusLine, failure_text
-from screens.lab import Lab, TokenChoice
+from screens.lab import DEFAULT_CHOICE, Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.run_control import RunUpdate, update_from
-from screens.widgets.format import speed_words
 from screens.widgets.histogram import LatencyHistogram
+from screens.widgets.progress import RunProgress
 from screens.widgets.tables import apdu_table, phase_table, run_label, table3
+from screens.widgets.tokenline import TokenLine
 
 PROGRESS_INTERVAL_S = 0.15
 """How often the runner's thread posts a snapshot: often enough to feel live, rare enough
@@ -117,24 +118,7 @@ class SigningLabScreen(LabScreen):
 
     JOB = "signing"
 
-    DEFAULT_CSS = """
-    SigningLabScreen #token-line { height: 1; padding: 0 1; }
-    SigningLabScreen #form { height: 1; padding: 0 1; }
-    SigningLabScreen #form Label { padding: 0 1 0 0; }
-    SigningLabScreen #form Input { margin: 0 1 0 0; }
-    SigningLabScreen #mode { width: 16; margin: 0 1 0 0; }
-    SigningLabScreen #n { width: 9; }
-    SigningLabScreen #warmup { width: 5; }
-    SigningLabScreen #threshold { width: 8; }
-    SigningLabScreen #data { width: 1fr; }
-    SigningLabScreen #progress { height: 1; padding: 0 1; }
-    SigningLabScreen #table3 { height: auto; padding: 0 1; }
-    SigningLabScreen #live { height: 1fr; }
-    SigningLabScreen #histogram { width: 1fr; }
-    SigningLabScreen #side { width: 40; }
-    SigningLabScreen #phases { height: auto; padding: 0 1; }
-    SigningLabScreen #apdus { height: 1fr; padding: 0 1; border-top: hkey $primary-muted; }
-    """
+    CSS_PATH = "signing.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "start", "Start", id="sign.start"),
         Binding("f6", "pause", "Pause", id="sign.pause"),
@@ -145,22 +129,23 @@ class SigningLabScreen(LabScreen):
         Binding("escape", "leave_form", "Leave form", show=False, id="sign.leave_form"),
     ]
 
+    running: reactive[bool] = reactive(False, bindings=True)
+    """A run goes: start waits, pause and stop apply (the footer follows by itself)."""
+    run_token: reactive[TokenChoice] = reactive(DEFAULT_CHOICE)
+    """The token of the run shown (the lab's choice between runs)."""
+
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
         self.handle: RunHandle | None = None
         self.last_update: RunUpdate | None = None
         self.run_mode = Mode.SIGN_ONLY.value
-        self.run_token: TokenChoice = lab.token
+        self.set_reactive(SigningLabScreen.run_token, lab.token)
         self.threshold_ms = 1000.0
         self.finished_run_id = 0
 
-    @property
-    def running(self) -> bool:
-        return self.handle is not None
-
     def compose(self) -> ComposeResult:
         yield self.job_bar()
-        yield Static(id="token-line")
+        yield TokenLine(id="token-line").data_bind(token=SigningLabScreen.run_token)
         with Horizontal(id="form"):
             yield Select(
                 [(m.value, m.value) for m in Mode],
@@ -177,7 +162,7 @@ class SigningLabScreen(LabScreen):
             yield Input("1000", type="number", compact=True, id="threshold")
             yield Label("data")
             yield Input(PAPER_DATA.decode(), compact=True, id="data")
-        yield Static(id="progress")
+        yield RunProgress(id="progress")
         yield Static(id="table3")
         with Horizontal(id="live"):
             yield LatencyHistogram(id="histogram")
@@ -190,23 +175,12 @@ class SigningLabScreen(LabScreen):
     def on_mount(self) -> None:
         self.sub_title = "Signing lab"
         self.query_one("#apdus").display = False
-        self._show_token()
         self._draw(None)
         self.say("F5 starts a run on the token above (1 picks another token)")
 
     def on_screen_resume(self) -> None:
         if not self.running:
             self.run_token = self.lab.token
-            self._show_token()
-
-    def _show_token(self) -> None:
-        token = self.run_token
-        line = Text("token ", style="dim")
-        line.append(token.label, style="bold")
-        line.append(speed_words(token.uri, token.label), style="bold")
-        line.append(f"  {token.uri}", style="dim")
-        line.append("  [EMULATED]" if token.emulated else "  real", style="bold")
-        self.query_one("#token-line", Static).update(line)
 
     # -- drawing ----------------------------------------------------------------------------
 
@@ -224,21 +198,18 @@ class SigningLabScreen(LabScreen):
             apdus.display = update.apdus is not None
             if update.apdus is not None:
                 apdus.update(apdu_table(update.apdus))
-        self.query_one("#progress", Static).update(self._progress_text(update))
+        self._show_progress(update)
 
-    def _progress_text(self, update: RunUpdate | None) -> Text:
+    def _show_progress(self, update: RunUpdate | None) -> None:
+        progress = self.query_one(RunProgress)
         if update is None:
-            return Text("no run yet", style="dim")
+            progress.say("no run yet")
+            return
         if self.running:
             state = "paused" if update.paused or (self.handle and self.handle.paused) else "running"
         else:
             state = "finished" if update.done >= update.planned else "stopped"
-        width = 24
-        filled = round(width * update.done / max(update.planned, 1))
-        text = Text(f"run {update.run_id}  ")
-        text.append("█" * filled + "░" * (width - filled))
-        text.append(f"  {update.done}/{update.planned}  {state}")
-        return text
+        progress.show(f"run {update.run_id}", update.done, update.planned, state)
 
     # -- controls ---------------------------------------------------------------------------
 
@@ -278,9 +249,8 @@ class SigningLabScreen(LabScreen):
         self.run_token = request.token
         self.threshold_ms = request.config.threshold_ms
         self.last_update = None
-        self._show_token()
         self._draw(None)
-        self.refresh_bindings()
+        self.running = True
         swapped = request.token.uri != self.lab.token.uri
         self.say(
             f"{self.run_mode} measures the {request.token.kind} baseline: this run uses "
@@ -288,15 +258,7 @@ class SigningLabScreen(LabScreen):
             if swapped
             else f"starting {self.run_mode} on {request.token.label}: pre-flight…"
         )
-        handle = self.handle
-        self.run_worker(
-            lambda: self._run(request, handle),
-            name="signing run",
-            group=f"token:{request.token.uri}",
-            description=f"{self.run_mode} on {request.token.uri}",
-            thread=True,
-            exit_on_error=False,
-        )
+        self._run(self.handle)
 
     def action_pause(self) -> None:
         if self.handle is None:
@@ -308,7 +270,7 @@ class SigningLabScreen(LabScreen):
             self.handle.pause()
             self.say("pausing after the current trial… (F6 resumes)")
         if self.last_update is not None:
-            self.query_one("#progress", Static).update(self._progress_text(self.last_update))
+            self._show_progress(self.last_update)
 
     def action_stop(self) -> None:
         if self.handle is None:
@@ -342,7 +304,8 @@ class SigningLabScreen(LabScreen):
 
         return listen
 
-    def _run(self, request: RunRequest, handle: RunHandle) -> None:
+    @work(thread=True, exclusive=True, group="signing-run", exit_on_error=False)
+    def _run(self, handle: RunHandle) -> None:
         """Run in this worker thread and post how it ended; never raise."""
         try:
             outcome = handle.run()
@@ -362,7 +325,6 @@ class SigningLabScreen(LabScreen):
         self.run_token = TokenChoice(
             self.run_token.uri, message.token_label, self.run_token.kind, message.emulated
         )
-        self._show_token()
 
     @on(RunProgressed)
     def _progressed(self, message: RunProgressed) -> None:
@@ -379,7 +341,7 @@ class SigningLabScreen(LabScreen):
     @on(RunEnded)
     def _ended(self, message: RunEnded) -> None:
         self.handle = None
-        self.refresh_bindings()
+        self.running = False
         if message.update is not None:
             self.last_update = message.update
         self._draw(self.last_update)

@@ -43,7 +43,7 @@ from textual.events import Resize
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
+from textual.widgets import DataTable, Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from drivers.errors import SafeLabError
@@ -63,9 +63,9 @@ from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
-from screens.widgets.format import speed_words
 from screens.widgets.packets import COLUMNS, PacketRow, cells, lanes_title, verdict_width
 from screens.widgets.stepper import InfoLine, KeysPanel, KeysView, PacketDetails
+from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
     from drivers.ssdtf.trace import Trace
@@ -323,7 +323,7 @@ class SsdtfScreen(LabScreen):
             yield Input("1", type="integer", compact=True, id="sensors")
             yield Label("messages")
             yield Input("3", type="integer", compact=True, id="messages")
-            yield Static(id="token")
+            yield TokenLine(id="token")
         yield InfoLine(id="info")
         yield DataTable(cursor_type="row", zebra_stripes=False, id="packets")
         with Horizontal(id="panes"):
@@ -375,13 +375,8 @@ class SsdtfScreen(LabScreen):
         table.refresh(layout=True)
 
     def _show_token(self) -> None:
-        token = self.lab.token
-        line = Text("token ", style="dim", no_wrap=True, overflow="ellipsis")
-        line.append("[EMULATED] " if token.emulated else "", style="bold")
-        line.append(token.label, style="bold")
-        line.append(speed_words(token.uri, token.label), style="bold")
-        line.append(" (sensor-1's key)", style="dim")
-        self.query_one("#token", Static).update(line)
+        line = self.query_one(TokenLine)
+        line.note, line.token = "sensor-1's key", self.lab.token
 
     # -- drawing ----------------------------------------------------------------------------
 
