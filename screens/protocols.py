@@ -194,8 +194,8 @@ class ProtocolsScreen(LabScreen):
 
     CSS_PATH = "protocols.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "run_cell", "Run cell", id="proto.run"),
-        Binding("f7", "stop", "Stop", id="proto.stop"),
+        Binding("f5", "run_cell", "Run cell", key_display="s/F5", id="proto.run"),
+        Binding("f7", "stop", "Stop", key_display="x/F7", id="proto.stop"),
         Binding("t", "table6", "Table 6", id="proto.table6"),
         Binding("v", "switch_view", "Matrix/Table 6", id="proto.view"),
         Binding("s", "run_cell", "Run cell", show=False, id="proto.run_letter"),

@@ -120,9 +120,9 @@ class SigningLabScreen(LabScreen):
 
     CSS_PATH = "signing.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "start", "Start", id="sign.start"),
-        Binding("f6", "pause", "Pause", id="sign.pause"),
-        Binding("f7", "stop", "Stop", id="sign.stop"),
+        Binding("f5", "start", "Start", key_display="s/F5", id="sign.start"),
+        Binding("f6", "pause", "Pause", key_display="p/F6", id="sign.pause"),
+        Binding("f7", "stop", "Stop", key_display="x/F7", id="sign.stop"),
         Binding("s", "start", "Start", show=False, id="sign.start_letter"),
         Binding("p", "pause", "Pause/resume", show=False, id="sign.pause_letter"),
         Binding("x", "stop", "Stop", show=False, id="sign.stop_letter"),
