@@ -128,25 +128,43 @@ def _row(index: int, lane: str, direction: str, kind: str, mqtt: str = "PUBLISH"
     )
 
 
+JUDGED = {
+    4: ("gateway", "challenge sent", "handshake"),
+    5: ("sensor-1", "broker signature valid, Nd echoed", "handshake"),
+    6: ("gateway", "device signature valid: session READY", "handshake"),
+    7: ("sensor-1", "handshake complete", "handshake"),
+    9: ("gateway", "device signature valid; seq=1 accepted and forwarded", "data"),
+    10: ("ds", "broker signature valid; delivered to user-1", "forward"),
+    11: ("sensor-1", "signed ACK seq=1 (OK); message discarded", "ack"),
+    12: ("user-1", "DS signature valid; cfrags verified; decrypted; sender binding", "deliver"),
+}
+"""The verdicts of the fixed capture: ``index: (role, reason, stage)``, all accepted."""
+
+
 def fixed_capture() -> tuple[tuple[PacketRow, ...], tuple[str, ...]]:
-    ok = lambda role, why, stage: (role, True, why, stage)  # noqa: E731
-    rows = (
-        _row(0, "sensor-1", "c2b", "", "CONNECT"),
-        _row(1, "sensor-1", "b2c", "", "CONNACK"),
-        _row(2, "sensor-1", "c2b", "HELLO", fields=(("cid", "sensor-1"), ("nd", "00" * 16))),
-        _row(3, "sensor-1", "b2c", "", "PUBACK"),
-        _row(4, "gateway", "b2c", "HELLO", verdicts=[ok("gateway", "challenge sent", "handshake")]),
-        _row(5, "sensor-1", "b2c", "CHAL", verdicts=[ok("sensor-1", "broker signature valid, Nd echoed", "handshake")]),
-        _row(6, "gateway", "b2c", "RESP", verdicts=[ok("gateway", "device signature valid: session READY", "handshake")]),
-        _row(7, "sensor-1", "b2c", "OK", verdicts=[ok("sensor-1", "handshake complete", "handshake")]),
-        _row(8, "sensor-1", "c2b", "DATA", size=120, fields=(("seq", "1"), ("ct", "52 B, starts 00"))),
-        _row(9, "gateway", "b2c", "DATA", size=120, fields=(("seq", "1"), ("ct", "52 B, starts 00")), verdicts=[ok("gateway", "device signature valid; seq=1 accepted and forwarded", "data")]),
-        _row(10, "ds", "b2c", "FWD", verdicts=[ok("ds", "broker signature valid; delivered to user-1", "forward")]),
-        _row(11, "sensor-1", "b2c", "ACK", verdicts=[ok("sensor-1", "signed ACK seq=1 (OK); message discarded", "ack")]),
-        _row(12, "user-1", "b2c", "DELIVER", fields=(("ext_id", "fd18a3e26c1f7967a71e7a9a"),), verdicts=[ok("user-1", "DS signature valid; cfrags verified; decrypted; sender binding holds", "deliver")]),
-        _row(13, "user-1", "c2b", "", "PUBACK"),
-    )  # fmt: skip
-    return rows, ("gateway", "ds", "ms", "user-1", "sensor-1")
+    data = (("seq", "1"), ("ct", "52 B, starts 00"))
+    specs = [
+        (0, "sensor-1", "c2b", "", "CONNECT", {}),
+        (1, "sensor-1", "b2c", "", "CONNACK", {}),
+        (2, "sensor-1", "c2b", "HELLO", "PUBLISH", {"fields": (("cid", "sensor-1"),)}),
+        (3, "sensor-1", "b2c", "", "PUBACK", {}),
+        (4, "gateway", "b2c", "HELLO", "PUBLISH", {}),
+        (5, "sensor-1", "b2c", "CHAL", "PUBLISH", {}),
+        (6, "gateway", "b2c", "RESP", "PUBLISH", {}),
+        (7, "sensor-1", "b2c", "OK", "PUBLISH", {}),
+        (8, "sensor-1", "c2b", "DATA", "PUBLISH", {"size": 120, "fields": data}),
+        (9, "gateway", "b2c", "DATA", "PUBLISH", {"size": 120, "fields": data}),
+        (10, "ds", "b2c", "FWD", "PUBLISH", {}),
+        (11, "sensor-1", "b2c", "ACK", "PUBLISH", {}),
+        (12, "user-1", "b2c", "DELIVER", "PUBLISH", {"fields": (("ext_id", "fd18a3e2"),)}),
+        (13, "user-1", "c2b", "", "PUBACK", {}),
+    ]
+    rows = []
+    for index, lane, direction, kind, mqtt, extra in specs:
+        judged = JUDGED.get(index)
+        verdicts = [(judged[0], True, judged[1], judged[2])] if judged else []
+        rows.append(_row(index, lane, direction, kind, mqtt, verdicts=verdicts, **extra))
+    return tuple(rows), ("gateway", "ds", "ms", "user-1", "sensor-1")
 
 
 def fixed_trace() -> Trace:
