@@ -259,6 +259,27 @@ class SsdtfScreen(LabScreen):
 
     JOB = "ssdtf"
     CSS_PATH = "ssdtf.tcss"
+    HELP = """\
+**SSDTF packet stepper**: the real MQTT packets of an SSDTF run between sensors, broker,
+gateway, distribution server (ds), management server (ms) and data users, one row each.
+
+- **#** packet number · **t ms** since the start, *without* the time a packet was held for
+  you · **lanes** one cell per role (header: each role's initial; ▲ the role sends to the
+  broker, ▼ the broker delivers to it) · **st** `HELD` waits for `n`, `fwd` forwarded,
+  `DROP` an attack ate it · **hop** `sensor-1→B` to the broker (B), `B→gateway` from it ·
+  **packet** the SSDTF message (or MQTT type) · **verdict** what the receiving role decided.
+- **Details** (left): the verdicts first, then what the packet is for, which SSDTF goal it
+  serves (device authenticity, data integrity, confidentiality, anonymity with
+  traceability), who checks it with which key and what a failed check does, worded for the
+  service model of the run; then MQTT flags, decoded fields and the hex dump.
+- **Keys** (right): what changed at the selected packet first (`+` gained, `−` dropped), then
+  every role's keys after it, then the legend.
+- **Noise filter** (`f`, on by default): hides CONNACK, SUBSCRIBE, SUBACK, PUBACK, PINGs; the
+  info line counts them; live stepping skips them. Rejected packets always show.
+- **Lesson** (`l`): runs a flow to its end if needed, then one explained step per `n`:
+  hello, challenge, response, session, data, re-encrypt, deliver, ack, trace-back; `b` goes
+  back, Esc leaves; after the last step the attack menu opens.
+"""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Start", id="ssdtf.start"),

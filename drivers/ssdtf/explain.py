@@ -29,19 +29,14 @@ GOALS = (AUTHENTICITY, INTEGRITY, CONFIDENTIALITY, ANONYMITY)
 """The four goals of SSDTF, in the order the lesson meets them."""
 
 ROLE_NAMES: tuple[tuple[str, str], ...] = (
-    ("sensor-N", "the device (its signing key sk_D lives in its token: a SIM or PKCS#11)"),
-    ("B", "the MQTT broker (packets pass through it; hop sensor-1→B = to the broker)"),
-    ("gateway", "the broker gateway: SSDTF beside the broker, signs as B (sk_B)"),
-    ("ds", "the distribution server: second re-encryption, pseudonyms, DELIVER"),
-    ("ms", "the management server: registrar and key owner in models 1 and 3, reports"),
-    ("user-N", "a data user (subscriber): decrypts; key owner in model 2"),
+    ("sensor-N", "device, key in token"),
+    ("B", "the MQTT broker"),
+    ("gateway", "SSDTF at the broker"),
+    ("ds", "distribution server"),
+    ("ms", "management server"),
+    ("user-N", "data user"),
 )
 """Role abbreviations as the stepper shows them (lanes, hops, keys), with what each is."""
-
-LANE_LEGEND = (
-    "lanes: one column per role in the order of the legend line; "
-    "▲ the role sends to the broker, ▼ the broker delivers to the role, · not involved"
-)
 
 
 @dataclass(frozen=True)
