@@ -523,7 +523,7 @@ class ProtocolsScreen(LabScreen):
         self._start(handle, table6=True)
         steps = spec.steps()
         self._table6_progress(Table6Step("starting", 0, steps))
-        self.say(f"Table 6 on {token.label}: {steps} runs of n={form.n} (F7 stops)")
+        self.say(f"Table 6 on {token.label}: {steps} runs of n={form.n} (x stops)")
         self._run_table6(token, form, handle)
 
     def _start(
@@ -680,7 +680,7 @@ class ProtocolsScreen(LabScreen):
         if self.running_cell is None:
             return
         if self.live_stats is None or self.live_stats.count == 0:
-            self.say(f"{message.result.protocol} {message.result.condition} running (F7 stops)")
+            self.say(f"{message.result.protocol} {message.result.condition} running (x stops)")
         self.show_result(message.result, message.bins)
 
     @on(CellEnded)

@@ -176,7 +176,7 @@ class SigningLabScreen(LabScreen):
         self.sub_title = "Signing lab"
         self.query_one("#apdus").display = False
         self._draw(None)
-        self.say("F5 starts a run on the token above (1 picks another token)")
+        self.say("s (F5) starts a run on the token above (1 picks another token)")
 
     def on_screen_resume(self) -> None:
         if not self.running:
@@ -268,7 +268,7 @@ class SigningLabScreen(LabScreen):
             self.say("resumed")
         else:
             self.handle.pause()
-            self.say("pausing after the current trial… (F6 resumes)")
+            self.say("pausing after the current trial… (p resumes)")
         if self.last_update is not None:
             self._show_progress(self.last_update)
 
@@ -331,9 +331,9 @@ class SigningLabScreen(LabScreen):
         if self.handle is None:
             return
         if self.last_update is None:
-            self.say(f"run {message.update.run_id} running (F6 pause, F7 stop)")
+            self.say(f"run {message.update.run_id} running (p pauses, x stops)")
         elif message.update.paused and self.handle.paused and not self.last_update.paused:
-            self.say(f"paused after trial {message.update.done} (F6 resumes, F7 stops)")
+            self.say(f"paused after trial {message.update.done} (p resumes, x stops)")
         self.last_update = message.update
         with self.app.batch_update():
             self._draw(message.update)

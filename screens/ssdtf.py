@@ -169,6 +169,8 @@ class RunSnapshotted(Message):
 class Exported(Message):
     text: str
     ok: bool
+    paths: str = ""
+    """Both full paths, one a line (the notification shows them whole at 80 columns)."""
 
 
 # -- modals -------------------------------------------------------------------------------
@@ -792,7 +794,13 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
         except Exception as exc:
             self.post_message(Exported(f"export failed: {failure_text(exc)}", False))
             return
-        self.post_message(Exported(f"wrote {json_path.name} + .pcap in {json_path.parent}", True))
+        self.post_message(
+            Exported(
+                f"wrote {json_path.name} + .pcap in {json_path.parent}",
+                True,
+                f"JSON {json_path}\npcap {pcap_path}",
+            )
+        )
 
     # -- messages from the workers ----------------------------------------------------------
 
@@ -884,7 +892,7 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
     def _exported(self, message: Exported) -> None:
         if message.ok:
             self.say(message.text)
-            self.notify(message.text, title="trace exported", markup=False, timeout=8)
+            self.notify(message.paths, title="trace exported", markup=False, timeout=10)
         else:
             self.fail(message.text)
 
