@@ -191,6 +191,10 @@ def test_cells_that_cannot_run_say_why(lab: Lab) -> None:
             assert reason is not None and not screen.running
             assert reason in str(screen.status.render()).replace("\n", " ")
             assert "·" in _cell(screen, "jwt", "resumed")
+            # The marks are explained on screen, whole at 80 columns.
+            legend = screen.query_one("#legend")
+            assert "– not run yet" in text_of(legend) and "· does not apply" in text_of(legend)
+            assert len(text_of(legend).strip()) <= legend.content_size.width
             _set(screen, t6protocols="vpn,mqtt")
             await pilot.press("t")
             await pilot.pause()

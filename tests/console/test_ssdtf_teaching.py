@@ -311,3 +311,31 @@ def test_escape_leaves_the_lesson_and_the_keys_pane_shows_changes(lab: Lab) -> N
             assert "Lesson" not in text_of(screen.query_one("#details"), width=200)
 
     run(body())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+def test_table_and_hex_fit_the_terminal(fixed_lab: Lab, size: tuple[int, int]) -> None:  # noqa: F811
+    """No sideways scrolling in the packet table, no hex line wider than its pane, and a long
+    verdict wraps in the info line instead of being cut."""
+    from rich.text import Text
+
+    from screens.widgets.stepper import PacketDetails
+
+    async def body() -> None:
+        app = SafeLabApp(fixed_lab, start="ssdtf")
+        async with app.run_test(size=size) as pilot:
+            await _show_fixed(pilot, select=9)
+            screen = _screen(app)
+            table = screen.query_one("#packets")
+            assert table.max_scroll_x == 0, (table.virtual_size, table.size)
+            details = screen.query_one(PacketDetails)
+            width = details.content_size.width
+            dump = text_of(details, width=400).split("\nhex\n", 1)[1]
+            lines = [line for line in dump.splitlines() if line.strip()]
+            assert lines and max(len(line.rstrip()) for line in lines) <= width
+            long = "attack replay: REJECTED at #9 by gateway: " + "duplicate seq=1 " * 8
+            screen.info.text = Text(long)
+            await pilot.pause(0.1)
+            assert screen.info.size.height >= 2 and screen.info.size.width <= size[0]
+
+    run(body())
