@@ -265,9 +265,12 @@ def test_lesson_walks_a_real_flow_then_offers_an_attack(lab: Lab) -> None:
                     assert selected.ssdtf_type == step.ssdtf_type
                     explanation = ex.explain(selected.mqtt_type, selected.ssdtf_type, 1)
                     assert explanation.title in details and "checked by:" in details
-                    # The receiver named by the explanation is the one that judged it.
+                    # The receiver named by the explanation is the role that judged it.
                     judged = {v.role for v in selected.verdicts}
                     assert judged and all(v.ok for v in selected.verdicts)
+                    receiver = explanation.receiver.removeprefix("the ")
+                    role = {"sensor": "sensor-", "data user": "user-"}.get(receiver, receiver)
+                    assert all(r.startswith(role) for r in judged), (receiver, judged)
                 else:
                     ext_id = dict(selected.ssdtf)["ext_id"]
                     assert f"ext_id {ext_id}" in details
