@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Input, Label, Select, Static
+from textual.widgets import Footer, Input, Label, Select
 
 from drivers.bench.runner import (
     MODE_DEFAULT_TOKEN,
@@ -37,7 +37,7 @@ from screens.registry import ScreenSpec
 from screens.run_control import RunUpdate, update_from
 from screens.widgets.histogram import LatencyHistogram
 from screens.widgets.progress import RunProgress
-from screens.widgets.tables import apdu_table, phase_table, run_label, table3
+from screens.widgets.signing_views import ApduView, PhasesView, Table3View
 from screens.widgets.tokenline import TokenLine
 
 PROGRESS_INTERVAL_S = 0.15
@@ -133,14 +133,16 @@ class SigningLabScreen(LabScreen):
     """A run goes: start waits, pause and stop apply (the footer follows by itself)."""
     run_token: reactive[TokenChoice] = reactive(DEFAULT_CHOICE)
     """The token of the run shown (the lab's choice between runs)."""
+    live: reactive[RunUpdate | None] = reactive(None, always_update=True)
+    """The latest figures of the run shown; the figures are bound to it and redraw."""
+    run_mode: reactive[str] = reactive(Mode.SIGN_ONLY.value)
+    threshold_ms: reactive[float] = reactive(1000.0)
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
         self.handle: RunHandle | None = None
         self.last_update: RunUpdate | None = None
-        self.run_mode = Mode.SIGN_ONLY.value
         self.set_reactive(SigningLabScreen.run_token, lab.token)
-        self.threshold_ms = 1000.0
         self.finished_run_id = 0
 
     def compose(self) -> ComposeResult:
@@ -163,18 +165,22 @@ class SigningLabScreen(LabScreen):
             yield Label("data")
             yield Input(PAPER_DATA.decode(), compact=True, id="data")
         yield RunProgress(id="progress")
-        yield Static(id="table3")
+        yield Table3View(id="table3").data_bind(
+            SigningLabScreen.live,
+            SigningLabScreen.run_token,
+            SigningLabScreen.run_mode,
+            SigningLabScreen.threshold_ms,
+        )
         with Horizontal(id="live"):
             yield LatencyHistogram(id="histogram")
             with Vertical(id="side"):
-                yield Static(id="phases")
-                yield Static(id="apdus")
+                yield PhasesView(id="phases").data_bind(SigningLabScreen.live)
+                yield ApduView(id="apdus").data_bind(SigningLabScreen.live)
         yield StatusLine()
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "Signing lab"
-        self.query_one("#apdus").display = False
         self._draw(None)
         self.say("s (F5) starts a run on the token above (1 picks another token)")
 
@@ -185,19 +191,10 @@ class SigningLabScreen(LabScreen):
     # -- drawing ----------------------------------------------------------------------------
 
     def _draw(self, update: RunUpdate | None) -> None:
-        stats = update.stats if update else None
-        label = run_label(self.run_token.label, self.run_token.emulated)
-        self.query_one("#table3", Static).update(
-            table3(stats, label, self.run_mode, self.threshold_ms)
-        )
-        self.query_one("#phases", Static).update(phase_table(stats))
+        """Show ``update`` (``None``: a run that has not measured yet): the bound figures
+        redraw themselves."""
+        self.live = update
         self.query_one(LatencyHistogram).bins = update.bins if update else None
-        apdus = self.query_one("#apdus", Static)
-        if update is not None:
-            # A card's APDUs belong to its run only: a later software run hides the panel.
-            apdus.display = update.apdus is not None
-            if update.apdus is not None:
-                apdus.update(apdu_table(update.apdus))
         self._show_progress(update)
 
     def _show_progress(self, update: RunUpdate | None) -> None:
