@@ -57,12 +57,9 @@ from screens.widgets.protocol_tables import (
     cell_info,
     cell_text,
     peer_for_protocol,
-    protocol_phase_table,
     row_label,
-    table6_heading,
-    table6_notes,
-    table6_table,
 )
+from screens.widgets.protocol_views import ProtocolPhases, Table6Shown, Table6View
 from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
@@ -242,11 +239,8 @@ class ProtocolsScreen(LabScreen):
                 yield Static(id="cell-info")
                 with Horizontal(id="live"):
                     yield LatencyHistogram(id="histogram")
-                    yield Static(id="phases")
-            with Vertical(id="table6-view"):
-                yield Static(id="table6-heading")
-                yield Static(id="table6")
-                yield Static(id="table6-notes")
+                    yield ProtocolPhases(id="phases")
+            yield Table6View(id="table6-view")
         yield RunProgress(id="progress")
         yield StatusLine()
         yield Footer()
@@ -260,7 +254,6 @@ class ProtocolsScreen(LabScreen):
         table.focus()
         self._show_token()
         self._draw_live()
-        self._show_table6()
         self.query_one(RunProgress).say("no run yet")
         self.say("Enter runs the selected cell · t runs Table 6 · v shows it · Tab edits n")
         self._check_peers()
@@ -335,7 +328,7 @@ class ProtocolsScreen(LabScreen):
         self.query_one("#cell-info", Static).update(cell_info(protocol, column, status, result))
 
     def _draw_live(self) -> None:
-        self.query_one("#phases", Static).update(protocol_phase_table(self.live_stats))
+        self.query_one(ProtocolPhases).stats = self.live_stats
         self.query_one(LatencyHistogram).bins = self.last_bins
 
     def show_result(self, result: CellResult, bins: Histogram | None) -> None:
@@ -368,24 +361,8 @@ class ProtocolsScreen(LabScreen):
     ) -> None:
         """Fill the Table 6 view (from a finished worker, or fixed rows in tests)."""
         self.table6_rows = tuple(rows)
-        self.query_one("#table6-heading", Static).update(table6_heading(token_label, emulated, n))
-        self.query_one("#table6", Static).update(table6_table(rows))
-        self.query_one("#table6-notes", Static).update(table6_notes(rows, peers))
-
-    def _show_table6(self) -> None:
-        if self.table6_rows is not None:
-            return
-        self.query_one("#table6-heading", Static).update(
-            Text("Table 6 · not run yet: t runs it for the token above", style="bold")
-        )
-        self.query_one("#table6", Static).update(table6_table(()))
-        self.query_one("#table6-notes", Static).update(
-            Text(
-                "t runs every protocol listed in 'table 6' with the software key and with the "
-                "token, full and resumed, n trials each, against the real peers; the paper's "
-                "figures (a real IoT SAFE SIM) stand beside ours.",
-                style="dim",
-            )
+        self.query_one(Table6View).shown = Table6Shown(
+            tuple(rows), dict(peers), token_label, emulated, n
         )
 
     # -- controls ---------------------------------------------------------------------------
