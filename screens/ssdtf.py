@@ -64,7 +64,7 @@ from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.widgets.packets import COLUMNS, PacketRow, cells, lanes_title, verdict_width
-from screens.widgets.stepper import InfoLine, KeysPanel, KeysView, PacketDetails
+from screens.widgets.stepper import InfoLine, KeysPanel, KeysView, LegendPanel, PacketDetails
 from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
@@ -354,6 +354,7 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
                 yield PacketDetails(id="details")
             with VerticalScroll(id="keys-pane"):
                 yield KeysPanel(id="keys")
+                yield LegendPanel(id="legend")
         yield StatusLine()
         yield Footer()
 
@@ -410,6 +411,7 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
         old, relane = self.shown, lanes != self.lanes
         self.rows, self.shown, self.lanes = rows, shown, lanes
         if relane:
+            self.query_one(LegendPanel).lanes = lanes
             table.columns["lanes"].label = Text(lanes_title(lanes))  # type: ignore[index]
             self._fit_columns()
         keys = [key for key, _, _ in COLUMNS]

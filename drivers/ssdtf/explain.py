@@ -29,12 +29,12 @@ GOALS = (AUTHENTICITY, INTEGRITY, CONFIDENTIALITY, ANONYMITY)
 """The four goals of SSDTF, in the order the lesson meets them."""
 
 ROLE_NAMES: tuple[tuple[str, str], ...] = (
-    ("sensor-N", "device, key in token"),
+    ("sensor-N", "the device; its key is in its token"),
     ("B", "the MQTT broker"),
-    ("gateway", "SSDTF at the broker"),
+    ("gateway", "SSDTF beside the broker, signs as B"),
     ("ds", "distribution server"),
     ("ms", "management server"),
-    ("user-N", "data user"),
+    ("user-N", "data user (subscriber)"),
 )
 """Role abbreviations as the stepper shows them (lanes, hops, keys), with what each is."""
 

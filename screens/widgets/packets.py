@@ -256,11 +256,9 @@ def keys_text(
     lanes: Sequence[str] = (),
 ) -> Text:
     """Keys per role after a packet: what changed first (``+`` gained, ``−`` dropped), then
-    every role's keys, then the legend of lanes and role names."""
+    every role's keys (the legend is :func:`legend_text`, drawn under it)."""
     if not keys:
-        text = Text("No keys yet: start a flow (s) or run an attack (a).\n", style="dim")
-        text.append_text(legend_text(lanes))
-        return text
+        return Text("No keys yet: start a flow (s) or run an attack (a).", style="dim")
     text = Text(no_wrap=True, overflow="ellipsis")
     where = f"#{at}" if at is not None else "the end"
     changes = key_changes(keys, before)
@@ -284,18 +282,18 @@ def keys_text(
             if key.fingerprint:
                 text.append(f" {key.fingerprint[:8]}", style="dim")
             text.append("\n")
-    text.append_text(legend_text(lanes))
     return text
 
 
 def legend_text(lanes: Sequence[str] = ()) -> Text:
-    """What the lane cells and role abbreviations mean (the keys pane's last lines)."""
-    text = Text(no_wrap=True, overflow="ellipsis")
+    """What the lane cells and role abbreviations mean (under the keys; it wraps)."""
+    text = Text()
     text.append("legend\n", style="bold")
     if lanes:
-        text.append(f"lanes {lanes_title(lanes)}: " + " ".join(lanes) + "\n", style="dim")
-    text.append("▲ to the broker  ▼ from it  · other role\n", style="dim")
+        text.append(f"lanes {lanes_title(lanes)} = " + " ".join(lanes) + "\n", style="dim")
+    text.append("▲ to the broker, ▼ from it, · another role\n", style="dim")
     for short, meaning in ROLE_NAMES:
-        text.append(f"{short:<8}", style="bold")
+        text.append(short, style="bold")
         text.append(f" {meaning}\n", style="dim")
+    text.rstrip()
     return text

@@ -17,7 +17,7 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from screens.widgets.packets import PacketRow, detail_text, hex_width, keys_text
+from screens.widgets.packets import PacketRow, detail_text, hex_width, keys_text, legend_text
 
 if TYPE_CHECKING:
     from drivers.ssdtf.trace import KeyView
@@ -84,3 +84,15 @@ class KeysPanel(Static):
 
     def watch_view(self, view: KeysView) -> None:
         self.update(keys_text(view.keys, view.before, view.at, view.lanes))
+
+
+class LegendPanel(Static):
+    """Lanes and role abbreviations (``B``, ``ds``, ``ms``…), under the keys; wraps."""
+
+    lanes: reactive[tuple[str, ...]] = reactive(tuple, layout=True)
+
+    def on_mount(self) -> None:
+        self.update(legend_text(self.lanes))
+
+    def watch_lanes(self, lanes: tuple[str, ...]) -> None:
+        self.update(legend_text(lanes))

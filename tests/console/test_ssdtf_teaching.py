@@ -18,7 +18,7 @@ from drivers.ssdtf import explain as ex
 from drivers.ssdtf.trace import KeyEvent, KeyView, Trace
 from screens.lab import Lab
 from screens.ssdtf import AttackMenu, SsdtfScreen, lesson_plan, visible_rows
-from screens.widgets.packets import hexdump, keys_text
+from screens.widgets.packets import hexdump, keys_text, legend_text
 from tests.console.conftest import run, text_of, wait_for
 from tests.console.test_snapshots import SIZES, fixed_lab  # noqa: F401 - fixture
 
@@ -94,7 +94,9 @@ def test_hex_dump_and_keys_pane_layouts() -> None:
     after = {"sensor-1": [KeyView("sk_D", "signing private"), KeyView("sid", "session")]}
     text = keys_text(after, before, 34, ("gateway", "sensor-1")).plain
     assert text.index("+ sid") < text.index("keys held after #34")  # the change on top
-    assert "gs: gateway sensor-1" in text and "B " in text and "ds " in text
+    legend = legend_text(("gateway", "sensor-1")).plain
+    assert "lanes gs = gateway sensor-1" in legend
+    assert "\nB the MQTT broker" in legend and "\nds distribution server" in legend
 
 
 # -- a fixed capture for the snapshots and the plan -----------------------------------------
