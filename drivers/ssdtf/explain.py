@@ -256,6 +256,15 @@ def is_noise(mqtt_type: str, ssdtf_type: str = "") -> bool:
     return not ssdtf_type and mqtt_type in NOISE
 
 
+def model_line(model: int) -> str:
+    """One sentence on who owns and registers what in ``model`` (under every explanation)."""
+    roles = model_roles(model)
+    return (
+        f"{roles.name}: readings are encrypted to {roles.owner} ({roles.owner_key}); "
+        f"{roles.registrar} registers the sensors, {roles.destinations} the destinations."
+    )
+
+
 def model_roles(model: int) -> ModelRoles:
     """The roles of ``model``; an unknown model gets model 1's words (the default)."""
     return MODELS.get(model, MODELS[1])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from drivers.runs.packets import HEX_LIMIT, PacketRow, VerdictView, row_of
-from drivers.ssdtf.explain import ROLE_NAMES, Explanation, explain
+from drivers.ssdtf.explain import ROLE_NAMES, Explanation, explain, model_line
 
 if TYPE_CHECKING:
     from drivers.ssdtf.trace import KeyView
@@ -210,6 +210,8 @@ def detail_text(
     if row.ssdtf_error:
         text.append(f"SSDTF decode error: {row.ssdtf_error}\n", style="bold red")
     text.append_text(explanation_text(explain(row.mqtt_type, row.ssdtf_type, model)))
+    if row.ssdtf_type:
+        text.append(model_line(model) + "\n", style="dim")
     flags = [row.mqtt_type, f"qos {row.qos}"]
     if row.dup:
         flags.append("DUP")

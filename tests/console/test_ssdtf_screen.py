@@ -128,6 +128,13 @@ def test_replay_attack_shows_where_and_why(lab: Lab) -> None:
             assert selected.rejected
             details = text_of(screen.query_one("#details"))
             assert "REJECTED by gateway" in details and "duplicate seq=" in details
+            # ...and what that packet is for and what its failed check means.
+            assert "What it is: DATA" in details and "if it fails:" in details
+            # The verdict is read whole at 80 columns: the info line wraps instead of cutting.
+            info_widget = screen.query_one("#info")
+            assert info_widget.size.width <= 80
+            if len(info) > 78:
+                assert info_widget.size.height >= 2
             assert any(r.note for r in screen.rows)  # the attacker's injected copy
 
     run(body())

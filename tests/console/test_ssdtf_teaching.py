@@ -52,6 +52,8 @@ def test_explanations_follow_the_service_model() -> None:
     assert "pk_U[user-1].pre" in data_2 and "user-1" in data_2
     assert "user-1" in ex.explain("PUBLISH", "RESP", 2).key
     assert "the ms" in ex.explain("PUBLISH", "RESP", 3).key
+    assert "user-1 registers the sensors" in ex.model_line(2)
+    assert "pk_MS.pre" in ex.model_line(3) and "user-1 (conversion keys" in ex.model_line(3)
 
 
 def test_unknown_message_types_get_a_fallback_and_mqtt_packets_their_role() -> None:
