@@ -378,7 +378,7 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
         self._show_token()
         self.info.text = Text("no flow yet · embedded broker, live stepping", style="dim")
         self._show_selected()
-        self.say("s starts a live flow · l a lesson · a attacks · Tab edits the form")
+        self.say("s starts a live flow · l a lesson · a attacks · Shift+Tab: the form")
 
     def on_screen_resume(self) -> None:
         """The token picker may have chosen another token."""
@@ -690,7 +690,7 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
     def _lesson_go(self, step: int) -> None:
         """Show lesson step ``step``; past the last one, end and open the attack menu."""
         if step >= len(self.lesson_steps):
-            self._end_lesson(TRY_ATTACK)
+            self._end_lesson("lesson done: now try an attack (Esc closes the menu)")
             self.action_attacks(intro=TRY_ATTACK)
             return
         self.lesson_step = step
