@@ -38,13 +38,11 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.events import Resize
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Label, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets import DataTable, Footer, Input, Label
 
 from drivers.errors import SafeLabError
 from drivers.runs import (
@@ -58,17 +56,30 @@ from drivers.runs import (
     SsdtfFlowRun,
 )
 from drivers.runs.ssdtf import expected_text
-from drivers.ssdtf.explain import LESSON, TRY_ATTACK, LessonStep, is_noise, model_roles
+from drivers.ssdtf.explain import TRY_ATTACK, LessonStep
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
+from screens.ssdtf_dialogs import AttackMenu, TracePathModal, attack_names, export_paths
+from screens.widgets.lesson import lesson_plan, lesson_text, visible_rows
 from screens.widgets.packets import COLUMNS, PacketRow, cells, lanes_title, verdict_width
 from screens.widgets.stepper import InfoLine, KeysPanel, KeysView, LegendPanel, PacketDetails
 from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
     from drivers.ssdtf.trace import Trace
+
+__all__ = [
+    "AttackMenu",
+    "SsdtfScreen",
+    "TracePathModal",
+    "attack_names",
+    "export_paths",
+    "lesson_plan",
+    "parse_form",
+    "visible_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -93,63 +104,6 @@ def parse_form(model: str, sensors: str, messages: str) -> FlowForm:
     return FlowForm(*values)
 
 
-def attack_names() -> list[tuple[str, str, str, bool]]:
-    """``(name, title, expected rejection, control)`` of every attack the driver knows."""
-    from drivers.ssdtf.attacks import ATTACKS
-
-    return [(a.name, a.title, expected_text(a.expect), a.control) for a in ATTACKS.values()]
-
-
-def visible_rows(
-    rows: tuple[PacketRow, ...], hide_noise: bool, keep: int | None = None
-) -> tuple[PacketRow, ...]:
-    """The rows the table shows: without MQTT control packets when ``hide_noise``; a
-    rejected packet, one an attacker touched, and ``keep`` (the highlight) always show."""
-    if not hide_noise:
-        return rows
-    return tuple(
-        r
-        for r in rows
-        if not is_noise(r.mqtt_type, r.ssdtf_type) or r.rejected or r.note or r.index == keep
-    )
-
-
-def lesson_plan(rows: tuple[PacketRow, ...]) -> list[tuple[LessonStep, PacketRow]]:
-    """Each lesson step with the packet it shows: the first copy of its message that reached
-    its receiver (the one with the receiver's verdict); trace-back shows the DELIVER again.
-    A step whose message is not in the capture is left out."""
-    plan: list[tuple[LessonStep, PacketRow]] = []
-    for step in LESSON:
-        wanted = step.ssdtf_type or "DELIVER"
-        of_type = [r for r in rows if r.ssdtf_type == wanted]
-        judged = [r for r in of_type if r.direction == "b2c" and r.verdicts]
-        candidates = judged or of_type
-        if candidates:
-            plan.append((step, candidates[0]))
-    return plan
-
-
-def lesson_text(number: int, total: int, step: LessonStep, row: PacketRow, model: int) -> Text:
-    """The lesson banner above the packet's details."""
-    text = Text()
-    text.append(f" Lesson {number}/{total}: {step.name} ", style="bold reverse")
-    text.append(f" {model_roles(model).name}\n", style="dim")
-    text.append(step.lead + "\n", style="bold")
-    if not step.ssdtf_type:
-        ext_id = dict(row.ssdtf).get("ext_id", "")
-        if ext_id:
-            text.append("This DELIVER's pseudonym: ", style="bold")
-            text.append(f"ext_id {ext_id}\n", style="bold cyan")
-        text.append(
-            "The ds keeps the mapping (ext_id, epoch, destination) → device; data users "
-            "cannot link their pseudonyms to each other or to the device.\n"
-        )
-    if number == total:
-        text.append("n: now try an attack\n", style="bold")
-    text.append("\n")
-    return text
-
-
 # -- messages from the workers ------------------------------------------------------------
 
 
@@ -171,86 +125,6 @@ class Exported(Message):
     ok: bool
     paths: str = ""
     """Both full paths, one a line (the notification shows them whole at 80 columns)."""
-
-
-# -- modals -------------------------------------------------------------------------------
-
-
-class AttackMenu(ModalScreen[str | None]):
-    """The driver's attacks and positive controls; Enter runs one, Escape cancels."""
-
-    CSS_PATH = "ssdtf.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="attack.cancel")
-    ]
-
-    def __init__(self, intro: str = "") -> None:
-        super().__init__()
-        self.intro = intro
-
-    def compose(self) -> ComposeResult:
-        options = []
-        for name, title, expected, control in attack_names():
-            prompt = Text(f"{name:<21}", style="bold", no_wrap=True, overflow="ellipsis")
-            prompt.append(title)
-            prompt.append(f"\n{'':<21}", style="dim")
-            prompt.append(("control: " if control else "rejected by ") + expected, style="dim")
-            options.append(Option(prompt, id=name))
-        with Vertical():
-            if self.intro:
-                yield Label(self.intro, id="intro")
-            yield Label("Run an attack on a fresh deployment (model, token from the form)")
-            yield OptionList(*options, id="attacks")
-            yield Label("Enter: run   Esc: cancel", classes="hint")
-
-    def on_mount(self) -> None:
-        menu = self.query_one(OptionList)
-        menu.highlighted = 0
-        menu.focus()
-
-    @on(OptionList.OptionSelected)
-    def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class TracePathModal(ModalScreen[Path | None]):
-    """Asks where to write the trace; ``.json`` and ``.pcap`` are written next to the path."""
-
-    CSS_PATH = "ssdtf.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="trace_path.cancel")
-    ]
-
-    def __init__(self, default: Path) -> None:
-        super().__init__()
-        self.default = default
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("Export the trace: PATH.json (the record) and PATH.pcap (Wireshark)")
-            yield Input(str(self.default), compact=True, id="path")
-            yield Label("Enter: write both   Esc: cancel", classes="hint")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.dismiss(Path(event.value.strip()).expanduser())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-def export_paths(base: Path) -> tuple[Path, Path]:
-    """``base.json`` and ``base.pcap`` (a typed ``.json``/``.pcap`` suffix is not doubled)."""
-    if base.suffix in (".json", ".pcap"):
-        base = base.with_suffix("")
-    return base.parent / f"{base.name}.json", base.parent / f"{base.name}.pcap"
 
 
 # -- the screen ---------------------------------------------------------------------------
