@@ -83,6 +83,9 @@ class PaperRun(RunKind):
     speed: float = 1.0
     """The emulated card's speed factor (``quick``): card-made paper figures are scaled."""
     progress_interval_s: float = 0.25
+    table7: bool = False
+    """Also compute Table 7 (``safelab paper --table7``; :class:`drivers.runs.table7.Table7Run`
+    with ``quick`` as given); off by default so the paper command keeps its time budget."""
 
     @classmethod
     def make(
@@ -91,17 +94,18 @@ class PaperRun(RunKind):
         *,
         quick: bool = False,
         protocols: tuple[str, ...] = TABLE6_PROTOCOLS,
+        table7: bool = False,
     ) -> PaperRun:
         """The run the CLI makes: the paper's n, or ``quick``: fewer trials on a faster card."""
         uri = token_uri or PAPER_TOKEN
         if not quick:
-            return cls(uri, protocols=protocols)
+            return cls(uri, protocols=protocols, table7=table7)
         speed = 1.0
         if uri.startswith("iotsafe:emulated") or uri == "iotsafe:":
             if "speed=" not in uri:
                 uri += f";speed={QUICK_SPEED:g}"
             speed = _speed_of(uri)
-        return cls(uri, True, 30, 8, 4, 8, protocols=protocols, speed=speed)
+        return cls(uri, True, 30, 8, 4, 8, protocols=protocols, speed=speed, table7=table7)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.protocols if p not in TABLE6]
@@ -114,7 +118,7 @@ class PaperRun(RunKind):
 
     def steps(self) -> int:
         rows = sum(3 if resumable(p) else 2 for p in self.protocols)
-        return 3 + rows + 2
+        return 3 + rows + 2 + int(self.table7)
 
     def planned(self) -> int:
         return self.n_table3
@@ -160,8 +164,10 @@ class _Execution:
             self._table3(ctx, token, figures, table3_runs)
             self._table6(ctx, token, pin, software, figures, table6, peers)
             self._jwt(ctx, token, pin, software, figures, peers)
+            table7 = self._table7(ctx)
         except RunInterrupted as exc:
             status, reason = "incomplete", exc.one_line()
+            table7 = None
         result = PaperResult(
             figures=tuple(figures),
             table3_runs=table3_runs,
@@ -171,8 +177,18 @@ class _Execution:
             reason=reason,
             elapsed_s=time.monotonic() - started,
             notes=self._notes(),
+            table7=table7,
         )
         return self._stored(token, result)
+
+    def _table7(self, ctx: RunContext) -> dict[str, Any] | None:
+        """Table 7 on the emulated paper SIM at real speed (only with ``table7``)."""
+        if not self.spec.table7:
+            return None
+        from drivers.runs.table7 import Table7Run
+
+        self._steps.next("Table 7", 12)
+        return Table7Run(quick=self.quick).compute(ctx).as_dict()
 
     def _stored(self, token: Token, result: PaperResult) -> PaperResult:
         """Keep the judged figures as a run of their own (experiment ``paper``, no samples),
