@@ -84,10 +84,10 @@ def test_live_flow_steps_keys_run_to_end_and_export(lab: Lab, tmp_path: Path) ->
             table = screen.query_one("#packets", DataTable)
             assert "✓ gateway" in str(table.get_row(str(judged.index))[6])
             # Back through the capture: the selection moves, nothing is re-sent.
-            count = len(screen.rows)
+            count, shown = len(screen.rows), len(screen.shown)
             await pilot.press("b", "b")
             await pilot.pause(0.1)
-            assert table.cursor_row == count - 3 and len(screen.rows) == count
+            assert table.cursor_row == shown - 3 and len(screen.rows) == count
             await pilot.press("e")
             await wait_for(pilot, lambda: screen.done, what="run to end")
             kinds = {r.ssdtf_type for r in screen.rows}
@@ -137,6 +137,13 @@ def test_replay_attack_shows_where_and_why(lab: Lab) -> None:
             assert selected.rejected
             details = text_of(screen.query_one("#details"))
             assert "REJECTED by gateway" in details and "duplicate seq=" in details
+            # ...and what that packet is for and what its failed check means.
+            assert "What it is: DATA" in details and "if it fails:" in details
+            # The verdict is read whole at 80 columns: the info line wraps instead of cutting.
+            info_widget = screen.query_one("#info")
+            assert info_widget.size.width <= 80
+            if len(info) > 78:
+                assert info_widget.size.height >= 2
             assert any(r.note for r in screen.rows)  # the attacker's injected copy
 
     run(body())
