@@ -12,9 +12,9 @@ CLI, a web page) can say the same. The texts follow the roles' code (``roles/*.p
 ``docs/ssdtf.md``; a message type added later and not described here gets a fallback that
 says so instead of a wrong explanation (:func:`explain`).
 
-The lesson (:data:`LESSON`) is a guided walk through one flow: hello, challenge, response,
-session, data, re-encryption, delivery, acknowledgement and the operator's trace-back, each
-step tied to the first packet of its type that the receiver judged.
+The lesson (:data:`LESSON`) is a guided walk through one flow: registration, hello,
+challenge, response, session, data, re-encryption, delivery, acknowledgement and the
+operator's trace-back, each step tied to the first packet of its type that the receiver judged.
 """
 
 from __future__ import annotations
@@ -198,6 +198,35 @@ def _ssdtf(roles: ModelRoles) -> dict[str, Explanation]:
             "pk_U[user] (registered with the destination).",
             "dropped with a verdict; the user eventually REPORTs to the ms.",
         ),
+        "REG": Explanation(
+            "REG: a signed registration to the management server",
+            f"Before any handshake the registrar ({roles.registrar} for sensors and their "
+            f"topics, {roles.destinations} for destinations) registers a device's public key, "
+            "its uplink topic, a destination with the hash of its conversion-key shares, or a "
+            "revocation, as a signed message on its own reg/ topic.",
+            (AUTHENTICITY, ANONYMITY),
+            "ms",
+            "strict decode, the sender is this model's registrar for this kind, its signature "
+            "over the topic too, TS ±30 s, nonce ND unused, newer than the subject's last "
+            "registration, and ownership (no take-over of a client ID, destination or topic).",
+            "the registrar's pinned public key; the broker's ACL lets it write only its own "
+            "reg/ topic.",
+            "dropped with the ms's verdict and the registry unchanged: the device never gets a "
+            "session (attacks forged-registration, replayed-registration, topic-hijack).",
+        ),
+        "PROV": Explanation(
+            "PROV: the management server hands a registration to a proxy",
+            "The ms forwards a REG it accepted, signed by itself, to the gateway (every kind) "
+            "and the ds (destinations and revocations), so the proxies learn device keys and "
+            "destinations over the broker.",
+            (AUTHENTICITY, INTEGRITY),
+            "gateway or ds",
+            "the ms signature, TS, and again the registrar's own signature and nonce inside: "
+            "the ms alone cannot register a device where it is not the registrar.",
+            "pk_MS (pinned) for the outer signature, the registrar's pinned key for the inner REG.",
+            "dropped with the proxy's verdict; the proxy keeps its previous registry "
+            "(attack replayed-provisioning).",
+        ),
         "REPORT": Explanation(
             "REPORT: a signed complaint to the management server",
             "A sensor or data user tells the ms that something failed (broker not "
@@ -279,8 +308,7 @@ def explain(mqtt_type: str, ssdtf_type: str = "", model: int = 1) -> Explanation
             return known
         return Explanation(
             f"{ssdtf_type}: an SSDTF message this lesson does not describe yet",
-            "A message type newer than this explanation table (registration messages, for "
-            "one); its decoded fields are below.",
+            "A message type newer than this explanation table; its decoded fields are below.",
             (),
             "the role it is published to",
             "the strict decoder's rules and, for a signed type, the sender's signature; the "
@@ -315,6 +343,13 @@ class LessonStep:
 
 
 LESSON: tuple[LessonStep, ...] = (
+    LessonStep(
+        "register",
+        "REG",
+        "Before anything else the registrar tells the management server which device keys, "
+        "topics and destinations exist, each registration signed. The proxies learn them "
+        "from the ms (PROV), never from the device itself.",
+    ),
     LessonStep(
         "hello",
         "HELLO",

@@ -141,6 +141,7 @@ JUDGED = {
     10: ("ds", "broker signature valid; delivered to user-1", "forward"),
     11: ("sensor-1", "signed ACK seq=1 (OK); message discarded", "ack"),
     12: ("user-1", "DS signature valid; cfrags verified; decrypted; sender binding", "deliver"),
+    14: ("ms", "registration of sensor-1 accepted", "registration"),
 }
 """The verdicts of the fixed capture: ``index: (role, reason, stage)``, all accepted."""
 
@@ -162,6 +163,7 @@ def fixed_capture() -> tuple[tuple[PacketRow, ...], tuple[str, ...]]:
         (11, "sensor-1", "b2c", "ACK", "PUBLISH", {}),
         (12, "user-1", "b2c", "DELIVER", "PUBLISH", {"fields": (("ext_id", "fd18a3e2"),)}),
         (13, "user-1", "c2b", "", "PUBACK", {}),
+        (14, "ms", "b2c", "REG", "PUBLISH", {"fields": (("kind", "device"),)}),
     ]
     rows = []
     for index, lane, direction, kind, mqtt, extra in specs:
@@ -190,12 +192,12 @@ def fixed_trace() -> Trace:
 def test_filter_and_lesson_plan_on_the_fixed_capture() -> None:
     rows, _ = fixed_capture()
     shown = visible_rows(rows, True)
-    assert [r.index for r in shown] == [0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert [r.index for r in shown] == [0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14]
     assert visible_rows(rows, False) == rows
     plan = lesson_plan(rows)
     assert [step.name for step, _ in plan] == [s.name for s in ex.LESSON]
     # Each step shows the copy its receiver judged (HELLO at the gateway, not the uplink).
-    assert [row.index for _, row in plan] == [4, 5, 6, 7, 9, 10, 12, 11, 12]
+    assert [row.index for _, row in plan] == [14, 4, 5, 6, 7, 9, 10, 12, 11, 12]
 
 
 async def _show_fixed(pilot, lesson_steps: int = -1, select: int | None = None) -> None:
