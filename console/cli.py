@@ -367,7 +367,7 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
 
 
 def _register_card_commands() -> None:
-    from console import cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf, cli_web
+    from console import cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf, cli_web, cli_whatif
 
     cli_card.register(main)
     cli_proto.register(main)
@@ -375,6 +375,7 @@ def _register_card_commands() -> None:
     cli_paper.register(main)
     cli_web.register(main)
     cli_pattern.register(main)
+    cli_whatif.register(main)
 
 
 _register_card_commands()
