@@ -71,6 +71,8 @@ class Scenario:
             raise SafeLabError("a prediction needs at least one trial", "give n >= 1")
         if self.link:
             parse_link(self.link)
+        if not self.pattern:
+            flight_path(self.protocol, self.path)  # an unknown protocol or path: refused here
         if self.speed is not None and self.speed < 0:
             raise SafeLabError("card speed must be 0 or more", "e.g. speed=1 (real time)")
 

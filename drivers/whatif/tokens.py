@@ -118,6 +118,12 @@ def _software(spec: str, alg: Algorithm, calibration: Calibration, protocol: str
     )
 
 
+CARD_TRIALS = 500
+"""Modelled card trials per profile and mode (cached): a ``total`` trial runs the whole APDU
+flow of a session, so 500 keep the first prediction to a few seconds; the 4 % heavy tail of
+the paper SIM still has ~20 trials in it."""
+
+
 @lru_cache(maxsize=32)
 def _card_trials(profile: str, mode: str, spec_extra: str, trials: int) -> tuple[float, ...]:
     from drivers.cards.emulator.predict import modelled_trials
@@ -149,7 +155,7 @@ def _card(
     factor = options.speed if speed is None else speed
     mode = "sign_only" if session == "kept" else "total"
     extra = ";login=verify" if options.login else ""
-    trials = _card_trials(options.profile, mode, extra, 2000)
+    trials = _card_trials(options.profile, mode, extra, CARD_TRIALS)
     profile = load_profile(options.profile)
     ecdsa = profile.crypto.get("ecdsa_sign")
     shift = 0.0
@@ -169,7 +175,7 @@ def _card(
         sample,
         (mean + shift) * factor + host,
         alg,
-        f"card profile {profile.source}: modelled {mode} trials (2000, the real APDU flow"
+        f"card profile {profile.source}: modelled {mode} trials ({CARD_TRIALS}, the real APDU flow"
         f"{', login=verify' if extra else ''}) x speed {factor:g}"
         + (f", {alg.name} on-card {alg.card_sign_ms} ms ({alg.source})" if shift else "")
         + f", + host APDU cost {host:.3f} ms (calibration)",
