@@ -61,6 +61,7 @@ class Form:
     alg: str = "p256"
     speed: str = "1"
     pattern: str = NO_PATTERN
+    deadline: str = ""
     resume: bool = False
     keepalive: bool = False
     fresh: bool = False
@@ -92,6 +93,7 @@ def scenario_of(form: Form) -> Scenario:
     link = ",".join(parts) if (rtt or jitter or loss or form.rate.strip()) else None
     speed = _number(form.speed, "card speed", "(1 = real time)", high=100)
     pattern = None if form.pattern == NO_PATTERN else form.pattern
+    deadline = _number(form.deadline, "deadline", "ms") if form.deadline.strip() else None
     toggles: list[tuple[str, str]] = []
     if pattern:
         for name, on_ in (
@@ -114,6 +116,7 @@ def scenario_of(form: Form) -> Scenario:
         speed=speed if form.token.startswith("iotsafe:") else None,
         pattern=pattern,
         toggles=tuple(toggles),
+        deadline_ms=deadline,
         n=MODEL_TRIALS,
     )
 
@@ -147,7 +150,7 @@ class Distribution(Widget):
             text.append("predicting…" if self.busy else "no prediction yet", style="dim")
             return text
         width = max(10, self.size.width - 20)
-        bins = p.histogram(bins=max(4, min(12, self.size.height - 8)))
+        bins = p.histogram(bins=max(4, min(20, self.size.height - 8)))
         top = max(c for _, _, c in bins) or 1
         text.append(f"P50 {p.p50:.1f}  P90 {p.p90:.1f}  P99 {p.p99:.1f} ms\n", style="bold")
         miss = "–" if p.miss_rate is None else f"{p.miss_rate:.1%}"
@@ -174,6 +177,15 @@ class Distribution(Widget):
             text.append(f"predicted/measured: P50 {r['p50']:.2f}  P99 {r['p99']:.2f}\n")
         elif self.busy:
             text.append(self.busy + "\n", style="dim")
+        s = p.scenario
+        token = "software" if s.token.startswith("software:") else s.token
+        for part in s.token.split(";"):
+            if part.startswith("profile="):
+                token = part.removeprefix("profile=")
+        text.append(
+            f"{s.pattern or s.protocol} · {token} · {s.link or 'no link'} · i: sources",
+            style="dim",
+        )
         return text
 
 
@@ -191,7 +203,8 @@ fields change; nothing is measured until you press **v**.
 - **link**: RTT, jitter (ms), loss (%), rate (kbit/s, empty = unlimited). TCP loss is
   *modelled* (a retransmission timeout), as the link proxy does.
 - **pattern**: a communication pattern instead of one handshake; the toggles are its
-  remedies (keep-alive, resume, pre-authentication, a fresh token session per signature).
+  remedies (keep-alive, resume, pre-authentication, **fresh**: the token opened per
+  signature). **deadline** (ms) sets the miss rate's limit (default: the pattern's budget).
   Without a pattern, resume (MQTT, HTTPS) and keep-alive (HTTPS) choose the handshake path.
 - the distribution: P50/P90/P99, the deadline-miss rate (a pattern's budget), the card's
   utilisation and the round trips; bars from the 0.5th to the 99.5th percentile.
@@ -204,7 +217,7 @@ fields change; nothing is measured until you press **v**.
         Binding("i", "provenance", "Inputs", id="whatif.provenance"),
     ]
 
-    form: reactive[Form] = reactive(Form, init=False)
+    form: reactive[Form] = reactive(Form, init=False, always_update=True)
     validating: reactive[bool] = reactive(False, bindings=True)
 
     def __init__(self, lab: Lab) -> None:
@@ -263,12 +276,15 @@ fields change; nothing is measured until you press **v**.
                         id="pattern",
                     ),
                 )
+                yield from self._row(
+                    "deadline", Input("", compact=True, id="deadline", placeholder="pattern's")
+                )
                 with Horizontal(classes="toggles"):
                     yield Checkbox("resume", compact=True, id="resume")
                     yield Checkbox("keep-alive", compact=True, id="keepalive")
                 with Horizontal(classes="toggles"):
                     yield Checkbox("preauth", compact=True, id="preauth")
-                    yield Checkbox("fresh session", compact=True, id="fresh")
+                    yield Checkbox("fresh", compact=True, id="fresh")
             yield Distribution(id="distribution")
         yield StatusLine()
         yield Footer()
@@ -281,7 +297,7 @@ fields change; nothing is measured until you press **v**.
 
     def on_mount(self) -> None:
         self.sub_title = "What-if"
-        self.form = Form()
+        self.form = self._read_form()
 
     # -- fields -> form -> prediction ---------------------------------------------------------
 
@@ -303,6 +319,7 @@ fields change; nothing is measured until you press **v**.
             alg=value("alg"),
             speed=value("speed"),
             pattern=value("pattern"),
+            deadline=value("deadline"),
             resume=checked("resume"),
             keepalive=checked("keepalive"),
             fresh=checked("fresh"),
