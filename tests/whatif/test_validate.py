@@ -134,3 +134,28 @@ def test_cli_validate_prints_predicted_beside_measured() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "predicted / measured" in result.stdout and "measured (run" in result.stdout
+
+
+def test_pattern_compare_crosses_the_link(tmp_path: Path) -> None:
+    """``safelab pattern compare --link``: both sides pay the link's round trips."""
+    from drivers.runs import PatternCompareRun
+
+    db = tmp_path / "r.sqlite"
+    spec = PatternCompareRun(
+        "periodic",
+        "iotsafe:emulated;speed=0.02",
+        ("keepalive=off",),
+        ("keepalive=on",),
+        events=3,
+        settings=("period_s=0.4",),
+        link="rtt=60ms",
+    )
+    outcome = RunHandle(spec, db_path=db).run()
+    outcome.raise_for_error()
+    a, b = outcome.result.a, outcome.result.b
+    assert a.summary.p50_ms >= 3 * 60  # connect, TLS, client flight + CONNECT, PUBLISH...
+    assert b.summary.p50_ms >= 60  # a PUBLISH/PUBACK round trip on the kept connection
+    assert b.summary.p50_ms < a.summary.p50_ms
+    with ResultsStore(db) as store:
+        assert store.get_run(a.run_id).extra["link"] == "rtt=60ms"
+        assert store.get_run(b.run_id).extra["link"] == "rtt=60ms"
