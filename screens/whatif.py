@@ -346,7 +346,7 @@ fields change; nothing is measured until you press **v**.
     @work(thread=True, exclusive=True, exit_on_error=False, group="whatif-predict")
     def _predict(self, scenario: Scenario, serial: int) -> None:
         def body() -> None:
-            outcome = RunHandle(WhatIfRun(scenario), db_path=self.lab.db_path).run()
+            outcome = RunHandle(WhatIfRun(scenario, keep=False), db_path=self.lab.db_path).run()
             outcome.raise_for_error()
             self.post_message(Predicted(outcome.result.prediction, serial))
 

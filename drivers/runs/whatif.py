@@ -107,6 +107,9 @@ class WhatIfRun(RunKind):
     warmup: int = 1
     link_mode: str = "proxy"
     calibration_path: str | None = None
+    keep: bool = True
+    """Store the prediction (the CLI, a validation); the console's live redraws do not, or
+    every keystroke would add a run."""
 
     def __post_init__(self) -> None:
         if self.validate and self.n < 1:
@@ -133,7 +136,7 @@ class WhatIfRun(RunKind):
         )
         ctx.post(step="predicting", step_index=1, steps=2 if self.validate else 1)
         prediction = predict(self.scenario, calibration)
-        run_id = self._store(ctx, prediction)
+        run_id = self._store(ctx, prediction) if self.keep or self.validate else 0
         measured = None
         if self.validate:
             if ctx.checkpoint():
@@ -146,7 +149,8 @@ class WhatIfRun(RunKind):
             ctx.store.add_extra(
                 run_id, {"validation": result.as_dict().get("measured"), "ratio": result.ratios()}
             )
-        ctx.store.finish_run(run_id, "complete")
+        if run_id:
+            ctx.store.finish_run(run_id, "complete")
         return WhatIfResult(prediction, run_id, measured)
 
     def _store(self, ctx: RunContext, prediction: Prediction) -> int:
@@ -242,7 +246,8 @@ class WhatIfRun(RunKind):
 
     def ended_text(self, result: Any, run_ids: tuple[int, ...]) -> str:
         p = result.prediction
-        text = f"what-if run {result.run_id}: predicted P50 {p.p50:.1f} ms, P99 {p.p99:.1f} ms"
+        where = f"what-if run {result.run_id}" if result.run_id else "what-if (not stored)"
+        text = f"{where}: predicted P50 {p.p50:.1f} ms, P99 {p.p99:.1f} ms"
         if result.measured is not None:
             m = result.measured
             text += f"; measured P50 {m.p50_ms:.1f} ms, P99 {m.p99_ms:.1f} ms (run {m.run_id})"

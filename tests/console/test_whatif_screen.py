@@ -9,6 +9,7 @@ import pytest
 from textual.widgets import Checkbox, Input, Select
 
 from console.app import SafeLabApp
+from drivers.bench.store import ResultsStore
 from screens.lab import Lab
 from screens.whatif import Distribution, WhatIfScreen
 from tests.console.conftest import run, wait_for
@@ -78,6 +79,10 @@ async def _test_fields_redraw_the_prediction(lab: Lab) -> None:
         keep = screen.query_one("#keepalive", Checkbox)
         kept = await _predicted_after(pilot, screen, lambda: setattr(keep, "value", True))
         assert kept < plain / 2
+    # live redraws are not stored: only a validation adds runs to the results store
+    if lab.db_path is not None and lab.db_path.exists():
+        with ResultsStore(lab.db_path) as store:
+            assert [r for r in store.list_runs() if r.experiment == "whatif"] == []
 
 
 def test_a_bad_field_is_named_and_nothing_is_predicted(lab: Lab) -> None:
@@ -123,6 +128,10 @@ async def _test_validate_runs_the_scenario_for_real(lab: Lab) -> None:
         assert view.measured.measured.n == 10
         assert 0.5 <= view.measured.ratios()["p50"] <= 1.5
         assert "measured (run" in str(view.render())
+    assert lab.db_path is not None
+    with ResultsStore(lab.db_path) as store:
+        kinds = sorted(r.experiment for r in store.list_runs())
+    assert kinds == ["proto", "whatif"]  # the validated prediction and the measured run
 
 
 @pytest.mark.parametrize("size", SIZES)
