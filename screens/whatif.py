@@ -357,6 +357,7 @@ fields change; nothing is measured until you press **v**.
         if message.serial != self._serial:
             return  # an older change's prediction: a newer one is on its way
         self.prediction = message.prediction
+        self.refresh_bindings()  # v and i need a prediction
         view = self.query_one(Distribution)
         view.busy = ""
         view.measured = None

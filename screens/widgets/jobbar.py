@@ -24,19 +24,25 @@ class JobBar(Widget):
         self.current = current
 
     HELP_HINT = "? help "
+    SHORT = 4
+    """Characters of the other jobs' titles when nothing else fits (``7 What``)."""
 
     def render(self) -> Text:
         text = self._line(2)
-        if text.cell_len > self.size.width > 0:
-            text = self._line(1)  # six or more jobs at 80 columns: tighter, but every key shows
+        # more jobs than 80 columns hold: tighter, then without the brand, then the other jobs'
+        # titles cut to SHORT characters -- every key stays visible, the current job whole
+        for pad, brand, short in ((1, True, None), (1, False, None), (1, False, self.SHORT)):
+            if not text.cell_len > self.size.width > 0:
+                break
+            text = self._line(pad, brand=brand, short=short)
         room = self.size.width - text.cell_len
         if room >= len(self.HELP_HINT) + 2:  # the help key, right-aligned, when it fits
             text.append(" " * (room - len(self.HELP_HINT)))
             text.append(self.HELP_HINT, style="dim")
         return text
 
-    def _line(self, pad: int) -> Text:
-        text = Text(" SAFE Lab ", style="bold", no_wrap=True, overflow="ellipsis")
+    def _line(self, pad: int, *, brand: bool = True, short: int | None = None) -> Text:
+        text = Text(" SAFE Lab " if brand else "", style="bold", no_wrap=True, overflow="ellipsis")
         outer = " " * pad
         inner = " " * (pad - 1)
         for number, (name, title) in enumerate(self.jobs, start=1):
@@ -44,5 +50,6 @@ class JobBar(Widget):
             if name == self.current:
                 text.append(f"{inner}[{key} {title}]{inner}", style="bold reverse")
             else:
-                text.append(f"{outer}{key} {title}{outer}")
+                shown = title[:short].rstrip("-") if short else title
+                text.append(f"{outer}{key} {shown}{outer}")
         return text
