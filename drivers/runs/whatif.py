@@ -265,7 +265,7 @@ class CalibrationResult:
 @dataclass(frozen=True)
 class WhatIfCalibrationRun(RunKind):
     """``safelab whatif calibrate``: each protocol with the software key, straight on
-    loopback, through the link proxy at ``rtt=0ms`` and at the probe RTT, plus the emulated
+    loopback, through the link proxy at ``rtt=0ms`` and at the two probe RTTs, plus the emulated
     card's host cost; saved to the user's calibration (or ``save_to``)."""
 
     name: ClassVar[str] = "whatif-calibrate"
@@ -292,7 +292,7 @@ class WhatIfCalibrationRun(RunKind):
         from drivers.protocols.experiment import run_experiment
         from drivers.whatif.calibration import calibrate, user_calibration_path
 
-        steps = len(self.protocols) * 3 + 1
+        steps = len(self.protocols) * 4 + 1
         done: list[str] = []
 
         def step(text: str) -> None:

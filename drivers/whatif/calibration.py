@@ -8,9 +8,14 @@ WhatIfCalibrationRun`) runs each protocol with the software key and keeps, per p
 - ``direct``: the no-signature cost (trial total minus the signature) straight on loopback;
 - ``proxy``: the same through the link proxy at ``rtt=0ms`` (the proxy's own crossings and
   its TCP behaviour, e.g. no delayed-ACK stall), the base of every prediction with a link;
-- ``probe``: the same at ``rtt=PROBE``; ``(probe - proxy) / RTT`` is the measured number of
-  round trips, checked against the flight model and used for OpenVPN (whose timers overlap);
-- ``bytes_up`` / ``bytes_down`` per trial as the link counted them (the flights' sizes);
+- ``probe``: the same at ``rtt=PROBE`` and at ``rtt=PROBE2``; the slope between the two is
+  the measured number of round trips (between two delays, so a loopback-only stall at 0 ms
+  does not bend it), checked against the flight model and used for OpenVPN (whose timers
+  overlap turns);
+- ``bytes_up`` / ``bytes_down`` per trial as the link counted them (the flights' sizes), and
+  ``writes_up`` / ``writes_down``: the writes (TCP chunks, datagrams) per trial, because the
+  link delivers in order and each write draws its own jitter, so a flight of k writes arrives
+  with the latest of k draws;
 - ``software_sign``: the software key's signing time; ``card_host_ms``: the host's cost of a
   signature through the emulated card at ``speed=0`` (APDU building and parsing).
 
@@ -56,8 +61,9 @@ QUANTILE_POINTS: tuple[float, ...] = (
     100,
 )
 PROBE_RTT_MS = 100.0
-"""The calibration probe's RTT: not one of the benchmark's (0, 50, 150 ms), so the accuracy
-table is not fitted to itself."""
+PROBE2_RTT_MS = 200.0
+"""The calibration probes' RTTs: not the benchmark's (0, 50, 150 ms), so the accuracy table
+is not fitted to itself."""
 CALIBRATED_PROTOCOLS = ("mqtt", "https", "coap", "vpn")
 PACKAGED = Path(__file__).resolve().parents[2] / "profiles" / "whatif" / "calibration.json"
 
@@ -132,9 +138,14 @@ class ProtocolCalibration:
     """Median of the phase after the handshake through the proxy (the first request's local
     cost): what a kept connection's request costs besides its round trip."""
     run_ids: tuple[int, ...] = ()
+    writes_up: float = 0.0
+    writes_down: float = 0.0
+    probe2_median_ms: float = 0.0
 
     @property
     def measured_round_trips(self) -> float:
+        if self.probe2_median_ms:
+            return (self.probe2_median_ms - self.probe_median_ms) / (PROBE2_RTT_MS - PROBE_RTT_MS)
         return (self.probe_median_ms - self.proxy.median) / PROBE_RTT_MS
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,11 +155,15 @@ class ProtocolCalibration:
             "software_sign": self.software_sign.as_dict(),
             "probe_rtt_ms": PROBE_RTT_MS,
             "probe_median_ms": round(self.probe_median_ms, 3),
+            "probe2_rtt_ms": PROBE2_RTT_MS,
+            "probe2_median_ms": round(self.probe2_median_ms, 3),
             "measured_round_trips": round(self.measured_round_trips, 3),
             "bytes_up": round(self.bytes_up, 1),
             "bytes_down": round(self.bytes_down, 1),
             "ready_ms": round(self.ready_ms, 3),
             "run_ids": list(self.run_ids),
+            "writes_up": round(self.writes_up, 2),
+            "writes_down": round(self.writes_down, 2),
         }
 
     @classmethod
@@ -163,6 +178,9 @@ class ProtocolCalibration:
             float(data["bytes_down"]),
             float(data["ready_ms"]),
             tuple(int(i) for i in data.get("run_ids", ())),
+            float(data.get("writes_up", 0.0)),
+            float(data.get("writes_down", 0.0)),
+            float(data.get("probe2_median_ms", 0.0)),
         )
 
 
@@ -246,6 +264,8 @@ class MeasuredRun:
     ready_ms: list[float]
     bytes_up: float
     bytes_down: float
+    writes_up: float = 0.0
+    writes_down: float = 0.0
 
 
 def read_run(store: Any, run_id: int, trials_through_link: int) -> MeasuredRun:
@@ -259,9 +279,17 @@ def read_run(store: Any, run_id: int, trials_through_link: int) -> MeasuredRun:
     link = store.get_run(run_id).extra.get("link") or {}
     stats = link.get("stats") or {}
     per = max(1, trials_through_link)
-    up = float((stats.get("up") or {}).get("bytes", 0)) / per
-    down = float((stats.get("down") or {}).get("bytes", 0)) / per
-    return MeasuredRun(run_id, base, sign, ready, up, down)
+    up, down = stats.get("up") or {}, stats.get("down") or {}
+    return MeasuredRun(
+        run_id,
+        base,
+        sign,
+        ready,
+        float(up.get("bytes", 0)) / per,
+        float(down.get("bytes", 0)) / per,
+        float(up.get("packets", 0)) / per,
+        float(down.get("packets", 0)) / per,
+    )
 
 
 RunOne = Callable[[str, str, str | None], int]
@@ -288,6 +316,7 @@ def calibrate(
             ("direct", None),
             ("proxy", "rtt=0ms"),
             ("probe", f"rtt={PROBE_RTT_MS:g}ms"),
+            ("probe2", f"rtt={PROBE2_RTT_MS:g}ms"),
         ):
             if step is not None:
                 step(f"{protocol} {label}")
@@ -295,7 +324,7 @@ def calibrate(
             runs[label] = read_run(store, run_id, n + warmup)
             record = store.get_run(run_id)
             peers[protocol] = f"{record.extra.get('peer')} {record.extra.get('peer_version')}"
-        direct, proxy, probe = runs["direct"], runs["proxy"], runs["probe"]
+        direct, proxy, probe, probe2 = (runs[k] for k in ("direct", "proxy", "probe", "probe2"))
         measured[protocol] = ProtocolCalibration(
             protocol,
             Quantiles.of(direct.base_ms),
@@ -305,7 +334,10 @@ def calibrate(
             proxy.bytes_up,
             proxy.bytes_down,
             statistics.median(proxy.ready_ms),
-            (direct.run_id, proxy.run_id, probe.run_id),
+            (direct.run_id, proxy.run_id, probe.run_id, probe2.run_id),
+            proxy.writes_up,
+            proxy.writes_down,
+            statistics.median(probe2.base_ms),
         )
     if step is not None:
         step("emulated card host cost")
@@ -322,6 +354,6 @@ def calibrate(
         "peers": peers,
         "card_host_run": card_run,
         "method": "safelab whatif calibrate: direct, proxy rtt=0ms and proxy "
-        f"rtt={PROBE_RTT_MS:g}ms runs per protocol with the software key",
+        f"rtt={PROBE_RTT_MS:g}ms and {PROBE2_RTT_MS:g}ms runs per protocol with the software key",
     }
     return Calibration(measured, statistics.median(card.sign_ms), provenance)

@@ -191,6 +191,8 @@ class Handshake:
     """Measured / structural round trips where the peer's timers overlap turns (OpenVPN)."""
     probe_shift_ms: float = 0.0
     """How the loopback cost changes once the link has a delay (see :func:`probe_shift`)."""
+    writes: tuple[int, ...] = ()
+    """Writes per flight, in order (see :func:`_writes`); empty: one each."""
 
     @property
     def round_trips(self) -> float:
@@ -221,7 +223,8 @@ class Handshake:
         link = self.link
         if link is not None and self.path.tcp_connect:
             yield env.timeout(link.connect(rng) * 1000 * self.delay_scale)
-        for flight, size in zip(self.path.flights, self.sizes, strict=True):
+        writes = self.writes or (1,) * len(self.path.flights)
+        for flight, size, count in zip(self.path.flights, self.sizes, writes, strict=True):
             if flight.signs:
                 with card.request() as request:
                     yield request
@@ -229,7 +232,7 @@ class Handshake:
                     busy[0] += took
                     yield env.timeout(took)
             if link is not None:
-                crossing = link.flight(flight, self.path, size, rng)
+                crossing = link.flight(flight, self.path, size, rng, count)
                 yield env.timeout(crossing * 1000 * self.delay_scale)
 
 

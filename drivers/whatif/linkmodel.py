@@ -55,14 +55,22 @@ class LinkModel:
             total += SYN_RTO * (2**lost - 1)
         return total
 
-    def flight(self, flight: Flight, path: FlightPath, size: int, rng: random.Random) -> float:
-        """Seconds from the flight leaving its sender to the last byte at the receiver."""
+    def flight(
+        self, flight: Flight, path: FlightPath, size: int, rng: random.Random, writes: int = 1
+    ) -> float:
+        """Seconds from the flight leaving its sender to the last byte at the receiver.
+
+        ``writes``: how many separate writes (TCP chunks, datagrams) the sender makes of it;
+        the link keeps them in order and each draws its own jitter, so with jitter the flight
+        arrives with the latest of ``writes`` draws.
+        """
         direction = self.spec.up if flight.direction == "up" else self.spec.down
         tcp = path.transport == "tcp"
         unit = MSS if tcp else UDP_PAYLOAD
         packets = max(1, math.ceil(size / unit))
         overhead = TCP_OVERHEAD if tcp else UDP_OVERHEAD
-        total = self._crossing(direction, rng) + direction.serialisation(size + packets * overhead)
+        crossing = max(self._crossing(direction, rng) for _ in range(max(1, writes)))
+        total = crossing + direction.serialisation(size + packets * overhead)
         if direction.loss > 0:
             total += self._loss_penalty(direction, path, flight, packets, rng)
         return total

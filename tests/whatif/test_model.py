@@ -206,7 +206,7 @@ def test_packaged_calibration_has_every_protocol_with_provenance() -> None:
     packaged = load_calibration(PACKAGED)
     for name in ("mqtt", "https", "coap", "vpn"):
         cal = packaged.protocol(name)
-        assert cal.direct.n >= 10 and len(cal.run_ids) == 3
+        assert cal.direct.n >= 10 and len(cal.run_ids) == 4
         assert cal.bytes_up > 500 and cal.bytes_down > 500  # certificates crossed the link
     assert packaged.provenance["peers"]["mqtt"].startswith("MosquittoPeer")
 
