@@ -183,7 +183,7 @@ class Distribution(Widget):
             if part.startswith("profile="):
                 token = part.removeprefix("profile=")
         text.append(
-            f"{s.pattern or s.protocol} · {token} · {s.link or 'no link'} · i: sources",
+            f"{s.pattern or s.protocol} · {token} · {s.link or 'no link'}",
             style="dim",
         )
         return text
