@@ -14,7 +14,7 @@ prediction. :class:`WhatIfCalibrationRun` measures the model's loopback constant
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -135,7 +135,11 @@ class WhatIfRun(RunKind):
             Path(self.calibration_path) if self.calibration_path else None
         )
         ctx.post(step="predicting", step_index=1, steps=2 if self.validate else 1)
-        prediction = predict(self.scenario, calibration)
+        scenario = self.scenario
+        if self.validate and scenario.pattern and scenario.horizon is None:
+            # the validation measures the schedule's first n events: predict those
+            scenario = replace(scenario, horizon=self.n)
+        prediction = predict(scenario, calibration)
         run_id = self._store(ctx, prediction) if self.keep or self.validate else 0
         measured = None
         if self.validate:

@@ -50,12 +50,15 @@ def predict_pattern_cell(
     speed: float | None = None,
     events: int = 1000,
     seed: int = 1,
+    horizon: int | None = None,
     calibration: Calibration | None = None,
 ) -> Prediction:
     """One Table 7 cell predicted: ``pattern`` on ``token`` with remedies ``toggles``
     (``'keepalive=on,resume=on'``; pattern parameters such as ``period_s=0.5`` too), over
     ``link``, signing with ``alg``. Read ``.p99``, ``.deadline_ms`` (the pattern's budget),
-    ``.miss_rate``, ``.card_utilisation`` and ``.provenance``."""
+    ``.miss_rate``, ``.card_utilisation`` and ``.provenance``. ``horizon``: the schedule's
+    first ``horizon`` events repeated until ``events`` (to compare with a measured run of
+    ``horizon`` events, which sees the start-up and only those arrivals)."""
     scenario = Scenario(
         token=token,
         link=link,
@@ -65,6 +68,7 @@ def predict_pattern_cell(
         toggles=parse_toggles(toggles),
         n=events,
         seed=seed,
+        horizon=horizon,
     )
     return predict(scenario, calibration)
 

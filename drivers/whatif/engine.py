@@ -65,8 +65,13 @@ class Scenario:
     """Deadline for the miss rate; a pattern's budget when not given."""
     n: int = DEFAULT_TRIALS
     seed: int = 1
+    horizon: int | None = None
+    """Patterns: simulate the schedule's first ``horizon`` events, repeated until ``n``
+    (what a measured run of that many events sees); ``None``: ``n`` events in a row."""
 
     def __post_init__(self) -> None:
+        if self.horizon is not None and self.horizon < 1:
+            raise SafeLabError("a pattern horizon needs at least one event", "give 1 or more")
         if self.n < 1:
             raise SafeLabError("a prediction needs at least one trial", "give n >= 1")
         if self.link:
@@ -96,6 +101,7 @@ class Scenario:
             "deadline_ms": self.deadline_ms,
             "n": self.n,
             "seed": self.seed,
+            "horizon": self.horizon,
         }
 
 

@@ -219,3 +219,18 @@ def test_quantiles_sample_inside_the_measured_range() -> None:
     draws = [q.sample(rng) for _ in range(5000)]
     assert min(draws) >= 1.0 and max(draws) <= 100.0
     assert sorted(draws)[2500] == pytest.approx(q.median, abs=3)
+
+
+def test_pattern_horizon_repeats_the_first_events() -> None:
+    """A validation of 10 events sees the first event's handshake in its P99; the model with
+    ``horizon=10`` does too, while 1000 events in a row dilute it."""
+    card = "iotsafe:emulated;profile=paper-sim;speed=0.2"
+    kept = "keepalive=on"
+    long_run = predict_pattern_cell("periodic", card, toggles=kept, events=1000, calibration=CAL)
+    short = predict_pattern_cell(
+        "periodic", card, toggles=kept, events=1000, horizon=10, calibration=CAL
+    )
+    assert len(short.samples_ms) == 1000
+    assert long_run.p99 < 20  # one handshake in 1000 events is under the 99th percentile
+    assert short.p99 > 90  # one in every 10: the ~95 ms signature shows
+    assert any("first 10 events" in note for note in short.notes)
