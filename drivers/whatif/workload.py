@@ -263,7 +263,8 @@ def _run_events(
 
     def source() -> Generator[simpy.Event, Any, None]:
         if toggles.preauth and profile.transport != "coap":
-            yield env.process(device._background())
+            device.ready = env.process(device._background())
+            yield device.ready
         start[0] = env.now
         for at in arrivals:
             yield env.timeout(start[0] + at - env.now)

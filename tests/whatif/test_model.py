@@ -234,3 +234,13 @@ def test_pattern_horizon_repeats_the_first_events() -> None:
     assert long_run.p99 < 20  # one handshake in 1000 events is under the 99th percentile
     assert short.p99 > 90  # one in every 10: the ~95 ms signature shows
     assert any("first 10 events" in note for note in short.notes)
+
+
+def test_preauth_boots_authenticated() -> None:
+    """With preauth the schedule starts once the device is ready (as the engine waits), so
+    an early first event finds a connection and signs nothing on its path."""
+    card = "iotsafe:emulated;profile=paper-sim;speed=1"
+    p = predict_pattern_cell(
+        "event-driven", card, toggles="preauth=on", events=30, horizon=3, calibration=CAL
+    )
+    assert p.samples_ms[0] < 50  # not a ~476 ms handshake
