@@ -381,6 +381,7 @@ def _register_card_commands() -> None:
         cli_ssdtf,
         cli_table7,
         cli_web,
+        cli_whatif,
     )
 
     cli_algs.register(main)
@@ -391,6 +392,7 @@ def _register_card_commands() -> None:
     cli_web.register(main)
     cli_pattern.register(main)
     cli_table7.register(main)
+    cli_whatif.register(main)
 
 
 _register_card_commands()

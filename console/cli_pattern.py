@@ -236,6 +236,7 @@ def run_command(
 @click.option("--b", "side_b", default="", metavar="T=V,...", help="Toggles of side B.")
 @click.option("--set", "settings", multiple=True, metavar="P=V", help="Parameters (both).")
 @click.option("--events", type=int, default=20, show_default=True, help="Events per side.")
+@click.option("--link", metavar="SPEC", help="An emulated network link (see safelab proto).")
 @click.option("--pin-env", metavar="VAR")
 @click.option("--pin-fd", type=int, metavar="N")
 @click.option("--json", "as_json", is_flag=True)
@@ -248,6 +249,7 @@ def compare_command(
     side_b: str,
     settings: tuple[str, ...],
     events: int,
+    link: str | None,
     pin_env: str | None,
     pin_fd: int | None,
     as_json: bool,
@@ -259,7 +261,13 @@ def compare_command(
         return tuple(f"{k}={v}" for k, v in split_assignments(text))
 
     spec = PatternCompareRun(
-        name, token_uri, flat(side_a), flat(side_b), events=events, settings=flat(settings)
+        name,
+        token_uri,
+        flat(side_a),
+        flat(side_b),
+        events=events,
+        settings=flat(settings),
+        link=link,
     )
     outcome = RunHandle(
         spec,

@@ -22,6 +22,9 @@ Using a run (front ends)
 A :class:`PatternRun` can also be changed while it runs: ``spec.flip("preauth", "on")`` from
 any thread (checked by the rules at once, applied at the next event, marked in the samples);
 :class:`PatternCompareRun` runs two toggle combinations taking turns (A/B).
+:class:`WhatIfRun` predicts a scenario with the model of :mod:`drivers.whatif` (stored as an
+experiment ``whatif`` run) and, with ``validate``, measures the same scenario beside it;
+:class:`WhatIfCalibrationRun` measures the model's loopback constants.
 
 The console calls ``handle.run()`` inside a Textual thread worker (``run_worker(...,
 thread=True)``), because its PIN modal waits on the worker; scripts may use
@@ -111,12 +114,19 @@ from drivers.runs.ssdtf import (
     SsdtfFlowResult,
     SsdtfFlowRun,
 )
+from drivers.runs.whatif import (
+    Measured,
+    WhatIfCalibrationRun,
+    WhatIfResult,
+    WhatIfRun,
+)
 
 __all__ = [
     "AttackDetail",
     "CompareResult",
     "FlowControls",
     "FlowDetail",
+    "Measured",
     "PatternCompareRun",
     "PatternDetail",
     "PatternResult",
@@ -141,6 +151,9 @@ __all__ = [
     "Table6Row",
     "Table6Run",
     "TokenProvenance",
+    "WhatIfCalibrationRun",
+    "WhatIfResult",
+    "WhatIfRun",
     "running",
     "table6_steps",
 ]

@@ -380,8 +380,14 @@ class PatternCompareRun(RunKind):
     settings: tuple[str, ...] = ()
     """Parameter overrides for both sides (``period_s=0.1``)."""
     progress_interval_s: float = 0.2
+    link: str | None = None
+    """An emulated network link both sides cross (one link: they take turns on it)."""
 
     def __post_init__(self) -> None:
+        if self.link:
+            from drivers.links import parse_link
+
+            parse_link(self.link)
         for side in (self.a, self.b):
             _profile(self.pattern, self.settings + side)
         _, ta = parse_settings(self.a)
@@ -408,7 +414,7 @@ class PatternCompareRun(RunKind):
             condition=f"A {profiles[0][1].label} / B {profiles[1][1].label}",
         )
         pin = ctx.pin(token)
-        target, pki, _ = _target(ctx, profile, profiles[0][1], None)
+        target, pki, _ = _target(ctx, profile, profiles[0][1], self.link)
         sides = [
             _Side(
                 ctx,
@@ -419,7 +425,7 @@ class PatternCompareRun(RunKind):
                 target,
                 pki,
                 self.events,
-                {"compare": label},
+                {"compare": label, "link": self.link},
                 label,
             )
             for (_, toggles), label in zip(profiles, ("A", "B"), strict=True)

@@ -24,22 +24,26 @@ class JobBar(Widget):
         self.current = current
 
     HELP_HINT = "? help "
+    SHORT = 4
+    """Characters of the other jobs' titles when nothing else fits (``7 What``)."""
 
     def render(self) -> Text:
         text = self._line(2)
-        for pad, brand in ((1, True), (1, False), (0, False)):
-            if text.cell_len <= self.size.width or self.size.width <= 0:
+        # more jobs than the width holds: tighter, then without the brand, then the other
+        # jobs' titles cut to SHORT characters, then one space between jobs -- every key stays
+        # visible, the current job whole
+        steps = ((1, True, None), (1, False, None), (1, False, self.SHORT), (0, False, self.SHORT))
+        for pad, brand, short in steps:
+            if not text.cell_len > self.size.width > 0:
                 break
-            # six or more jobs at 80 columns: tighter, then without the brand, but every key
-            # shows (seven jobs need 83 columns at pad 1)
-            text = self._line(pad, brand)
+            text = self._line(pad, brand=brand, short=short)
         room = self.size.width - text.cell_len
         if room >= len(self.HELP_HINT) + 2:  # the help key, right-aligned, when it fits
             text.append(" " * (room - len(self.HELP_HINT)))
             text.append(self.HELP_HINT, style="dim")
         return text
 
-    def _line(self, pad: int, brand: bool = True) -> Text:
+    def _line(self, pad: int, *, brand: bool = True, short: int | None = None) -> Text:
         text = Text(" SAFE Lab " if brand else "", style="bold", no_wrap=True, overflow="ellipsis")
         outer = " " * pad
         inner = " " * (pad - 1)
@@ -48,9 +52,11 @@ class JobBar(Widget):
             if not pad:  # the tightest: one space between jobs
                 text.append(" ")
                 style = "bold reverse" if name == self.current else ""
-                text.append(f"[{key} {title}]" if style else f"{key} {title}", style=style)
+                shown = title[:short].rstrip("-") if short and not style else title
+                text.append(f"[{key} {title}]" if style else f"{key} {shown}", style=style)
             elif name == self.current:
                 text.append(f"{inner}[{key} {title}]{inner}", style="bold reverse")
             else:
-                text.append(f"{outer}{key} {title}{outer}")
+                shown = title[:short].rstrip("-") if short else title
+                text.append(f"{outer}{key} {shown}{outer}")
         return text

@@ -23,6 +23,7 @@ def test_registry_finds_every_job_in_order() -> None:
     names = [spec.name for spec in discover_specs()]
     assert names == [
         "tokens", "signing", "results", "triage", "protocols", "ssdtf", "optimisation",
+        "whatif",
     ]  # fmt: skip
 
 
