@@ -1,32 +1,24 @@
-"""The hook into the what-if engine for Table 7 cells that cannot be measured.
+"""Table 7 cells that cannot be measured, predicted by the what-if engine (``drivers.whatif``).
 
-SAFE Lab's prediction engine lives in ``drivers/whatif`` (built separately). Table 7 calls
-exactly one function of it, looked up at run time so this package works with or without it::
-
-    drivers.whatif.predict_pattern(
-        pattern: str,            # a profiles/patterns name
-        settings: tuple[str, ...],   # --set toggles of the cell, e.g. ("keepalive=on",)
-        token: str,              # the token spec the measured cells use
-        link: str | None,        # the --link spec or None
-    ) -> object with p50_ms, p99_ms, deadline_miss_rate (floats) and optionally events (int)
-         and provenance (str)  (a Mapping with those keys is accepted too)
-
-If the module or the function is missing, or it raises, the cell is labelled "not measured"
-with the reason; nothing is invented here.
+A cell is measured when its pattern run on the real peers succeeds; when measuring is off
+(``--no-measure``) or the run fails, the cell is predicted with
+:func:`drivers.whatif.predict_pattern_cell` (the same settings, token and link) and labelled
+"predicted" with the engine's provenance. If the engine cannot predict it either (an input it
+does not model, a missing calibration), the cell says "not measured" with both reasons: nothing
+is invented here.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-HOOK_MODULE = "drivers.whatif"
-HOOK_FUNCTION = "predict_pattern"
+from drivers.errors import SafeLabError
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """The figures a Table 7 verdict needs, from one what-if prediction."""
+
     p50_ms: float
     p99_ms: float
     deadline_miss_rate: float
@@ -34,32 +26,31 @@ class Prediction:
     provenance: str = ""
 
 
-def _field(result: object, name: str, default: object = None) -> object:
-    if isinstance(result, Mapping):
-        return result.get(name, default)
-    return getattr(result, name, default)
+def _provenance(sources: dict[str, str]) -> str:
+    shown = ", ".join(f"{key}: {value}" for key, value in sorted(sources.items()))
+    return f"the what-if engine ({shown})" if shown else "the what-if engine"
 
 
 def predict(
     pattern: str, settings: tuple[str, ...], token: str, link: str | None
 ) -> tuple[Prediction | None, str]:
     """The engine's prediction for one cell, or ``None`` and why there is none."""
+    from drivers.whatif import predict_pattern_cell
+
     try:
-        module = importlib.import_module(HOOK_MODULE)
-    except ImportError:
-        return None, f"no prediction engine ({HOOK_MODULE} is not installed)"
-    function = getattr(module, HOOK_FUNCTION, None)
-    if function is None:
-        return None, f"{HOOK_MODULE} has no {HOOK_FUNCTION}() hook yet"
-    try:
-        result = function(pattern=pattern, settings=settings, token=token, link=link)
-        prediction = Prediction(
-            float(_field(result, "p50_ms")),  # type: ignore[arg-type]
-            float(_field(result, "p99_ms")),  # type: ignore[arg-type]
-            float(_field(result, "deadline_miss_rate")),  # type: ignore[arg-type]
-            int(_field(result, "events", 0) or 0),  # type: ignore[call-overload]
-            str(_field(result, "provenance", "") or f"{HOOK_MODULE}.{HOOK_FUNCTION}"),
-        )
-    except Exception as exc:  # the engine's failure must not end the table
-        return None, f"{HOOK_MODULE}.{HOOK_FUNCTION} failed: {exc}"
-    return prediction, ""
+        result = predict_pattern_cell(pattern, token, toggles=settings, link=link)
+    except (SafeLabError, ValueError, KeyError) as exc:  # an input the engine cannot model
+        return None, f"the what-if engine cannot predict it: {exc}"
+    miss = result.miss_rate
+    if miss is None:
+        return None, "the what-if engine has no deadline for this pattern"
+    return (
+        Prediction(
+            result.p50,
+            result.p99,
+            miss,
+            len(result.samples_ms),
+            _provenance(result.provenance),
+        ),
+        "",
+    )

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from drivers.runs.paper import PaperRun
 from drivers.runs.table7 import Table7Run
 from drivers.table7.verdicts import judge
 from drivers.tokens.pin import with_emulator_lab_pin
+from tests.conftest import SoftHsm
 
 FAST_SIM = "iotsafe:emulated;profile=paper-sim;login=verify;speed=0.05"
 
@@ -59,41 +59,43 @@ def test_measured_cells_are_judged_from_their_stored_pattern_runs(tmp_path: Path
     assert stored["before"]["run_id"] == before.run_id and stored["paper"]["after"] == "○"
 
 
-def test_without_measuring_or_an_engine_a_cell_is_not_measured(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_without_measuring_a_cell_the_engine_cannot_model_is_not_measured(
+    tmp_path: Path, softhsm: SoftHsm
 ) -> None:
-    monkeypatch.setitem(sys.modules, "drivers.whatif", None)  # no engine installed
-    result = _run(Table7Run(FAST_SIM, patterns=("batch",), measure=False), tmp_path / "r.db")
-    for cell in result.cells:
+    """A real SoftHSM2 token, which the what-if engine has no model for: no figure is
+    invented, both reasons are said."""
+    spec = Table7Run(softhsm.uri(), patterns=("batch",), measure=False)
+    handle = RunHandle(spec, db_path=tmp_path / "r.db", pin_provider=lambda t: softhsm.pin)
+    outcome = handle.run()
+    outcome.raise_for_error()
+    for cell in outcome.result.cells:
         assert cell.source == "not measured" and cell.verdict is None
         assert cell.p99_ms is None and cell.agrees is None
-        assert "--no-measure" in cell.reason and "not installed" in cell.reason
+        assert "--no-measure" in cell.reason and "no what-if model for token" in cell.reason
 
 
-def test_the_engine_hook_fills_predicted_cells(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A stand-in for drivers.whatif (built by another part of the lab) through the hook."""
-    asked: list[tuple[str, tuple[str, ...]]] = []
+def test_without_measuring_the_engine_predicts_each_cell(tmp_path: Path) -> None:
+    """Each unmeasured cell holds the what-if engine's prediction for the same settings."""
+    from drivers.table7 import remedies
+    from drivers.whatif import predict_pattern_cell
 
-    def predict_pattern(pattern: str, settings: tuple[str, ...], token: str, link: object):
-        asked.append((pattern, settings))
-        return {
-            "p50_ms": 400.0,
-            "p99_ms": 1500.0 if not settings else 600.0,
-            "deadline_miss_rate": 0.1 if not settings else 0.0,
-            "events": 1000,
-        }
-
-    engine = types.ModuleType("drivers.whatif")
-    engine.predict_pattern = predict_pattern  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "drivers.whatif", engine)
     result = _run(Table7Run(FAST_SIM, patterns=("periodic",), measure=False), tmp_path / "r.db")
     before, after = result.cells
-    assert asked == [("periodic", ()), ("periodic", ("keepalive=on", "resume=on"))]
-    assert before.source == after.source == "predicted"
-    assert (before.verdict, after.verdict) == ("△", "○")
-    assert before.agrees and after.agrees and before.run_id is None
+    for cell, side in ((before, "before"), (after, "after")):
+        direct = predict_pattern_cell(
+            "periodic", FAST_SIM, toggles=remedies.settings("periodic", side)
+        )
+        assert direct.miss_rate is not None
+        assert cell.source == "predicted" and cell.run_id is None
+        assert cell.p50_ms == pytest.approx(direct.p50)
+        assert cell.p99_ms == pytest.approx(direct.p99)
+        assert (cell.verdict, cell.decided_by) == judge(
+            direct.p50, direct.p99, direct.miss_rate, cell.budget_ms
+        )
+        assert "what-if engine" in cell.reason and "paper-sim" in cell.reason
+    # the remedies reach the engine: keep-alive and resumption shorten the request path
+    assert after.p50_ms is not None and before.p50_ms is not None
+    assert after.p50_ms < before.p50_ms
 
 
 def test_unknown_patterns_and_bad_event_counts_are_refused() -> None:
