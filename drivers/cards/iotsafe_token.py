@@ -99,6 +99,8 @@ class IoTSafeSession(TokenSession):
         """The APDUs of each phase of this session (``open``, ``login``, ``find``...)."""
         self._key_ref: ObjectRef | None = None
         self._mode = Mode.FINAL_HASH
+        self._files: list[ObjectEntry] | None = None
+        """The file objects this session's listing showed (its one enumeration)."""
 
     def _traced(self, phase: str, call: Callable[[], T]) -> T:
         mark = self.client.trace.mark()
@@ -115,7 +117,33 @@ class IoTSafeSession(TokenSession):
         self._traced("login", lambda: self.client.verify_pin(pin.reveal().encode()))
 
     def _find_key(self, selector: str | None) -> KeyInfo:
-        return self._traced("find", lambda: self.token.find_key_with(self.client, selector))
+        key, self._files = self._traced(
+            "find", lambda: self.token.find_key_and_files(self.client, selector)
+        )
+        return key
+
+    def _read_certificate(self, key: KeyInfo) -> bytes | None:
+        """READ FILE of the key's certificate file (usage 02, labelled after the key).
+
+        The session enumerates the applet's objects once (GET DATA object list, which
+        :meth:`find_key` already did; done here if it did not), as a PKCS#11 library does at
+        C_FindObjects; the certificate's value is then read from the card (C_GetAttributeValue
+        CKA_VALUE), never from a cache.
+        """
+        entry = key.ref if isinstance(key.ref, ObjectEntry) else None
+        if entry is None:
+            return None
+
+        def read() -> bytes | None:
+            files = self._files
+            if files is None:
+                files = [e for e in self.client.object_list() if e.kind == "file"]
+            certs = [f for f in files if f.file_usage == 0x02 and _labelled_after(f, entry)]
+            if not certs:
+                return None
+            return self.client.read_file(certs[0].ref, certs[0].file_size)
+
+        return self._traced("cert", read)
 
     def _sign_init(self, key: KeyInfo, hash_on: HashOn) -> None:
         entry = key.ref if isinstance(key.ref, ObjectEntry) else None
@@ -243,13 +271,20 @@ class IoTSafeToken(Token):
 
     def find_key_with(self, client: IoTSafeClient, selector: str | None) -> KeyInfo:
         """The signing key ``selector`` names (label or hex ID), or the first signing key."""
+        return self.find_key_and_files(client, selector)[0]
+
+    def find_key_and_files(
+        self, client: IoTSafeClient, selector: str | None
+    ) -> tuple[KeyInfo, list[ObjectEntry] | None]:
+        """:meth:`find_key_with`, plus the file objects the listing showed (``None`` when the
+        key was found by GET DATA on its ID alone, ``find=info``)."""
         selector = selector if selector is not None else self.key_selector
+        listed: list[ObjectEntry] | None = None
         if self.find == "info" and selector:
             entry = client.object_info("private", ObjectRef.parse(selector))
-            files: list[ObjectEntry] = []
         else:
             entries = client.object_list()
-            files = [e for e in entries if e.kind == "file"]
+            listed = [e for e in entries if e.kind == "file"]
             keys = [e for e in entries if e.kind == "private"]
             entry = self._choose(keys, selector)
         self._learn(client)
@@ -258,7 +293,7 @@ class IoTSafeToken(Token):
                 f"IoT SAFE key {entry.describe()} cannot make ECDSA signatures",
                 "choose a key with the sign function (see `safelab tokens`)",
             )
-        return _key_info(entry, files)
+        return _key_info(entry, listed or []), listed
 
     @staticmethod
     def _choose(keys: list[ObjectEntry], selector: str | None) -> ObjectEntry:
@@ -360,11 +395,13 @@ class IoTSafeToken(Token):
         self.transport.close()
 
 
+def _labelled_after(file: ObjectEntry, key: ObjectEntry) -> bool:
+    """A file named for the key (``client`` → ``client`` or ``client-cert``)."""
+    return file.label == key.label or file.label.startswith(key.label + "-")
+
+
 def _key_info(entry: ObjectEntry, files: list[ObjectEntry]) -> KeyInfo:
-    has_cert = any(
-        f.file_usage == 0x02 and (f.label == entry.label or f.label.startswith(entry.label + "-"))
-        for f in files
-    )
+    has_cert = any(f.file_usage == 0x02 and _labelled_after(f, entry) for f in files)
     return KeyInfo(
         label=entry.label,
         key_id=entry.id.hex().upper(),
