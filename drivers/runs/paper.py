@@ -12,11 +12,19 @@ What "the paper's conditions" means here, and why (``../shared/SOURCES.md``):
   rows follow, as SAFE Lab's remedies. Software key and token take turns trial by trial
   (:mod:`drivers.protocols.interleave`) so drift between them cannot bias the difference.
   MQTT runs with paho-mqtt's own socket settings (no ``TCP_NODELAY``, as the paper's paho
-  client), recorded in each run's metadata.
+  client), recorded in each run's metadata. The VPN client is OpenVPN in PKCS#11 mode, as
+  the paper's: it reads its certificate from the token at every start, in the session it
+  then signs in (:func:`drivers.protocols.rules.paper_client`); without that read the VPN
+  difference is the card's total alone, 0.80–0.85 of the paper's +799 (README, "The VPN
+  row, measured").
+- **Link**: ``link`` puts an emulated network link (:mod:`drivers.links`) between every
+  Table 6 and JWT client and its peer; those figures are then shown, not judged.
 - **JWT**: an ES256 JWT created per request (software versus token, fresh token session),
   and a cached JWT per request (the paper's ~10 ms).
-- **Warm-up**: one untimed connection per key and condition (Table 3: one untimed trial after
-  the pre-flight signature). The paper reports none. Under the paper condition every
+- **Warm-up**: one untimed connection per key on the paper and resumed rows (Table 3: one
+  untimed trial after the pre-flight signature); session-kept rows have none (the paper row
+  just warmed the peer; the kept session is opened before the first trial). The paper
+  reports none. Under the paper condition every
   handshake opens its own token session, so the warm-up absorbs only first-use costs of the
   peer and of Python (imports, the first TLS context); with a kept token session it also
   absorbs the session opening, which is why ``session-kept`` is not the paper's condition.
