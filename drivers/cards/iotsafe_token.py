@@ -99,8 +99,8 @@ class IoTSafeSession(TokenSession):
         """The APDUs of each phase of this session (``open``, ``login``, ``find``...)."""
         self._key_ref: ObjectRef | None = None
         self._mode = Mode.FINAL_HASH
-        self._files: list[ObjectEntry] | None = None
-        """The file objects this session's listing showed (its one enumeration)."""
+        self._listing: dict[str | None, tuple[KeyInfo, list[ObjectEntry] | None]] = {}
+        """This session's enumeration of the applet's objects: key and files per selector."""
 
     def _traced(self, phase: str, call: Callable[[], T]) -> T:
         mark = self.client.trace.mark()
@@ -117,28 +117,36 @@ class IoTSafeSession(TokenSession):
         self._traced("login", lambda: self.client.verify_pin(pin.reveal().encode()))
 
     def _find_key(self, selector: str | None) -> KeyInfo:
-        key, self._files = self._traced(
-            "find", lambda: self.token.find_key_and_files(self.client, selector)
-        )
+        listed = self._listing.get(selector)
+        if listed is not None:  # this session enumerated the applet's objects already
+            return listed[0]
+        key = self._traced("find", lambda: self._enumerate(selector)[0])
         return key
 
-    def _read_certificate(self, key: KeyInfo) -> bytes | None:
+    def _enumerate(self, selector: str | None) -> tuple[KeyInfo, list[ObjectEntry] | None]:
+        found = self.token.find_key_and_files(self.client, selector)
+        self._listing[selector] = found
+        return found
+
+    def _read_certificate(self, selector: str | None) -> bytes | None:
         """READ FILE of the key's certificate file (usage 02, labelled after the key).
 
-        The session enumerates the applet's objects once (GET DATA object list, which
-        :meth:`find_key` already did; done here if it did not), as a PKCS#11 library does at
-        C_FindObjects; the certificate's value is then read from the card (C_GetAttributeValue
+        The session enumerates the applet's objects once (GET DATA object list), as a
+        PKCS#11 library does for C_FindObjects; a later :meth:`find_key` in this session uses
+        that enumeration. The certificate's value is read from the card (C_GetAttributeValue
         CKA_VALUE), never from a cache.
         """
-        entry = key.ref if isinstance(key.ref, ObjectEntry) else None
-        if entry is None:
-            return None
 
         def read() -> bytes | None:
-            files = self._files
-            if files is None:
+            key, files = self._listing.get(selector) or self._enumerate(selector)
+            entry = key.ref if isinstance(key.ref, ObjectEntry) else None
+            if files is None:  # found by ID alone (find=info): list the files now
                 files = [e for e in self.client.object_list() if e.kind == "file"]
-            certs = [f for f in files if f.file_usage == 0x02 and _labelled_after(f, entry)]
+            certs = [
+                f
+                for f in files
+                if entry is not None and f.file_usage == 0x02 and _labelled_after(f, entry)
+            ]
             if not certs:
                 return None
             return self.client.read_file(certs[0].ref, certs[0].file_size)

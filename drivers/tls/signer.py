@@ -44,7 +44,7 @@ class TokenSigner:
     def __post_init__(self) -> None:
         self._session: TokenSession | None = None
         self._key: KeyInfo | None = None
-        self._connection: tuple[TokenSession, KeyInfo] | None = None
+        self._connection: TokenSession | None = None
         """A fresh-session signer's session for the current connection (see
         :meth:`begin_connection`)."""
         self._lock = threading.Lock()
@@ -77,11 +77,12 @@ class TokenSigner:
         return session, key
 
     def begin_connection(self, *, read_certificate: bool) -> bytes | None:
-        """Open this connection's token session now, find the key and, if asked, read its
-        certificate from the token (no cache): OpenVPN's PKCS#11 mode does this when the
-        client starts, before its handshake. The connection's signature then logs in and
-        signs in this same session, and :meth:`end_connection` closes it, so a connection
-        still costs one session (open, find, login, sign) plus the certificate read.
+        """Open this connection's token session now and, if asked, read the key's certificate
+        from the token (no cache, no login needed): OpenVPN's PKCS#11 mode does this when the
+        client starts, before its handshake. The connection's signature then logs in, finds
+        the key and signs in this same session, and :meth:`end_connection` closes it, so a
+        connection still costs one session (open, login, find, sign) plus the certificate
+        read.
 
         Only for a signer that opens a session per connection (``reuse_session=False``).
         Returns the certificate's DER bytes, or ``None`` when not read or not on the token.
@@ -97,12 +98,11 @@ class TokenSigner:
                 raise SafeLabError("the token signer was closed", "start a new run")
             session = self.token.open()
             try:
-                key = session.find_key(self.key_selector)
-                der = session.read_certificate(key) if read_certificate else None
+                der = session.read_certificate(self.key_selector) if read_certificate else None
             except BaseException:
                 session.close()
                 raise
-            self._connection = (session, key)
+            self._connection = session
         return der
 
     def end_connection(self) -> None:
@@ -112,7 +112,7 @@ class TokenSigner:
 
     def _end_connection(self) -> None:
         if self._connection is not None:
-            session, self._connection = self._connection[0], None
+            session, self._connection = self._connection, None
             session.close()
 
     def warm_up(self) -> None:
@@ -131,8 +131,9 @@ class TokenSigner:
                 self._session.sign_init(self._key, HashOn.HOST)
                 signature = self._session.sign_digest(digest)
             elif self._connection is not None:
-                session, key = self._connection  # opened at the connection's start
+                session = self._connection  # opened at the connection's start
                 session.login(self.pin)
+                key = session.find_key(self.key_selector)
                 session.sign_init(key, HashOn.HOST)
                 signature = session.sign_digest(digest)
             else:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -143,3 +144,31 @@ def test_paper_under_a_link_shows_network_figures_without_judging_them() -> None
     # the 20 ms round trips are in every handshake: the software HTTPS handshake pays them
     software = next(f for f in network if f["row"] == "https paper" and f["quantity"] == "software")
     assert software["measured"] > 20
+
+
+def test_a_pkcs11_token_gives_its_certificate_in_the_connection_session(softhsm: Any) -> None:
+    """OpenVPN's pkcs11-helper reads CKA_VALUE of the key's certificate object at every start;
+    a PKCS#11 token (here SoftHSM2) does so in the session the signature is then made in."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    from drivers.tls.signer import TokenSigner
+
+    token = open_token(softhsm.uri("dev"))
+    signer = TokenSigner(token, pin=Pin(softhsm.pin), reuse_session=False)
+    der = signer.begin_connection(read_certificate=True)
+    assert der is not None
+    assert x509.load_der_x509_certificate(der).public_key() == token.public_key()
+    digest = hashlib.sha256(b"CertificateVerify").digest()
+    signature = signer.sign_digest(digest)  # logs in and signs in the connection's session
+    signer.end_connection()
+    signer.close()
+    assert signer.count == 1
+    token.public_key().verify(  # raises if the signature is not the key's over the digest
+        signature.der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+    )
+    with pytest.raises(SafeLabError, match="kept token session"):
+        TokenSigner(token, pin=Pin(softhsm.pin)).begin_connection(read_certificate=True)
