@@ -316,6 +316,11 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool, paper: bool) -> No
 
             print_document(record.extra.get("paper", {}))
             return
+        if record.experiment == "table7":
+            from console.cli_table7 import print_table7
+
+            print_table7(record.extra.get("table7", {}))
+            return
         stats = run_stats(store, record).final_snapshot()
     stdout.print(render.run_details(record))
     label = render.run_label(record.mode, record.token.get("label", ""), record.emulated)
@@ -367,14 +372,25 @@ def runs_compare(ctx: click.Context, run_a: int, run_b: int, as_json: bool) -> N
 
 
 def _register_card_commands() -> None:
-    from console import cli_card, cli_paper, cli_pattern, cli_proto, cli_ssdtf, cli_web
+    from console import (
+        cli_algs,
+        cli_card,
+        cli_paper,
+        cli_pattern,
+        cli_proto,
+        cli_ssdtf,
+        cli_table7,
+        cli_web,
+    )
 
+    cli_algs.register(main)
     cli_card.register(main)
     cli_proto.register(main)
     cli_ssdtf.register(main)
     cli_paper.register(main)
     cli_web.register(main)
     cli_pattern.register(main)
+    cli_table7.register(main)
 
 
 _register_card_commands()

@@ -93,6 +93,12 @@ def _throttled(
 )
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
 @click.option(
+    "--table7",
+    "with_table7",
+    is_flag=True,
+    help="Also compute Table 7 (pattern runs on the paper SIM at real speed; minutes).",
+)
+@click.option(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -109,6 +115,7 @@ def paper(
     link: str | None,
     link_mode: str,
     as_json: bool,
+    with_table7: bool,
     report_dir: Path | None,
     pin_env: str | None,
     pin_fd: int | None,
@@ -121,7 +128,14 @@ def paper(
     from drivers.runs.paper import PaperRun
 
     wanted = tuple(p.strip() for p in protocols.split(",") if p.strip())
-    spec = PaperRun.make(token_uri, quick=quick, protocols=wanted, link=link, link_mode=link_mode)
+    spec = PaperRun.make(
+        token_uri,
+        quick=quick,
+        protocols=wanted,
+        table7=with_table7,
+        link=link,
+        link_mode=link_mode,
+    )
     db = ctx.find_root().obj.get("db")
     listener = _throttled(_progress) if stderr.is_terminal or not as_json else None
     handle = RunHandle(
@@ -191,6 +205,10 @@ def print_document(doc: dict[str, Any]) -> None:
             )
     for note in doc.get("notes", []):
         stdout.print(f"note: {note}", style="dim", highlight=False)
+    if doc.get("table7"):
+        from console.cli_table7 import print_table7
+
+        print_table7(doc["table7"])
     link = doc.get("provenance", {}).get("link")
     if link:
         stdout.print(

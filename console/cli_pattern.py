@@ -152,6 +152,7 @@ def list_command(as_json: bool) -> None:
 @click.option("--link", metavar="SPEC", help="An emulated network link (see safelab proto).")
 @click.option("--card-outage", metavar="AT:SECONDS", help="Inject a card outage.")
 @click.option("--reset-at", type=float, metavar="S", help="Reset the open connection at S s.")
+@click.option("--restart-peer-at", type=float, metavar="S", help="Restart the real peer at S s.")
 @click.option(
     "--card-slow", metavar="AT:SECONDS:DELAY_MS", help="Each card access DELAY_MS late for a while."
 )
@@ -169,6 +170,7 @@ def run_command(
     link: str | None,
     card_outage: str | None,
     reset_at: float | None,
+    restart_peer_at: float | None,
     card_slow: str | None,
     pin_env: str | None,
     pin_fd: int | None,
@@ -187,6 +189,7 @@ def run_command(
         link=link,
         outage=_outage(card_outage),
         reset_at=reset_at,
+        restart_peer_at=restart_peer_at,
         slow=_slow(card_slow),
     )
     outcome = RunHandle(

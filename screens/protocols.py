@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Label, Static
 
 from drivers.bench.paper import TABLE6
@@ -47,6 +48,7 @@ from screens.lab import Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.widgets.histogram import LatencyHistogram
+from screens.widgets.progress import RunProgress
 from screens.widgets.protocol_tables import (
     COLUMN_BY_KEY,
     COLUMNS,
@@ -55,18 +57,19 @@ from screens.widgets.protocol_tables import (
     cell_info,
     cell_text,
     peer_for_protocol,
-    protocol_phase_table,
     row_label,
-    table6_heading,
-    table6_notes,
-    table6_table,
 )
+from screens.widgets.protocol_views import ProtocolPhases, Table6Shown, Table6View
+from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
     from drivers.peers.select import PeerStatus
     from drivers.runs import Table6Row
 
 __all__ = ["PROTOCOL_ROWS", "ProtocolsScreen", "parse_form", "table6_steps"]
+
+MATRIX_LEGEND = "cell: mean/P50 ms, sig/conn · * partial · – not run yet · · does not apply"
+"""What the matrix's cells and marks mean (one line under the matrix)."""
 
 PROTOCOL_ROWS = ("vpn", "mqtt", "coap", "https", "jwt", "coap-psk")
 """The matrix's rows: the driver's ``PROTOCOLS`` (checked by a test), kept here so opening
@@ -186,36 +189,19 @@ class ProtocolsScreen(LabScreen):
 
     JOB = "protocols"
 
-    DEFAULT_CSS = """
-    ProtocolsScreen #token-line { height: 1; padding: 0 1; }
-    ProtocolsScreen #form { height: 1; padding: 0 1; }
-    ProtocolsScreen #form Label { padding: 0 1 0 0; }
-    ProtocolsScreen #form Input { margin: 0 1 0 0; }
-    ProtocolsScreen #n { width: 7; }
-    ProtocolsScreen #warmup { width: 4; }
-    ProtocolsScreen #ttl { width: 6; }
-    ProtocolsScreen #t6protocols { width: 1fr; }
-    ProtocolsScreen #views { height: 1fr; }
-    ProtocolsScreen #matrix { height: auto; max-height: 11; }
-    ProtocolsScreen #cell-info { height: 1; padding: 0 1; background: $boost; }
-    ProtocolsScreen #live { height: 1fr; }
-    ProtocolsScreen #histogram { width: 1fr; min-height: 3; }
-    ProtocolsScreen #phases { width: 42; height: auto; padding: 0 1; }
-    ProtocolsScreen #table6-view { padding: 0 1; }
-    ProtocolsScreen #table6-heading { height: auto; }
-    ProtocolsScreen #table6 { height: auto; }
-    ProtocolsScreen #table6-notes { height: auto; color: $text; }
-    ProtocolsScreen #progress { height: 1; padding: 0 1; }
-    """
+    CSS_PATH = "protocols.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "run_cell", "Run cell", id="proto.run"),
-        Binding("f7", "stop", "Stop", id="proto.stop"),
+        Binding("f5", "run_cell", "Run cell", key_display="s/F5", id="proto.run"),
+        Binding("f7", "stop", "Stop", key_display="x/F7", id="proto.stop"),
         Binding("t", "table6", "Table 6", id="proto.table6"),
         Binding("v", "switch_view", "Matrix/Table 6", id="proto.view"),
         Binding("s", "run_cell", "Run cell", show=False, id="proto.run_letter"),
         Binding("x", "stop", "Stop", show=False, id="proto.stop_letter"),
         Binding("escape", "leave_form", "Leave form", show=False, id="proto.leave_form"),
     ]
+
+    running: reactive[bool] = reactive(False, bindings=True)
+    """A cell or Table 6 runs: run keys wait, stop applies (the footer follows by itself)."""
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
@@ -232,15 +218,11 @@ class ProtocolsScreen(LabScreen):
         self.finished_run_id = 0
         self.table6_rows: tuple[Table6Row, ...] | None = None
 
-    @property
-    def running(self) -> bool:
-        return self.handle is not None
-
     # -- layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield self.job_bar()
-        yield Static(id="token-line")
+        yield TokenLine(id="token-line")
         with Horizontal(id="form"):
             yield Label("n")
             yield Input("30", type="integer", compact=True, id="n")
@@ -253,15 +235,13 @@ class ProtocolsScreen(LabScreen):
         with ContentSwitcher(initial="matrix-view", id="views"):
             with Vertical(id="matrix-view"):
                 yield DataTable(cursor_type="cell", zebra_stripes=False, id="matrix")
+                yield Static(MATRIX_LEGEND, id="legend")
                 yield Static(id="cell-info")
                 with Horizontal(id="live"):
                     yield LatencyHistogram(id="histogram")
-                    yield Static(id="phases")
-            with Vertical(id="table6-view"):
-                yield Static(id="table6-heading")
-                yield Static(id="table6")
-                yield Static(id="table6-notes")
-        yield Static(id="progress")
+                    yield ProtocolPhases(id="phases")
+            yield Table6View(id="table6-view")
+        yield RunProgress(id="progress")
         yield StatusLine()
         yield Footer()
 
@@ -274,10 +254,9 @@ class ProtocolsScreen(LabScreen):
         table.focus()
         self._show_token()
         self._draw_live()
-        self._show_table6()
-        self.query_one("#progress", Static).update(Text("no run yet", style="dim"))
+        self.query_one(RunProgress).say("no run yet")
         self.say("Enter runs the selected cell · t runs Table 6 · v shows it · Tab edits n")
-        self.run_worker(self._check_peers, name="peer check", thread=True, exit_on_error=False)
+        self._check_peers()
 
     def on_screen_resume(self) -> None:
         """The token picker may have chosen another token: show that token's matrix."""
@@ -292,13 +271,7 @@ class ProtocolsScreen(LabScreen):
         return self.lab.token
 
     def _show_token(self) -> None:
-        token = self.token
-        line = Text("token ", style="dim", no_wrap=True, overflow="ellipsis")
-        line.append("[EMULATED] " if token.emulated else "real ", style="bold")
-        line.append(token.label, style="bold")
-        line.append(f"  {token.uri}", style="dim")
-        line.append("  · cells: mean/P50 ms, token signatures per connection", style="dim")
-        self.query_one("#token-line", Static).update(line)
+        self.query_one(TokenLine).token = self.token
 
     def show_peers(self, peers: Sequence[PeerStatus]) -> None:
         """Label each row with its peer and mark protocols that cannot run (tests pin this)."""
@@ -355,7 +328,7 @@ class ProtocolsScreen(LabScreen):
         self.query_one("#cell-info", Static).update(cell_info(protocol, column, status, result))
 
     def _draw_live(self) -> None:
-        self.query_one("#phases", Static).update(protocol_phase_table(self.live_stats))
+        self.query_one(ProtocolPhases).stats = self.live_stats
         self.query_one(LatencyHistogram).bins = self.last_bins
 
     def show_result(self, result: CellResult, bins: Histogram | None) -> None:
@@ -369,20 +342,14 @@ class ProtocolsScreen(LabScreen):
             if result.token_uri == self.token.uri:
                 self._draw_one(result.protocol, result.column)
             self._draw_live()
-            self.query_one("#progress", Static).update(self._progress_text(result))
+            self._show_progress(result)
 
-    def _progress_text(self, result: CellResult) -> Text:
-        state = "running" if result.status == "running" else result.status
-        width = 20
-        filled = round(width * result.done / max(result.planned, 1))
-        text = Text(no_wrap=True, overflow="ellipsis")
+    def _show_progress(self, result: CellResult) -> None:
         column = COLUMN_BY_KEY[result.column].title
-        text.append(f"{result.protocol} {column}  ", style="bold")
-        text.append("█" * filled + "░" * (width - filled))
-        text.append(f"  {result.done}/{result.planned}  {state}")
-        if result.run_id:
-            text.append(f"  run {result.run_id}")
-        return text
+        state = result.status + (f"  run {result.run_id}" if result.run_id else "")
+        self.query_one(RunProgress).show(
+            f"{result.protocol} {column}", result.done, result.planned, state
+        )
 
     def show_table6(
         self,
@@ -394,24 +361,8 @@ class ProtocolsScreen(LabScreen):
     ) -> None:
         """Fill the Table 6 view (from a finished worker, or fixed rows in tests)."""
         self.table6_rows = tuple(rows)
-        self.query_one("#table6-heading", Static).update(table6_heading(token_label, emulated, n))
-        self.query_one("#table6", Static).update(table6_table(rows))
-        self.query_one("#table6-notes", Static).update(table6_notes(rows, peers))
-
-    def _show_table6(self) -> None:
-        if self.table6_rows is not None:
-            return
-        self.query_one("#table6-heading", Static).update(
-            Text("Table 6 · not run yet: t runs it for the token above", style="bold")
-        )
-        self.query_one("#table6", Static).update(table6_table(()))
-        self.query_one("#table6-notes", Static).update(
-            Text(
-                "t runs every protocol listed in 'table 6' with the software key and with the "
-                "token, full and resumed, n trials each, against the real peers; the paper's "
-                "figures (a real IoT SAFE SIM) stand beside ours.",
-                style="dim",
-            )
+        self.query_one(Table6View).shown = Table6Shown(
+            tuple(rows), dict(peers), token_label, emulated, n
         )
 
     # -- controls ---------------------------------------------------------------------------
@@ -468,7 +419,7 @@ class ProtocolsScreen(LabScreen):
         if result is not None:
             self.live_stats, self.last_bins = result.stats, self.bins.get(key)
             self._draw_live()
-            self.query_one("#progress", Static).update(self._progress_text(result))
+            self._show_progress(result)
 
     def action_run_cell(self) -> None:
         """Run the selected cell with the form's n and warm-up on the lab's token."""
@@ -518,14 +469,7 @@ class ProtocolsScreen(LabScreen):
         placeholder = self._result(request, StreamingStats(THRESHOLD_MS, phases=None).snapshot())
         self.show_result(placeholder, None)
         self.say(f"{protocol} {request.condition.name}: starting the peer…")
-        self.run_worker(
-            lambda: self._run_cell(request, handle),
-            name="protocol run",
-            group=f"token:{request.token.uri}",
-            description=f"{protocol} {request.condition.name} on {request.token.uri}",
-            thread=True,
-            exit_on_error=False,
-        )
+        self._run_cell(request, handle)
 
     def action_table6(self) -> None:
         """Run Table 6 for the lab's token against the software key, then show it."""
@@ -556,15 +500,8 @@ class ProtocolsScreen(LabScreen):
         self._start(handle, table6=True)
         steps = spec.steps()
         self._table6_progress(Table6Step("starting", 0, steps))
-        self.say(f"Table 6 on {token.label}: {steps} runs of n={form.n} (F7 stops)")
-        self.run_worker(
-            lambda: self._run_table6(token, form, handle),
-            name="table 6",
-            group=f"token:{token.uri}",
-            description=f"Table 6 on {token.uri}",
-            thread=True,
-            exit_on_error=False,
-        )
+        self.say(f"Table 6 on {token.label}: {steps} runs of n={form.n} (x stops)")
+        self._run_table6(token, form, handle)
 
     def _start(
         self,
@@ -576,13 +513,13 @@ class ProtocolsScreen(LabScreen):
         self.handle = handle
         self.running_cell = running_cell
         self.table6_running = table6
-        self.refresh_bindings()
+        self.running = True
 
     def _finish(self) -> None:
         self.handle = None
         self.running_cell = None
         self.table6_running = False
-        self.refresh_bindings()
+        self.running = False
 
     def action_stop(self) -> None:
         if self.handle is None:
@@ -600,6 +537,7 @@ class ProtocolsScreen(LabScreen):
 
     # -- workers (threads: no widgets here, only messages) -----------------------------------
 
+    @work(thread=True, exclusive=True, group="protocols-peers", exit_on_error=False)
     def _check_peers(self) -> None:
         def body() -> None:
             from drivers.peers.select import peer_status
@@ -649,6 +587,7 @@ class ProtocolsScreen(LabScreen):
         result = self._result(request, snapshot.stats, snapshot)
         self.post_message(CellProgressed(result, snapshot.histogram))
 
+    @work(thread=True, exclusive=True, group="protocols-run", exit_on_error=False)
     def _run_cell(self, request: CellRequest, handle: RunHandle) -> None:
         """Run the cell in this worker thread and post how it ended; never raise."""
         try:
@@ -675,6 +614,7 @@ class ProtocolsScreen(LabScreen):
 
         return listen
 
+    @work(thread=True, exclusive=True, group="protocols-run", exit_on_error=False)
     def _run_table6(self, choice: TokenChoice, form: ProtoForm, handle: RunHandle) -> None:
         """Table 6 in this worker thread; a stop ends it between runs (finished runs kept)."""
         try:
@@ -717,7 +657,7 @@ class ProtocolsScreen(LabScreen):
         if self.running_cell is None:
             return
         if self.live_stats is None or self.live_stats.count == 0:
-            self.say(f"{message.result.protocol} {message.result.condition} running (F7 stops)")
+            self.say(f"{message.result.protocol} {message.result.condition} running (x stops)")
         self.show_result(message.result, message.bins)
 
     @on(CellEnded)
@@ -733,7 +673,7 @@ class ProtocolsScreen(LabScreen):
             if current is not None and current.status == "running":
                 del self.results[key]  # nothing measured: back to the cell's previous state
             self._draw_one(request.protocol, request.column)
-            self.query_one("#progress", Static).update(Text(message.text, style="dim"))
+            self.query_one(RunProgress).say(message.text)
         if message.status == "failed":
             self.fail(message.text)
         else:
@@ -741,12 +681,8 @@ class ProtocolsScreen(LabScreen):
 
     @on(Table6Step)
     def _table6_progress(self, message: Table6Step) -> None:
-        width = 20
-        filled = round(width * message.step / max(message.steps, 1))
-        text = Text("Table 6  ", style="bold", no_wrap=True, overflow="ellipsis")
-        text.append("█" * filled + "░" * (width - filled))
-        text.append(f"  run {message.step}/{message.steps}: {message.text}")
-        self.query_one("#progress", Static).update(text)
+        progress = self.query_one(RunProgress)
+        progress.show("Table 6", message.step, message.steps, f"runs · {message.text}")
 
     @on(Table6Ended)
     def _table6_ended(self, message: Table6Ended) -> None:
@@ -756,7 +692,7 @@ class ProtocolsScreen(LabScreen):
                 message.rows, message.peers, message.token_label, message.emulated, message.n
             )
             self.show_view("table6-view")
-        self.query_one("#progress", Static).update(Text(message.text, style="dim"))
+        self.query_one(RunProgress).say(message.text)
         if message.status == "failed":
             self.fail(message.text)
         else:

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, Input, Label, Select, Static
+from textual.reactive import reactive
+from textual.widgets import Footer, Input, Label, Select
 
 from drivers.bench.runner import (
     MODE_DEFAULT_TOKEN,
@@ -31,13 +31,14 @@ from drivers.errors import PinCancelled, RunInterrupted, SafeLabError
 from drivers.runs import RunHandle, RunSnapshot, SigningRun
 from drivers.tokens.base import Pin, Token
 from screens.base import LabScreen, StatusLine, failure_text
-from screens.lab import Lab, TokenChoice
+from screens.lab import DEFAULT_CHOICE, Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.run_control import RunUpdate, update_from
-from screens.widgets.format import speed_words
 from screens.widgets.histogram import LatencyHistogram
-from screens.widgets.tables import apdu_table, phase_table, run_label, table3
+from screens.widgets.progress import RunProgress
+from screens.widgets.signing_views import ApduView, PhasesView, Table3View
+from screens.widgets.tokenline import TokenLine
 
 PROGRESS_INTERVAL_S = 0.15
 """How often the runner's thread posts a snapshot: often enough to feel live, rare enough
@@ -117,50 +118,36 @@ class SigningLabScreen(LabScreen):
 
     JOB = "signing"
 
-    DEFAULT_CSS = """
-    SigningLabScreen #token-line { height: 1; padding: 0 1; }
-    SigningLabScreen #form { height: 1; padding: 0 1; }
-    SigningLabScreen #form Label { padding: 0 1 0 0; }
-    SigningLabScreen #form Input { margin: 0 1 0 0; }
-    SigningLabScreen #mode { width: 16; margin: 0 1 0 0; }
-    SigningLabScreen #n { width: 9; }
-    SigningLabScreen #warmup { width: 5; }
-    SigningLabScreen #threshold { width: 8; }
-    SigningLabScreen #data { width: 1fr; }
-    SigningLabScreen #progress { height: 1; padding: 0 1; }
-    SigningLabScreen #table3 { height: auto; padding: 0 1; }
-    SigningLabScreen #live { height: 1fr; }
-    SigningLabScreen #histogram { width: 1fr; }
-    SigningLabScreen #side { width: 40; }
-    SigningLabScreen #phases { height: auto; padding: 0 1; }
-    SigningLabScreen #apdus { height: 1fr; padding: 0 1; border-top: hkey $primary-muted; }
-    """
+    CSS_PATH = "signing.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "start", "Start", id="sign.start"),
-        Binding("f6", "pause", "Pause", id="sign.pause"),
-        Binding("f7", "stop", "Stop", id="sign.stop"),
+        Binding("f5", "start", "Start", key_display="s/F5", id="sign.start"),
+        Binding("f6", "pause", "Pause", key_display="p/F6", id="sign.pause"),
+        Binding("f7", "stop", "Stop", key_display="x/F7", id="sign.stop"),
         Binding("s", "start", "Start", show=False, id="sign.start_letter"),
         Binding("p", "pause", "Pause/resume", show=False, id="sign.pause_letter"),
         Binding("x", "stop", "Stop", show=False, id="sign.stop_letter"),
         Binding("escape", "leave_form", "Leave form", show=False, id="sign.leave_form"),
     ]
 
+    running: reactive[bool] = reactive(False, bindings=True)
+    """A run goes: start waits, pause and stop apply (the footer follows by itself)."""
+    run_token: reactive[TokenChoice] = reactive(DEFAULT_CHOICE)
+    """The token of the run shown (the lab's choice between runs)."""
+    live: reactive[RunUpdate | None] = reactive(None, always_update=True)
+    """The latest figures of the run shown; the figures are bound to it and redraw."""
+    run_mode: reactive[str] = reactive(Mode.SIGN_ONLY.value)
+    threshold_ms: reactive[float] = reactive(1000.0)
+
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
         self.handle: RunHandle | None = None
         self.last_update: RunUpdate | None = None
-        self.run_mode = Mode.SIGN_ONLY.value
-        self.run_token: TokenChoice = lab.token
-        self.threshold_ms = 1000.0
+        self.set_reactive(SigningLabScreen.run_token, lab.token)
         self.finished_run_id = 0
-
-    @property
-    def running(self) -> bool:
-        return self.handle is not None
 
     def compose(self) -> ComposeResult:
         yield self.job_bar()
-        yield Static(id="token-line")
+        yield TokenLine(id="token-line").data_bind(token=SigningLabScreen.run_token)
         with Horizontal(id="form"):
             yield Select(
                 [(m.value, m.value) for m in Mode],
@@ -177,68 +164,49 @@ class SigningLabScreen(LabScreen):
             yield Input("1000", type="number", compact=True, id="threshold")
             yield Label("data")
             yield Input(PAPER_DATA.decode(), compact=True, id="data")
-        yield Static(id="progress")
-        yield Static(id="table3")
+        yield RunProgress(id="progress")
+        yield Table3View(id="table3").data_bind(
+            SigningLabScreen.live,
+            SigningLabScreen.run_token,
+            SigningLabScreen.run_mode,
+            SigningLabScreen.threshold_ms,
+        )
         with Horizontal(id="live"):
             yield LatencyHistogram(id="histogram")
             with Vertical(id="side"):
-                yield Static(id="phases")
-                yield Static(id="apdus")
+                yield PhasesView(id="phases").data_bind(SigningLabScreen.live)
+                yield ApduView(id="apdus").data_bind(SigningLabScreen.live)
         yield StatusLine()
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "Signing lab"
-        self.query_one("#apdus").display = False
-        self._show_token()
         self._draw(None)
-        self.say("F5 starts a run on the token above (1 picks another token)")
+        self.say("s (F5) starts a run on the token above (1 picks another token)")
 
     def on_screen_resume(self) -> None:
         if not self.running:
             self.run_token = self.lab.token
-            self._show_token()
-
-    def _show_token(self) -> None:
-        token = self.run_token
-        line = Text("token ", style="dim")
-        line.append(token.label, style="bold")
-        line.append(speed_words(token.uri, token.label), style="bold")
-        line.append(f"  {token.uri}", style="dim")
-        line.append("  [EMULATED]" if token.emulated else "  real", style="bold")
-        self.query_one("#token-line", Static).update(line)
 
     # -- drawing ----------------------------------------------------------------------------
 
     def _draw(self, update: RunUpdate | None) -> None:
-        stats = update.stats if update else None
-        label = run_label(self.run_token.label, self.run_token.emulated)
-        self.query_one("#table3", Static).update(
-            table3(stats, label, self.run_mode, self.threshold_ms)
-        )
-        self.query_one("#phases", Static).update(phase_table(stats))
+        """Show ``update`` (``None``: a run that has not measured yet): the bound figures
+        redraw themselves."""
+        self.live = update
         self.query_one(LatencyHistogram).bins = update.bins if update else None
-        apdus = self.query_one("#apdus", Static)
-        if update is not None:
-            # A card's APDUs belong to its run only: a later software run hides the panel.
-            apdus.display = update.apdus is not None
-            if update.apdus is not None:
-                apdus.update(apdu_table(update.apdus))
-        self.query_one("#progress", Static).update(self._progress_text(update))
+        self._show_progress(update)
 
-    def _progress_text(self, update: RunUpdate | None) -> Text:
+    def _show_progress(self, update: RunUpdate | None) -> None:
+        progress = self.query_one(RunProgress)
         if update is None:
-            return Text("no run yet", style="dim")
+            progress.say("no run yet")
+            return
         if self.running:
             state = "paused" if update.paused or (self.handle and self.handle.paused) else "running"
         else:
             state = "finished" if update.done >= update.planned else "stopped"
-        width = 24
-        filled = round(width * update.done / max(update.planned, 1))
-        text = Text(f"run {update.run_id}  ")
-        text.append("█" * filled + "░" * (width - filled))
-        text.append(f"  {update.done}/{update.planned}  {state}")
-        return text
+        progress.show(f"run {update.run_id}", update.done, update.planned, state)
 
     # -- controls ---------------------------------------------------------------------------
 
@@ -278,9 +246,8 @@ class SigningLabScreen(LabScreen):
         self.run_token = request.token
         self.threshold_ms = request.config.threshold_ms
         self.last_update = None
-        self._show_token()
         self._draw(None)
-        self.refresh_bindings()
+        self.running = True
         swapped = request.token.uri != self.lab.token.uri
         self.say(
             f"{self.run_mode} measures the {request.token.kind} baseline: this run uses "
@@ -288,15 +255,7 @@ class SigningLabScreen(LabScreen):
             if swapped
             else f"starting {self.run_mode} on {request.token.label}: pre-flight…"
         )
-        handle = self.handle
-        self.run_worker(
-            lambda: self._run(request, handle),
-            name="signing run",
-            group=f"token:{request.token.uri}",
-            description=f"{self.run_mode} on {request.token.uri}",
-            thread=True,
-            exit_on_error=False,
-        )
+        self._run(self.handle)
 
     def action_pause(self) -> None:
         if self.handle is None:
@@ -306,9 +265,9 @@ class SigningLabScreen(LabScreen):
             self.say("resumed")
         else:
             self.handle.pause()
-            self.say("pausing after the current trial… (F6 resumes)")
+            self.say("pausing after the current trial… (p resumes)")
         if self.last_update is not None:
-            self.query_one("#progress", Static).update(self._progress_text(self.last_update))
+            self._show_progress(self.last_update)
 
     def action_stop(self) -> None:
         if self.handle is None:
@@ -342,7 +301,8 @@ class SigningLabScreen(LabScreen):
 
         return listen
 
-    def _run(self, request: RunRequest, handle: RunHandle) -> None:
+    @work(thread=True, exclusive=True, group="signing-run", exit_on_error=False)
+    def _run(self, handle: RunHandle) -> None:
         """Run in this worker thread and post how it ended; never raise."""
         try:
             outcome = handle.run()
@@ -362,16 +322,15 @@ class SigningLabScreen(LabScreen):
         self.run_token = TokenChoice(
             self.run_token.uri, message.token_label, self.run_token.kind, message.emulated
         )
-        self._show_token()
 
     @on(RunProgressed)
     def _progressed(self, message: RunProgressed) -> None:
         if self.handle is None:
             return
         if self.last_update is None:
-            self.say(f"run {message.update.run_id} running (F6 pause, F7 stop)")
+            self.say(f"run {message.update.run_id} running (p pauses, x stops)")
         elif message.update.paused and self.handle.paused and not self.last_update.paused:
-            self.say(f"paused after trial {message.update.done} (F6 resumes, F7 stops)")
+            self.say(f"paused after trial {message.update.done} (p resumes, x stops)")
         self.last_update = message.update
         with self.app.batch_update():
             self._draw(message.update)
@@ -379,7 +338,7 @@ class SigningLabScreen(LabScreen):
     @on(RunEnded)
     def _ended(self, message: RunEnded) -> None:
         self.handle = None
-        self.refresh_bindings()
+        self.running = False
         if message.update is not None:
             self.last_update = message.update
         self._draw(self.last_update)

@@ -1,21 +1,30 @@
-"""SSDTF packet stepper: the real MQTT packets of an SSDTF run, one row each, stepped by hand.
+"""SSDTF packet stepper: the real MQTT packets of an SSDTF run, one row each, explained.
 
 ``s`` starts a :class:`~drivers.ssdtf.deployment.FlowRun` in live mode: the tap between the
 clients and the broker holds every packet before forwarding it, the row shows ``HELD`` and
 ``n`` (or Enter) forwards it. ``b`` moves the selection back through what was captured (the
 trace keeps every packet, so going back never replays anything), ``e`` stops pausing and runs
-to the end, ``p`` pauses again. The details pane shows the selected packet's decoded SSDTF
-fields, verdicts and hex dump; the keys panel what every role holds at that packet
-(``trace.keys_at``). ``a`` runs one of the driver's attacks on a fresh deployment and shows its
-trace here with the rejecting packet highlighted; ``w`` writes the trace as JSON and pcap.
+to the end, ``p`` pauses again. ``a`` runs one of the driver's attacks on a fresh deployment
+and shows its trace with the rejecting packet highlighted; ``w`` writes the trace as JSON and
+pcap.
+
+Teaching: the details pane says what the selected packet is for, which SSDTF goal it serves,
+who checks it with which key and what a failed check does, for the run's service model (the
+texts are data, :mod:`drivers.ssdtf.explain`). ``l`` is the lesson: a guided walk through one
+flow (hello, challenge, response, session, data, re-encryption, delivery, acknowledgement,
+trace-back), one explained step per ``n``, then the attack menu. ``f`` toggles the noise
+filter (on by default): plain MQTT control packets (CONNACK, SUBSCRIBE, SUBACK, PUBACK, …) are
+hidden, counted in the info line, and live stepping skips over them. The keys pane puts what
+changed at the selected packet first, then every role's keys, then the legend of lanes (the
+column header is each role's initial) and role names (B broker, ds distribution server, ms
+management server). ``t ms`` does not count the time a packet was held for you.
 
 Runs: the screen builds a spec (:class:`~drivers.runs.SsdtfFlowRun`,
 :class:`~drivers.runs.SsdtfAttackRun`), gives the run service the masked PIN modal as its one
-PIN step and runs the handle in a thread worker. The run opens the token once, builds and
-stops the deployments, stores the run and posts frozen snapshots (trace rows at most every
-~100 ms); the screen only draws them and calls the flow's controls (``detail.controls``),
-whose methods are thread-safe and return at once. Leaving or restarting stops the handle,
-which releases a held flow to run to its end.
+PIN step and runs the handle in a thread worker. The run posts frozen snapshots (trace rows
+at most every ~100 ms); the screen only draws them and calls the flow's controls
+(``detail.controls``), whose methods are thread-safe and return at once. Leaving or
+restarting stops the handle, which releases a held flow to run to its end.
 """
 
 from __future__ import annotations
@@ -26,14 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
+from textual.events import Resize
 from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Input, Label
 
 from drivers.errors import SafeLabError
 from drivers.runs import (
@@ -47,15 +56,30 @@ from drivers.runs import (
     SsdtfFlowRun,
 )
 from drivers.runs.ssdtf import expected_text
+from drivers.ssdtf.explain import TRY_ATTACK, LessonStep
 from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
-from screens.widgets.format import speed_words
-from screens.widgets.packets import COLUMNS, PacketRow, cells, detail_text, keys_text
+from screens.ssdtf_dialogs import AttackMenu, TracePathModal, attack_names, export_paths
+from screens.widgets.lesson import lesson_plan, lesson_text, visible_rows
+from screens.widgets.packets import COLUMNS, PacketRow, cells, lanes_title, verdict_width
+from screens.widgets.stepper import InfoLine, KeysPanel, KeysView, LegendPanel, PacketDetails
+from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
     from drivers.ssdtf.trace import Trace
+
+__all__ = [
+    "AttackMenu",
+    "SsdtfScreen",
+    "TracePathModal",
+    "attack_names",
+    "export_paths",
+    "lesson_plan",
+    "parse_form",
+    "visible_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -80,13 +104,6 @@ def parse_form(model: str, sensors: str, messages: str) -> FlowForm:
     return FlowForm(*values)
 
 
-def attack_names() -> list[tuple[str, str, str, bool]]:
-    """``(name, title, expected rejection, control)`` of every attack the driver knows."""
-    from drivers.ssdtf.attacks import ATTACKS
-
-    return [(a.name, a.title, expected_text(a.expect), a.control) for a in ATTACKS.values()]
-
-
 # -- messages from the workers ------------------------------------------------------------
 
 
@@ -106,130 +123,61 @@ class RunSnapshotted(Message):
 class Exported(Message):
     text: str
     ok: bool
-
-
-# -- modals -------------------------------------------------------------------------------
-
-
-class AttackMenu(ModalScreen[str | None]):
-    """The driver's attacks and positive controls; Enter runs one, Escape cancels."""
-
-    DEFAULT_CSS = """
-    AttackMenu { align: center middle; }
-    AttackMenu > Vertical { width: 78; max-width: 100%; height: 90%; padding: 0 1;
-        border: thick $accent; background: $surface; }
-    AttackMenu OptionList { height: 1fr; }
-    AttackMenu .hint { color: $text-muted; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="attack.cancel")
-    ]
-
-    def compose(self) -> ComposeResult:
-        options = []
-        for name, title, expected, control in attack_names():
-            prompt = Text(f"{name:<21}", style="bold", no_wrap=True, overflow="ellipsis")
-            prompt.append(title)
-            prompt.append(f"\n{'':<21}", style="dim")
-            prompt.append(("control: " if control else "rejected by ") + expected, style="dim")
-            options.append(Option(prompt, id=name))
-        with Vertical():
-            yield Label("Run an attack on a fresh deployment (model, token from the form)")
-            yield OptionList(*options, id="attacks")
-            yield Label("Enter: run   Esc: cancel", classes="hint")
-
-    def on_mount(self) -> None:
-        menu = self.query_one(OptionList)
-        menu.highlighted = 0
-        menu.focus()
-
-    @on(OptionList.OptionSelected)
-    def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class TracePathModal(ModalScreen[Path | None]):
-    """Asks where to write the trace; ``.json`` and ``.pcap`` are written next to the path."""
-
-    DEFAULT_CSS = """
-    TracePathModal { align: center middle; }
-    TracePathModal > Vertical { width: 76; max-width: 100%; height: auto; padding: 1 2;
-        border: thick $accent; background: $surface; }
-    TracePathModal Input { width: 1fr; margin: 1 0 0 0; }
-    TracePathModal .hint { color: $text-muted; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="trace_path.cancel")
-    ]
-
-    def __init__(self, default: Path) -> None:
-        super().__init__()
-        self.default = default
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("Export the trace: PATH.json (the record) and PATH.pcap (Wireshark)")
-            yield Input(str(self.default), compact=True, id="path")
-            yield Label("Enter: write both   Esc: cancel", classes="hint")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.dismiss(Path(event.value.strip()).expanduser())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-def export_paths(base: Path) -> tuple[Path, Path]:
-    """``base.json`` and ``base.pcap`` (a typed ``.json``/``.pcap`` suffix is not doubled)."""
-    if base.suffix in (".json", ".pcap"):
-        base = base.with_suffix("")
-    return base.parent / f"{base.name}.json", base.parent / f"{base.name}.pcap"
+    paths: str = ""
+    """Both full paths, one a line (the notification shows them whole at 80 columns)."""
 
 
 # -- the screen ---------------------------------------------------------------------------
 
 
 class SsdtfScreen(LabScreen):
-    """Lanes of packets, details and keys at the selected packet, live stepping, attacks."""
+    """Lanes of packets, what each means, keys at the selected packet, lessons, attacks."""
 
     JOB = "ssdtf"
+    CSS_PATH = "ssdtf.tcss"
+    HELP = """\
+**SSDTF packet stepper**: the real MQTT packets of an SSDTF run between sensors, broker,
+gateway, distribution server (ds), management server (ms) and data users, one row each.
 
-    DEFAULT_CSS = """
-    SsdtfScreen #form { height: 1; padding: 0 1; }
-    SsdtfScreen #form Label { padding: 0 1 0 0; }
-    SsdtfScreen #form Input { margin: 0 1 0 0; }
-    SsdtfScreen #model { width: 3; }
-    SsdtfScreen #sensors { width: 3; }
-    SsdtfScreen #messages { width: 5; }
-    SsdtfScreen #token { width: 1fr; }
-    SsdtfScreen #info { height: 1; padding: 0 1; background: $boost; }
-    SsdtfScreen #packets { height: 1fr; }
-    SsdtfScreen #panes { height: 1fr; }
-    SsdtfScreen #details-pane { width: 1fr; padding: 0 1; border-top: solid $panel; }
-    SsdtfScreen #keys-pane { width: 40%; padding: 0 1; border-top: solid $panel;
-        border-left: solid $panel; }
-    SsdtfScreen #details, SsdtfScreen #keys { width: 1fr; }
-    SsdtfScreen #keys { text-wrap: nowrap; text-overflow: ellipsis; }
-    """
+- **#** packet number · **t ms** since the start, *without* the time a packet was held for
+  you · **lanes** one cell per role (header: each role's initial; ▲ the role sends to the
+  broker, ▼ the broker delivers to it) · **st** `HELD` waits for `n`, `fwd` forwarded,
+  `DROP` an attack ate it · **hop** `sensor-1→B` to the broker (B), `B→gateway` from it ·
+  **packet** the SSDTF message (or MQTT type) · **verdict** what the receiving role decided.
+- **Details** (left): the verdicts first, then what the packet is for, which SSDTF goal it
+  serves (device authenticity, data integrity, confidentiality, anonymity with
+  traceability), who checks it with which key and what a failed check does, worded for the
+  service model of the run; then MQTT flags, decoded fields and the hex dump.
+- **Keys** (right): what changed at the selected packet first (`+` gained, `−` dropped), then
+  every role's keys after it, then the legend.
+- **Noise filter** (`f`, on by default): hides CONNACK, SUBSCRIBE, SUBACK, PUBACK, PINGs; the
+  info line counts them; live stepping skips them. Rejected packets always show.
+- **Lesson** (`l`): runs a flow to its end if needed, then one explained step per `n`:
+  hello, challenge, response, session, data, re-encrypt, deliver, ack, trace-back; `b` goes
+  back, Esc leaves; after the last step the attack menu opens.
+"""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Start", id="ssdtf.start"),
         Binding("n", "step", "Step", id="ssdtf.step"),
         Binding("b", "back", "Back", id="ssdtf.back"),
         Binding("e", "run_to_end", "To end", id="ssdtf.end"),
         Binding("p", "pause", "Pause", show=False, id="ssdtf.pause"),
+        Binding("l", "lesson", "Lesson", id="ssdtf.lesson"),
         Binding("a", "attacks", "Attacks", id="ssdtf.attacks"),
+        Binding("f", "noise", "Noise", id="ssdtf.noise"),
         Binding("w", "export", "Export", id="ssdtf.export"),
         Binding("f5", "start", "Start", show=False, id="ssdtf.start_f5"),
-        Binding("escape", "leave_form", "Leave form", show=False, id="ssdtf.leave_form"),
+        Binding("escape", "leave", "Leave", show=False, id="ssdtf.leave"),
     ]
+
+    attack_running: reactive[bool] = reactive(False, bindings=True)
+    """An attack runs: start, attacks, lesson and export wait for it."""
+    has_trace: reactive[bool] = reactive(False, bindings=True)
+    hide_noise: reactive[bool] = reactive(True, bindings=True)
+    """The teaching filter: MQTT control packets hidden (``f`` toggles)."""
+    lesson_step: reactive[int] = reactive(-1, bindings=True)
+    """The lesson step shown (index into :attr:`lesson_steps`), -1 outside a lesson."""
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
@@ -241,16 +189,25 @@ class SsdtfScreen(LabScreen):
         """The live flow's stepper, once its deployment exists."""
         self.trace: Trace | None = None
         self.rows: tuple[PacketRow, ...] = ()
+        """Every captured packet."""
+        self.shown: tuple[PacketRow, ...] = ()
+        """The packets in the table (the noise filter applied)."""
         self.lanes: tuple[str, ...] = ()
         self.follow = True
         """The selection stays on the newest packet until the user moves it back."""
         self.done = True
-        self.attack_running = False
+        self.model = 1
+        """The service model of the shown trace (the explanations are worded for it)."""
         self.highlight: int | None = None
         """The packet an attack was rejected at (drawn reversed in red)."""
         self.highlight_reason = ""
         self.source = ""
         """What the shown trace is: ``model 1`` or ``attack replay`` (names the export)."""
+        self.lesson_pending = False
+        """``l`` was pressed before a finished flow existed: the lesson starts when it ends."""
+        self.lesson_steps: list[tuple[LessonStep, PacketRow]] = []
+        self.auto_stepped = -1
+        """The last held packet the filter forwarded by itself (each is stepped once)."""
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -263,58 +220,82 @@ class SsdtfScreen(LabScreen):
             yield Input("1", type="integer", compact=True, id="sensors")
             yield Label("messages")
             yield Input("3", type="integer", compact=True, id="messages")
-            yield Static(id="token")
-        yield Static(id="info")
+            yield TokenLine(id="token")
+        yield InfoLine(id="info")
         yield DataTable(cursor_type="row", zebra_stripes=False, id="packets")
         with Horizontal(id="panes"):
             with VerticalScroll(id="details-pane"):
-                yield Static(id="details")
+                yield PacketDetails(id="details")
             with VerticalScroll(id="keys-pane"):
-                yield Static(id="keys")
+                yield KeysPanel(id="keys")
+                yield LegendPanel(id="legend")
         yield StatusLine()
         yield Footer()
 
+    @property
+    def table(self) -> DataTable[object]:
+        return self.query_one("#packets", DataTable)
+
+    @property
+    def details(self) -> PacketDetails:
+        return self.query_one(PacketDetails)
+
+    @property
+    def info(self) -> InfoLine:
+        return self.query_one(InfoLine)
+
     def on_mount(self) -> None:
         self.sub_title = "SSDTF"
-        table = self.query_one("#packets", DataTable)
         for key, title, width in COLUMNS:
-            table.add_column(title, key=key, width=width)
-        table.focus()
+            self.table.add_column(title, key=key, width=width)
+        self.table.focus()
         self._show_token()
-        self._info(Text("no flow yet · embedded broker, live stepping", style="dim"))
+        self.info.text = Text("no flow yet · embedded broker, live stepping", style="dim")
         self._show_selected()
-        self.say("s starts a live flow · n/Enter steps · a attacks · Tab edits the form")
+        self.say("s starts a live flow · l a lesson · a attacks · Shift+Tab: the form")
 
     def on_screen_resume(self) -> None:
         """The token picker may have chosen another token."""
         self._show_token()
 
-    def _show_token(self) -> None:
-        token = self.lab.token
-        line = Text("token ", style="dim", no_wrap=True, overflow="ellipsis")
-        line.append("[EMULATED] " if token.emulated else "", style="bold")
-        line.append(token.label, style="bold")
-        line.append(speed_words(token.uri, token.label), style="bold")
-        line.append(" (sensor-1's key)", style="dim")
-        self.query_one("#token", Static).update(line)
+    def on_resize(self, event: Resize) -> None:
+        self._fit_columns()
 
-    def _info(self, text: Text) -> None:
-        text.no_wrap, text.overflow = True, "ellipsis"
-        self.query_one("#info", Static).update(text)
+    def _fit_columns(self) -> None:
+        """The verdict column takes the table's width left over (80 and 120 columns fit)."""
+        table = self.table
+        width = table.size.width or self.size.width
+        column = table.columns.get("verdict")  # type: ignore[call-overload]
+        if column is None or not width:
+            return
+        column.width = verdict_width(width, len(self.lanes))
+        column.auto_width = False
+        table.refresh(layout=True)
+
+    def _show_token(self) -> None:
+        line = self.query_one(TokenLine)
+        line.note, line.token = "sensor-1's key", self.lab.token
 
     # -- drawing ----------------------------------------------------------------------------
 
     def _draw(self, rows: tuple[PacketRow, ...], lanes: tuple[str, ...]) -> None:
-        """Redraw only the rows that changed (all when the lanes changed), keep the cursor."""
-        table = self.query_one("#packets", DataTable)
-        old, relane = self.rows, lanes != self.lanes
-        self.rows, self.lanes = rows, lanes
+        """Redraw only the rows that changed (all when lanes or the filter changed)."""
+        table = self.table
+        shown = visible_rows(rows, self.hide_noise, self.highlight)
+        old, relane = self.shown, lanes != self.lanes
+        self.rows, self.shown, self.lanes = rows, shown, lanes
+        if relane:
+            self.query_one(LegendPanel).lanes = lanes
+            table.columns["lanes"].label = Text(lanes_title(lanes))  # type: ignore[index]
+            self._fit_columns()
         keys = [key for key, _, _ in COLUMNS]
         with self.app.batch_update():
-            if len(rows) < len(old):
+            if len(shown) < len(old) or any(
+                a.index != b.index for a, b in zip(old, shown, strict=False)
+            ):
                 table.clear()
                 old = ()
-            for i, row in enumerate(rows):
+            for i, row in enumerate(shown):
                 mark = row.index == self.highlight
                 if i < len(old):
                     if relane or old[i] != row:
@@ -322,39 +303,64 @@ class SsdtfScreen(LabScreen):
                             table.update_cell(str(row.index), key, value)
                 else:
                     table.add_row(*cells(row, lanes, mark), key=str(row.index))
-            if self.follow and rows:
-                table.move_cursor(row=len(rows) - 1, animate=False)
+            if self.follow and shown:
+                table.move_cursor(row=len(shown) - 1, animate=False)
         self._show_selected()
 
     def selected_row(self) -> PacketRow | None:
-        table = self.query_one("#packets", DataTable)
-        if not self.rows or not 0 <= table.cursor_row < len(self.rows):
+        cursor = self.table.cursor_row
+        if not self.shown or not 0 <= cursor < len(self.shown):
             return None
-        return self.rows[table.cursor_row]
+        return self.shown[cursor]
+
+    def _select(self, index: int) -> None:
+        """Put the cursor on packet ``index`` (shown even when the filter would hide it)."""
+        position = next((i for i, r in enumerate(self.shown) if r.index == index), None)
+        if position is not None:
+            self.table.move_cursor(row=position, animate=False)
 
     def _show_selected(self) -> None:
         row = self.selected_row()
-        self.query_one("#details", Static).update(detail_text(row, self.highlight_reason))
-        keys = Text(no_wrap=True, overflow="ellipsis")
-        if self.trace is not None:
-            index = row.index if row is not None else None
-            now = self.trace.keys_at(index)
-            before = self.trace.keys_at(index - 1) if index else None
-            if self.lanes:
-                keys.append("lanes ", style="dim")
-                keys.append(" ".join(self.lanes) + "\n", style="dim")
-            keys.append_text(keys_text(now, before, index))
-        else:
-            keys = keys_text({})
-        self.query_one("#keys", Static).update(keys)
+        details = self.details
+        details.model = self.model
+        details.highlight_reason = self.highlight_reason
+        details.lesson = self._lesson_banner(row)
+        details.row = row
+        keys = self.query_one(KeysPanel)
+        if self.trace is None:
+            keys.view = KeysView(lanes=self.lanes)
+            return
+        # Keys after this packet (up to the next shown one, so what the hidden packets
+        # after it changed is counted here), against keys just before it.
+        position = self.table.cursor_row
+        after = (
+            self.shown[position + 1].index
+            if row is not None and position + 1 < len(self.shown)
+            else None
+        )
+        before = self.trace.keys_at(row.index) if row is not None else None
+        at = row.index if row is not None else None
+        keys.view = KeysView(self.trace.keys_at(after), before, at, self.lanes)
+
+    def _lesson_banner(self, row: PacketRow | None) -> Text | None:
+        if self.lesson_step < 0 or not self.lesson_steps:
+            return None
+        step, target = self.lesson_steps[self.lesson_step]
+        if row is None or row.index != target.index:
+            return Text(
+                f"Lesson paused at step {self.lesson_step + 1} ({step.name}): n goes on, "
+                "Esc leaves the lesson.\n\n",
+                style="bold",
+            )
+        return lesson_text(self.lesson_step + 1, len(self.lesson_steps), step, target, self.model)
 
     def keys_shown(self) -> str:
         """The keys panel's text (tests compare it between packets)."""
-        return str(self.query_one("#keys", Static).render())
+        return str(self.query_one(KeysPanel).render())
 
     @on(DataTable.RowHighlighted, "#packets")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.follow = event.cursor_row >= len(self.rows) - 1
+        self.follow = event.cursor_row >= len(self.shown) - 1
         self._show_selected()
 
     @on(DataTable.RowSelected, "#packets")
@@ -376,23 +382,54 @@ class SsdtfScreen(LabScreen):
             text.append(f" · #{held.index} HELD: n forwards it, e runs to the end")
         else:
             text.append(" · running")
-        self._info(text)
+        text.append_text(self._filter_words())
+        self.info.text = text
+
+    def _filter_words(self) -> Text:
+        hidden = len(self.rows) - len(self.shown)
+        if self.hide_noise:
+            return Text(f" · {hidden} MQTT control packets hidden (f shows)", style="dim")
+        return Text(" · all packets (f hides MQTT control packets)", style="dim")
 
     # -- controls ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("start", "attacks"):
+        if action in ("start", "attacks", "lesson"):
             return True if not self.attack_running else None
         if action == "export":
-            return True if self.trace is not None and not self.attack_running else None
+            return True if self.has_trace and not self.attack_running else None
         return True
 
+    def action_leave(self) -> None:
+        """Escape: out of the lesson, else out of the form."""
+        if self.lesson_step >= 0 or self.lesson_pending:
+            self._end_lesson("lesson left · l starts it again")
+        self.table.focus()
+
     def action_leave_form(self) -> None:
-        self.query_one("#packets", DataTable).focus()
+        self.table.focus()
 
     @on(Input.Submitted)
     def _form_submitted(self) -> None:
         self.action_leave_form()
+
+    def action_noise(self) -> None:
+        """Toggle the filter of MQTT control packets; the selection stays on its packet."""
+        selected = self.selected_row()
+        self.hide_noise = not self.hide_noise
+        follow, self.follow = self.follow, False
+        self._draw(self.rows, self.lanes)
+        self.follow = follow
+        if selected is not None:
+            self._select(selected.index)
+        if self.trace is not None:
+            self._live_info(self.done)
+        hidden = len(self.rows) - len(self.shown)
+        self.say(
+            f"noise filter on: {hidden} MQTT control packets hidden"
+            if self.hide_noise
+            else "noise filter off: every MQTT packet shown"
+        )
 
     def _form(self) -> FlowForm | None:
         try:
@@ -405,14 +442,17 @@ class SsdtfScreen(LabScreen):
             self.fail(exc.one_line())
             return None
 
-    def _reset(self, source: str) -> int:
+    def _reset(self, source: str, model: int) -> int:
         """Forget the shown trace and let a previous live flow run out; a new generation."""
         self._release()
         self.generation += 1
         self.handle, self.controls, self.trace, self.source = None, None, None, source
         self.highlight, self.highlight_reason, self.follow = None, "", True
-        self.query_one("#packets", DataTable).clear()
-        self.rows, self.lanes = (), ()
+        self.model, self.has_trace, self.auto_stepped = model, False, -1
+        self.lesson_step, self.lesson_steps = -1, []
+        self.remove_class("-lesson")
+        self.table.clear()
+        self.rows, self.shown, self.lanes = (), (), ()
         self._show_selected()
         return self.generation
 
@@ -437,25 +477,24 @@ class SsdtfScreen(LabScreen):
             token=self.lab.token.uri,
             broker="embedded",
         ).for_stepping()
-        generation = self._reset(f"model {form.model}")
+        lesson = self.lesson_pending
+        generation = self._reset(f"model {form.model}", form.model)
+        self.lesson_pending = lesson
         self.done = False
         self.action_leave_form()
-        self._info(Text(f"model {form.model}: building the deployment…"))
+        self.info.text = Text(f"model {form.model}: building the deployment…")
         self.say(f"starting model {form.model}, {form.sensors} sensor(s), {form.messages} msg")
         self.handle = self._handle(SsdtfFlowRun(cfg), generation)
-        self.run_worker(
-            self.handle.run,
-            name="ssdtf flow",
-            group=f"token:{self.lab.token.uri}",
-            description=f"SSDTF model {form.model} on {self.lab.token.uri}",
-            thread=True,
-            exit_on_error=False,
-        )
+        self._run(self.handle)
 
     def action_step(self) -> None:
-        """Forward through the capture; at its end, release the held packet."""
-        table = self.query_one("#packets", DataTable)
-        if self.rows and table.cursor_row < len(self.rows) - 1:
+        """Forward through the capture; at its end, release the held packet (in a lesson:
+        the next lesson step)."""
+        if self.lesson_step >= 0:
+            self._lesson_go(self.lesson_step + 1)
+            return
+        table = self.table
+        if self.shown and table.cursor_row < len(self.shown) - 1:
             table.move_cursor(row=table.cursor_row + 1)
             return
         held = self.rows[-1] if self.rows and self.rows[-1].status == "held" else None
@@ -464,12 +503,15 @@ class SsdtfScreen(LabScreen):
             self.controls.step()
             return
         if self.controls is None and not self.rows:
-            self.say("no flow: s starts one, a runs an attack")
+            self.say("no flow: s starts one, l a lesson, a runs an attack")
         elif self.done:
             self.say("end of the capture")
 
     def action_back(self) -> None:
-        table = self.query_one("#packets", DataTable)
+        if self.lesson_step >= 0:
+            self._lesson_go(max(0, self.lesson_step - 1))
+            return
+        table = self.table
         if table.cursor_row > 0:
             self.follow = False
             table.move_cursor(row=table.cursor_row - 1)
@@ -488,7 +530,64 @@ class SsdtfScreen(LabScreen):
         self.controls.pause()
         self.say("live mode: pausing before the next packet")
 
-    def action_attacks(self) -> None:
+    # -- the lesson -------------------------------------------------------------------------
+
+    def action_lesson(self) -> None:
+        """Walk through a finished flow step by step; run one to its end first if needed."""
+        if self.attack_running:
+            return
+        if self.lesson_step >= 0:
+            self._lesson_go(0)
+            return
+        if self.done and self.rows and self.source.startswith("model"):
+            self._begin_lesson()
+            return
+        self.lesson_pending = True
+        if self.controls is not None and not self.done:
+            self.controls.run_to_end()
+        elif self.handle is None or self.done:
+            self.action_start()
+            if self.handle is None:  # the form was wrong; the status line says why
+                self.lesson_pending = False
+                return
+        self.say("lesson: running the flow to its end first; the walk starts when it is done")
+
+    def _begin_lesson(self) -> None:
+        self.lesson_pending = False
+        self.lesson_steps = lesson_plan(self.rows)
+        if not self.lesson_steps:
+            self.fail("this capture has no SSDTF messages to walk through: s starts a flow")
+            return
+        self.add_class("-lesson")
+        self._lesson_go(0)
+
+    def _lesson_go(self, step: int) -> None:
+        """Show lesson step ``step``; past the last one, end and open the attack menu."""
+        if step >= len(self.lesson_steps):
+            self._end_lesson("lesson done: now try an attack (Esc closes the menu)")
+            self.action_attacks(intro=TRY_ATTACK)
+            return
+        self.lesson_step = step
+        self.follow = False
+        lesson, row = self.lesson_steps[step]
+        self._select(row.index)
+        self._show_selected()
+        self.query_one("#details-pane", VerticalScroll).scroll_home(animate=False)
+        self.say(
+            f"lesson {step + 1}/{len(self.lesson_steps)}: {lesson.name} · n next · b back · "
+            "Esc leaves"
+        )
+
+    def _end_lesson(self, words: str) -> None:
+        self.lesson_pending = False
+        self.lesson_step = -1
+        self.remove_class("-lesson")
+        self._show_selected()
+        self.say(words)
+
+    # -- attacks and export -----------------------------------------------------------------
+
+    def action_attacks(self, intro: str = "") -> None:
         if self.attack_running:
             return
 
@@ -496,7 +595,7 @@ class SsdtfScreen(LabScreen):
             if name:
                 self.start_attack(name)
 
-        self.app.push_screen(AttackMenu(), callback=chosen)
+        self.app.push_screen(AttackMenu(intro), callback=chosen)
 
     def start_attack(self, name: str) -> None:
         """Run one attack on a fresh deployment in a worker; its trace replaces the view."""
@@ -508,46 +607,30 @@ class SsdtfScreen(LabScreen):
         cfg = FlowConfig(
             model=form.model, sensors=form.sensors, messages=form.messages, token=self.lab.token.uri
         )
-        generation = self._reset(f"attack {name}")
+        generation = self._reset(f"attack {name}", form.model)
         self.attack_running = True
-        self.refresh_bindings()
-        self._info(Text(f"attack {name}: running…"))
+        self.info.text = Text(f"attack {name}: running…")
         self.say(f"running attack {name} on a fresh deployment")
         try:
             spec = SsdtfAttackRun(name, cfg)
         except SafeLabError as exc:
             self.attack_running = False
-            self.refresh_bindings()
             self.fail(exc.one_line())
             return
         self.handle = self._handle(spec, generation)
-        self.run_worker(
-            self.handle.run,
-            name="ssdtf attack",
-            group=f"token:{self.lab.token.uri}",
-            description=f"SSDTF attack {name}",
-            thread=True,
-            exit_on_error=False,
-        )
+        self._run(self.handle)
 
     def action_export(self) -> None:
         trace = self.trace
         if trace is None:
             self.say("nothing to export yet")
             return
-        from drivers.paths import data_dir
-
         name = "ssdtf-" + self.source.replace(" ", "-")
-        default = data_dir() / "ssdtf" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default = self.lab.export_dir / "ssdtf" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.run_worker(
-                    lambda: self._export(trace, path),
-                    name="ssdtf export",
-                    thread=True,
-                    exit_on_error=False,
-                )
+                self._export(trace, path)
 
         self.app.push_screen(TracePathModal(default), callback=chosen)
 
@@ -571,6 +654,13 @@ class SsdtfScreen(LabScreen):
             on_snapshot=post,
         )
 
+    @work(thread=True, exclusive=True, group="ssdtf-run", exit_on_error=False)
+    def _run(self, handle: RunHandle) -> None:
+        """The run's thread: everything it says comes back as :class:`RunSnapshotted`.
+        (A previous run was stopped by :meth:`_reset` and ends on its own.)"""
+        handle.run()
+
+    @work(thread=True, exclusive=True, group="ssdtf-export", exit_on_error=False)
     def _export(self, trace: Trace, base: Path) -> None:
         json_path, pcap_path = export_paths(base)
         try:
@@ -580,7 +670,13 @@ class SsdtfScreen(LabScreen):
         except Exception as exc:
             self.post_message(Exported(f"export failed: {failure_text(exc)}", False))
             return
-        self.post_message(Exported(f"wrote {json_path} and {pcap_path.name}", True))
+        self.post_message(
+            Exported(
+                f"wrote {json_path.name} + .pcap in {json_path.parent}",
+                True,
+                f"JSON {json_path}\npcap {pcap_path}",
+            )
+        )
 
     # -- messages from the workers ----------------------------------------------------------
 
@@ -596,9 +692,13 @@ class SsdtfScreen(LabScreen):
         detail = snapshot.detail
         if isinstance(detail, FlowDetail):
             if self.controls is None:
-                self.say("live: each packet is held before it is sent; n forwards it")
-            self.controls, self.trace = detail.controls, detail.trace
+                if self.lesson_pending:
+                    detail.controls.run_to_end()
+                else:
+                    self.say("live: each packet is held before it is sent; n forwards it")
+            self.controls, self.trace, self.has_trace = detail.controls, detail.trace, True
             self._draw(detail.rows, detail.lanes)
+            self._skip_hidden_held()
         if snapshot.state in (RunState.PENDING, RunState.RUNNING, RunState.PAUSED):
             if detail is not None:
                 self._live_info(False)
@@ -607,23 +707,38 @@ class SsdtfScreen(LabScreen):
         error = "" if snapshot.state is RunState.COMPLETE else snapshot.text
         self._live_info(True, error)
         if error:
+            self.lesson_pending = False
             self.fail(error)
+        elif self.lesson_pending:
+            self._begin_lesson()
         else:
             rejected = sum(1 for r in self.rows if r.rejected)
             self.say(f"flow finished: {len(self.rows)} packets, {rejected} rejected · w exports")
+
+    def _skip_hidden_held(self) -> None:
+        """A held packet the filter hides is forwarded at once (once): ``n`` then always
+        moves to a packet you can see."""
+        held = self.rows[-1] if self.rows and self.rows[-1].status == "held" else None
+        if (
+            held is not None
+            and self.controls is not None
+            and held.index > self.auto_stepped
+            and held not in self.shown
+        ):
+            self.auto_stepped = held.index
+            self.controls.step()
 
     def _attack_ended(self, snapshot: RunSnapshot) -> None:
         name = self.source.removeprefix("attack ")
         self.attack_running = False
         self.done = True
-        self.refresh_bindings()
         detail = snapshot.detail
         if not isinstance(detail, AttackDetail) or snapshot.state is not RunState.COMPLETE:
-            self._info(Text(f"attack {name}: failed", style="bold red"))
+            self.info.text = Text(f"attack {name}: failed", style="bold red")
             self.fail(snapshot.text)
             return
         outcome = detail.outcome
-        self.trace = detail.trace
+        self.trace, self.has_trace = detail.trace, detail.trace is not None
         target = outcome.packet
         if target is None and not outcome.control:
             target = next((r.index for r in detail.rows if r.rejected), None)
@@ -632,9 +747,7 @@ class SsdtfScreen(LabScreen):
         self.follow = False
         self._draw(detail.rows, detail.lanes)
         if target is not None:
-            position = next((i for i, r in enumerate(self.rows) if r.index == target), None)
-            if position is not None:
-                self.query_one("#packets", DataTable).move_cursor(row=position, animate=False)
+            self._select(target)
         self._show_selected()
         text = Text(f"attack {name}: ", style="bold")
         if outcome.control:
@@ -648,13 +761,14 @@ class SsdtfScreen(LabScreen):
         else:
             text.append("NOT rejected as expected", style="bold red")
             text.append(f" (expected {expected_text(outcome.expected)})")
-        self._info(text)
+        self.info.text = text
         self.say(text.plain)
 
     @on(Exported)
     def _exported(self, message: Exported) -> None:
         if message.ok:
             self.say(message.text)
+            self.notify(message.paths, title="trace exported", markup=False, timeout=10)
         else:
             self.fail(message.text)
 
@@ -662,7 +776,7 @@ class SsdtfScreen(LabScreen):
 SCREEN = ScreenSpec(
     name="ssdtf",
     title="SSDTF",
-    description="SSDTF packet stepper: real MQTT packets, keys per role, attacks, trace export",
+    description="SSDTF packet stepper: every packet explained, lesson, attacks, trace export",
     order=60,
     factory=SsdtfScreen,
 )

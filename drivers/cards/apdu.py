@@ -132,7 +132,11 @@ def class_of(cla: int) -> int:
 
 @dataclass(frozen=True)
 class Command:
-    """A short command APDU; ``le=None`` means no Le byte, ``le=0`` means Le ``00`` (256)."""
+    """A command APDU; ``le=None`` means no Le byte, ``le=0`` means Le ``00`` (256).
+
+    ``extended``: ISO 7816-4 extended length (Lc and Le on 2 bytes, ``le=0`` = 65536), which
+    only cards with the ``extended_length`` quirk accept (others answer ``6700``).
+    """
 
     cla: int
     ins: int
@@ -140,13 +144,16 @@ class Command:
     p2: int
     data: bytes = b""
     le: int | None = None
+    extended: bool = False
 
     def to_bytes(self) -> bytes:
-        """ISO 7816-4 short encoding: header, [Lc data], [Le]."""
+        """ISO 7816-4 encoding: header, [Lc data], [Le] (short, or extended if asked)."""
         for name in ("cla", "ins", "p1", "p2"):
             value = getattr(self, name)
             if not 0 <= value <= 0xFF:
                 raise CommandFormatError(f"{name.upper()} {value:#x} is not one byte", _BUG)
+        if self.extended:
+            return self._extended_bytes()
         if len(self.data) > 0xFF:
             raise CommandFormatError(
                 f"{self.name} data of {len(self.data)} bytes exceeds a short APDU (255)",
@@ -159,6 +166,16 @@ class Command:
             if not 0 <= self.le <= 0xFF:
                 raise CommandFormatError(f"Le {self.le} is not 0-255", _BUG)
             out += bytes([self.le])
+        return out
+
+    def _extended_bytes(self) -> bytes:
+        if len(self.data) > 0xFFFF or (self.le is not None and not 0 <= self.le <= 0xFFFF):
+            raise CommandFormatError("an extended APDU carries at most 65535 bytes", _BUG)
+        out = bytes([self.cla, self.ins, self.p1, self.p2, 0x00])
+        if self.data:
+            out += len(self.data).to_bytes(2, "big") + self.data
+        if self.le is not None:
+            out += self.le.to_bytes(2, "big")
         return out
 
     @property
@@ -193,13 +210,30 @@ def parse_command(raw: bytes) -> Command:
         return Command(cla, ins, p1, p2, le=body[0])
     lc = body[0]
     if lc == 0:
-        raise CommandFormatError("extended-length APDUs are not supported", "use short APDUs")
+        return _parse_extended(cla, ins, p1, p2, body)
     if len(body) == 1 + lc:
         return Command(cla, ins, p1, p2, data=body[1:])
     if len(body) == 2 + lc:
         return Command(cla, ins, p1, p2, data=body[1:-1], le=body[-1])
     raise CommandFormatError(
         f"Lc {lc} does not match the {len(body) - 1} bytes after it", "check the APDU length"
+    )
+
+
+def _parse_extended(cla: int, ins: int, p1: int, p2: int, body: bytes) -> Command:
+    """Cases 2E-4E: ``00`` then a 2-byte Lc (with data) and/or a 2-byte Le."""
+    if len(body) == 3:
+        return Command(cla, ins, p1, p2, le=int.from_bytes(body[1:3], "big"), extended=True)
+    lc = int.from_bytes(body[1:3], "big")
+    rest = body[3:]
+    if lc and len(rest) == lc:
+        return Command(cla, ins, p1, p2, data=rest, extended=True)
+    if lc and len(rest) == lc + 2:
+        le = int.from_bytes(rest[-2:], "big")
+        return Command(cla, ins, p1, p2, data=rest[:-2], le=le, extended=True)
+    raise CommandFormatError(
+        f"extended Lc {lc} does not match the {len(rest)} bytes after it",
+        "check the APDU length",
     )
 
 

@@ -62,6 +62,8 @@ class PaperResult:
     notes: tuple[str, ...] = ()
     record_id: int = 0
     """The stored ``paper`` run that keeps these figures (0: not stored)."""
+    table7: dict[str, object] | None = None
+    """Table 7 computed (``safelab paper --table7``): :meth:`Table7Result.as_dict`."""
 
     @property
     def failures(self) -> list[Figure]:
@@ -94,5 +96,5 @@ class PaperResult:
             "provenance": self.provenance,
             "notes": list(self.notes),
             "record_id": self.record_id,
-            "table7": None,  # joins when the what-if lab computes Table 7
+            "table7": self.table7,  # None unless asked for (`safelab paper --table7`)
         }

@@ -24,7 +24,7 @@ import http.client
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +358,86 @@ def _cut(client: Any) -> None:
         time.sleep(0.01)
 
 
+@dataclass
+class RangeDownload:
+    """Bulk transfer over HTTPS: the device downloads a firmware image from the server in
+    ``Range`` requests of ``chunk_bytes`` (206 Partial Content each), on one connection.
+
+    ``resume``: after a cut the download continues from the last chunk received, with a
+    ``Range`` from there on the new connection (else it starts again from byte 0).
+    ``chunk_auth``: the card signs every received chunk's SHA-256 (a per-chunk receipt);
+    otherwise one signature over the image's manifest per transfer. The whole image's SHA-256
+    is checked against the published one at the end. ``cut_after``: the connection is reset
+    (TCP RST) before that chunk of the first transfer.
+    """
+
+    path: str
+    size: int
+    sha256: bytes
+    chunk_bytes: int
+    resume: bool = True
+    chunk_auth: bool = False
+    cut_after: int = 0
+    next_chunk: int = 0
+    cuts: int = 0
+    transfers: int = 0
+    bytes_received: int = 0
+    """Every body byte read, re-downloads included (what resumption saves)."""
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def chunks(self) -> int:
+        return max(1, -(-self.size // self.chunk_bytes))
+
+    def fetch(self, device: HttpsDevice, connection: http.client.HTTPSConnection) -> None:
+        import hashlib
+
+        try:
+            if self.next_chunk == 0:
+                self.parts.clear()
+                if not self.chunk_auth:
+                    manifest = hashlib.sha256(b"safelab-image:%s" % self.sha256).digest()
+                    device.signer.sign_digest(manifest)
+            for index in range(self.next_chunk, self.chunks):
+                if self.cut_after and not self.cuts and index == self.cut_after:
+                    self.cuts += 1
+                    if connection.sock is not None:
+                        _shut(connection.sock)
+                first = index * self.chunk_bytes
+                last = min(first + self.chunk_bytes, self.size) - 1
+                connection.request("GET", self.path, headers={"Range": f"bytes={first}-{last}"})
+                response = connection.getresponse()
+                body = response.read()
+                self.bytes_received += len(body)
+                if response.status != 206 or len(body) != last - first + 1:
+                    raise ProtocolError(
+                        f"the server answered HTTP {response.status} with {len(body)} bytes "
+                        f"to a range of {last - first + 1}",
+                        "check that the HTTPS peer serves ranges of /firmware/",
+                    )
+                if self.chunk_auth:
+                    device.signer.sign_digest(hashlib.sha256(body).digest())
+                self.parts[index] = body
+                device.units_sent += 1
+                self.next_chunk = index + 1
+        except (ssl.SSLError, OSError, http.client.HTTPException, SafeLabError) as exc:
+            if not self.resume:
+                self.next_chunk = 0
+            if isinstance(exc, SafeLabError):
+                raise
+            raise ProtocolError(
+                f"the download broke at chunk {self.next_chunk} ({exc!r})", "retry"
+            ) from None
+        image = b"".join(self.parts[i] for i in range(self.chunks))
+        self.next_chunk = 0
+        if hashlib.sha256(image).digest() != self.sha256:
+            raise ProtocolError(
+                "the downloaded image does not match its published SHA-256",
+                "a resumed download joined the wrong ranges: a bug",
+            )
+        self.transfers += 1
+
+
 def _shut(sock: Any) -> None:
     """Reset a TCP connection now (RST: linger 0), as a restarted peer or a middlebox would."""
     import socket as sockets
@@ -470,6 +550,7 @@ class HttpsDevice(Device):
         self.jwt = JwtSource(self, kid) if kid else None
         self.path = "/api" if kid else "/"
         self._connection: http.client.HTTPSConnection | None = None
+        self.bulk: RangeDownload | None = None
         self.apply(toggles)
 
     def apply(self, toggles: Toggles) -> None:
@@ -540,6 +621,9 @@ class HttpsDevice(Device):
         auth_ns = time.perf_counter_ns() - start if connected else 0
         jwt_inline = 0
         try:
+            if self.bulk is not None:
+                self.bulk.fetch(self, connection)
+                return OpResult(auth_ns, connected, resumed, reused, time.perf_counter_ns())
             tokens: list[str | None] = [None] * self.batch_size
             if self.jwt is not None:
                 jwt_start = time.perf_counter_ns()
@@ -558,11 +642,13 @@ class HttpsDevice(Device):
                     )
                 self.units_sent += 1
             acked = time.perf_counter_ns()
-        except (ssl.SSLError, OSError, http.client.HTTPException) as exc:
+        except (ssl.SSLError, OSError, http.client.HTTPException, ProtocolError) as exc:
             connection.close()
             with self._lock:
                 if self._connection is connection:
                     self._connection = None
+            if isinstance(exc, ProtocolError):
+                raise
             raise ProtocolError(f"HTTPS request failed ({exc!r})", "check the server") from None
         finally:
             if not self.toggles.keepalive:
@@ -578,6 +664,115 @@ class HttpsDevice(Device):
                 self._connection = None
 
 
+@dataclass
+class BlockDownload:
+    """Bulk transfer over CoAP block-wise (RFC 7959): the device fetches a firmware image
+    from the CoAP server one Block2 at a time (a confirmable ``GET`` with ``Block2: num``
+    answered by its ACK, 1 KiB each, SZX 6, CoAP's largest), in one DTLS session per transfer.
+
+    Block2 requests are independent, so ``resume`` continues after a cut (the DTLS session
+    lost, as when a link drops: a new session, a new handshake) from the next block; without
+    it the transfer starts again from block 0. ``chunk_auth`` and the manifest signature are
+    as in :class:`RangeDownload`; the image's SHA-256 is checked at the end.
+    """
+
+    path: str
+    size: int
+    sha256: bytes
+    resume: bool = True
+    chunk_auth: bool = False
+    cut_after: int = 0
+    block_bytes: int = 1024
+    next_block: int = 0
+    cuts: int = 0
+    transfers: int = 0
+    bytes_received: int = 0
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> int:
+        return max(1, -(-self.size // self.block_bytes))
+
+    def fetch(self, device: CoapDevice, session: Any) -> None:
+        """The blocks still missing, over ``session`` (a handshaken DTLS client)."""
+        import hashlib
+
+        try:
+            if self.next_block == 0:
+                self.parts.clear()
+                if not self.chunk_auth:
+                    manifest = hashlib.sha256(b"safelab-image:%s" % self.sha256).digest()
+                    device.signer.sign_digest(manifest)
+            for index in range(self.next_block, self.blocks):
+                if self.cut_after and not self.cuts and index == self.cut_after:
+                    self.cuts += 1
+                    session.close()  # the link drops: this DTLS session is gone
+                    raise ProtocolError(
+                        f"the DTLS session was lost before block {index} (injected cut)",
+                        "retry on a new session",
+                    )
+                payload = self._block(session, index)
+                if self.chunk_auth:
+                    device.signer.sign_digest(hashlib.sha256(payload).digest())
+                self.parts[index] = payload
+                device.units_sent += 1
+                self.next_block = index + 1
+        except SafeLabError:
+            if not self.resume:
+                self.next_block = 0
+            raise
+        image = b"".join(self.parts[i] for i in range(self.blocks))
+        self.next_block = 0
+        if hashlib.sha256(image).digest() != self.sha256:
+            raise ProtocolError(
+                "the image fetched block-wise does not match its published SHA-256",
+                "a resumed transfer joined the wrong blocks: a bug",
+            )
+        self.transfers += 1
+
+    def _block(self, session: Any, index: int) -> bytes:
+        import warnings
+
+        import aiocoap
+        from aiocoap.optiontypes import BlockOption
+
+        from drivers.protocols.coap import _MESSAGE_IDS
+
+        message_id = next(_MESSAGE_IDS) & 0xFFFF
+        token = message_id.to_bytes(2, "big")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            request = aiocoap.Message(
+                code=aiocoap.GET,
+                mtype=aiocoap.CON,
+                uri_path=(self.path.strip("/"),),
+                mid=message_id,
+                token=token,
+            )
+        szx = self.block_bytes.bit_length() - 5  # 1024 -> 6
+        request.opt.block2 = BlockOption.BlockwiseTuple(index, False, szx)
+        session.send(request.encode())
+        while True:
+            reply = aiocoap.Message.decode(session.receive(self.block_bytes + 256))
+            if reply.mid == message_id or reply.token == token:
+                break
+        block = reply.opt.block2
+        expected = min(self.block_bytes, self.size - index * self.block_bytes)
+        self.bytes_received += len(reply.payload)
+        if (
+            reply.code != aiocoap.CONTENT
+            or block is None
+            or block.block_number != index
+            or len(reply.payload) != expected
+        ):
+            raise ProtocolError(
+                f"block {index}: the CoAP server answered {reply.code} with "
+                f"{len(reply.payload)} bytes ({block})",
+                "check that the image was published on the CoAP peer",
+            )
+        return bytes(reply.payload)
+
+
 class CoapDevice(Device):
     """A CoAP confirmable GET per operation over DTLS (certificate or PSK): a new DTLS session
     each time (libcoap 4.3.1 resumes nothing), so ``psk`` is the only remedy here."""
@@ -589,8 +784,11 @@ class CoapDevice(Device):
         self._make = make
         self._client = make(toggles.psk)
         self._psk = toggles.psk
+        self.bulk: BlockDownload | None = None
 
     def operate(self, size: int) -> OpResult:
+        if self.bulk is not None:
+            return self._transfer(self.bulk)
         if self.toggles.psk != self._psk:
             self._client, self._psk = self._make(self.toggles.psk), self.toggles.psk
         trial = self._client.trial()
@@ -598,3 +796,201 @@ class CoapDevice(Device):
         return OpResult(
             trial.phases.get("handshake", 0), True, False, False, time.perf_counter_ns()
         )
+
+    def _transfer(self, bulk: BlockDownload) -> OpResult:
+        """One DTLS session (a full handshake: libcoap resumes nothing) for the blocks still
+        missing; a lost session fails the attempt, the retry resumes on a new one."""
+        from drivers.tls.dtls import DtlsClient
+
+        client = self._client
+        start = time.perf_counter_ns()
+        session = DtlsClient(
+            self.signer,
+            client.cert_chain,
+            client.ca_file,
+            client.host,
+            client.port,
+            timeout_s=client.timeout_s,
+            key=client.key,
+        )
+        try:
+            session.handshake()
+            self.connections += 1
+            auth_ns = time.perf_counter_ns() - start
+            bulk.fetch(self, session)
+            acked = time.perf_counter_ns()
+        finally:
+            session.close()
+        return OpResult(auth_ns, True, False, False, acked)
+
+
+class VpnDevice(Device):
+    """Remote management over TLS-VPN: OpenVPN 2.6 whose client key is the token (the
+    management interface answers ``>PK_SIGN``, as :class:`~drivers.protocols.vpn.VpnClient`).
+
+    An operation needs the tunnel up: without ``keepalive`` a fresh ``openvpn`` client is
+    started, its handshake signed by the card, and stopped after the operation (the paper's
+    "VPN set-up" cost, △); with ``keepalive`` it stays up (the paper's remedy, "always-on
+    VPN") and later operations find it connected; ``preauth`` brings the next tunnel up in the
+    background. Acknowledgement: the client's management interface answers ``state`` with
+    ``CONNECTED`` for the live tunnel. Limit: the peers run without root, so the tunnel is
+    ``dev null`` (no tun device): the operator's command is not carried through it; what is
+    measured is what the paper's △ is about, the tunnel's set-up. OpenVPN disables TLS
+    resumption, so ``resume`` does not apply.
+    """
+
+    transport = "vpn"
+
+    def __init__(
+        self,
+        watch: WatchedToken,
+        signer: TokenSigner,
+        toggles: Toggles,
+        server: Any,
+        credentials: Any,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
+        from drivers.protocols.base import Condition
+        from drivers.protocols.vpn import VpnClient
+
+        super().__init__(watch, signer, toggles)
+        self.client = VpnClient(signer, Condition(), server, credentials, timeout_s=timeout_s)
+        self.server, self.credentials = server, credentials
+        self._tunnel: tuple[Any, Any] | None = None
+        self._count = 0
+        self._stopping: list[threading.Thread] = []
+        self._stopping_lock = threading.Lock()
+        self.apply(toggles)
+
+    def _up(self) -> tuple[Any, Any]:
+        """Start an openvpn client (its own management port) and drive it to CONNECTED."""
+        import subprocess
+
+        from drivers.peers.openvpn import write_client_config
+
+        self._count += 1
+        folder = self.client.workdir / f"tunnel-{self._count}"
+        config = write_client_config(folder, self.server, self.credentials)
+        log = folder / "client.log"
+        process = subprocess.Popen(
+            [self.client.binary, "--config", str(config.path), "--log", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        saved = self.client.config
+        try:
+            self.client.config = config
+            management = self.client._connect_management(process)
+            self.client._drive(management, process, log)
+        except BaseException:
+            _stop_vpn(process, None)
+            raise
+        finally:
+            self.client.config = saved
+        self.signer.raise_if_failed()
+        self.connections += 1
+        self._opened = time.monotonic()
+        return process, management
+
+    def _ready(self) -> bool:
+        return self._tunnel is not None and self._tunnel[0].poll() is None and not self._expired()
+
+    def prepare(self) -> None:
+        if self.toggles.preauth:
+            with self._lock:
+                if not self._ready():
+                    self._drop()
+                    self._tunnel = self._up()
+
+    def _drop(self) -> None:
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            self._stop_later(tunnel)
+
+    def _stop_later(self, tunnel: tuple[Any, Any]) -> None:
+        """Stop a tunnel without blocking the request path (openvpn exits in its own time);
+        :meth:`close` waits for these, so no client outlives the run."""
+        thread = threading.Thread(target=_stop_vpn, args=tunnel, daemon=True)
+        thread.start()
+        with self._stopping_lock:
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
+
+    def reset(self) -> None:
+        with self._lock:
+            if self._tunnel is not None:
+                _stop_vpn(*self._tunnel)  # the tunnel is gone; noticed at the next operation
+
+    def operate(self, size: int) -> OpResult:
+        start = time.perf_counter_ns()
+        connected = False
+        with self._lock:
+            reused = self._ready()
+            if not reused:
+                self._drop()
+                self._tunnel = self._up()
+                connected = True
+            tunnel = self._tunnel
+            if not self.toggles.keepalive:
+                self._tunnel = None
+        assert tunnel is not None
+        auth_ns = time.perf_counter_ns() - start if connected else 0
+        try:
+            _confirm_connected(tunnel[1], self.client.timeout_s)
+            acked = time.perf_counter_ns()
+            self.units_sent += 1
+        except (OSError, ProtocolError) as exc:
+            with self._lock:
+                if self._tunnel is tunnel:
+                    self._tunnel = None
+            self._stop_later(tunnel)
+            raise ProtocolError(f"the VPN tunnel is down ({exc})", "reconnect") from None
+        finally:
+            if not self.toggles.keepalive:
+                self._stop_later(tunnel)
+                self._wake.set()
+        return OpResult(auth_ns, connected, False, reused, acked)
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            if self._tunnel is not None:
+                _stop_vpn(*self._tunnel)
+                self._tunnel = None
+        with self._stopping_lock:
+            stopping = list(self._stopping)
+        for thread in stopping:
+            thread.join(timeout=15)
+        self.client.close()
+
+
+def _confirm_connected(management: Any, timeout_s: float) -> None:
+    """Ask the client's management interface for its state; CONNECTED or an error."""
+    management.settimeout(timeout_s)
+    management.sendall(b"state\n")
+    pending = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        chunk = management.recv(65536)
+        if not chunk:
+            raise ProtocolError("the VPN client's management interface closed", "reconnect")
+        pending += chunk
+        for raw in pending.split(b"\n"):
+            line = raw.decode(errors="replace").strip()
+            if line.startswith(">"):
+                continue  # real-time notifications (>STATE:, >LOG:) are not the answer
+            if ",CONNECTED," in line:
+                return
+            if "," in line and line.split(",")[0].isdigit():
+                raise ProtocolError(f"the VPN is not connected ({line})", "reconnect")
+    raise ProtocolError("the VPN client did not answer `state`", "reconnect")
+
+
+def _stop_vpn(process: Any, management: Any) -> None:
+    from drivers.protocols.vpn import _stop
+
+    if management is not None:
+        with contextlib.suppress(OSError):
+            management.close()
+    _stop(process)

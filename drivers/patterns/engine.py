@@ -29,6 +29,10 @@ from drivers.patterns.metrics import PatternSummary, summarise
 from drivers.patterns.profile import PatternProfile
 from drivers.patterns.toggles import ToggleBoard
 
+BULK_TRANSPORTS = ("mqtt", "https", "coap")
+"""Where a bulk transfer runs: chunked MQTT PUBLISHes, an HTTPS ``Range`` download, or a
+CoAP block-wise (Block2) download."""
+
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
 
@@ -82,7 +86,15 @@ class Workload:
     outage: tuple[float, float] | None = None
     """Inject a card outage at (seconds after start, for seconds)."""
     reset_at: float | None = None
-    """Reset the device's open connection (as a peer restart would) this long after start."""
+    """Reset the device's open connection (a middlebox or NAT drops it: TCP RST) this long
+    after start; the peer keeps its state (session cache: a resumed reconnection)."""
+    restart_at: float | None = None
+    """Restart the real peer (its process stopped and started again on the same port) this
+    long after start; ``restart`` does it (the run's peer), losing the peer's memory."""
+    restart: Callable[[], None] | None = None
+    restarts: int = 0
+    injected: list[tuple[int, str]] = field(default_factory=list)
+    """Faults injected live: (event index, kind)."""
     slow: tuple[float, float, float] | None = None
     """Slow card: at (seconds after start), for (seconds), each card access (delay_s) late."""
     stop: Callable[[], bool] = lambda: False
@@ -125,9 +137,8 @@ class Workload:
             if self.stop():
                 break
             _due_faults(faults, time.monotonic() - start)
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            if not self._wait_until(due):
+                break
             _due_faults(faults, time.monotonic() - start)
             sample = self.one(index, due, size, budget_ns)
             self.samples.append(sample)
@@ -136,6 +147,15 @@ class Workload:
             due += gap()
         return self.summary(time.monotonic() - start)
 
+    def _wait_until(self, due: float) -> bool:
+        """Sleep until ``due`` in short slices, so a stop (or a pause) is seen within 100 ms
+        even between events minutes apart; False when stopped."""
+        while (wait := due - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.1))
+            if wait > 0.1 and self.stop():
+                return False
+        return True
+
     def _faults(self) -> list[tuple[float, Callable[[], None]]]:
         faults: list[tuple[float, Callable[[], None]]] = []
         if self.outage is not None:
@@ -143,12 +163,38 @@ class Workload:
             faults.append((at, lambda: self.watch.outage(seconds)))
         if self.reset_at is not None:
             faults.append((self.reset_at, self.device.reset))
+        if self.restart_at is not None:
+            if self.restart is None:
+                raise SafeLabError(
+                    "a peer restart was asked for but the workload has no peer to restart",
+                    "give the workload the run's peer (PatternRun does)",
+                )
+            faults.append((self.restart_at, self._restart_peer))
         if self.slow is not None:
             at, seconds, delay = self.slow
             faults.append((at, lambda: self.watch.slowdown(seconds, delay)))
         return faults
 
+    def _restart_peer(self) -> None:
+        assert self.restart is not None
+        self.restart()
+        self.restarts += 1
+
+    def _inject_asked(self, index: int) -> None:
+        """Faults asked for live (the console's keys), injected before this event."""
+        for kind, seconds in self.board.take_faults():
+            if kind == "card-outage":
+                self.watch.outage(seconds)
+            elif kind == "reset":
+                self.device.reset()
+            elif self.restart is not None:
+                self._restart_peer()
+            else:
+                continue
+            self.injected.append((index, kind))
+
     def one(self, index: int, due: float, size: int, budget_ns: int) -> OpSample:
+        self._inject_asked(index)
         toggles, flips = self.board.current()
         if toggles != self.device.toggles:
             self.device.apply(toggles)
@@ -292,6 +338,11 @@ def make_device(
     from drivers.patterns.devices import CoapDevice, HttpsDevice, MqttDevice
 
     transport = profile.transport
+    if profile.workload == "bulk" and transport not in BULK_TRANSPORTS:
+        raise SafeLabError(
+            f"bulk transfer does not run over {transport}",
+            "use transport=mqtt (chunked PUBLISH), https (Range) or coap (block-wise)",
+        )
     if transport == "coap":
         from drivers.protocols.base import Condition
         from drivers.protocols.experiment import LAB_PSK, make_client
@@ -303,10 +354,24 @@ def make_device(
                 return CoapPskClient(signer, Condition(), peer.host, peer.port, LAB_PSK)
             return make_client("coap", signer, Condition(), peer, pki)
 
-        return CoapDevice(watch, signer, toggles, make)
+        coap = CoapDevice(watch, signer, toggles, make)
+        if profile.workload == "bulk":
+            if toggles.psk:
+                raise SafeLabError(
+                    "bulk transfer over CoAP runs with certificates here, not DTLS-PSK",
+                    "drop psk=on for bulk-transfer",
+                )
+            coap.bulk = _block_download(profile, peer)
+        return coap
     credentials = pki.client_cert_for_token(signer.token, selector=signer.key_selector)
     cert, ca = credentials.cert_path, pki.ca_path
     lifetime = float(profile.param("session_lifetime_s", 0.0))
+    if transport == "vpn":
+        from drivers.patterns.devices import VpnDevice
+
+        vpn = VpnDevice(watch, signer, toggles, peer, credentials)
+        vpn.session_lifetime_s = lifetime
+        return vpn
     if transport == "mqtt":
         mqtt = MqttDevice(
             watch,
@@ -346,11 +411,56 @@ def make_device(
         batch_size=int(profile.param("batch_size", 1)) if profile.workload == "batch" else 1,
     )
     https.session_lifetime_s = lifetime
+    if profile.workload == "bulk":
+        https.bulk = _range_download(profile, peer)
     return https
+
+
+def _block_download(profile: PatternProfile, peer: Any) -> Any:
+    """Publish a firmware image of ``image_kb`` on the CoAP peer; the device's download."""
+    import hashlib
+    import os
+
+    from drivers.patterns.devices import BlockDownload
+
+    image = os.urandom(int(profile.param("image_kb", 1024)) * 1024)
+    return BlockDownload(
+        path=peer.publish("image", image),
+        size=len(image),
+        sha256=hashlib.sha256(image).digest(),
+        resume=bool(profile.param("chunk_resume", 1)),
+        chunk_auth=bool(profile.param("chunk_auth", 0)),
+        cut_after=int(profile.param("cut_after_chunks", 0)),
+    )
+
+
+def _range_download(profile: PatternProfile, peer: Any) -> Any:
+    """Publish a firmware image of ``image_kb`` on the HTTPS peer; the device's download."""
+    import hashlib
+    import os
+
+    from drivers.patterns.devices import RangeDownload
+
+    publish = getattr(peer, "publish", None)
+    if publish is None:
+        raise SafeLabError(
+            "the HTTPS peer here cannot serve a firmware image (the embedded fallback)",
+            "install nginx for bulk transfer over HTTPS",
+        )
+    image = os.urandom(int(profile.param("image_kb", 1024)) * 1024)
+    return RangeDownload(
+        path=publish("image.bin", image),
+        size=len(image),
+        sha256=hashlib.sha256(image).digest(),
+        chunk_bytes=int(profile.param("chunk_kb", 64)) * 1024,
+        resume=bool(profile.param("chunk_resume", 1)),
+        chunk_auth=bool(profile.param("chunk_auth", 0)),
+        cut_after=int(profile.param("cut_after_chunks", 0)),
+    )
 
 
 def peer_protocol(transport: str, psk: bool = False) -> str:
     """Which protocol's peer (:func:`drivers.protocols.experiment.peer_for`) a transport uses."""
     if transport == "coap":
         return "coap-psk" if psk else "coap"
-    return {"mqtt": "mqtt", "https": "https", "https-jwt": "jwt"}[transport]
+    return {"mqtt": "mqtt", "https": "https", "https-jwt": "jwt", "vpn": "vpn"}[transport]

@@ -126,3 +126,25 @@ def delta(a: PatternSummary, b: PatternSummary) -> dict[str, dict[str, float | N
         diffs[key] = vb - va
         ratios[key] = (vb / va) if va else None
     return {"delta": diffs, "ratio": ratios}
+
+
+SEGMENT_KEYS = (
+    ("p50_ms", "P50 ms"),
+    ("p99_ms", "P99 ms"),
+    ("deadline_misses", "misses"),
+    ("signatures_per_min", "sig/min"),
+    ("card_busy_pct", "card busy %"),
+    ("events", "samples"),
+)
+"""What the console's A/B panel compares before and after the last flip, in its order."""
+
+
+def segment_rows(before: Any, after: Any) -> list[tuple[str, float, float, float, float | None]]:
+    """``(label, before, after, after - before, after / before or None)`` per compared figure
+    of two :class:`~drivers.patterns.engine.Segment` objects (the last flip's two sides)."""
+    rows = []
+    for key, label in SEGMENT_KEYS:
+        a, b = float(getattr(before, key)), float(getattr(after, key))
+        ratio = b / a if a and not np.isnan(a) and not np.isnan(b) else None
+        rows.append((label, a, b, b - a, ratio))
+    return rows

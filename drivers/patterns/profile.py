@@ -17,7 +17,7 @@ from drivers.errors import SafeLabError
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles" / "patterns"
 WORKLOADS = ("periodic", "poisson", "batch", "bulk")
-TRANSPORTS = ("mqtt", "https", "https-jwt", "coap")
+TRANSPORTS = ("mqtt", "https", "https-jwt", "coap", "vpn")
 
 _NUMBERS = {
     "period_s": float,

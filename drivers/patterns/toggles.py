@@ -130,6 +130,10 @@ def parse_settings(items: list[str] | tuple[str, ...] | str) -> tuple[Toggles, d
     return toggles, params
 
 
+FAULTS = ("card-outage", "reset", "peer-restart")
+"""Faults a running pattern can be given live (:meth:`ToggleBoard.inject`)."""
+
+
 class ToggleBoard:
     """The toggles of a running pattern, flipped from any thread (the console's keys).
 
@@ -142,6 +146,7 @@ class ToggleBoard:
         self._toggles = toggles
         self._flips = 0
         self._log: list[tuple[int, str]] = []
+        self._faults: list[tuple[str, float]] = []
         self._lock = threading.Lock()
 
     def flip(self, name: str, value: str) -> Toggles:
@@ -162,6 +167,23 @@ class ToggleBoard:
                 self._flips += 1
                 self._log.append((self._flips, f"{name}={value}"))
             return wanted
+
+    def inject(self, kind: str, seconds: float = 5.0) -> None:
+        """Ask for a fault at the next event, from any thread (the console's keys):
+        ``card-outage`` (every card access fails for ``seconds``), ``reset`` (the open
+        connection gets a TCP RST) or ``peer-restart`` (the real peer is restarted)."""
+        if kind not in FAULTS:
+            raise SafeLabError(f"unknown fault {kind!r}", f"use one of {', '.join(FAULTS)}")
+        if seconds <= 0:
+            raise SafeLabError("a card outage lasts more than 0 s", "e.g. 5")
+        with self._lock:
+            self._faults.append((kind, seconds))
+
+    def take_faults(self) -> list[tuple[str, float]]:
+        """The faults asked for since the last call (the workload injects them)."""
+        with self._lock:
+            faults, self._faults = self._faults, []
+            return faults
 
     def current(self) -> tuple[Toggles, int]:
         """The toggles now and how many flips led to them."""

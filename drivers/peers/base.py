@@ -322,6 +322,22 @@ class Peer(ABC):
     def _cleanup(self) -> None:  # noqa: B027 - optional hook
         """Extra stopping work (helper processes) for subclasses."""
 
+    def restart(self) -> None:
+        """Stop the program and start it again on the same port: a real peer restart.
+
+        Everything the peer kept in memory is gone, as after a crash or an upgrade: open
+        connections (clients see them closed), TLS session caches and ticket keys (the next
+        handshake is full even with resumption on). Used by the optimisation lab's
+        "peer restarted" fault.
+        """
+        port, requested = self.port, self.requested_port
+        self.stop()
+        self.requested_port = port
+        try:
+            self.start()
+        finally:
+            self.requested_port = requested
+
     def __enter__(self) -> Self:
         return self.start()
 

@@ -12,6 +12,9 @@ this peer reserves two consecutive ports; ``.port`` is the DTLS one. libcoap 4.3
 session resumption: every handshake is full (state it in results, never fake it).
 
 Resource: ``GET /`` answers libcoap's fixed server banner (a 2.05 Content); ``.path`` names it.
+``-d`` lets a ``PUT`` create up to :attr:`CoapServerPeer.dynamic` resources, which is how
+:meth:`CoapServerPeer.publish` puts a firmware image there (block-wise, over the plain port)
+for the bulk-transfer pattern to fetch block by block (Block2) over DTLS.
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ class CoapServerPeer(Peer):
         psk: bytes | str | None = None,
         hint: str = "CoAP",
         verbosity: int = 4,
+        dynamic: int = 4,
         pki: LabPki | None = None,
         binary: str | None = None,
         keep_dir: bool = False,
     ) -> None:
         """``port`` is the *base* port (plain CoAP); DTLS is ``port + 1``."""
         super().__init__(port=port, pki=pki, binary=binary, keep_dir=keep_dir)
+        self.dynamic = dynamic
         self.psk = psk.encode() if isinstance(psk, str) else psk
         self.hint = hint
         self.verbosity = verbosity
@@ -78,6 +83,8 @@ class CoapServerPeer(Peer):
             "-v",
             str(self.verbosity),
         ]
+        if self.dynamic:
+            argv += ["-d", str(self.dynamic)]
         if self.psk is not None:
             if not self.psk:
                 raise ValueError("a DTLS pre-shared key cannot be empty")
@@ -95,6 +102,38 @@ class CoapServerPeer(Peer):
             ]
         self.port = self.plain_port + 1
         return argv
+
+    def publish(self, name: str, data: bytes, timeout_s: float = 30.0) -> str:
+        """``PUT /NAME`` (block-wise, plain CoAP) so that it can be fetched; returns the path.
+
+        libcoap keeps it in memory (a restart loses it) and serves ``GET`` with Block2 over
+        DTLS as over plain CoAP.
+        """
+        import asyncio
+
+        import aiocoap
+
+        from drivers.peers.errors import PeerError
+
+        async def put() -> aiocoap.Message:
+            context = await aiocoap.Context.create_client_context()
+            try:
+                request = aiocoap.Message(
+                    code=aiocoap.PUT,
+                    uri=f"coap://{self.host}:{self.plain_port}/{name}",
+                    payload=data,
+                )
+                return await asyncio.wait_for(context.request(request).response, timeout_s)
+            finally:
+                await context.shutdown()
+
+        response = asyncio.run(put())
+        if not response.code.is_successful():
+            raise PeerError(
+                f"the CoAP server refused PUT /{name} ({response.code})",
+                "start it with dynamic resources (-d)",
+            )
+        return f"/{name}"
 
     def _healthy(self) -> bool:
         # DTLS is UDP, so no connect() can tell "bound" from "nothing there". libcoap creates

@@ -1,6 +1,9 @@
 """nginx as the HTTPS peer: client certificates required, JWT-protected ``/api``.
 
 - ``/`` answers a fixed body (:data:`ROOT_BODY`) to any client with a lab-CA certificate.
+- ``/firmware/NAME`` serves a file put there with :meth:`NginxPeer.publish` (a firmware
+  image for the bulk-transfer pattern), with ``Range`` requests (206 Partial Content), so a
+  download cut half-way resumes from the last byte received.
 - ``/api`` also needs ``Authorization: Bearer <ES256 JWT>`` signed by a registered key
   (:meth:`NginxPeer.register_jwt_key`); nginx OSS cannot verify JWTs, so ``auth_request``
   asks :mod:`drivers.peers.jwt_verifier`. Refusals are ``401`` with ``X-Auth-Reason``.
@@ -53,6 +56,7 @@ class NginxPeer(Peer):
         self.keepalive_timeout_s = keepalive_timeout_s
         self.verifier: JwtVerifierPeer | None = None
         self.jwt_keys_dir: Path | None = None
+        self.published: dict[str, bytes] = {}
 
     @property
     def url(self) -> str:
@@ -63,13 +67,25 @@ class NginxPeer(Peer):
         assert self.jwt_keys_dir is not None, "start the peer first"
         return register_key(self.jwt_keys_dir, public_key)
 
+    def publish(self, name: str, data: bytes) -> str:
+        """Serve ``data`` at ``/firmware/NAME`` (ranges allowed); returns that path."""
+        assert self.workdir is not None, "start the peer first"
+        folder = self.workdir / "html" / "firmware"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        self.published[name] = data
+        return f"/firmware/{name}"
+
     def _prepare(self, program: str, workdir: Path) -> list[str]:
+        for name, data in self.published.items():  # a restart keeps what was published
+            (workdir / "html" / "firmware").mkdir(parents=True, exist_ok=True)
+            (workdir / "html" / "firmware" / name).write_bytes(data)
         self.jwt_keys_dir = workdir / "jwt-keys"
         self.jwt_keys_dir.mkdir()
         self.verifier = JwtVerifierPeer(self.jwt_keys_dir, pki=self.pki)
         self.verifier.start()
         html = workdir / "html"
-        html.mkdir()
+        html.mkdir(exist_ok=True)
         (html / "api").write_text(API_BODY)
         temp = workdir / "temp"
         temp.mkdir()
@@ -125,6 +141,10 @@ http {{
             default_type application/json;
             root {html};
         }}
+        location /firmware/ {{
+            default_type application/octet-stream;
+            root {html};
+        }}
         location = /_jwt {{
             internal;
             proxy_pass http://jwt_verifier/verify;
@@ -144,6 +164,19 @@ http {{
         # nginx binds its listeners before it starts workers; waiting for that line avoids a
         # TCP probe, which would log an aborted handshake.
         return "start worker process" in self.log_text()
+
+    def restart(self) -> None:
+        """A real restart (connections, session cache and ticket keys lost) that keeps the
+        registered JWT keys, as a server's key store on disk would survive it."""
+        keys = (
+            {p.name: p.read_bytes() for p in self.jwt_keys_dir.glob("*.pem")}
+            if self.jwt_keys_dir is not None
+            else {}
+        )
+        super().restart()
+        assert self.jwt_keys_dir is not None
+        for name, pem in keys.items():
+            (self.jwt_keys_dir / name).write_bytes(pem)
 
     def _cleanup(self) -> None:
         if self.verifier is not None:

@@ -115,16 +115,16 @@ def no_resumption_note(protocol: str) -> str:
 
 # -- The optimisation lab's toggles (drivers.patterns) -------------------------------------
 
-PATTERN_TRANSPORTS = ("mqtt", "https", "https-jwt", "coap")
+PATTERN_TRANSPORTS = ("mqtt", "https", "https-jwt", "coap", "vpn")
 
 _TOGGLE_TRANSPORTS: dict[str, tuple[tuple[str, ...], str]] = {
     "keepalive": (
-        ("mqtt", "https", "https-jwt"),
+        ("mqtt", "https", "https-jwt", "vpn"),
         "the CoAP client makes a new DTLS session per request here",
     ),
     "resume": (("mqtt", "https", "https-jwt"), "libcoap 4.3.1 has no DTLS resumption"),
     "preauth": (
-        ("mqtt", "https", "https-jwt"),
+        ("mqtt", "https", "https-jwt", "vpn"),
         "CoAP here has no session to keep ready (a new DTLS session per request)",
     ),
     "jwt_ttl": (("https-jwt",), "JWT options apply to the https-jwt transport only"),
@@ -137,6 +137,13 @@ _TOGGLE_TRANSPORTS: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "psk": (("coap",), "DTLS-PSK is a CoAP option"),
 }
+
+
+_VPN_REASONS = {
+    "resume": "OpenVPN disables TLS session resumption (every tunnel is a full handshake)",
+    "nodelay": "the OpenVPN client's sockets are its own",
+}
+"""Why a toggle does not apply to the TLS-VPN transport, where the CoAP reason would mislead."""
 
 
 def toggle_refusal(transport: str, toggles: object) -> str | None:
@@ -153,6 +160,8 @@ def toggle_refusal(transport: str, toggles: object) -> str | None:
     base = Toggles()
     for attr, (allowed, reason) in _TOGGLE_TRANSPORTS.items():
         if getattr(toggles, attr) != getattr(base, attr) and transport not in allowed:
+            if transport == "vpn":
+                reason = _VPN_REASONS.get(attr, reason)
             return f"{attr.replace('_', '-')} does not apply to {transport}: {reason}"
     if toggles.jwt_refresh and toggles.jwt_ttl <= 0:
         return "jwt-refresh renews a cached JWT before it expires: set jwt-ttl above 0"

@@ -52,6 +52,9 @@ class PacketRow:
     note: str
     verdicts: tuple[VerdictView, ...]
     hexdump: str
+    raw: bytes = b""
+    """The packet's first :data:`HEX_LIMIT` bytes, so a front end can lay its dump out for
+    its own width (``hexdump`` is the 16-bytes-a-line one of the export)."""
 
     @property
     def rejected(self) -> bool:
@@ -92,6 +95,7 @@ def row_of(record: PacketRecord) -> PacketRow:
         note=record.note,
         verdicts=tuple(VerdictView(v.role, v.ok, v.reason, v.stage) for v in list(record.verdicts)),
         hexdump=dump,
+        raw=raw[:HEX_LIMIT],
     )
 
 

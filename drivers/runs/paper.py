@@ -101,6 +101,9 @@ class PaperRun(RunKind):
     (:mod:`drivers.links`): those figures are then shown, not judged (the paper measured on
     localhost). Table 3 has no network and stays judged."""
     link_mode: str = "proxy"
+    table7: bool = False
+    """Also compute Table 7 (``safelab paper --table7``; :class:`drivers.runs.table7.Table7Run`
+    with ``quick`` as given); off by default so the paper command keeps its time budget."""
 
     @classmethod
     def make(
@@ -111,11 +114,12 @@ class PaperRun(RunKind):
         protocols: tuple[str, ...] = TABLE6_PROTOCOLS,
         link: str | None = None,
         link_mode: str = "proxy",
+        table7: bool = False,
     ) -> PaperRun:
         """The run the CLI makes: the paper's n, or ``quick``: fewer trials on a faster card."""
         uri = token_uri or PAPER_TOKEN
         if not quick:
-            return cls(uri, protocols=protocols, link=link, link_mode=link_mode)
+            return cls(uri, protocols=protocols, link=link, link_mode=link_mode, table7=table7)
         speed = 1.0
         if uri.startswith("iotsafe:emulated") or uri == "iotsafe:":
             if "speed=" not in uri:
@@ -133,6 +137,7 @@ class PaperRun(RunKind):
             speed=speed,
             link=link,
             link_mode=link_mode,
+            table7=table7,
         )
 
     def __post_init__(self) -> None:
@@ -150,7 +155,7 @@ class PaperRun(RunKind):
 
     def steps(self) -> int:
         rows = sum(3 if resumable(p) else 2 for p in self.protocols)
-        return 3 + rows + 2
+        return 3 + rows + 2 + int(self.table7)
 
     def planned(self) -> int:
         return self.n_table3
@@ -193,16 +198,20 @@ class _Execution:
         table6: list[Table6Measured] = []
         peers: dict[str, str] = {}
         status, reason = "complete", ""
+        links: dict[str, dict[str, Any]] = {}
+        table7: dict[str, Any] | None = None
         try:
             with _Peers(self.link, self.link_mode) as running:
                 self._peers = running
-                self._table3(ctx, token, figures, table3_runs)
-                self._table6(ctx, token, pin, software, figures, table6, peers)
-                self._jwt(ctx, token, pin, software, figures, peers)
-                links = running.links()
+                try:
+                    self._table3(ctx, token, figures, table3_runs)
+                    self._table6(ctx, token, pin, software, figures, table6, peers)
+                    self._jwt(ctx, token, pin, software, figures, peers)
+                finally:
+                    links = running.links()  # read before the links close
+            table7 = self._table7(ctx)  # its own pattern runs and peers, after ours stopped
         except RunInterrupted as exc:
             status, reason = "incomplete", exc.one_line()
-            links = self._peers.links() if self._peers else {}
         if links:
             self._record_links(links, table6, figures)
         result = PaperResult(
@@ -214,8 +223,18 @@ class _Execution:
             reason=reason,
             elapsed_s=time.monotonic() - started,
             notes=self._notes(),
+            table7=table7,
         )
         return self._stored(token, result)
+
+    def _table7(self, ctx: RunContext) -> dict[str, Any] | None:
+        """Table 7 on the emulated paper SIM at real speed (only with ``table7``)."""
+        if not self.spec.table7:
+            return None
+        from drivers.runs.table7 import Table7Run
+
+        self._steps.next("Table 7", 12)
+        return Table7Run(quick=self.quick).compute(ctx).as_dict()
 
     def _stored(self, token: Token, result: PaperResult) -> PaperResult:
         """Keep the judged figures as a run of their own (experiment ``paper``, no samples),

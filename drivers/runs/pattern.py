@@ -10,6 +10,8 @@ extra holds the pattern, its Table 7 row, the toggles, the flips and the summary
 
 Live flips: ``spec.flip("preauth", "on")`` from any thread (the console's key) -- checked by
 the rules at once (a refused flip raises and changes nothing), applied at the next event.
+``PatternRun(..., until_stopped=True)`` keeps the workload going until the handle is stopped
+(the console's Optimisation job); what ran is stored ``incomplete``, as any stopped run.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class PatternDetail:
     side: str = ""
     segments: tuple[Segment, ...] = ()
     """One per toggle combination in force so far (before/after each flip)."""
+    faults: tuple[tuple[int, str], ...] = ()
+    """Faults injected live so far: (event index, kind)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,7 @@ class _Side:
             self.profile.budget_ms,
             self.label,
             self.workload.segments(),
+            tuple(self.workload.injected),
         )
 
     def finish(self, status: str, reason: str | None) -> PatternResult:
@@ -188,14 +193,18 @@ class _Side:
                 "summary": summary.as_dict(),
                 "flips": [list(f) for f in flips],
                 "segments": [vars(s) for s in segments],
+                "faults_injected": [list(f) for f in self.workload.injected],
             },
         )
         self.ctx.store.finish_run(self.run_id, status, reason)
         return PatternResult(self.run_id, summary, toggles, flips, status, reason, segments)
 
 
-def _target(ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: str | None) -> Any:
-    """Start the pattern's peer for the run; behind an emulated link if asked."""
+def _target(
+    ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: str | None
+) -> tuple[Any, Any, Any]:
+    """Start the pattern's peer for the run; behind an emulated link if asked. Returns what
+    the device connects to, the lab PKI and the peer itself (for a restart)."""
     from drivers.peers.pki import LabPki
     from drivers.protocols.experiment import PeerBehindLink, link_transport, peer_for
 
@@ -217,7 +226,7 @@ def _target(ctx: RunContext, profile: PatternProfile, toggles: Toggles, link: st
         )
         ctx.keep(endpoint.client_context())
         target = PeerBehindLink(peer, endpoint.address)
-    return target, pki
+    return target, pki, peer
 
 
 @dataclass(frozen=True)
@@ -231,11 +240,16 @@ class PatternRun(RunKind):
     """``--set`` text: toggles (``preauth=on``) and parameter overrides (``period_s=0.1``)."""
     events: int | None = None
     duration_s: float | None = None
+    until_stopped: bool = False
+    """Run until :meth:`RunHandle.stop` (the console's live workload): no event or time
+    limit; the partial run is stored ``incomplete`` with every event measured so far."""
     link: str | None = None
     outage: tuple[float, float] | None = None
     """A card outage injected at (seconds after start, lasting seconds)."""
     reset_at: float | None = None
-    """Reset the open connection this long after the start (a peer restart)."""
+    """Reset the open connection this long after the start (TCP RST; the peer keeps state)."""
+    restart_peer_at: float | None = None
+    """Restart the real peer (stop, start on the same port) this long after the start."""
     slow: tuple[float, float, float] | None = None
     """A slow card: (at s, for s, each access delayed s)."""
     progress_interval_s: float = 0.2
@@ -243,7 +257,12 @@ class PatternRun(RunKind):
 
     def __post_init__(self) -> None:
         profile, toggles = _profile(self.pattern, self.settings)
-        if self.events is None and self.duration_s is None:
+        if self.until_stopped and (self.events is not None or self.duration_s is not None):
+            raise SafeLabError(
+                "a run until stopped takes no event count or duration",
+                "give until_stopped, or events/duration, not both",
+            )
+        if self.events is None and self.duration_s is None and not self.until_stopped:
             object.__setattr__(self, "events", 20)
         if (self.events is not None and self.events < 1) or (
             self.duration_s is not None and self.duration_s <= 0
@@ -263,6 +282,11 @@ class PatternRun(RunKind):
         """Flip a toggle while the run runs (any thread); refused flips raise SafeLabError."""
         return self.board.flip(toggle, value)
 
+    def inject(self, fault: str, seconds: float = 5.0) -> None:
+        """Inject a fault at the next event (any thread): ``card-outage`` for ``seconds``,
+        ``reset`` or ``peer-restart``; stored in the run's ``extra.faults_injected``."""
+        self.board.inject(fault, seconds)
+
     def planned(self) -> int:
         return self.events or 0
 
@@ -272,7 +296,7 @@ class PatternRun(RunKind):
         token = ctx.token(self.token_uri)
         ctx.describe(token=TokenProvenance.of(token, self.token_uri), condition=toggles.label)
         pin = ctx.pin(token)
-        target, pki = _target(ctx, profile, toggles, self.link)
+        target, pki, peer = _target(ctx, profile, toggles, self.link)
         side = _Side(
             ctx,
             profile,
@@ -286,12 +310,14 @@ class PatternRun(RunKind):
                 "link": self.link,
                 "outage": list(self.outage) if self.outage else None,
                 "reset_at": self.reset_at,
+                "restart_peer_at": self.restart_peer_at,
                 "slow": list(self.slow) if self.slow else None,
             },
         )
         workload = side.workload
         workload.events, workload.duration_s = self.events, self.duration_s
         workload.outage, workload.reset_at = self.outage, self.reset_at
+        workload.restart_at, workload.restart = self.restart_peer_at, peer.restart
         workload.slow = self.slow
         workload.stop = ctx.checkpoint
         last = [0.0]
@@ -382,7 +408,7 @@ class PatternCompareRun(RunKind):
             condition=f"A {profiles[0][1].label} / B {profiles[1][1].label}",
         )
         pin = ctx.pin(token)
-        target, pki = _target(ctx, profile, profiles[0][1], None)
+        target, pki, _ = _target(ctx, profile, profiles[0][1], None)
         sides = [
             _Side(
                 ctx,

@@ -141,8 +141,15 @@ class RunKind(ABC):
 class RunContext:
     """What :meth:`RunKind.execute` may use; everything it opens is released by the service."""
 
-    def __init__(self, handle: RunHandle, store: ResultsStore, resources: contextlib.ExitStack):
+    def __init__(
+        self,
+        handle: RunHandle,
+        store: ResultsStore,
+        resources: contextlib.ExitStack,
+        parent: RunContext | None = None,
+    ):
         self._handle = handle
+        self._parent = parent
         self.store = store
         """The results store, opened in the run's thread (sqlite connections are per thread)."""
         self._resources = resources
@@ -152,6 +159,8 @@ class RunContext:
     # -- resources ----------------------------------------------------------------------
     def token(self, uri: str) -> Token:
         """The token named by ``uri``, opened once per run and closed when the run ends."""
+        if self._parent is not None:
+            return self._parent.token(uri)
         if uri not in self._tokens:
             self._tokens[uri] = self._resources.enter_context(open_token(uri))
         return self._tokens[uri]
@@ -193,6 +202,16 @@ class RunContext:
     def keep(self, resource: AbstractContextManager[T]) -> T:
         """Enter any context manager for the rest of the run."""
         return self._resources.enter_context(resource)
+
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator[RunContext]:
+        """A child context whose peers and kept resources end with the ``with`` block, while
+        tokens, PINs, the store and the controls stay the run's (a run made of sub-runs, such
+        as Table 7's pattern cells, so one cell's peers do not outlive it)."""
+        with contextlib.ExitStack() as stack:
+            child = RunContext(self._handle, self.store, stack, parent=self)
+            child._pins = self._pins
+            yield child
 
     # -- controls -----------------------------------------------------------------------
     @property

@@ -3,11 +3,14 @@
 Each principal has its own credential and its own client ID (no shared service credential,
 issue 10 class 4), and exactly the topic rights its role needs:
 
-- gateway: reads ``auth/+/up``, ``up/+``; writes ``auth/+/down``, ``ack/+``, ``int/+``;
-- ds: reads ``int/+``, ``resend/+``; writes ``out/+/+``;
-- ms: reads ``report/+``;
+- gateway: reads ``auth/+/up``, ``up/+``, ``prov/gateway``; writes ``auth/+/down``,
+  ``ack/+``, ``int/+``;
+- ds: reads ``int/+``, ``resend/+``, ``prov/ds``; writes ``out/+/+``;
+- ms: reads ``report/+``, ``reg/+``; writes ``reg/ms`` (its own registrations, models 1 and 3)
+  and ``prov/+`` (registrations it accepted, to gateway and DS);
 - user-N: reads ``out/user-N/+`` (its own deliveries only); writes only its own re-send
-  requests ``resend/user-N`` and reports ``report/user-N``;
+  requests ``resend/user-N``, reports ``report/user-N`` and registrations ``reg/user-N`` (the
+  MS decides whether it is the registrar: the broker only stops it speaking as another);
 - sensor ``cid``: reads ``auth/cid/down``, ``ack/cid``; writes ``auth/cid/up``, ``up/cid``,
   ``report/cid``.
 
@@ -44,16 +47,28 @@ def service_rules(user: str) -> list[Rule]:
             Rule(WRITE, f"{p}/auth/+/down"),
             Rule(WRITE, f"{p}/ack/+"),
             Rule(WRITE, f"{p}/int/+"),
+            Rule(READ, f"{p}/prov/gateway"),
         ]
     if user == "ds":
-        return [Rule(READ, f"{p}/int/+"), Rule(READ, f"{p}/resend/+"), Rule(WRITE, f"{p}/out/+/+")]
+        return [
+            Rule(READ, f"{p}/int/+"),
+            Rule(READ, f"{p}/resend/+"),
+            Rule(WRITE, f"{p}/out/+/+"),
+            Rule(READ, f"{p}/prov/ds"),
+        ]
     if user == "ms":
-        return [Rule(READ, f"{p}/report/+")]
+        return [
+            Rule(READ, f"{p}/report/+"),
+            Rule(READ, f"{p}/reg/+"),
+            Rule(WRITE, f"{p}/reg/ms"),
+            Rule(WRITE, f"{p}/prov/+"),
+        ]
     if user.startswith("user-"):
         return [
             Rule(READ, f"{p}/out/{user}/+"),
             Rule(WRITE, f"{p}/resend/{user}"),
             Rule(WRITE, f"{p}/report/{user}"),
+            Rule(WRITE, f"{p}/reg/{user}"),
         ]
     return []
 

@@ -28,12 +28,13 @@ from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.mqttcodec import encode_publish
 from drivers.ssdtf.pseudonyms import TraceDenied
+from drivers.ssdtf.registry import build_reg
 from drivers.ssdtf.replay import now_ms
 from drivers.ssdtf.roles.sensor import HandshakeFailed
 from drivers.ssdtf.signing import Ed25519Signer
 from drivers.ssdtf.tap import Forward, Hop
 from drivers.ssdtf.trace import Trace, Verdict
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import Alg, MsgType, RegKind, T
 
 FAST = {
     "auth_deadline_s": 1.0,
@@ -747,6 +748,207 @@ def chal_injection(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     return dep, evidence
 
 
+# --- registrations over MQTT (REG to the MS, PROV to gateway and DS) -------------------
+def _registry_state(dep: Deployment) -> tuple[Any, ...]:
+    """Everything a registration can change, at the MS and at both proxies."""
+    return (
+        dep.ms.registry.snapshot(),
+        {cid: ref.public_bytes for cid, ref in dep.gateway.devices.items()},
+        dict(dep.gateway.topics),
+        {n: d.receiver_pre for n, d in dep.gateway.destinations.items()},
+        {n: r.receiver_pre for n, r in dep.ds.recipients.items()},
+        {n: ref.public_bytes for n, ref in dep.ms.devices.items()},
+    )
+
+
+def _refused_registration(dep: Deployment, role: str) -> bool:
+    return any(
+        v.role == role and v.stage == "registration" and not v.ok for v in dep.trace.verdicts
+    )
+
+
+def _device_fields(cid: str, public: bytes) -> dict[int, bytes]:
+    return {T.CID: cid.encode(), T.PUBKEY: public, T.KEYALG: bytes([Alg.ED25519])}
+
+
+def _inject_reg(dep: Deployment, payload: bytes, note: str) -> None:
+    """Inject ``payload`` on the devices' registrar's own connection (a MITM on its link)."""
+    name = dep.device_reg.name
+    if dep.tap is not None:
+        frame = encode_publish(topics.reg_topic(name), payload, qos=0)
+        dep.tap.inject(name, "c2b", frame, note)
+
+
+def forged_registration(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """A MITM on the registrar's link registers a device sensor-9 with its own key, claiming
+    the registrar's key ID; it cannot make the registrar's signature."""
+    dep = _deploy(cfg, None)
+    evidence = _standard(dep, messages=1)
+    before = _registry_state(dep)
+    attacker = Ed25519Signer("attacker")
+    fields = _device_fields("sensor-9", attacker.public().public_bytes) | {
+        T.TS: wire.u64(now_ms()),
+        T.ND: os.urandom(16),
+        T.KIND: bytes([RegKind.DEVICE]),
+        T.KID: dep.device_reg.key.kid,
+        T.ALG: bytes([dep.device_reg.key.alg]),
+    }
+    topic = topics.reg_topic(dep.device_reg.name)
+    forged = wire.encode(MsgType.REG, fields, flags=1, sign=attacker.sign, topic=topic)
+    _inject_reg(dep, forged, "REG forged with the attacker's key")
+    _wait(lambda: _refused_registration(dep, "ms"), 3.0)
+    evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
+    return dep, evidence
+
+
+def unsigned_registration(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    dep = _deploy(cfg, None)
+    evidence = _standard(dep, messages=1)
+    before = _registry_state(dep)
+    attacker = Ed25519Signer("attacker")
+    fields = _device_fields("sensor-9", attacker.public().public_bytes) | {
+        T.TS: wire.u64(now_ms()),
+        T.ND: os.urandom(16),
+        T.KIND: bytes([RegKind.DEVICE]),
+        T.KID: dep.device_reg.key.kid,
+        T.ALG: bytes([dep.device_reg.key.alg]),
+    }
+    _inject_reg(dep, wire.encode(MsgType.REG, fields, flags=1), "REG without a signature")
+    _wait(lambda: _refused_registration(dep, "ms"), 3.0)
+    evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
+    return dep, evidence
+
+
+def _keep_user2_destination(store: dict[str, bytes]) -> Callable[[Hop], None]:
+    """Keep user-2's destination REG (registrar -> MS) and its PROV to the gateway."""
+
+    def keep(hop: Hop) -> None:
+        payload = hop.packet.payload
+        if payload is None or not hop.packet.topic:
+            return
+        try:
+            env = wire.decode(payload)
+            reg = wire.decode(env.get(T.INNER)) if env.type == MsgType.PROV else env
+        except wire.WireError:
+            return
+        if reg.type != MsgType.REG or reg.fields.get(T.SUB) != b"user-2":
+            return
+        if env.type == MsgType.REG and hop.direction == "c2b":
+            store.setdefault("reg", hop.raw)
+        if env.type == MsgType.PROV and hop.conn.lane == "gateway" and hop.direction == "b2c":
+            store.setdefault("prov", hop.raw)
+
+    return keep
+
+
+def _replay_after_revocation(
+    cfg: FlowConfig, which: str
+) -> tuple[Deployment, dict[str, Any], dict[str, bytes]]:
+    store: dict[str, bytes] = {}
+    dep = _deploy(cfg, _keep_user2_destination(store), users=2)
+    evidence = _standard(dep, messages=1)
+    dep.revoke_destination("user-2")
+    before = _registry_state(dep)
+    got = len(dep.users["user-2"].readings)
+    if dep.tap is not None and which in store:
+        lane, direction = (dep.dest_reg.name, "c2b") if which == "reg" else ("gateway", "b2c")
+        dep.tap.inject(lane, direction, store[which], f"old {which.upper()} for user-2 replayed")
+    role = "ms" if which == "reg" else "gateway"
+    _wait(lambda: _refused_registration(dep, role), 3.0)
+    dep.send_readings(1)
+    dep.users["user-1"].wait_for(2 * len(dep.sensors), 3.0)
+    evidence["captured"] = which in store
+    evidence["check"] = (
+        which in store
+        and _registry_state(dep) == before
+        and "user-2" not in dep.gateway.destinations
+        and "user-2" not in dep.ds.recipients
+        and len(dep.users["user-2"].readings) == got
+    )
+    return dep, evidence, store
+
+
+def replayed_registration(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """user-2 is revoked; its old destination REG is replayed to the MS to re-instate it."""
+    dep, evidence, _ = _replay_after_revocation(cfg, "reg")
+    return dep, evidence
+
+
+def replayed_provisioning(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """user-2 is revoked; the MS's old PROV for it is replayed straight to the gateway."""
+    dep, evidence, _ = _replay_after_revocation(cfg, "prov")
+    return dep, evidence
+
+
+def registration_identity_theft(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """user-2 publishes a registration on user-1's registration topic (speaking as user-1)."""
+    dep = _deploy(cfg, None, users=2)
+    evidence = _standard(dep, messages=1)
+    before = _registry_state(dep)
+    thief = dep.users["user-2"]
+    fields = {T.SUB: b"user-2"} | {
+        T.PUBKEY: thief.signer.public().public_bytes,
+        T.KEYALG: bytes([thief.signer.alg]),
+        T.HASH: os.urandom(32),
+        T.HASH2: os.urandom(32),
+    }
+    payload = build_reg(thief.signer, "user-1", RegKind.DESTINATION, fields)
+    if thief.endpoint is not None:
+        thief.endpoint.publish(topics.reg_topic("user-1"), payload, qos=1)
+    _wait(lambda: any(v.role == "broker" for v in dep.trace.verdicts), 3.0)
+    evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
+    return dep, evidence
+
+
+def device_identity_takeover(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """The registrar's own link is used to register sensor-1 again with another key, and a
+    device under the gateway's client ID: an identity is never taken over by registering."""
+    dep = _deploy(cfg, None)
+    evidence = _standard(dep, messages=1)
+    before = _registry_state(dep)
+    registrar = dep.registrar_role(dep.device_reg.name)
+    other = Ed25519Signer("attacker").public().public_bytes
+    registrar.register(RegKind.DEVICE, _device_fields("sensor-1", other))
+    registrar.register(RegKind.DEVICE, _device_fields("ssdtf-gateway", other))
+    registrar.register(RegKind.DEVICE, _device_fields("user-9", other))  # users' namespace
+    _wait(lambda: sum("belongs to a service" in v.reason for v in dep.trace.verdicts) >= 2, 3.0)
+    evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
+    return dep, evidence
+
+
+def destination_takeover(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """user-2 registers "user-1" as a destination with its own keys (to get user-1's data)."""
+    dep = _deploy(cfg, None, users=2)
+    evidence = _standard(dep, messages=1)
+    before = _registry_state(dep)
+    thief = dep.users["user-2"]
+    fields = {
+        T.SUB: b"user-1",
+        T.PUBKEY: thief.signer.public().public_bytes,
+        T.KEYALG: bytes([thief.signer.alg]),
+        T.HASH: os.urandom(32),
+        T.HASH2: os.urandom(32),
+    }
+    if thief.pre_keys is not None:
+        fields[T.PREKEY] = thief.pre_keys.public
+    thief.register(RegKind.DESTINATION, fields)
+    _wait(lambda: _refused_registration(dep, "ms"), 3.0)
+    evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
+    return dep, evidence
+
+
+def topic_hijack(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """user-2 registers sensor-1's uplink topic, which the devices' registrar owns."""
+    dep = _deploy(cfg, None, users=2)
+    evidence = _standard(dep, messages=1)
+    before = _registry_state(dep)
+    topic = topics.data_topic("sensor-1").encode()
+    dep.users["user-2"].register(RegKind.TOPIC, {T.CID: b"sensor-1", T.TOPIC: topic})
+    _wait(lambda: _refused_registration(dep, "ms"), 3.0)
+    evidence["check"] = _registry_state(dep) == before and _legit_after(dep)
+    return dep, evidence
+
+
 def control_qos(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     dep = _deploy(cfg, None, gateway_qos=0, extras={"user_qos": 0})
     return dep, _standard(dep)
@@ -965,6 +1167,54 @@ ATTACKS: dict[str, Attack] = {
             "Junk and an old CHAL injected towards a READY sensor",
             [("sensor-1", "outside a pending handshake")],
             chal_injection,
+        ),
+        Attack(
+            "forged-registration",
+            "MITM on the registrar's link: a device REG signed with the attacker's key",
+            [("ms", "registrar ms signature invalid"), ("ms", "signature invalid")],
+            forged_registration,
+        ),
+        Attack(
+            "unsigned-registration",
+            "A device REG without a signature",
+            [("ms", "missing field: SIG")],
+            unsigned_registration,
+        ),
+        Attack(
+            "replayed-registration",
+            "A revoked destination's old REG replayed to the MS",
+            [("ms", "replayed")],
+            replayed_registration,
+        ),
+        Attack(
+            "replayed-provisioning",
+            "A revoked destination's old PROV replayed to the gateway",
+            [("gateway", "replayed")],
+            replayed_provisioning,
+        ),
+        Attack(
+            "registration-identity-theft",
+            "user-2 publishes a registration on user-1's registration topic",
+            [("broker", "reg/user-1 refused")],
+            registration_identity_theft,
+        ),
+        Attack(
+            "device-identity-takeover",
+            "Re-register sensor-1 with another key, and a device as the gateway",
+            [("ms", "already registered to another key"), ("ms", "belongs to a service")],
+            device_identity_takeover,
+        ),
+        Attack(
+            "destination-takeover",
+            "user-2 registers destination user-1 with its own keys",
+            [("ms", "is not the registrar of destinations")],
+            destination_takeover,
+        ),
+        Attack(
+            "topic-hijack",
+            "user-2 registers sensor-1's uplink topic (owned by the devices' registrar)",
+            [("ms", "does not own it")],
+            topic_hijack,
         ),
         Attack(
             "control-qos",

@@ -33,6 +33,16 @@ def resend_topic(sub: str) -> str:
     return f"{PREFIX}/resend/{sub}"
 
 
+def reg_topic(registrar: str) -> str:
+    """A principal's signed registrations to the management server (REG)."""
+    return f"{PREFIX}/reg/{registrar}"
+
+
+def prov_topic(role: str) -> str:
+    """Registrations the management server accepted, for ``gateway`` or ``ds`` (PROV)."""
+    return f"{PREFIX}/prov/{role}"
+
+
 def int_topic(sub: str) -> str:
     return f"{PREFIX}/int/{sub}"
 
@@ -100,6 +110,9 @@ class FlowConfig:
     """QoS of the gateway's subscription to DATA (0 = the QoS-downgrade positive control)."""
     retain: bool = False
     """Sensors publish DATA with RETAIN (the RETAIN positive control)."""
+    workers: int = 0
+    """Worker processes per data user that open DELIVERs (unwrap, cfrag proofs, decrypt) off
+    the role's thread; 0 = in the role's thread (:mod:`drivers.ssdtf.workers`)."""
     reading_prefix: str = "reading"
     extras: dict[str, object] = field(default_factory=dict)
 

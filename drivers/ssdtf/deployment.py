@@ -39,11 +39,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from drivers.errors import SafeLabError
+from drivers.ssdtf import config as topics
 from drivers.ssdtf.brokers import BrokerPolicy, make_broker
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.netloop import NetLoop
 from drivers.ssdtf.pre import UmbralBackend, backend
 from drivers.ssdtf.pseudonyms import MappingStore
+from drivers.ssdtf.registry import Registrar
 from drivers.ssdtf.roles.base import sign_record
 from drivers.ssdtf.roles.datauser import DataUser
 from drivers.ssdtf.roles.distribution import DistributionServer
@@ -53,14 +55,17 @@ from drivers.ssdtf.roles.sensor import Enrolment, HandshakeFailed, Sensor
 from drivers.ssdtf.signing import Ed25519Signer, TokenSigner
 from drivers.ssdtf.tap import Interceptor, Stepper, Tap
 from drivers.ssdtf.trace import Trace
+from drivers.ssdtf.wire import FieldMap, RegKind, T
 from drivers.tokens.registry import open_token
 
 BROKER_ID = "ssdtf-broker-1"
 
 SIMULATED = [
-    "registration (devices, destinations, conversion keys) is simulated: signed records "
-    "handed over in process, standing for the operator's provisioning channel, not MQTT "
-    "messages to the management server",
+    "conversion-key shares (kfrags) are handed to the gateway and the DS in process, standing "
+    "for an encrypted provisioning channel; the destination registration that binds them "
+    "(their SHA-256) travels over MQTT, signed, and each proxy refuses a share that differs",
+    "a sensor's enrolment (pinned broker key, registrar key, data key) and its broker secret "
+    "are installed in process, standing for factory provisioning",
     "the out-of-band REPORT channel (used after the broker failed authentication) is "
     "simulated by a direct call to the management server",
 ]
@@ -134,6 +139,8 @@ class Deployment:
         self.port = 0
         self.started = False
         self._t_start = 0.0
+        self._regs: list[tuple[Registrar, RegKind, FieldMap]] = []
+        """Registrations not yet published (before :meth:`start`, the roles are offline)."""
         try:
             self._build_roles()
         except BaseException:
@@ -188,12 +195,17 @@ class Deployment:
             self.device_registrar = self.sk_ms
             self.dest_registrar = self.sk_ms if cfg.model == 1 else user_signers[first]
             self.owner_name, self.owner_keys = "MS", ms_pre
+        self.device_reg = Registrar(
+            "ms" if cfg.model != 2 else first, self.device_registrar.public()
+        )
+        self.dest_reg = Registrar("ms" if cfg.model == 1 else first, self.dest_registrar.public())
+        services = {*self.policy.client_ids.values(), *self.credentials}
+        self.ms.set_registrar("devices", self.device_reg.name, self.device_reg.key, services)
+        self.ms.set_registrar("destinations", self.dest_reg.name, self.dest_reg.key, services)
         for role in (self.gateway, self.ds):
-            role.pin_registrar(self.device_registrar.public(), "devices")
-            if self.dest_registrar is not self.device_registrar:
-                role.pin_registrar(self.dest_registrar.public(), "destinations")
-            else:
-                role.registrars["destinations"] = self.dest_registrar.public()
+            role.pin_registry(self.sk_ms.public())
+            role.pin_registrar(self.device_reg.key, "devices", self.device_reg.name)
+            role.pin_registrar(self.dest_reg.key, "destinations", self.dest_reg.name)
         if self.owner_keys is not None:
             owner = (self.owner_name, self.owner_keys.public, self.owner_keys.verifying)
             self.gateway.set_owner(*owner)
@@ -202,7 +214,6 @@ class Deployment:
                 user.set_owner(*owner)
         for name in self.user_names:
             self.register_destination(name)
-            self.ms.know_user(name, user_signers[name].public())
         for index in range(cfg.sensors):
             self.add_sensor(f"sensor-{index + 1}", cfg.token if index == 0 else None)
 
@@ -217,26 +228,68 @@ class Deployment:
                 f"{self.owner_name} issues conversion keys for {name}",
                 lane="ms" if self.owner_name == "MS" else self.user_names[0],
             )
-        receiver = user.pre_keys.public.hex() if user.pre_keys else ""
-        body, sig = sign_record(
-            self.dest_registrar,
-            "destination",
-            {
-                "sub": name,
-                "receiver_pre": receiver,
-                "kfrag1_sha256": hashlib.sha256(kfrags[0]).hexdigest(),
-                "kfrag2_sha256": hashlib.sha256(kfrags[1]).hexdigest(),
-                "signing": user.signer.public().public_bytes.hex(),
-                "signing_alg": int(user.signer.public().alg),
-            },
-        )
-        self.gateway.register_destination(body, sig, kfrags[0])
-        self.ds.register_destination(body, sig, kfrags[1])
+        self.gateway.offer_kfrag(name, kfrags[0])  # simulated: the shares' hand-over
+        self.ds.offer_kfrag(name, kfrags[1])
+        signing = user.signer.public()
+        fields: FieldMap = {
+            T.SUB: name.encode(),
+            T.PUBKEY: signing.public_bytes,
+            T.KEYALG: bytes([signing.alg]),
+            T.HASH: hashlib.sha256(kfrags[0]).digest(),
+            T.HASH2: hashlib.sha256(kfrags[1]).digest(),
+        }
+        if user.pre_keys:
+            fields[T.PREKEY] = user.pre_keys.public
+        self._register(self.dest_reg, RegKind.DESTINATION, fields)
 
     def revoke_destination(self, name: str) -> None:
-        self.gateway.revoke_destination(name)
-        self.ds.revoke_destination(name)
+        """A signed revocation over MQTT (REG kind REVOKE); returns once gateway and DS have
+        deleted the conversion-key shares."""
+        self._register(self.dest_reg, RegKind.REVOKE, {T.SUB: name.encode()})
         self.trace.note(f"{name} revoked: conversion keys deleted at gateway and DS")
+
+    # --- registrations over MQTT (drivers/ssdtf/registry.py) ---------------------------
+    def _register(self, registrar: Registrar, kind: RegKind, fields: FieldMap) -> None:
+        self._regs.append((registrar, kind, fields))
+        if self.started:
+            self.flush_registrations()
+
+    def registrar_role(self, name: str) -> ManagementServer | DataUser:
+        return self.ms if name == "ms" else self.users[name]
+
+    def flush_registrations(self, timeout: float | None = None) -> None:
+        """Publish the queued registrations (each by its registrar, over the broker) and wait
+        until the gateway and the DS have applied them (their own verdicts decide)."""
+        queued, self._regs = self._regs, []
+        for registrar, kind, fields in queued:
+            self.registrar_role(registrar.name).register(kind, fields)
+        end = time.monotonic() + (timeout or self.cfg.connect_timeout_s)
+        while not all(self._applied(kind, fields) for _, kind, fields in queued):
+            if time.monotonic() > end:
+                refused = [v.reason for v in self.trace.rejections() if v.stage == "registration"]
+                raise SafeLabError(
+                    "registrations over MQTT did not complete"
+                    + (f": {refused[-1]}" if refused else ""),
+                    "check the broker and the registrar of the service model",
+                )
+            time.sleep(0.01)
+
+    def _applied(self, kind: RegKind, fields: FieldMap) -> bool:
+        if kind == RegKind.DEVICE:
+            ref = self.gateway.devices.get(fields[T.CID].decode())
+            return ref is not None and ref.public_bytes == fields[T.PUBKEY]
+        if kind == RegKind.TOPIC:
+            return self.gateway.topics.get(fields[T.TOPIC].decode()) == fields[T.CID].decode()
+        name = fields[T.SUB].decode()
+        gateway, ds = self.gateway.destinations.get(name), self.ds.recipients.get(name)
+        if kind == RegKind.REVOKE:
+            return gateway is None and ds is None
+        return (
+            gateway is not None
+            and ds is not None
+            and hashlib.sha256(gateway.kfrag).digest() == fields[T.HASH]
+            and hashlib.sha256(ds.kfrag).digest() == fields[T.HASH2]
+        )
 
     def _new_key_uri(self, cid: str) -> str:
         path = Path(self._keys_dir.name) / f"{cid}.pem"
@@ -286,7 +339,7 @@ class Deployment:
             self.pre,
             self.cfg,
             self.trace,
-            self.ms.receive_report,
+            self._report_out_of_band,
             broker_secret=secret,
             **options,
         )
@@ -296,18 +349,22 @@ class Deployment:
         return sensor
 
     def register_device(self, cid: str, signer: TokenSigner) -> None:
+        """The device and its uplink topic, registered by the devices' registrar."""
         public = signer.public()
-        body, sig = sign_record(
-            self.device_registrar,
-            "device",
-            {
-                "cid": cid,
-                "alg": int(public.alg),
-                "public": public.public_bytes.hex(),
-            },
+        fields: FieldMap = {
+            T.CID: cid.encode(),
+            T.PUBKEY: public.public_bytes,
+            T.KEYALG: bytes([public.alg]),
+        }
+        self._register(self.device_reg, RegKind.DEVICE, fields)
+        topic = {T.CID: cid.encode(), T.TOPIC: topics.data_topic(cid).encode()}
+        self._register(self.device_reg, RegKind.TOPIC, topic)
+
+    def _report_out_of_band(self, payload: bytes, topic: str) -> bool:
+        self.trace.note(
+            "REPORT out of band (simulated: a direct call to the management server)", lane="ms"
         )
-        self.gateway.register_device(body, sig)
-        self.ms.know_device(cid, public)
+        return self.ms.receive_report(payload, topic)
 
     def _broker_denied(self, cid: str, why: str) -> None:
         self.trace.verdict("broker", None, False, why, "policy", cid=cid)
@@ -333,6 +390,7 @@ class Deployment:
         self.ms.start(self.host, self.port)
         for user in self.users.values():
             user.start(self.host, self.port)
+        self.flush_registrations()
 
     def connect_sensors(self) -> dict[str, float]:
         """Handshake every sensor; returns handshake time per sensor in ms."""

@@ -128,9 +128,32 @@ class Trace:
         self.notes: list[dict[str, Any]] = []
         self.conn_endpoints: dict[int, tuple[str, int]] = {}
         self._listeners: list[Any] = []
+        self._held_count = 0
+        self._held_since = 0.0
+        self._held_total = 0.0
 
     def now_ms(self) -> float:
-        return (time.perf_counter() - self.t0) * 1000
+        """Milliseconds since the start, not counting the time a packet waited for a person.
+
+        In live mode the tap holds each packet until "step"; that wait says nothing about the
+        protocol, so the clock of the trace stops while a packet is held (``t ms`` in the
+        stepper then reads as if the flow had run straight through).
+        """
+        now = time.perf_counter()
+        with self._lock:
+            held = self._held_total + (now - self._held_since if self._held_count else 0.0)
+        return (now - self.t0 - held) * 1000
+
+    def _hold_changed(self, before: str, after: str) -> None:
+        """Start or stop the held clock (called under the lock)."""
+        if before != "held" and after == "held":
+            if self._held_count == 0:
+                self._held_since = time.perf_counter()
+            self._held_count += 1
+        elif before == "held" and after != "held" and self._held_count:
+            self._held_count -= 1
+            if self._held_count == 0:
+                self._held_total += time.perf_counter() - self._held_since
 
     def subscribe(self, callback: Any) -> None:
         """``callback(kind, obj)`` on every new packet/verdict/key event (the live UI hook)."""
@@ -171,11 +194,13 @@ class Trace:
         with self._lock:
             record.index = len(self.packets)
             self.packets.append(record)
+            self._hold_changed("", status)
         self._emit("packet", record)
         return record
 
     def set_status(self, record: PacketRecord, status: str) -> None:
         with self._lock:
+            self._hold_changed(record.status, status)
             record.status = status
         self._emit("status", record)
 

@@ -113,6 +113,12 @@ class MsgType(IntEnum):
     RESEND = 0x14
     """Data user -> DS: a signed re-send request for a DELIVER that never arrived."""
     REPORT = 0x20
+    REG = 0x30
+    """Registrar -> management server: a signed registration (device, topic, destination,
+    revocation) on ``ssdtf/v1/reg/{registrar}`` (see :mod:`drivers.ssdtf.registry`)."""
+    PROV = 0x31
+    """Management server -> gateway / DS: a registration it accepted, the registrar's REG
+    inside (INNER), signed again by the MS, on ``ssdtf/v1/prov/{role}``."""
 
 
 class T(IntEnum):
@@ -138,6 +144,18 @@ class T(IntEnum):
     REASON = 0x17
     BIND = 0x18
     """Sender-binding nonce r of a DATA (see :mod:`drivers.ssdtf.binding`)."""
+    KIND = 0x19
+    """What a REG registers (:class:`RegKind`)."""
+    TOPIC = 0x1A
+    """A registered topic name (may contain ``/``, never a wildcard)."""
+    PUBKEY = 0x1B
+    """A registered signing public key (device or destination)."""
+    KEYALG = 0x1C
+    """The algorithm of PUBKEY (:class:`Alg`): pinned with the key."""
+    PREKEY = 0x1D
+    """A destination's PRE public key (what the conversion keys convert to)."""
+    HASH2 = 0x1E
+    """SHA-256 of conversion-key share 2 (HASH carries share 1's)."""
     STATUS = 0x20
     SIG = 0x7F
 
@@ -149,6 +167,16 @@ class Alg(IntEnum):
     ED25519 = 0x01
     ES256 = 0x02
     """ECDSA P-256 over SHA-256, raw r‖s: what a token of the driver layer (a SIM) signs."""
+
+
+class RegKind(IntEnum):
+    """What a REG registers; each kind has exactly its own fields (:data:`REG_FIELDS`)."""
+
+    DEVICE = 1
+    TOPIC = 2
+    DESTINATION = 3
+    REVOKE = 4
+    """Revoke a destination (its conversion-key shares are deleted at gateway and DS)."""
 
 
 class Status(IntEnum):
@@ -180,6 +208,9 @@ FIXED_LEN: dict[int, int] = {
     T.STATUS: 1,
     T.SIG: 64,
     T.BIND: 16,
+    T.KIND: 1,
+    T.KEYALG: 1,
+    T.HASH2: 32,
 }
 MAX_LEN: dict[int, int] = {
     T.CID: 64,
@@ -189,8 +220,11 @@ MAX_LEN: dict[int, int] = {
     T.REASON: 200,
     T.CAPSULE: 512,
     T.CFRAG: 1024,
+    T.TOPIC: 128,
+    T.PUBKEY: 133,
+    T.PREKEY: 64,
 }
-TEXT_TAGS = {T.CID, T.BROKER_ID, T.EXT_ID, T.SUB, T.REASON}
+TEXT_TAGS = {T.CID, T.BROKER_ID, T.EXT_ID, T.SUB, T.REASON, T.TOPIC}
 
 _SIGNED = {T.KID, T.ALG, T.SIG}
 REQUIRED: dict[MsgType, frozenset[int]] = {
@@ -204,6 +238,8 @@ REQUIRED: dict[MsgType, frozenset[int]] = {
     MsgType.DELIVER: frozenset({T.SEQ, T.TS, T.CT, T.EXT_ID, T.EPOCH} | _SIGNED),
     MsgType.REPORT: frozenset({T.CID, T.SEQ, T.TS, T.HASH, T.STATUS, T.REASON} | _SIGNED),
     MsgType.RESEND: frozenset({T.SEQ, T.TS, T.SUB} | _SIGNED),
+    MsgType.REG: frozenset({T.TS, T.ND, T.KIND} | _SIGNED),
+    MsgType.PROV: frozenset({T.TS, T.INNER, T.SUB} | _SIGNED),
 }
 OPTIONAL: dict[MsgType, frozenset[int]] = {
     MsgType.DATA: frozenset({T.CAPSULE, T.BIND}),
@@ -211,7 +247,19 @@ OPTIONAL: dict[MsgType, frozenset[int]] = {
     MsgType.DELIVER: frozenset({T.CAPSULE, T.CFRAG}),
     MsgType.REPORT: frozenset({T.SID}),
     MsgType.RESEND: frozenset({T.REASON}),
+    MsgType.REG: frozenset({T.CID, T.SUB, T.TOPIC, T.PUBKEY, T.KEYALG, T.PREKEY, T.HASH, T.HASH2}),
 }
+REG_FIELDS: dict[RegKind, tuple[frozenset[int], frozenset[int]]] = {
+    RegKind.DEVICE: (frozenset({T.CID, T.PUBKEY, T.KEYALG}), frozenset()),
+    RegKind.TOPIC: (frozenset({T.CID, T.TOPIC}), frozenset()),
+    RegKind.DESTINATION: (
+        frozenset({T.SUB, T.PUBKEY, T.KEYALG, T.HASH, T.HASH2}),
+        frozenset({T.PREKEY}),  # absent only without a PRE library (no confidentiality)
+    ),
+    RegKind.REVOKE: (frozenset({T.SUB}), frozenset()),
+}
+"""Per registration kind: (required, optional) fields beyond REG's own. Strict like the rest:
+a field of another kind is an error, so a record cannot mean two things."""
 
 
 def lp(value: bytes) -> bytes:
@@ -298,8 +346,11 @@ class Envelope:
                 out[name] = value.decode(errors="replace")
             elif tag in (T.SEQ, T.TS, T.EPOCH, T.STATUS):
                 out[name] = int.from_bytes(value, "big")
-            elif tag == T.ALG:
+            elif tag in (T.ALG, T.KEYALG):
                 out[name] = Alg(value[0]).name if value[0] in Alg._value2member_map_ else value[0]
+            elif tag == T.KIND:
+                known = value[0] in RegKind._value2member_map_
+                out[name] = RegKind(value[0]).name if known else value[0]
             elif tag in (T.CT, T.CAPSULE, T.INNER):
                 out[name] = {"len": len(value), "head": value[:16].hex()}
             else:
@@ -411,7 +462,28 @@ def decode(data: bytes) -> Envelope:
         raise MissingError("CAPSULE (an encrypted DATA needs one)")
     if msg_type == MsgType.DATA and env.plain and T.CAPSULE in env.fields:
         raise UnexpectedError("CAPSULE in a plain DATA")
+    if msg_type == MsgType.REG:
+        _check_reg(env, present)
     return env
+
+
+def _check_reg(env: Envelope, present: set[int]) -> None:
+    kind_byte = env.fields[T.KIND][0]
+    if kind_byte not in RegKind._value2member_map_:
+        raise FieldValueError(f"KIND {kind_byte} (unknown registration)")
+    kind = RegKind(kind_byte)
+    required, optional = REG_FIELDS[kind]
+    own = present - REQUIRED[MsgType.REG]
+    missing = required - own
+    if missing:
+        raise MissingError(", ".join(T(t).name for t in sorted(missing)) + f" ({kind.name} REG)")
+    unexpected = own - required - optional
+    if unexpected:
+        raise UnexpectedError(
+            ", ".join(T(t).name for t in sorted(unexpected)) + f" in a {kind.name} REG"
+        )
+    if T.KEYALG in env.fields and env.fields[T.KEYALG][0] not in (Alg.ED25519, Alg.ES256):
+        raise FieldValueError(f"KEYALG 0x{env.fields[T.KEYALG][0]:02x} (none/unknown) refused")
 
 
 def _check_value(tag: int, value: bytes) -> None:
@@ -426,7 +498,8 @@ def _check_value(tag: int, value: bytes) -> None:
             text = value.decode()
         except UnicodeDecodeError as error:
             raise FieldValueError(f"{T(tag).name} is not UTF-8") from error
-        if tag != T.REASON and any(ch in text for ch in "\x00/+#"):
+        reserved = "\x00+#" if tag == T.TOPIC else "\x00/+#"
+        if tag != T.REASON and any(ch in text for ch in reserved):
             raise FieldValueError(f"{T(tag).name} contains a reserved character")
     if tag == T.STATUS and value[0] not in Status._value2member_map_:
         raise FieldValueError(f"STATUS {value[0]}")

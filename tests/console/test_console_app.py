@@ -21,7 +21,9 @@ from tests.console.conftest import builtin_only, run, wait_for
 
 def test_registry_finds_every_job_in_order() -> None:
     names = [spec.name for spec in discover_specs()]
-    assert names == ["tokens", "signing", "results", "triage", "protocols", "ssdtf"]
+    assert names == [
+        "tokens", "signing", "results", "triage", "protocols", "ssdtf", "optimisation",
+    ]  # fmt: skip
 
 
 def test_triage_driver_found_by_name() -> None:

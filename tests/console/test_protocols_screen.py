@@ -126,7 +126,7 @@ def test_mqtt_full_and_resumed_cells_update_and_are_stored(lab: Lab) -> None:
             resumed_bins = screen.query_one("#histogram").bins
             await pilot.press("left")  # back to full: its own distribution, not the last run's
             assert screen.query_one("#histogram").bins is not resumed_bins
-            assert f"run {full_id}" in text_of(screen.query_one("#progress"))
+            assert f"run {full_id}" in screen.query_one("#progress").summary
         with ResultsStore(lab.db_path) as store:
             full, resumed = store.get_run(full_id), store.get_run(resumed_id)
         assert (full.mode, full.status, full.n_samples) == ("mqtt:full", "complete", 5)
@@ -191,6 +191,10 @@ def test_cells_that_cannot_run_say_why(lab: Lab) -> None:
             assert reason is not None and not screen.running
             assert reason in str(screen.status.render()).replace("\n", " ")
             assert "·" in _cell(screen, "jwt", "resumed")
+            # The marks are explained on screen, whole at 80 columns.
+            legend = screen.query_one("#legend")
+            assert "– not run yet" in text_of(legend) and "· does not apply" in text_of(legend)
+            assert len(text_of(legend).strip()) <= legend.content_size.width
             _set(screen, t6protocols="vpn,mqtt")
             await pilot.press("t")
             await pilot.pause()

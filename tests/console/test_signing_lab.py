@@ -79,7 +79,7 @@ def test_pause_and_resume(lab: Lab) -> None:
             done = screen.last_update.done
             await pilot.pause(0.5)
             assert screen.last_update.done == done
-            assert "paused" in text_of(screen.query_one("#progress"))
+            assert "paused" in screen.query_one("#progress").summary
             await pilot.press("f6")
             await wait_for(pilot, lambda: screen.last_update.done > done, what="resumed")
             await pilot.press("f7")
@@ -201,7 +201,7 @@ def test_pause_is_said_once_it_took_effect_and_a_stopped_run_says_stopped(lab: L
             )
             await pilot.press("f7")
             await wait_for(pilot, lambda: not screen.running, what="stop")
-            assert "stopped" in text_of(screen.query_one("#progress"))
-            assert "finished" not in text_of(screen.query_one("#progress"))
+            assert "stopped" in screen.query_one("#progress").summary
+            assert "finished" not in screen.query_one("#progress").summary
 
     run(body())

@@ -145,7 +145,7 @@ def test_signing_live(snap_compare, fixed_lab: Lab, size: tuple[int, int]) -> No
         screen = pilot.app.screen
         screen.set_focus(None)
         screen.handle = RunHandle(SigningRun(RunConfig()))  # drawn as running
-        screen.refresh_bindings()
+        screen.running = True
         screen._draw(update)
         await pilot.pause(0.2)
 

@@ -181,3 +181,35 @@ def test_page_addresses_follow_the_address_the_browser_used(web_server: str) -> 
     assert 'data-session-websocket-url="ws://10.1.2.3:8000/ws"' in page
     assert "http://10.1.2.3:8000/static/fonts/RobotoMono-VariableFont_wght.ttf" in page
     assert "127.0.0.1" not in page and "googleapis" not in page
+
+
+def test_browser_steps_the_ssdtf_stepper(web_server: str, browser) -> None:
+    """A class follows the teacher's stepper: job 6, a live flow, packets stepped with ``n``
+    until the sensor's HELLO arrives, explained in the details pane."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.get(web_server)
+    _wait_for_text(browser, "[1 Tokens]")
+    terminal = browser.find_element(By.TAG_NAME, "body")
+    before = len(_frames(browser))
+    ActionChains(browser).click(terminal).send_keys("6").perform()
+    _wait_for_text(browser, "[6 SSDTF]", since=before)
+    before = len(_frames(browser))
+    ActionChains(browser).send_keys("s").perform()
+    held = _wait_for_text(browser, "HELD", since=before)
+    assert "CONNECT" in held  # the first packet, held before it is forwarded
+    before = len(_frames(browser))
+    for _ in range(12):  # the noise filter skips CONNACK/SUBACK: HELLO is a few steps away
+        ActionChains(browser).send_keys("n").perform()
+        time.sleep(0.4)
+        if "HELLO" in _frames(browser)[before:]:
+            break
+    _wait_for_text(browser, "HELLO", since=before, timeout=20)
+    # The details pane explains the selected packet, the HELLO (not only its fields); the
+    # pane wraps, so any of the explanation's phrases counts.
+    phrases = ("READY session", "unsigned on purpose", "asks for a challenge")
+    deadline = time.monotonic() + 20
+    while not any(p in _frames(browser)[before:] for p in phrases):
+        assert time.monotonic() < deadline, "the HELLO's explanation never reached the browser"
+        time.sleep(0.25)

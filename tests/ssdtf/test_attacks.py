@@ -89,6 +89,9 @@ def test_broker_impersonation_sends_no_data_and_reports() -> None:
         ("sensor-identity-theft", "broker"),
         ("gateway-identity-theft", "broker"),
         ("resigned-ciphertext", "user-1"),
+        ("registration-identity-theft", "broker"),
+        ("replayed-provisioning", "gateway"),
+        ("topic-hijack", "ms"),
     ],
 )
 def test_attacks_on_mosquitto(name: str, where: str, mosquitto_available: None) -> None:

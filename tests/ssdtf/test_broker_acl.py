@@ -196,3 +196,31 @@ def test_a_will_cannot_reach_another_clients_topic(dep: Deployment) -> None:
 def test_roles_have_distinct_credentials(dep: Deployment) -> None:
     secrets: list[Any] = list(dep.credentials.values()) + list(dep.policy.sensor_secrets.values())
     assert len(set(secrets)) == len(secrets) == 5 + 2  # gateway, ds, ms, 2 users; 2 sensors
+
+
+@pytest.mark.parametrize("role", ["gateway", "ds"])
+def test_only_the_ms_hands_registrations_to_the_proxies(dep: Deployment, role: str) -> None:
+    """A data user (or a sensor) publishing on a proxy's provisioning topic is refused by the
+    broker: the proxy never sees it, so it gets no registration verdict and nothing changes."""
+    before = _count(dep, role, "registration")
+    devices, recipients = dict(dep.gateway.devices), set(dep.ds.recipients)
+    for sender in (dep.users["user-1"].endpoint, dep.sensors["sensor-2"].endpoint):
+        assert sender is not None
+        sender.publish(topics.prov_topic(role), b"SD\x01\x31\x01forged", qos=1)
+    assert _broker_denied(dep, f"PUBLISH to {topics.prov_topic(role)} refused")
+    _one_more_reading(dep)
+    assert _count(dep, role, "registration") == before
+    assert dep.gateway.devices == devices and set(dep.ds.recipients) == recipients
+
+
+def test_data_user_registers_only_as_itself(dep: Deployment) -> None:
+    """user-2 publishes registrations on its own topic only: the MS never sees one on user-1's
+    or on its own (which would let user-2 speak as the registrar of models 2 and 1)."""
+    before = _count(dep, "ms", "registration")
+    endpoint = dep.users["user-2"].endpoint
+    assert endpoint is not None
+    endpoint.publish(topics.reg_topic("user-1"), b"SD\x01\x30\x01forged", qos=1)
+    endpoint.publish(topics.reg_topic("ms"), b"SD\x01\x30\x01forged", qos=1)
+    assert _broker_denied(dep, f"PUBLISH to {topics.reg_topic('user-1')} refused")
+    _one_more_reading(dep)
+    assert _count(dep, "ms", "registration") == before

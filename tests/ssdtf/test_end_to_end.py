@@ -60,3 +60,21 @@ def test_without_pre_library_plain_is_said_plainly() -> None:
     assert any("NO CONFIDENTIALITY" in n["text"] for n in dep.trace.notes)
     verdicts = [v.reason for v in dep.trace.verdicts if v.role == "user-1" and v.ok]
     assert verdicts and all("no confidentiality" in r for r in verdicts)
+
+
+def test_worker_processes_deliver_and_the_roles_still_judge() -> None:
+    """With the PRE work in worker processes (cfg.workers) every reading still arrives once,
+    each DELIVER and FWD gets its role's own verdict, and a DELIVER whose sender binding
+    fails is refused by the data user itself."""
+    from drivers.ssdtf.attacks import run_attack
+    from drivers.ssdtf.config import FlowConfig
+
+    dep = run(sensors=2, messages=3, users=2, workers=1)
+    assert dep.last_result.ok, dep.last_result.as_dict()
+    for user in dep.users.values():
+        assert sorted(r.value for r in user.readings) == sorted(_expected(dep))
+    for role, count in (("ds", 12), ("user-1", 6), ("user-2", 6)):  # the DS: 6 per user
+        judged = [v for v in dep.trace.verdicts if v.role == role and v.stage != "registration"]
+        assert len(judged) == count and all(v.ok for v in judged), role
+    outcome = run_attack("resigned-ciphertext", FlowConfig(workers=1))
+    assert outcome.rejected and outcome.role == "user-1", outcome.as_dict()

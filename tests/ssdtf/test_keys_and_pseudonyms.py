@@ -21,6 +21,7 @@ def expected(model: int) -> dict[str, set[str]]:
     reg = "MS" if model in (1, 3) else "U[user-1]"
     dest_reg = {1: "MS", 2: "U[user-1]", 3: "U[user-1]"}[model]
     proxies = {
+        "pk_MS",  # the registry: it signs the PROV messages that carry registrations
         f"pk_{reg}",
         f"pk_{dest_reg}",
         f"pk_{owner}.pre",

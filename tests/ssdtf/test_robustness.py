@@ -24,8 +24,9 @@ from drivers.ssdtf import config as topics
 from drivers.ssdtf import wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
+from drivers.ssdtf.registry import build_reg
 from drivers.ssdtf.replay import now_ms
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import MsgType, RegKind, T
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,29 @@ def _targets(dep: Deployment) -> dict[str, tuple[str, Any, str, list[MsgType], A
         T.TS: lambda: wire.u64(now_ms()),
         T.EPOCH: lambda: wire.u32(1),
     }
+    u1 = dep.users["user-1"]
+    user1 = {
+        T.KID: lambda: u1.signer.public().kid,
+        T.ALG: lambda: bytes([u1.signer.alg]),
+        T.TS: lambda: wire.u64(now_ms()),
+        T.ND: lambda: os.urandom(16),
+        T.KIND: lambda: bytes([os.urandom(1)[0] % 5]),
+        T.CID: lambda: b"sensor-1",
+        T.SUB: lambda: b"user-1",
+        T.KEYALG: lambda: bytes([wire.Alg.ED25519]),
+    }
+    ms = {
+        T.KID: lambda: dep.sk_ms.public().kid,
+        T.ALG: lambda: bytes([dep.sk_ms.alg]),
+        T.TS: lambda: wire.u64(now_ms()),
+        T.SUB: lambda: b"ms",
+        T.INNER: lambda: build_reg(
+            u1.signer,
+            "ms",
+            RegKind.DEVICE,
+            {T.CID: b"sensor-9", T.PUBKEY: os.urandom(32), T.KEYALG: bytes([wire.Alg.ED25519])},
+        ),
+    }
     g, d = dep.gateway.endpoint, dep.ds.endpoint
     return {
         "gateway-auth": (
@@ -190,6 +214,18 @@ def _targets(dep: Deployment) -> dict[str, tuple[str, Any, str, list[MsgType], A
                 T.TS: lambda: wire.u64(now_ms()),
             },
         ),
+        # registrations: a data user (validly signed, not the registrar in model 1) to the MS;
+        # the MS's own connection (signed with sk_MS) to the gateway and the DS
+        "ms-reg": ("ms", u1.endpoint, topics.reg_topic("user-1"), every, u1.signer.sign, user1),
+        "gateway-prov": (
+            "gateway",
+            dep.ms.endpoint,
+            topics.prov_topic("gateway"),
+            every,
+            dep.sk_ms.sign,
+            ms,
+        ),
+        "ds-prov": ("ds", dep.ms.endpoint, topics.prov_topic("ds"), every, dep.sk_ms.sign, ms),
         "sensor-auth": ("sensor-1", g, topics.auth_down("sensor-1"), every, dep.sk_b.sign, broker),
         "sensor-ack": ("sensor-1", g, topics.ack_topic("sensor-1"), every, dep.sk_b.sign, broker),
     }
@@ -218,6 +254,9 @@ TARGETS = [
     "ds",
     "ds-resend",
     "user",
+    "ms-reg",
+    "gateway-prov",
+    "ds-prov",
     "sensor-auth",
     "sensor-ack",
 ]

@@ -12,6 +12,15 @@ encoding, what INIT on an open session does, valid session numbers. Where the re
 silent, choices are documented at the handler (e.g. the last UPDATE ends the session, so a
 PKCS#11-like ``C_SignInit``/``C_Sign`` loop needs no close per signature).
 
+Post-quantum signatures (SAFE Lab's extension; IoT.05 predates PQC): a PQC key provisioned
+with :func:`~drivers.cards.emulator.pqc.add_pqc_key` signs through the same COMPUTE SIGNATURE
+INIT/UPDATE, with its own tag ``92`` value, and really signs (ML-DSA, FN-DSA, SLH-DSA from the
+software libraries), so a 2,420-byte ML-DSA-44 signature leaves the card as real chained
+APDUs: ``61xx`` + GET RESPONSE of 256 bytes each, or all at once to an extended-length APDU
+when the profile has the ``extended_length`` quirk. INIT refuses an algorithm the profile's
+``[card.pqc]`` RAM cannot hold (``6A84``) or has no model for (``6A80``). The ECDSA path is
+unchanged.
+
 Timing: each APDU's modelled time is link time (profile ``[transport]``, by bytes moved) plus
 card time (profile ``[card]``: per command, plus crypto, plus on-card hashing), multiplied by
 ``speed``, and realised by a :class:`Delay` measured from the APDU's arrival, so the
@@ -42,8 +51,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from drivers.cards import apdu, sha256_state, tlv
 from drivers.cards.apdu import GSMA_AID, Command, Ins
 from drivers.cards.emulator.delay import Delay, PreciseDelay
+from drivers.cards.emulator.pqc import PqcKeyObject, algorithm_for_code
 from drivers.cards.emulator.profile import INSTANT, CardProfile
 from drivers.cards.emulator.store import (
+    ACCESS_READ,
     ACCESS_UPDATE,
     FN_AGREE,
     FN_KEYGEN,
@@ -101,6 +112,7 @@ class _Session:
     public_key: PublicKeyObject | None = None
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     buffer: bytes = b""
+    pqc_key: PqcKeyObject | None = None
 
 
 @dataclass
@@ -204,6 +216,8 @@ class IoTSafeApplet:
         channel_no = command.channel
         channel = self.channels.get(channel_no)
         try:
+            if command.extended and not self.quirks.extended_length:
+                raise _Status(SW.WRONG_LENGTH)
             if command.ins == Ins.SELECT and channel is None:
                 channel = self._implicit_open(channel_no)
             if channel is None:
@@ -244,6 +258,12 @@ class IoTSafeApplet:
         ok = SW.OK.raw
         if not data:
             return ok
+        if command.extended:  # only reached with the extended_length quirk
+            limit = command.le or 65536
+            if len(data) > limit:
+                channel.pending = data[limit:]
+                return data[:limit] + bytes_remaining(len(channel.pending))
+            return data + ok
         case2 = command.le is not None and not command.data
         if self.quirks.t0:
             if case2:
@@ -451,7 +471,28 @@ class IoTSafeApplet:
         for tag, table in tables:
             for obj in table.values():
                 out += tlv.encode(tag, self._entry(obj))
+        for pqc in self.store.pqc_keys.values():
+            out += tlv.encode(0xC1, self._pqc_entry(pqc, private=True))
+            out += tlv.encode(0xC2, self._pqc_entry(pqc, private=False))
         return out
+
+    @staticmethod
+    def _pqc_entry(obj: PqcKeyObject, *, private: bool) -> bytes:
+        """A PQC key's object-list entry: SAFE Lab's key type and tag-92 values."""
+        algorithm = obj.algorithm
+        return tlv.encode_all(
+            [
+                (0x74 if private else 0x75, obj.label.encode()),
+                (0x84 if private else 0x85, obj.id),
+                (0x60, b"\x00" if private else bytes([ACCESS_READ])),
+                (0x4A, b"\x01"),
+                (0x4B, bytes([algorithm.key_type or 0])),
+                *([(0x4E, b"\x01")] if private else []),
+                (0x61, bytes([FN_SIGN])),
+                (0x92, bytes([algorithm.iotsafe_code or 0])),
+                (0x91, b"\x00\x01"),
+            ]
+        )
 
     @staticmethod
     def _entry(obj: CardObject) -> bytes:
@@ -519,7 +560,12 @@ class IoTSafeApplet:
             raise _Status(SW.CONDITIONS_NOT_SATISFIED)
         values = self._tlvs(command.data)
         session = _Session(kind)
-        if kind == "sign":
+        pqc = self._pqc_key(values) if kind == "sign" else None
+        if pqc is not None:
+            self._require_pin()
+            self._pqc_init(pqc, values)
+            session.pqc_key = pqc
+        elif kind == "sign":
             self._require_pin()
             key = self._object("private", values)
             if not key.functions & FN_SIGN or key.state != 0x01:
@@ -537,10 +583,34 @@ class IoTSafeApplet:
         hash_algorithm = values.get(0x91, b"\x00\x01")
         if int.from_bytes(hash_algorithm, "big") != 0x0001:
             raise _Status(SW.INCORRECT_DATA)
-        if values.get(0x92, b"\x04") != b"\x04":
+        if pqc is None and values.get(0x92, b"\x04") != b"\x04":
             raise _Status(SW.INCORRECT_DATA)
         channel.sessions[number] = session
         return b""
+
+    def _pqc_key(self, values: dict[int, bytes]) -> PqcKeyObject | None:
+        """The PQC key a COMPUTE SIGNATURE INIT names, if it names one."""
+        keys = self.store.pqc_keys
+        if 0x84 in values:
+            return keys.get(values[0x84])
+        if 0x74 in values:
+            label = values[0x74].decode("utf-8", "replace")
+            return next((k for k in keys.values() if k.label == label), None)
+        return None
+
+    def _pqc_init(self, key: PqcKeyObject, values: dict[int, bytes]) -> None:
+        """Check the algorithm asked for and that the card can hold its signing at all."""
+        code = values.get(0x92, b"")
+        if len(code) != 1 or algorithm_for_code(code[0]) is not key.algorithm:
+            raise _Status(SW.INCORRECT_DATA)
+        pqc = self.profile.pqc
+        if pqc is None:
+            raise _Status(SW.INCORRECT_DATA)
+        reason = pqc.refusal(key.algorithm)
+        if reason is not None:
+            need = pqc.need_bytes(key.algorithm)
+            enough = need is not None and need <= pqc.ram_bytes
+            raise _Status(SW.INCORRECT_DATA if enough or need is None else SW.NOT_ENOUGH_MEMORY)
 
     def _session(self, channel: _Channel, p2: int, kind: str) -> tuple[int, _Session]:
         number = self._session_number(p2)
@@ -584,6 +654,8 @@ class IoTSafeApplet:
         digest = self._message_digest(command, session, work, self._tlvs(command.data))
         if digest is None:
             return b""
+        if session.pqc_key is not None:
+            return self._pqc_sign(channel, number, session.pqc_key, digest, work)
         key = session.private_key
         assert key is not None
         der = key.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
@@ -598,6 +670,18 @@ class IoTSafeApplet:
         if self.quirks.signature_length == "two-byte":
             return b"\x33" + len(body).to_bytes(2, "big") + body
         return tlv.encode(0x33, body)
+
+    def _pqc_sign(
+        self, channel: _Channel, number: int, key: PqcKeyObject, digest: bytes, work: _Work
+    ) -> bytes:
+        """Sign the digest as the message (pure ML-DSA/FN-DSA/SLH-DSA over SHA-256(m))."""
+        signature = key.key.sign(digest)
+        work.crypto = f"pqc_sign:{key.algorithm.name}"
+        if self.quirks.auto_close_after_sign:
+            channel.sessions.pop(number, None)
+        if self.quirks.signature_length == "two-byte":
+            return b"\x33" + len(signature).to_bytes(2, "big") + signature
+        return tlv.encode(0x33, signature)
 
     def _verify_update(self, command: Command, channel: _Channel, work: _Work) -> bytes:
         number, session = self._session(channel, command.p2, "verify")

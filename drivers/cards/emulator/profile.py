@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from drivers.cards.emulator.pqc import PqcModel
 from drivers.cards.emulator.quirks import DEFAULT_QUIRKS, Quirks, QuirkValueError
 from drivers.cards.errors import ProfileError
 
@@ -199,6 +200,8 @@ class CardProfile:
     hash_per_byte_us: float = 0.0
     curve_factor: dict[str, float] = field(default_factory=dict)
     quirks: Quirks = DEFAULT_QUIRKS
+    pqc: PqcModel | None = None
+    """How the card signs with PQC algorithms (``[card.pqc]``); ``None``: it cannot."""
 
     # --- tail placement ([tail] section; see TAIL_PLACEMENTS) --------------------------------
     tail_on: str = ""
@@ -235,7 +238,11 @@ class CardProfile:
         """Card time of one command: its own time, its crypto operation, its hashing."""
         value = self.commands.get(command, self.card_default).sample(rng)
         value += self._tail_ms(command, rng)
-        if crypto is not None:
+        if crypto is not None and crypto.startswith("pqc_sign:") and self.pqc is not None:
+            from drivers.algorithms.registry import ALGORITHMS
+
+            value += self.pqc.sample_sign_ms(ALGORITHMS[crypto[len("pqc_sign:") :]], rng)
+        elif crypto is not None:
             value += self.crypto.get(crypto, ZERO).sample(rng) * self.curve_factor.get(curve, 1.0)
         return value + hashed_bytes * self.hash_per_byte_us / 1000
 
@@ -274,11 +281,11 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
 
     card = reader.table(data.get("card", {}), "card")
     for key in card:
-        if key not in ("default", "commands", "crypto", "hash_per_byte_us", "curve_factor"):
+        if key not in ("default", "commands", "crypto", "hash_per_byte_us", "curve_factor", "pqc"):
             raise reader.fail(
                 f"card.{key}",
                 "is not a card field",
-                "use default, commands, crypto, hash_per_byte_us, curve_factor",
+                "use default, commands, crypto, hash_per_byte_us, curve_factor, pqc",
             )
     default = reader.dist(card["default"], "card.default") if "default" in card else ZERO
     commands = {}
@@ -305,7 +312,9 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
     except QuirkValueError as exc:
         raise reader.quirk_error(exc) from None
     tail_on, tail = _parse_tail(reader, data.get("tail"))
+    pqc = _parse_pqc(reader, card["pqc"]) if "pqc" in card else None
     return CardProfile(
+        pqc=pqc,
         tail_on=tail_on,
         tail=tail,
         name=name,
@@ -319,6 +328,35 @@ def parse_profile(data: dict[str, Any], source: str) -> CardProfile:
         hash_per_byte_us=hash_per_byte,
         curve_factor=factors,
         quirks=quirks,
+    )
+
+
+def _parse_pqc(reader: _Reader, value: Any) -> PqcModel:
+    """``[card.pqc]``: the card's core, RAM and per-algorithm overrides (see :mod:`.pqc`)."""
+    from drivers.algorithms.registry import ALGORITHMS
+
+    table = reader.table(value, "card.pqc")
+    allowed = ("cpu_mhz", "core_factor", "ram_bytes", "sigma", "sign")
+    for key in table:
+        if key not in allowed:
+            raise reader.fail(f"card.pqc.{key}", "is not a PQC field", f"use {', '.join(allowed)}")
+    for key in ("cpu_mhz", "ram_bytes"):
+        if key not in table:
+            raise reader.fail(f"card.pqc.{key}", "is missing", "give the card's core clock and RAM")
+    sign = {}
+    for name, dist in reader.table(table.get("sign", {}), "card.pqc.sign").items():
+        if name not in ALGORITHMS or not ALGORITHMS[name].post_quantum:
+            pqc_names = ", ".join(n for n, a in ALGORITHMS.items() if a.post_quantum)
+            raise reader.fail(f"card.pqc.sign.{name}", "is not a PQC algorithm", f"use {pqc_names}")
+        sign[name] = reader.dist(dist, f"card.pqc.sign.{name}")
+    return PqcModel(
+        cpu_mhz=reader.number(table["cpu_mhz"], "card.pqc.cpu_mhz", low=0.1, high=10_000),
+        core_factor=reader.number(
+            table.get("core_factor", 1.0), "card.pqc.core_factor", low=0.01, high=1000
+        ),
+        ram_bytes=int(reader.number(table["ram_bytes"], "card.pqc.ram_bytes", high=2**32)),
+        sigma=reader.number(table.get("sigma", 0.1), "card.pqc.sigma", high=1.0),
+        sign=sign,
     )
 
 

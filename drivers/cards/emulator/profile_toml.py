@@ -85,6 +85,15 @@ def profile_toml(
         for key, dist in table.items():
             lines += _comment(notes.get(f"{section}.{key}", ""))
             lines.append(f"{key} = {dist_toml(dist)}")
+    if profile.pqc is not None:
+        lines += ["", "[card.pqc]"]
+        lines += [
+            f"{key} = {_num(value) if isinstance(value, float) else toml_value(value)}"
+            for key, value in profile.pqc.as_table().items()
+        ]
+        if profile.pqc.sign:
+            signs = ", ".join(f'"{k}" = {dist_toml(d)}' for k, d in profile.pqc.sign.items())
+            lines.append(f"sign = {{ {signs} }}")
     lines += ["", "[quirks]"]
     lines += [f"{key} = {toml_value(value)}" for key, value in profile.quirks.as_table().items()]
     return "\n".join(lines) + "\n"

@@ -51,7 +51,9 @@ class Quirks:
     ``signature_format``: ``raw`` r‖s (IoT.05) or ``der``. ``stale_session``: ``error``
     (``6985`` on INIT of an open session) or ``replace``. ``auto_close_after_sign``: the last
     UPDATE ends the session. ``first_session``/``max_sessions``: valid session numbers.
-    ``max_channels``: logical channels including channel 0.
+    ``max_channels``: logical channels including channel 0. ``extended_length``: accept
+    extended-length APDUs and answer one with all its data at once (ISO 7816-4; T=1 or a
+    reader that maps it), instead of ``6700``; big PQC signatures then need no GET RESPONSE.
     """
 
     t0: bool = True
@@ -64,6 +66,7 @@ class Quirks:
     first_session: int = 0
     max_sessions: int = 4
     max_channels: int = 4
+    extended_length: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

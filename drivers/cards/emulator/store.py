@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from drivers.cards.emulator.pqc import PqcKeyObject
 from drivers.tokens.base import CURVES
 from drivers.x509_profiles import CA_KEY_USAGE
 
@@ -101,6 +102,8 @@ class CardStore:
     private_keys: dict[bytes, PrivateKeyObject] = field(default_factory=dict)
     public_keys: dict[bytes, PublicKeyObject] = field(default_factory=dict)
     files: dict[bytes, FileObject] = field(default_factory=dict)
+    pqc_keys: dict[bytes, PqcKeyObject] = field(default_factory=dict)
+    """PQC key pairs (:func:`drivers.cards.emulator.pqc.add_pqc_key`): in memory only."""
     ca_certificate: x509.Certificate | None = None
     pin: str | None = None
     pin_tries: int = 3

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.errors import SafeLabError
 from drivers.ssdtf import wire
 from drivers.ssdtf.signing import PublicKeyRef, Signer
+
+if TYPE_CHECKING:
+    from drivers.ssdtf.registry import ProvisionCheck
 from drivers.ssdtf.trace import KeyView, Trace, Verdict
 from drivers.ssdtf.wire import T
 
@@ -123,10 +126,47 @@ class ProxyRole(Role):
     registrars: dict[str, PublicKeyRef]
     owner_pre: bytes
     owner_verifying: bytes
+    provision_check: ProvisionCheck
+    offered: dict[str, bytes]
+    """Conversion-key shares handed over in process (simulated), by destination; used only
+    once a signed destination registration with the same SHA-256 arrives over MQTT."""
 
-    def pin_registrar(self, ref: PublicKeyRef, what: str) -> None:
+    def pin_registrar(self, ref: PublicKeyRef, what: str, name: str = "") -> None:
+        from drivers.ssdtf.registry import Registrar
+
         self.registrars[what] = ref
+        self.provision_check.registrars[what] = Registrar(name, ref)
         self.hold(key_view(f"pk_{ref.owner}", f"public (registrar of {what})", ref))
+
+    def pin_registry(self, ref: PublicKeyRef) -> None:
+        """The MS's public key: it signs the PROV messages that carry registrations."""
+        self.provision_check.ms_key = ref
+        self.hold(key_view("pk_MS", "public (registry: signs PROV)", ref))
+
+    def offer_kfrag(self, name: str, kfrag: bytes) -> None:
+        self.offered[name] = kfrag
+
+    def _on_prov(self, topic: str, payload: bytes, msg: Any) -> None:
+        problem, inner = self.provision_check.open(topic, payload)
+        if inner is None:
+            self.verdict(payload, False, f"registration refused: {problem}", "registration")
+            return
+        problem = self.apply_registration(inner)
+        if problem:
+            self.verdict(payload, False, f"registration refused: {problem}", "registration")
+            return
+        kind = wire.RegKind(inner.get(T.KIND)[0]).name.lower()
+        who = inner.text(T.CID) if T.CID in inner.fields else inner.text(T.SUB)
+        self.verdict(
+            payload,
+            True,
+            f"registration applied ({kind} {who}): MS and registrar signatures valid",
+            "registration",
+        )
+
+    def apply_registration(self, reg: wire.Envelope) -> str:
+        """Use a verified registration; "" or why it cannot be used (each proxy's own)."""
+        raise NotImplementedError
 
     def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
         self.owner_pre = public

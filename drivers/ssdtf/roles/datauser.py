@@ -18,12 +18,14 @@ from drivers.ssdtf import config as topics
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
+from drivers.ssdtf.registry import build_reg
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import Role, key_view, pre_view, signature_problem
+from drivers.ssdtf.roles.base import Role, describe_error, key_view, pre_view, signature_problem
 from drivers.ssdtf.scheduler import Scheduler
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
-from drivers.ssdtf.wire import MsgType, Status, T
+from drivers.ssdtf.wire import MsgType, RegKind, Status, T
+from drivers.ssdtf.workers import OpenWorkers
 
 MAX_CHASED = 64
 """At most this many missing DELIVERs are chased at once (bounded state)."""
@@ -71,6 +73,9 @@ class DataUser(Role):
         self.chasing: dict[int, int] = {}
         """Missing DELIVER seq -> re-send requests sent for it (bounded: ``MAX_CHASED``)."""
         self.scheduler = Scheduler(f"ssdtf-{name}-resend", self.on_internal_error)
+        self.workers: OpenWorkers | None = None
+        """Worker processes that open DELIVERs (``cfg.workers`` > 0; see workers.py)."""
+        self.commit_lock = threading.Lock()
 
     def set_owner(self, owner: str, public: bytes, verifying: bytes) -> None:
         self.owner_pre = public
@@ -80,6 +85,9 @@ class DataUser(Role):
         self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
 
     def start(self, host: str, port: int) -> None:
+        if self.cfg.workers > 0 and isinstance(self.pre, UmbralBackend) and self.pre_keys:
+            secret = self.pre_keys._secret().to_be_bytes()
+            self.workers = OpenWorkers(self.cfg.workers, secret, self.pre_keys.public)
         endpoint = Endpoint(
             f"ssdtf-{self.name}", host, port, username=self.name, password=self.token
         )
@@ -98,6 +106,9 @@ class DataUser(Role):
         self.scheduler.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     def _on_deliver(self, topic: str, payload: bytes, msg: Any) -> None:
         self.handle(topic, payload, int(msg.qos), bool(msg.retain))
@@ -132,18 +143,51 @@ class DataUser(Role):
             if not isinstance(self.pre, UmbralBackend) or self.pre_keys is None:
                 self.verdict(payload, False, "encrypted DELIVER but no PRE key here", "deliver")
                 return
+            if self.workers is not None:  # pipelined: the role continues when it is opened
+                future = self.workers.open(
+                    self.owner_pre, self.owner_verifying, env.get(T.CAPSULE), env.get(T.CT)
+                )
+                future.add_done_callback(
+                    lambda done: self._opened(payload, env, seq, qos, retain, done)
+                )
+                return
             try:
                 value = self._open(env)
             except PreError as error:
                 self.verdict(payload, False, error.problem, "deliver")
                 return
+        self._commit(payload, env, seq, value, qos, retain)
+
+    def _opened(
+        self, payload: bytes, env: wire.Envelope, seq: int, qos: int, retain: bool, done: Any
+    ) -> None:
+        """A worker opened the bundle: the sender binding and the commit are the role's."""
+        try:
+            ok, plaintext, expected, problem = done.result()
+            if not ok:
+                self.verdict(payload, False, problem, "deliver")
+                return
+            try:
+                value = binding.open_plaintext(plaintext, expected)
+            except PreError as error:
+                self.verdict(payload, False, error.problem, "deliver")
+                return
+            self._commit(payload, env, seq, value, qos, retain)
+        except Exception as error:  # like Role.guarded: a verdict, never a dead thread
+            self.verdict(payload, False, f"dropped: {describe_error(error)}", "deliver")
+
+    def _commit(
+        self, payload: bytes, env: wire.Envelope, seq: int, value: bytes, qos: int, retain: bool
+    ) -> None:
         # Committed only now: a DELIVER that fails the cfrag check must not burn its seq.
-        high_before = self.window.high
-        outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
+        with self.commit_lock:
+            high_before = self.window.high
+            outcome = self.window.accept(seq, hashlib.sha256(payload).digest())
+            if outcome == SeqWindow.NEW:
+                self._note_gap(high_before, seq)
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"DELIVER seq={seq} {outcome}: ignored", "deliver")
             return
-        self._note_gap(high_before, seq)
         reading = Reading(env.text(T.EXT_ID), env.int(T.EPOCH), seq, value, retain, qos)
         with self.arrived:
             self.readings.append(reading)
@@ -204,6 +248,13 @@ class DataUser(Role):
         }
         self.trace.note(f"{self.name}: reports to the management server: {reason}", lane=self.name)
         self._publish_signed(MsgType.REPORT, fields, topics.report_topic(self.name))
+
+    def register(self, kind: RegKind, fields: wire.FieldMap) -> None:
+        """Publish a registration as this user (the registrar in model 2, and for its
+        destinations in model 3); the MS decides whether this user may register it."""
+        payload = build_reg(self.signer, self.name, kind, fields)
+        if self.endpoint is not None:
+            self.endpoint.publish(topics.reg_topic(self.name), payload, qos=1)
 
     def _publish_signed(self, msg_type: MsgType, fields: wire.FieldMap, topic: str) -> None:
         fields = fields | {T.KID: self.signer.public().kid, T.ALG: bytes([self.signer.alg])}

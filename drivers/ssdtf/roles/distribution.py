@@ -21,17 +21,19 @@ from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
 from drivers.ssdtf.pseudonyms import MappingStore, Pseudonymizer
+from drivers.ssdtf.registry import ProvisionCheck, key_of
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import (
     ProxyRole,
+    describe_error,
     key_view,
     pre_view,
     signature_problem,
-    verify_record,
 )
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
-from drivers.ssdtf.wire import Alg, MsgType, T
+from drivers.ssdtf.wire import MsgType, RegKind, T
+from drivers.ssdtf.workers import OpenWorkers
 
 
 @dataclass
@@ -95,25 +97,37 @@ class DistributionServer(ProxyRole):
         self.owner_pre = b""
         self.owner_verifying = b""
         self.recipients: dict[str, Recipient] = {}
+        self.workers: OpenWorkers | None = None
+        """Worker processes for re-encryption and re-wrap (``cfg.workers`` > 0)."""
+        self.offered: dict[str, bytes] = {}
+        self.provision_check = ProvisionCheck("ds", window_s=cfg.ts_window_s)
         self.delivered = 0
         self._lock = threading.RLock()
         self.endpoint: Endpoint | None = None
 
-    def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
-        record = verify_record(self.registrars["destinations"], body, signature)
-        if hashlib.sha256(kfrag).hexdigest() != record["kfrag2_sha256"]:
-            raise PreError("conversion key differs from the registered one", "re-register")
-        name = record["sub"]
-        receiver = bytes.fromhex(record["receiver_pre"])
-        signing = None
-        if record.get("signing"):
-            signing = PublicKeyRef(
-                Alg(record["signing_alg"]), bytes.fromhex(record["signing"]), name
+    def apply_registration(self, reg: wire.Envelope) -> str:
+        """Destinations and revocations (the DS holds no device keys: those are refused)."""
+        kind = RegKind(reg.get(T.KIND)[0])
+        if kind == RegKind.REVOKE:
+            self.revoke_destination(reg.text(T.SUB))
+            return ""
+        if kind != RegKind.DESTINATION:
+            return f"{kind.name.lower()} registrations are not for the DS"
+        name = reg.text(T.SUB)
+        kfrag = self.offered.get(name, b"")
+        if hashlib.sha256(kfrag).digest() != reg.get(T.HASH2):
+            return f"conversion-key share 2 for {name} missing or not the registered one"
+        receiver = reg.fields.get(T.PREKEY, b"")
+        signing = key_of(reg, name)
+        self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
+        with self._lock:
+            self.recipients[name] = Recipient(
+                name,
+                receiver,
+                kfrag,
+                SeqWindow(self.cfg.window, self.cfg.max_jump),
+                signing=signing,
             )
-            self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
-        self.recipients[name] = Recipient(
-            name, receiver, kfrag, SeqWindow(self.cfg.window, self.cfg.max_jump), signing=signing
-        )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
         self.hold(
             KeyView(
@@ -121,9 +135,11 @@ class DistributionServer(ProxyRole):
                 "conversion key",
                 "umbral",
                 "",
-                "share 2 of 2; registration simulated (in process)",
+                "share 2 of 2; share handed over in process (simulated), its registration "
+                "signed over MQTT",
             )
         )
+        return ""
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:
@@ -145,19 +161,27 @@ class DistributionServer(ProxyRole):
         return epoch
 
     def start(self, host: str, port: int) -> None:
+        if self.cfg.workers > 0 and isinstance(self.pre, UmbralBackend):
+            self.workers = OpenWorkers(self.cfg.workers)
         endpoint = Endpoint("ssdtf-ds", host, port, username="ds", password=self.token)
         endpoint.on("ssdtf/v1/int/+", self.guarded("forward", self._on_fwd))
         endpoint.on("ssdtf/v1/resend/+", self.guarded("resend", self._on_resend))
+        prov = topics.prov_topic("ds")
+        endpoint.on(prov, self.guarded("registration", self._on_prov))
         endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
-            [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1)], self.cfg.connect_timeout_s
+            [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1), (prov, 1)],
+            self.cfg.connect_timeout_s,
         )
         self.endpoint = endpoint
 
     def stop(self) -> None:
         if self.endpoint is not None:
             self.endpoint.stop()
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     def _on_fwd(self, topic: str, payload: bytes, msg: Any) -> None:
         sub = topics.topic_part(topic, 1)
@@ -202,21 +226,78 @@ class DistributionServer(ProxyRole):
         if outcome != SeqWindow.NEW:
             self.verdict(payload, False, f"FWD seq {outcome}: not delivered again", "forward")
             return
-        cfrags = list(env.cfrags)
-        if isinstance(self.pre, UmbralBackend) and not inner.plain:
+        encrypted = isinstance(self.pre, UmbralBackend) and not inner.plain
+        if encrypted and self.workers is not None:  # pipelined: continues when transformed
+            cid = inner.text(T.CID)
+            future = self.workers.transform(
+                inner.get(T.CAPSULE),
+                inner.get(T.CT),
+                list(env.cfrags),
+                recipient.kfrag,
+                (self.owner_pre, self.owner_verifying, recipient.receiver_pre),
+                binding.sender_tag(cid, inner.get(T.BIND)),
+            )
+            future.add_done_callback(
+                lambda done: self._transformed(payload, env, inner, recipient, done)
+            )
+            return
+        wrapped: tuple[bytes, bytes] | None = None
+        if encrypted:
             try:
-                cfrags.append(
-                    self.pre.reencrypt(
-                        inner.get(T.CAPSULE),
-                        recipient.kfrag,
-                        owner_public=self.owner_pre,
-                        owner_verifying=self.owner_verifying,
-                        receiver_public=recipient.receiver_pre,
-                    )
-                )
+                wrapped = self._transform(env, inner, recipient)
             except PreError as error:
                 self.verdict(payload, False, error.problem, "forward")
                 return
+        self._deliver(payload, env, inner, recipient, wrapped)
+
+    def _transform(
+        self, env: wire.Envelope, inner: wire.Envelope, recipient: Recipient
+    ) -> tuple[bytes, bytes]:
+        """Share-2 cfrag, then the re-wrap for this destination: nothing of the DATA's bytes
+        is repeated, and the expected sender tag travels where only the destination can
+        read it. Raises :class:`PreError` for a capsule PRE refuses."""
+        assert isinstance(self.pre, UmbralBackend)
+        cfrag = self.pre.reencrypt(
+            inner.get(T.CAPSULE),
+            recipient.kfrag,
+            owner_public=self.owner_pre,
+            owner_verifying=self.owner_verifying,
+            receiver_public=recipient.receiver_pre,
+        )
+        bundle = binding.encode_bundle(
+            inner.get(T.CAPSULE),
+            inner.get(T.CT),
+            [*env.cfrags, cfrag],
+            binding.sender_tag(inner.text(T.CID), inner.get(T.BIND)),
+        )
+        return self.pre.wrap(recipient.receiver_pre, bundle)
+
+    def _transformed(
+        self,
+        payload: bytes,
+        env: wire.Envelope,
+        inner: wire.Envelope,
+        recipient: Recipient,
+        done: Any,
+    ) -> None:
+        try:
+            ok, capsule, ct, problem = done.result()
+            if not ok:
+                self.verdict(payload, False, problem, "forward")
+                return
+            self._deliver(payload, env, inner, recipient, (capsule, ct))
+        except Exception as error:  # like Role.guarded: a verdict, never a dead thread
+            self.verdict(payload, False, f"dropped: {describe_error(error)}", "forward")
+
+    def _deliver(
+        self,
+        payload: bytes,
+        env: wire.Envelope,
+        inner: wire.Envelope,
+        recipient: Recipient,
+        wrapped: tuple[bytes, bytes] | None,
+    ) -> None:
+        sub = recipient.name
         # committed only now: a FWD whose capsule PRE refuses must not burn its seq
         outcome = recipient.window.accept(env.int(T.SEQ), hashlib.sha256(payload).digest())
         if outcome != SeqWindow.NEW:
@@ -238,16 +319,8 @@ class DistributionServer(ProxyRole):
             T.KID: self.signer.public().kid,
             T.ALG: bytes([self.signer.alg]),
         }
-        if isinstance(self.pre, UmbralBackend) and not inner.plain:
-            # re-wrap for this destination: nothing of the DATA's bytes is repeated, and the
-            # expected sender tag travels where only the destination can read it
-            bundle = binding.encode_bundle(
-                inner.get(T.CAPSULE),
-                inner.get(T.CT),
-                cfrags,
-                binding.sender_tag(cid, inner.get(T.BIND)),
-            )
-            fields[T.CAPSULE], fields[T.CT] = self.pre.wrap(recipient.receiver_pre, bundle)
+        if wrapped is not None:
+            fields[T.CAPSULE], fields[T.CT] = wrapped
         else:
             fields[T.CT] = inner.get(T.CT)
         deliver = wire.encode(

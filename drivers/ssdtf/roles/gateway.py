@@ -29,19 +29,21 @@ from drivers.ssdtf import wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.pre import PlainBackend, PreError, UmbralBackend
+from drivers.ssdtf.registry import ProvisionCheck, key_of
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import (
     ProxyRole,
+    describe_error,
     key_view,
     pre_view,
     signature_problem,
-    verify_record,
 )
 from drivers.ssdtf.roles.sensor import session_id
 from drivers.ssdtf.scheduler import Scheduler, SerialWorker
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
-from drivers.ssdtf.wire import Alg, MsgType, Status, T
+from drivers.ssdtf.wire import MsgType, RegKind, Status, T
+from drivers.ssdtf.workers import OpenWorkers
 
 EXPIRED_KEPT = 256
 """How many expired challenge nonces are remembered (only to name the reason better)."""
@@ -128,6 +130,10 @@ class Gateway(ProxyRole):
         self.owner_pre = b""
         self.owner_verifying = b""
         self.destinations: dict[str, Destination] = {}
+        self.topics: dict[str, str] = {}
+        """Registered uplink topic -> the device that owns it (DATA only on these)."""
+        self.offered: dict[str, bytes] = {}
+        self.provision_check = ProvisionCheck("gateway", window_s=cfg.ts_window_s)
         self.pending: dict[str, PendingAuth] = {}
         self.expired: OrderedDict[bytes, str] = OrderedDict()
         self.recent_nd: OrderedDict[bytes, str] = OrderedDict()
@@ -141,6 +147,8 @@ class Gateway(ProxyRole):
         self.can_take_over = True
         # one timer thread for every handshake deadline, one worker for every take-over
         self.scheduler = Scheduler("ssdtf-gateway-timers", self.on_internal_error)
+        self.workers: OpenWorkers | None = None
+        """Worker processes for the share-1 re-encryption (``cfg.workers`` > 0)."""
         self.closer = SerialWorker("ssdtf-gateway-closer", 64, self.on_internal_error)
 
     def state_sizes(self) -> dict[str, int]:
@@ -156,37 +164,42 @@ class Gateway(ProxyRole):
                 "closer_queue": len(self.closer),
             }
 
-    # --- provisioning ------------------------------------------------------------
-    def register_device(self, body: bytes, signature: bytes) -> None:
-        record = verify_record(self.registrars["devices"], body, signature)
-        ref = PublicKeyRef(Alg(record["alg"]), bytes.fromhex(record["public"]), record["cid"])
-        self.devices[record["cid"]] = ref
-        self.hold(
-            key_view(
-                f"pk_D[{record['cid']}]",
-                "public (device)",
-                ref,
-                "registration simulated (in process)",
+    # --- provisioning (registrations over MQTT, from the MS: drivers/ssdtf/registry.py) --
+    def apply_registration(self, reg: wire.Envelope) -> str:
+        kind = RegKind(reg.get(T.KIND)[0])
+        if kind == RegKind.DEVICE:
+            cid = reg.text(T.CID)
+            ref = key_of(reg, cid)
+            with self._lock:
+                self.devices[cid] = ref
+            self.hold(key_view(f"pk_D[{cid}]", "public (device)", ref, "registered over MQTT"))
+        elif kind == RegKind.TOPIC:
+            if reg.text(T.CID) not in self.devices:
+                return f"topic for {reg.text(T.CID)}, which is not registered here"
+            with self._lock:
+                self.topics[reg.text(T.TOPIC)] = reg.text(T.CID)
+        elif kind == RegKind.DESTINATION:
+            name = reg.text(T.SUB)
+            kfrag = self.offered.get(name, b"")
+            if hashlib.sha256(kfrag).digest() != reg.get(T.HASH):
+                return f"conversion-key share 1 for {name} missing or not the registered one"
+            receiver = reg.fields.get(T.PREKEY, b"")
+            with self._lock:
+                self.destinations[name] = Destination(name, receiver, kfrag)
+            self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
+            self.hold(
+                KeyView(
+                    f"kfrag#1[{name}]",
+                    "conversion key",
+                    "umbral",
+                    "",
+                    "share 1 of 2; share handed over in process (simulated), its "
+                    "registration signed over MQTT",
+                )
             )
-        )
-
-    def register_destination(self, body: bytes, signature: bytes, kfrag: bytes) -> None:
-        record = verify_record(self.registrars["destinations"], body, signature)
-        if hashlib.sha256(kfrag).hexdigest() != record["kfrag1_sha256"]:
-            raise PreError("conversion key differs from the registered one", "re-register")
-        name = record["sub"]
-        receiver = bytes.fromhex(record["receiver_pre"])
-        self.destinations[name] = Destination(name, receiver, kfrag)
-        self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
-        self.hold(
-            KeyView(
-                f"kfrag#1[{name}]",
-                "conversion key",
-                "umbral",
-                "",
-                "share 1 of 2; registration simulated (in process)",
-            )
-        )
+        else:
+            self.revoke_destination(reg.text(T.SUB))
+        return ""
 
     def revoke_destination(self, name: str) -> None:
         with self._lock:
@@ -196,14 +209,18 @@ class Gateway(ProxyRole):
 
     # --- MQTT --------------------------------------------------------------------
     def start(self, host: str, port: int) -> None:
+        if self.cfg.workers > 0 and isinstance(self.pre, UmbralBackend):
+            self.workers = OpenWorkers(self.cfg.workers)
         self.host, self.port = host, port
         endpoint = Endpoint("ssdtf-gateway", host, port, username="gateway", password=self.token)
         endpoint.on("ssdtf/v1/auth/+/up", self.guarded("handshake", self._on_auth_up))
         endpoint.on("ssdtf/v1/up/+", self.guarded("data", self._on_data))
+        prov = topics.prov_topic("gateway")
+        endpoint.on(prov, self.guarded("registration", self._on_prov))
         endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
-            [("ssdtf/v1/auth/+/up", 1), ("ssdtf/v1/up/+", self.cfg.gateway_qos)],
+            [("ssdtf/v1/auth/+/up", 1), ("ssdtf/v1/up/+", self.cfg.gateway_qos), (prov, 1)],
             self.cfg.connect_timeout_s,
         )
         self.endpoint = endpoint
@@ -213,6 +230,9 @@ class Gateway(ProxyRole):
         self.closer.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     def is_ready(self, cid: str) -> bool:
         return cid in self.sessions
@@ -425,6 +445,12 @@ class Gateway(ProxyRole):
             self._refuse(cid_topic, payload, seq, Status.POLICY, "client ID differs from topic")
             return
         with self._lock:
+            owner = self.topics.get(topic)
+        if owner != cid:
+            why = f"topic {topic} not registered for {cid}"
+            self._refuse(cid, payload, seq, Status.POLICY, why)
+            return
+        with self._lock:
             session = self.sessions.get(cid)
         if session is None:
             self.verdict(payload, False, "session not ready (no completed handshake)", "data")
@@ -463,12 +489,66 @@ class Gateway(ProxyRole):
             return
         cfrags: dict[str, list[bytes]] = {}
         if outcome == SeqWindow.NEW:
+            if self.workers is not None and not env.plain and self.destinations:
+                jobs = self._jobs(env)
+                future = self.workers.reencrypt(env.get(T.CAPSULE), [job for _, job in jobs])
+                names = [name for name, _ in jobs]
+                future.add_done_callback(
+                    lambda done: self._reencrypted(
+                        cid, session, env, payload, seq, digest, msg, names, done
+                    )
+                )
+                return
             try:  # before the window commits: a capsule PRE refuses must not burn its seq
                 cfrags = self._reencrypt_all(env)
             except PreError as error:
                 why = f"capsule refused: {error.problem}"
                 self._refuse(cid, payload, seq, Status.MALFORMED, why)
                 return
+        self._commit(cid, session, env, payload, seq, digest, msg, cfrags)
+
+    def _jobs(self, env: wire.Envelope) -> list[tuple[str, tuple[bytes, bytes, bytes, bytes]]]:
+        with self._lock:
+            destinations = list(self.destinations.values())
+        return [
+            (d.name, (d.kfrag, self.owner_pre, self.owner_verifying, d.receiver_pre))
+            for d in destinations
+        ]
+
+    def _reencrypted(
+        self,
+        cid: str,
+        session: Session,
+        env: wire.Envelope,
+        payload: bytes,
+        seq: int,
+        digest: bytes,
+        msg: Any,
+        names: list[str],
+        done: Any,
+    ) -> None:
+        """A worker re-encrypted the capsule: the window, FWD, ACK and verdict are ours."""
+        try:
+            ok, cfrags, problem = done.result()
+            if not ok:
+                self._refuse(cid, payload, seq, Status.MALFORMED, f"capsule refused: {problem}")
+                return
+            by_name = {name: [cfrag] for name, cfrag in zip(names, cfrags, strict=True)}
+            self._commit(cid, session, env, payload, seq, digest, msg, by_name)
+        except Exception as error:  # like Role.guarded: a verdict, never a dead thread
+            self.verdict(payload, False, f"dropped: {describe_error(error)}", "data")
+
+    def _commit(
+        self,
+        cid: str,
+        session: Session,
+        env: wire.Envelope,
+        payload: bytes,
+        seq: int,
+        digest: bytes,
+        msg: Any,
+        cfrags: dict[str, list[bytes]],
+    ) -> None:
         outcome = session.window.accept(seq, digest)
         if outcome == SeqWindow.DUPLICATE:
             self._ack(cid, session.sid, seq, digest, Status.DUPLICATE)

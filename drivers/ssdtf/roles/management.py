@@ -1,5 +1,10 @@
-"""The management server (MS): registrar (models 1 and 3), key owner of the data (models 1
-and 3, where it is the device operator's server), and receiver of failure reports.
+"""The management server (MS): the registry (every model), registrar (models 1 and 3), key
+owner of the data (models 1 and 3, where it is the device operator's server), and receiver of
+failure reports.
+
+Registrations arrive as signed REG messages on ``ssdtf/v1/reg/{registrar}`` (its own too, in
+models 1 and 3: the same checks for everyone); the MS judges them (:mod:`drivers.ssdtf.registry`)
+and passes the accepted ones on to the gateway and the DS as PROV messages it signs.
 
 Reports come over MQTT (``ssdtf/v1/report/{cid}``) when the sensor still trusts its broker,
 or out of band (:meth:`ManagementServer.receive_report` called directly, standing for a
@@ -19,7 +24,8 @@ from drivers.ssdtf import wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PreKeyPair
-from drivers.ssdtf.replay import DigestWindow, ts_ok
+from drivers.ssdtf.registry import Registrar, Registry, build_reg
+from drivers.ssdtf.replay import DigestWindow, now_ms, ts_ok
 from drivers.ssdtf.roles.base import (
     Role,
     describe_error,
@@ -29,7 +35,7 @@ from drivers.ssdtf.roles.base import (
 )
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
-from drivers.ssdtf.wire import MsgType, T
+from drivers.ssdtf.wire import MsgType, RegKind, T
 
 MAX_REPORTS = 10_000
 
@@ -59,6 +65,22 @@ class ManagementServer(Role):
         self.seen_reports = DigestWindow(4096)
         self._lock = threading.Lock()
         self.endpoint: Endpoint | None = None
+        self.registry = Registry(window_s=cfg.ts_window_s)
+        self.provisioned = 0
+        """PROV messages published (registrations passed on to gateway and DS)."""
+
+    def set_registrar(self, group: str, name: str, ref: PublicKeyRef, services: set[str]) -> None:
+        """Pin the model's registrar of ``group`` (``devices`` or ``destinations``)."""
+        self.registry.registrars[group] = Registrar(name, ref)
+        self.registry.service_ids = frozenset(services)
+        if name != "ms" and f"pk_U[{name}]" not in self.inventory:
+            self.hold(key_view(f"pk_U[{name}]", f"public (registrar of {group})", ref))
+
+    def register(self, kind: RegKind, fields: wire.FieldMap) -> None:
+        """Publish the MS's own registration (models 1 and 3) like any registrar's."""
+        payload = build_reg(self.signer, "ms", kind, fields)
+        assert self.endpoint is not None
+        self.endpoint.publish(topics.reg_topic("ms"), payload, qos=1)
 
     def know_device(self, cid: str, ref: PublicKeyRef) -> None:
         self.devices[cid] = ref
@@ -72,10 +94,60 @@ class ManagementServer(Role):
     def start(self, host: str, port: int) -> None:
         endpoint = Endpoint("ssdtf-ms", host, port, username="ms", password=self.token)
         endpoint.on("ssdtf/v1/report/+", self.guarded("report", self._on_report))
+        endpoint.on("ssdtf/v1/reg/+", self.guarded("registration", self._on_reg))
         endpoint.on_error = self.on_internal_error
         endpoint.connect(self.cfg.connect_timeout_s)
-        endpoint.subscribe([("ssdtf/v1/report/+", 1)], self.cfg.connect_timeout_s)
+        endpoint.subscribe(
+            [("ssdtf/v1/report/+", 1), ("ssdtf/v1/reg/+", 1)], self.cfg.connect_timeout_s
+        )
         self.endpoint = endpoint
+
+    # --- registrations -----------------------------------------------------------------
+    def _on_reg(self, topic: str, payload: bytes, msg: Any) -> None:
+        try:
+            env = wire.decode(payload)
+            if env.type != MsgType.REG:
+                raise wire.MsgTypeError(f"{env.type.name} on a registration topic")
+        except wire.WireError as error:
+            self.verdict(payload, False, f"registration refused: {error.problem}", "registration")
+            return
+        problem = self.registry.judge(topic, env)
+        if not problem and not self.registry.fresh_nonce(env):
+            problem = "registration replayed (nonce ND already used)"
+        if problem:
+            self.verdict(payload, False, f"registration refused: {problem}", "registration")
+            return
+        entry = self.registry.apply(topic, env)
+        kind = entry.kind
+        if kind == RegKind.DEVICE and entry.key is not None:
+            self.know_device(entry.cid, entry.key)
+        if kind == RegKind.DESTINATION and entry.key is not None:
+            self.know_user(env.text(T.SUB), entry.key)
+        sender = topics.topic_part(topic, 1)
+        targets = ["gateway"] if kind in (RegKind.DEVICE, RegKind.TOPIC) else ["gateway", "ds"]
+        for role in targets:
+            self._provision(role, sender, payload)
+        what = f"{kind.name.lower()} {env.text(T.CID) if T.CID in env.fields else env.text(T.SUB)}"
+        self.verdict(
+            payload,
+            True,
+            f"registration by {sender} accepted ({what}); passed on to {', '.join(targets)}",
+            "registration",
+        )
+
+    def _provision(self, role: str, registrar: str, reg: bytes) -> None:
+        topic = topics.prov_topic(role)
+        fields = {
+            T.TS: wire.u64(now_ms()),
+            T.INNER: reg,
+            T.SUB: registrar.encode(),
+            T.KID: self.signer.public().kid,
+            T.ALG: bytes([self.signer.alg]),
+        }
+        payload = wire.encode(MsgType.PROV, fields, flags=1, sign=self.signer.sign, topic=topic)
+        assert self.endpoint is not None
+        self.endpoint.publish(topic, payload, qos=1)
+        self.provisioned += 1
 
     def stop(self) -> None:
         if self.endpoint is not None:

@@ -96,9 +96,15 @@ class Sensor(Role):
                 f"in token {signer.token.info.uri}",
             )
         )
-        self.hold(key_view("pk_B", "public (pinned)", self.broker_pin))
+        enrolled = "enrolment installed in process (simulated factory provisioning)"
+        self.hold(key_view("pk_B", "public (pinned)", self.broker_pin, enrolled))
         self.hold(
-            key_view(f"pk_{enrolment.registrar.owner}", "public (registrar)", enrolment.registrar)
+            key_view(
+                f"pk_{enrolment.registrar.owner}",
+                "public (registrar)",
+                enrolment.registrar,
+                enrolled,
+            )
         )
         if self.enc_key is not None:
             self.hold(pre_view(f"pk_{self.enc_owner}.pre", "pre public (encrypt to)", self.enc_key))
