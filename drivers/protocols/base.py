@@ -53,9 +53,9 @@ class Condition:
     token_certificate: bool = False
     """VPN: every client start reads its certificate from the token, in the connection's
     token session, as OpenVPN's PKCS#11 mode does (``pkcs11-id`` takes the certificate from
-    the token; OpenVPN refuses ``--cert`` with ``--pkcs11-provider``): the paper's OpenVPN. The other
-    clients (paho, curl, ``openssl s_client``) take a certificate file, so it is a VPN option;
-    it needs a fresh token session per connection (one OpenVPN process per connection)."""
+    the token; OpenVPN refuses ``--cert`` with ``--pkcs11-provider``): the paper's OpenVPN.
+    The other clients (paho, curl, ``openssl s_client``) take a certificate file, so it is a
+    VPN option; it needs a fresh token session per connection (one OpenVPN process each)."""
 
     @property
     def name(self) -> str:
