@@ -93,6 +93,12 @@ def proto() -> None:
     help="Open, log in and find the key for every signature (total mode inside).",
 )
 @click.option(
+    "--cert-from-token",
+    is_flag=True,
+    help="VPN: read the certificate from the token at every start, in the connection's token "
+    "session (OpenVPN's PKCS#11 mode, the paper's client; needs --fresh-token-session).",
+)
+@click.option(
     "--link",
     metavar="SPEC",
     help="An emulated network link to the peer: 'rtt=100ms,jitter=10ms,loss=1%,rate=256kbit' "
@@ -124,6 +130,7 @@ def run_command(
     jwt_ttl: float,
     jwt_hash_on_token: bool,
     fresh_token_session: bool,
+    cert_from_token: bool,
     link: str | None,
     link_mode: str,
     nodelay: bool,
@@ -143,6 +150,7 @@ def run_command(
         jwt_hash_on_token=jwt_hash_on_token,
         reuse_token_session=not fresh_token_session,
         tcp_nodelay=nodelay,
+        token_certificate=cert_from_token,
     )
     spec = ProtocolRun(
         protocol, token_uri, condition, n=n, warmup=warmup, link=link, link_mode=link_mode

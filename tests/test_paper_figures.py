@@ -35,3 +35,22 @@ def test_local_sw_with_the_paper_row_asked_says_why_there_is_none() -> None:
     text = " ".join(console.export_text().split())
     assert "paper local_sw" not in text
     assert "no paper row: " + " ".join(NO_PAPER_ROW["local_sw"].split()) in text
+
+
+def test_the_paper_verdict_names_each_failed_figure_and_a_link() -> None:
+    from drivers.paper.figures import DIFFERENCE, Figure, Tolerance
+    from drivers.paper.result import PaperResult
+    from screens.widgets.tables import paper_verdict_line
+
+    figures = (
+        Figure("Table 6", "coap paper", "difference", 738.8, 653.0, DIFFERENCE),
+        Figure("Table 6", "mqtt paper", "difference", 664.7, 698.0, DIFFERENCE),
+        Figure("Table 6", "https paper", "difference", 90.0, 661.0, Tolerance(why="link")),
+    )
+    link = {"spec": "lte-m", "mode": "proxy", "peers": {}}
+    document = PaperResult(figures, {}, (), {"link": link}).as_dict()
+    lines = paper_verdict_line(document).plain.splitlines()
+    assert lines[0] == "NOT REPRODUCED: 1 pass, 1 fail, 1 not judged"
+    assert lines[1] == "FAIL Table 6 coap paper difference: 738.8 vs 653 (1.13)"
+    assert lines[2].startswith("link lte-m: Table 6 and JWT shown, not judged")
+    assert len(lines) == 3 and all(len(line) <= 78 for line in lines)  # one screen at 80×24

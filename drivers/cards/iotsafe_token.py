@@ -99,6 +99,8 @@ class IoTSafeSession(TokenSession):
         """The APDUs of each phase of this session (``open``, ``login``, ``find``...)."""
         self._key_ref: ObjectRef | None = None
         self._mode = Mode.FINAL_HASH
+        self._listing: dict[str | None, tuple[KeyInfo, list[ObjectEntry] | None]] = {}
+        """This session's enumeration of the applet's objects: key and files per selector."""
 
     def _traced(self, phase: str, call: Callable[[], T]) -> T:
         mark = self.client.trace.mark()
@@ -115,7 +117,41 @@ class IoTSafeSession(TokenSession):
         self._traced("login", lambda: self.client.verify_pin(pin.reveal().encode()))
 
     def _find_key(self, selector: str | None) -> KeyInfo:
-        return self._traced("find", lambda: self.token.find_key_with(self.client, selector))
+        listed = self._listing.get(selector)
+        if listed is not None:  # this session enumerated the applet's objects already
+            return listed[0]
+        key = self._traced("find", lambda: self._enumerate(selector)[0])
+        return key
+
+    def _enumerate(self, selector: str | None) -> tuple[KeyInfo, list[ObjectEntry] | None]:
+        found = self.token.find_key_and_files(self.client, selector)
+        self._listing[selector] = found
+        return found
+
+    def _read_certificate(self, selector: str | None) -> bytes | None:
+        """READ FILE of the key's certificate file (usage 02, labelled after the key).
+
+        The session enumerates the applet's objects once (GET DATA object list), as a
+        PKCS#11 library does for C_FindObjects; a later :meth:`find_key` in this session uses
+        that enumeration. The certificate's value is read from the card (C_GetAttributeValue
+        CKA_VALUE), never from a cache.
+        """
+
+        def read() -> bytes | None:
+            key, files = self._listing.get(selector) or self._enumerate(selector)
+            entry = key.ref if isinstance(key.ref, ObjectEntry) else None
+            if files is None:  # found by ID alone (find=info): list the files now
+                files = [e for e in self.client.object_list() if e.kind == "file"]
+            certs = [
+                f
+                for f in files
+                if entry is not None and f.file_usage == 0x02 and _labelled_after(f, entry)
+            ]
+            if not certs:
+                return None
+            return self.client.read_file(certs[0].ref, certs[0].file_size)
+
+        return self._traced("cert", read)
 
     def _sign_init(self, key: KeyInfo, hash_on: HashOn) -> None:
         entry = key.ref if isinstance(key.ref, ObjectEntry) else None
@@ -243,13 +279,20 @@ class IoTSafeToken(Token):
 
     def find_key_with(self, client: IoTSafeClient, selector: str | None) -> KeyInfo:
         """The signing key ``selector`` names (label or hex ID), or the first signing key."""
+        return self.find_key_and_files(client, selector)[0]
+
+    def find_key_and_files(
+        self, client: IoTSafeClient, selector: str | None
+    ) -> tuple[KeyInfo, list[ObjectEntry] | None]:
+        """:meth:`find_key_with`, plus the file objects the listing showed (``None`` when the
+        key was found by GET DATA on its ID alone, ``find=info``)."""
         selector = selector if selector is not None else self.key_selector
+        listed: list[ObjectEntry] | None = None
         if self.find == "info" and selector:
             entry = client.object_info("private", ObjectRef.parse(selector))
-            files: list[ObjectEntry] = []
         else:
             entries = client.object_list()
-            files = [e for e in entries if e.kind == "file"]
+            listed = [e for e in entries if e.kind == "file"]
             keys = [e for e in entries if e.kind == "private"]
             entry = self._choose(keys, selector)
         self._learn(client)
@@ -258,7 +301,7 @@ class IoTSafeToken(Token):
                 f"IoT SAFE key {entry.describe()} cannot make ECDSA signatures",
                 "choose a key with the sign function (see `safelab tokens`)",
             )
-        return _key_info(entry, files)
+        return _key_info(entry, listed or []), listed
 
     @staticmethod
     def _choose(keys: list[ObjectEntry], selector: str | None) -> ObjectEntry:
@@ -360,11 +403,13 @@ class IoTSafeToken(Token):
         self.transport.close()
 
 
+def _labelled_after(file: ObjectEntry, key: ObjectEntry) -> bool:
+    """A file named for the key (``client`` → ``client`` or ``client-cert``)."""
+    return file.label == key.label or file.label.startswith(key.label + "-")
+
+
 def _key_info(entry: ObjectEntry, files: list[ObjectEntry]) -> KeyInfo:
-    has_cert = any(
-        f.file_usage == 0x02 and (f.label == entry.label or f.label.startswith(entry.label + "-"))
-        for f in files
-    )
+    has_cert = any(f.file_usage == 0x02 and _labelled_after(f, entry) for f in files)
     return KeyInfo(
         label=entry.label,
         key_id=entry.id.hex().upper(),

@@ -18,7 +18,8 @@ class Table6Measured:
     software_ms: float
     token_ms: float
     token_sign_ms: float
-    """Mean time of the token's signatures inside one handshake."""
+    """Mean time the token worked inside one connection: its signatures, plus (VPN under the
+    paper's condition) the session opening and certificate read of OpenVPN's PKCS#11 start."""
     token_signatures: float
     """Mean token signatures per connection (1 full, 0 resumed)."""
     software_run: int

@@ -50,6 +50,12 @@ class Condition:
     paper's paho client), so by default a small CONNECT can wait for the broker's delayed ACK
     (~40 ms on Linux loopback): the paper's 59 ms software MQTT figure holds that stall.
     ``http.client`` (like curl) always sets it, so HTTPS and JWT have no such option."""
+    token_certificate: bool = False
+    """VPN: every client start reads its certificate from the token, in the connection's
+    token session, as OpenVPN's PKCS#11 mode does (``pkcs11-id`` takes the certificate from
+    the token; OpenVPN refuses ``--cert`` with ``--pkcs11-provider``): the paper's OpenVPN.
+    The other clients (paho, curl, ``openssl s_client``) take a certificate file, so it is a
+    VPN option; it needs a fresh token session per connection (one OpenVPN process each)."""
 
     @property
     def name(self) -> str:
@@ -66,6 +72,8 @@ class Condition:
             parts.append("hash-on-token")
         if self.tcp_nodelay:
             parts.append("nodelay")
+        if self.token_certificate:
+            parts.append("cert-from-token")
         return "+".join(parts) or "full"
 
 
@@ -87,6 +95,8 @@ class ProtocolClient(ABC):
     established_at: str = ""
     limits: tuple[str, ...] = ()
     """What this protocol cannot do here, said in results (e.g. no resumption)."""
+    phases: tuple[str, ...] = PROTOCOL_PHASES
+    """The phases of this client's trials, summarised in its runs."""
 
     def __init__(self, signer: TokenSigner, condition: Condition) -> None:
         self.signer = signer
@@ -136,7 +146,7 @@ class RunRecorder:
     ) -> None:
         self.client = client
         self.store = store
-        self.stats = StreamingStats(threshold_ms, phases=PROTOCOL_PHASES, keep_samples=True)
+        self.stats = StreamingStats(threshold_ms, phases=client.phases, keep_samples=True)
         self.run_id = store.create_run(
             experiment="proto",
             mode=f"{client.protocol}:{client.condition.name}",
@@ -157,6 +167,9 @@ class RunRecorder:
                 "limits": list(client.limits),
                 "tcp_nodelay": client.condition.tcp_nodelay,
                 "token_session": "kept" if client.condition.reuse_token_session else "fresh",
+                "certificate": "read from the token at every start"
+                if client.condition.token_certificate
+                else "file",
                 **(extra or {}),
             },
         )

@@ -116,7 +116,9 @@ def run_pair(
     on_created: Callable[[int], None] | None = None,
 ) -> tuple[ProtocolResult, ProtocolResult]:
     """Table 6's unit: the software key (A) and the token (B) interleaved on one running peer
-    under ``condition``; signers and clients made here and always released."""
+    under ``condition``; signers and clients made here and always released. A kept token
+    session (``reuse_token_session``) is opened before the warm-up, so even ``warmup=0``
+    measures sign_only handshakes, never the session's opening."""
     from drivers.protocols.experiment import make_client
     from drivers.tls.signer import TokenSigner
 
@@ -125,6 +127,7 @@ def run_pair(
         for which, which_pin in ((software, None), (token, pin)):
             signer = TokenSigner(which, pin=which_pin, reuse_session=condition.reuse_token_session)
             stack.callback(signer.close)
+            signer.warm_up()  # a kept session is opened before any trial (untimed)
             client = make_client(protocol, signer, condition, peer, pki)
             stack.callback(client.close)
             clients.append(client)

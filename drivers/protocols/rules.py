@@ -8,7 +8,7 @@ stack, no peers) so the console can draw its matrix without loading the protocol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from drivers.errors import SafeLabError
 from drivers.protocols.base import Condition
@@ -78,6 +78,16 @@ def refusal(protocol: str, condition: Condition) -> str | None:
             if protocol in ("https", "jwt")
             else "does not run its handshake over SAFE Lab's TCP socket"
         )
+    if condition.token_certificate and protocol != "vpn":
+        return (
+            f"reading the certificate from the token is a VPN option (OpenVPN's PKCS#11 mode); "
+            f"the {protocol} client takes a certificate file, as the paper's did"
+        )
+    if condition.token_certificate and condition.reuse_token_session:
+        return (
+            "the certificate is read from the token in each connection's own token session "
+            "(one OpenVPN process per connection): use it with --fresh-token-session"
+        )
     return None
 
 
@@ -86,6 +96,16 @@ def check(protocol: str, condition: Condition) -> None:
     reason = refusal(protocol, condition)
     if reason is not None:
         raise SafeLabError(reason, "drop that option; see `safelab proto --help`")
+
+
+def paper_client(protocol: str, condition: Condition) -> Condition:
+    """``condition`` as the paper's client of ``protocol`` ran it: with a token session per
+    connection, OpenVPN in PKCS#11 mode also reads its certificate from the token at every
+    start (``pkcs11-id``), which the paper's other clients (paho, curl, ``openssl s_client``),
+    given a certificate file, do not."""
+    if protocol == "vpn" and not condition.reuse_token_session and not condition.resume:
+        return replace(condition, token_certificate=True)
+    return condition
 
 
 def no_resumption_note(protocol: str) -> str:

@@ -10,6 +10,14 @@ Every trial starts a fresh ``openvpn`` client process: that is how the paper tim
 condition (said in the run's limits). Phases: ``connect`` is process start until the
 management interface answers; ``handshake`` is from ``hold release`` to CONNECTED (TLS
 handshake, key exchange, the token's signatures); ``ready`` is 0.
+
+``token_certificate`` (the paper's condition for the VPN): OpenVPN's PKCS#11 mode
+(``pkcs11-id``) loads the client certificate from the token every time the client starts, in
+the token session it later signs in. So each trial opens the connection's token session,
+finds the key and reads the certificate from the token (phase ``cert``, timed inside
+``connect``: OpenVPN's start-up) before ``hold release``; the handshake's signature then logs
+in and signs in that session. The lab server trusts the lab CA, so OpenVPN is still handed
+the lab-issued certificate of the same key: the read is the cost, checked to be the key's.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography import x509
+
 from drivers.errors import SafeLabError
 from drivers.peers.openvpn import OpenVpnServerPeer, write_client_config
 from drivers.peers.pki import Credentials
-from drivers.protocols.base import Condition, ProtocolClient, ProtocolTrial
+from drivers.protocols.base import PROTOCOL_PHASES, Condition, ProtocolClient, ProtocolTrial
 from drivers.protocols.mqtt import ProtocolError
 from drivers.tls.signer import TokenSigner
 
@@ -48,6 +58,8 @@ class VpnClient(ProtocolClient):
         binary: str = "openvpn",
     ) -> None:
         super().__init__(signer, condition)
+        if condition.token_certificate:
+            self.phases = (*PROTOCOL_PHASES, "cert")
         if shutil.which(binary) is None:
             raise ProtocolError("the openvpn program is not installed", "apt-get install openvpn")
         self.binary = binary
@@ -71,12 +83,16 @@ class VpnClient(ProtocolClient):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        cert_ns = 0
         try:
             management = self._connect_management(process)
+            if self.condition.token_certificate:
+                cert_ns = self._certificate_from_token()
             connected = time.perf_counter_ns()
             established = self._drive(management, process, log)
         finally:
             _stop(process)
+            self.signer.end_connection()
         self.signer.raise_if_failed()
         n_sign, sign_ns = self._signatures_since(mark)
         phases = {
@@ -85,7 +101,31 @@ class VpnClient(ProtocolClient):
             "sign": sign_ns,
             "ready": 0,
         }
+        if self.condition.token_certificate:
+            phases["cert"] = cert_ns
         return ProtocolTrial(established - start, phases, n_sign, False)
+
+    def _certificate_from_token(self) -> int:
+        """OpenVPN's PKCS#11 start-up: the connection's token session opened, the key found
+        and its certificate read from the token. Returns the time it took (ns)."""
+        start = time.perf_counter_ns()
+        der = self.signer.begin_connection(read_certificate=True)
+        took = time.perf_counter_ns() - start
+        if der is None:
+            return took  # the token keeps no certificate it reads in a session: nothing to load
+        try:
+            stored = x509.load_der_x509_certificate(der).public_key()
+        except ValueError:
+            raise ProtocolError(
+                "the certificate read from the token is not a valid X.509 certificate",
+                "re-provision the token's certificate file",
+            ) from None
+        if stored != self.signer.token.public_key(self.signer.key_selector):
+            raise ProtocolError(
+                "the certificate on the token is not the signing key's",
+                "provision the key's own certificate on the token",
+            )
+        return took
 
     def _connect_management(self, process: subprocess.Popen[bytes]) -> socket.socket:
         assert self.config.management_port is not None

@@ -18,7 +18,7 @@ from drivers.bench.stats import StreamingStats
 from drivers.errors import RunInterrupted, SafeLabError
 from drivers.peers.base import PeerIdentity
 from drivers.protocols.base import PROTOCOL_PHASES, Condition, ProtocolResult, ProtocolTrial
-from drivers.protocols.rules import check, no_resumption_note, resumable
+from drivers.protocols.rules import check, no_resumption_note, paper_client, resumable
 from drivers.runs.meta import TokenProvenance
 from drivers.runs.service import RunContext, RunKind
 
@@ -167,8 +167,10 @@ TABLE6_CONDITIONS = {
 }
 """Table 6's conditions. ``paper``: a token session opened (and logged in) per handshake, as
 the paper's clients did (OpenSSL's PKCS#11 engine, curl, the MQTT clients), so its
-differences are the card's *total*. ``session-kept``: the session stays open between
-handshakes (sign_only inside), SAFE Lab's remedy, not the paper's figure."""
+differences are the card's *total*; OpenVPN in PKCS#11 mode also reads its certificate from
+the token at every start (:func:`drivers.protocols.rules.paper_client`). ``session-kept``: the
+session stays open between handshakes (sign_only inside), SAFE Lab's remedy, not the paper's
+figure."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ class Table6Run(RunKind):
                 ctx.describe(peer=peer.identity)
                 for resume in (False, True) if resumable(protocol) else (False,):
                     condition = replace(base, resume=resume)
+                    if self.condition == "paper":
+                        condition = paper_client(protocol, condition)
                     label = f"{protocol} {'resumed' if resume else 'full'}"
                     sw, tok = self._pair(
                         steps, protocol, condition, label, software, token, pin, peer, pki

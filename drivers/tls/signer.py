@@ -44,6 +44,9 @@ class TokenSigner:
     def __post_init__(self) -> None:
         self._session: TokenSession | None = None
         self._key: KeyInfo | None = None
+        self._connection: TokenSession | None = None
+        """A fresh-session signer's session for the current connection (see
+        :meth:`begin_connection`)."""
         self._lock = threading.Lock()
         self._closed = False
 
@@ -73,6 +76,45 @@ class TokenSigner:
             raise
         return session, key
 
+    def begin_connection(self, *, read_certificate: bool) -> bytes | None:
+        """Open this connection's token session now and, if asked, read the key's certificate
+        from the token (no cache, no login needed): OpenVPN's PKCS#11 mode does this when the
+        client starts, before its handshake. The connection's signature then logs in, finds
+        the key and signs in this same session, and :meth:`end_connection` closes it, so a
+        connection still costs one session (open, login, find, sign) plus the certificate
+        read.
+
+        Only for a signer that opens a session per connection (``reuse_session=False``).
+        Returns the certificate's DER bytes, or ``None`` when not read or not on the token.
+        """
+        if self.reuse_session:
+            raise SafeLabError(
+                "a kept token session has no per-connection session to open",
+                "use reuse_session=False (the paper's condition) for begin_connection",
+            )
+        with self._lock, self.token.device_lock:
+            self._end_connection()
+            if self._closed:
+                raise SafeLabError("the token signer was closed", "start a new run")
+            session = self.token.open()
+            try:
+                der = session.read_certificate(self.key_selector) if read_certificate else None
+            except BaseException:
+                session.close()
+                raise
+            self._connection = session
+        return der
+
+    def end_connection(self) -> None:
+        """Close the connection's session (if one is open). Safe to call twice."""
+        with self._lock:
+            self._end_connection()
+
+    def _end_connection(self) -> None:
+        if self._connection is not None:
+            session, self._connection = self._connection, None
+            session.close()
+
     def warm_up(self) -> None:
         """Open the reused session now, so the first handshake does not pay for it."""
         if self.reuse_session and self._session is None:
@@ -88,6 +130,12 @@ class TokenSigner:
                 assert self._key is not None
                 self._session.sign_init(self._key, HashOn.HOST)
                 signature = self._session.sign_digest(digest)
+            elif self._connection is not None:
+                session = self._connection  # opened at the connection's start
+                session.login(self.pin)
+                key = session.find_key(self.key_selector)
+                session.sign_init(key, HashOn.HOST)
+                signature = session.sign_digest(digest)
             else:
                 session, key = self._open()
                 try:
@@ -127,6 +175,7 @@ class TokenSigner:
                     self._session.close()
                 finally:
                     self._session = None
+            self._end_connection()
             return None
 
     def raise_if_failed(self) -> None:
@@ -145,6 +194,7 @@ class TokenSigner:
         """Close the kept session; a signature asked for afterwards is refused (not reopened)."""
         with self._lock:
             self._closed = True
+            self._end_connection()
             if self._session is not None:
                 self._session.close()
                 self._session = None

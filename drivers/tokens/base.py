@@ -239,6 +239,17 @@ class TokenSession(ABC):
         """The signing key named by ``selector`` (label or hex id), or the token's only one."""
         return self._timed("find", self._find_key, selector)
 
+    def read_certificate(self, selector: str | None = None) -> bytes | None:
+        """The DER certificate stored with the key ``selector`` names, read from the token in
+        this session, before any login (no cache): what a client that takes its certificate
+        from the token pays per session (OpenVPN's ``pkcs11-id``). Timed as the ``cert``
+        phase; ``None`` where this token keeps no such certificate."""
+        return self._timed("cert", self._read_certificate, selector)
+
+    def _read_certificate(self, selector: str | None) -> bytes | None:
+        del selector
+        return None
+
     def sign_init(self, key: KeyInfo, hash_on: HashOn = HashOn.HOST) -> None:
         """Prepare a signature with ``key`` (mechanism set-up)."""
         self._hash_on = hash_on

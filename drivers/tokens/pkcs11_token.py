@@ -171,6 +171,23 @@ class Pkcs11Session(TokenSession):
     def _find_key(self, selector: str | None) -> KeyInfo:
         return self.token.find_signing_key(self.session, selector)
 
+    def _read_certificate(self, selector: str | None) -> bytes | None:
+        """C_FindObjects for the key's certificate object (its label, or the URI's id) and
+        C_GetAttributeValue of its CKA_VALUE, in this session and before C_Login: what
+        OpenVPN's pkcs11-helper does at every client start."""
+        token = self.token
+        label = selector if selector is not None else token.key_selector
+        template: dict[Attribute, object] = {Attribute.CLASS: ObjectClass.CERTIFICATE}
+        if label is not None:
+            template[Attribute.LABEL] = label
+        if token.key_id is not None and selector is None:
+            template[Attribute.ID] = token.key_id
+        certs = list(self.session.get_objects(template))
+        if len(certs) != 1:
+            return None
+        value = _attr(certs[0], Attribute.VALUE)
+        return bytes(value) if value else None
+
     def _sign_init(self, key: KeyInfo, hash_on: HashOn) -> None:
         if key.curve not in _OID_CURVES.values():
             raise KeyUsageError(

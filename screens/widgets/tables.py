@@ -194,12 +194,32 @@ def paper_figures_table(
 
 
 def paper_verdict_line(document: dict[str, object]) -> Text:
-    """One line: REPRODUCED or NOT, with the counts per verdict."""
+    """REPRODUCED or NOT with the counts per verdict; then one short line per failed figure
+    (ours, the paper's, the ratio), so the first screen says what missed without scrolling
+    through the tables; and, under an emulated link, why the network figures are not judged."""
     counts = document.get("verdicts") or {}
     assert isinstance(counts, dict)
     passed = bool(document.get("passed"))
-    return Text(
+    text = Text(
         f"{'REPRODUCED' if passed else 'NOT REPRODUCED'}: {counts.get('pass', 0)} pass, "
         f"{counts.get('fail', 0)} fail, {counts.get('info', 0)} not judged",
         style="bold green" if passed else "bold red",
     )
+    figures = document.get("figures") or []
+    assert isinstance(figures, list)
+    for f in figures:
+        if f.get("verdict") != "fail":
+            continue
+        measured, paper, ratio = f.get("measured"), f.get("paper"), f.get("ratio")
+        ours = "–" if measured is None else f"{measured:.1f}"
+        against = "" if paper is None else f" vs {paper:g}"
+        by = f" ({ratio:.2f})" if ratio is not None else ""
+        text.append(f"\nFAIL {f['table']} {f['row']} {f['quantity']}: {ours}{against}{by}")
+    provenance = document.get("provenance") or {}
+    link = provenance.get("link") if isinstance(provenance, dict) else None
+    if isinstance(link, dict):
+        text.append(
+            f"\nlink {link.get('spec')}: Table 6 and JWT shown, not judged (paper: localhost)",
+            style="dim",
+        )
+    return text
