@@ -97,7 +97,7 @@ def test_live_flow_steps_keys_run_to_end_and_export(lab: Lab, tmp_path: Path) ->
             table.move_cursor(row=0)
             await pilot.pause(0.1)
             at_start = screen.keys_shown()
-            data = next(i for i, r in enumerate(screen.rows) if r.ssdtf_type == "DATA")
+            data = next(i for i, r in enumerate(screen.shown) if r.ssdtf_type == "DATA")
             table.move_cursor(row=data)
             await pilot.pause(0.1)
             assert screen.keys_shown() != at_start and "sid[sensor-1]" in screen.keys_shown()
@@ -140,6 +140,7 @@ def test_replay_attack_shows_where_and_why(lab: Lab) -> None:
             # ...and what that packet is for and what its failed check means.
             assert "What it is: DATA" in details and "if it fails:" in details
             # The verdict is read whole at 80 columns: the info line wraps instead of cutting.
+            await pilot.pause(0.2)  # the wrapped line's height is settled at the next layout
             info_widget = screen.query_one("#info")
             assert info_widget.size.width <= 80
             if len(info) > 78:

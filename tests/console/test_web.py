@@ -200,9 +200,11 @@ def test_browser_steps_the_ssdtf_stepper(web_server: str, browser) -> None:
     held = _wait_for_text(browser, "HELD", since=before)
     assert "CONNECT" in held  # the first packet, held before it is forwarded
     before = len(_frames(browser))
-    for _ in range(12):  # the noise filter skips CONNACK/SUBACK: HELLO is a few steps away
+    # The registrations (REG to the ms, PROV to the proxies) come first; the noise filter
+    # skips CONNACK/SUBACK, so the HELLO is some tens of steps away.
+    for _ in range(80):
         ActionChains(browser).send_keys("n").perform()
-        time.sleep(0.4)
+        time.sleep(0.3)
         if "HELLO" in _frames(browser)[before:]:
             break
     _wait_for_text(browser, "HELLO", since=before, timeout=20)
