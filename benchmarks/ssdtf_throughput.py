@@ -49,17 +49,17 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _workers_cpu_s(dep: object) -> float:
-    """CPU seconds of every role's worker processes (one process each here)."""
-    total = 0.0
+def _workers_cpu_s(dep: object) -> dict[str, float]:
+    """CPU seconds of each role's worker processes, by role name."""
+    out: dict[str, float] = {}
     for role in (dep.gateway, dep.ds, *dep.users.values()):  # type: ignore[attr-defined]
         workers = getattr(role, "workers", None)
         if workers is not None:
-            total += workers.cpu_seconds()
-    return total
+            out[role.name] = workers.cpu_seconds()
+    return out
 
 
-def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, float]:
+def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, object]:
     """End-to-end readings/s, and the CPU one reading costs over *all* processes (this one,
     the roles' worker processes, Mosquitto): ``cpu_ms_per_reading``. From it,
     ``ceiling_per_s_2_cores`` = min(2 cores / that cost, 1 core / the main process's share):
@@ -84,18 +84,23 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, float]:
         process = getattr(dep.broker, "process", None)
         pid = process.pid if process is not None else None
         main0 = time.process_time()
-        cpu0 = main0 + _workers_cpu_s(dep) + (_proc_cpu_s(pid) if pid else 0.0)
+        workers0 = _workers_cpu_s(dep)
+        broker0 = _proc_cpu_s(pid) if pid else 0.0
         start = time.perf_counter()
         dep.send_readings()
         dep.wait_delivered(messages, 120)
         elapsed = time.perf_counter() - start
         main_cpu = time.process_time()
-        cpu1 = main_cpu + _workers_cpu_s(dep) + (_proc_cpu_s(pid) if pid else 0.0)
+        workers1 = _workers_cpu_s(dep)
+        broker1 = _proc_cpu_s(pid) if pid else 0.0
         received = len(dep.users["user-1"].readings)
     finally:
         dep.stop()
-    cpu_ms = (cpu1 - cpu0) * 1000 / max(received, 1)
-    main_ms = (main_cpu - main0) * 1000 / max(received, 1)
+    per = 1000 / max(received, 1)
+    main_ms = (main_cpu - main0) * per
+    workers_ms = {name: (workers1[name] - workers0[name]) * per for name in workers1}
+    broker_ms = (broker1 - broker0) * per
+    cpu_ms = main_ms + sum(workers_ms.values()) + broker_ms
     return {
         "workers": workers,
         "messages": received,
@@ -103,6 +108,8 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, float]:
         "per_s": received / elapsed,
         "cpu_ms_per_reading": cpu_ms,
         "main_process_cpu_ms_per_reading": main_ms,
+        "workers_cpu_ms_per_reading": workers_ms,
+        "broker_process_cpu_ms_per_reading": broker_ms,
         # two cores for the whole cost, but never more than one core for the main process
         "ceiling_per_s_2_cores": min(2000 / cpu_ms, 1000 / main_ms) if main_ms else 0.0,
     }

@@ -183,19 +183,6 @@ class UmbralBackend:
         self.timings.add("decrypt", (time.perf_counter_ns() - start) / 1e6)
         return plaintext
 
-    def wrap(self, receiver_public: bytes, data: bytes) -> tuple[bytes, bytes]:
-        """Encrypt ``data`` to one receiver (a fresh capsule each time): the DS's per-
-        destination re-wrap, so DELIVER bytes are never shared between destinations."""
-        return self.encrypt(receiver_public, data)
-
-    def unwrap(self, receiver: PreKeyPair, capsule: bytes, ciphertext: bytes) -> bytes:
-        try:
-            return self.decrypt_original(receiver, capsule, ciphertext)
-        except PreError as error:
-            raise PreError(
-                "DELIVER not for this receiver (outer decryption failed)", "dropped"
-            ) from error
-
     def decrypt_original(self, owner: PreKeyPair, capsule: bytes, ciphertext: bytes) -> bytes:
         """The key owner's own decryption (no proxy involved)."""
         try:

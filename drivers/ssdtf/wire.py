@@ -156,6 +156,9 @@ class T(IntEnum):
     """A destination's PRE public key (what the conversion keys convert to)."""
     HASH2 = 0x1E
     """SHA-256 of conversion-key share 2 (HASH carries share 1's)."""
+    WRAPKEY = 0x1F
+    """A destination's X25519 wrap public key: the DS re-wraps its DELIVERs to it
+    (:mod:`drivers.ssdtf.rewrap`)."""
     STATUS = 0x20
     SIG = 0x7F
 
@@ -211,6 +214,7 @@ FIXED_LEN: dict[int, int] = {
     T.KIND: 1,
     T.KEYALG: 1,
     T.HASH2: 32,
+    T.WRAPKEY: 32,
 }
 MAX_LEN: dict[int, int] = {
     T.CID: 64,
@@ -247,14 +251,17 @@ OPTIONAL: dict[MsgType, frozenset[int]] = {
     MsgType.DELIVER: frozenset({T.CAPSULE, T.CFRAG}),
     MsgType.REPORT: frozenset({T.SID}),
     MsgType.RESEND: frozenset({T.REASON}),
-    MsgType.REG: frozenset({T.CID, T.SUB, T.TOPIC, T.PUBKEY, T.KEYALG, T.PREKEY, T.HASH, T.HASH2}),
+    MsgType.REG: frozenset(
+        {T.CID, T.SUB, T.TOPIC, T.PUBKEY, T.KEYALG, T.PREKEY, T.WRAPKEY, T.HASH, T.HASH2}
+    ),
 }
 REG_FIELDS: dict[RegKind, tuple[frozenset[int], frozenset[int]]] = {
     RegKind.DEVICE: (frozenset({T.CID, T.PUBKEY, T.KEYALG}), frozenset()),
     RegKind.TOPIC: (frozenset({T.CID, T.TOPIC}), frozenset()),
     RegKind.DESTINATION: (
         frozenset({T.SUB, T.PUBKEY, T.KEYALG, T.HASH, T.HASH2}),
-        frozenset({T.PREKEY}),  # absent only without a PRE library (no confidentiality)
+        # absent only without a PRE library (no confidentiality)
+        frozenset({T.PREKEY, T.WRAPKEY}),
     ),
     RegKind.REVOKE: (frozenset({T.SUB}), frozenset()),
 }

@@ -117,6 +117,7 @@ def test_a_conversion_key_share_that_differs_is_refused() -> None:
             T.HASH: hashlib.sha256(kfrags[0]).digest(),
             T.HASH2: hashlib.sha256(kfrags[1]).digest(),
             T.PREKEY: user.pre_keys.public,
+            T.WRAPKEY: user.wrap_keys.public,  # type: ignore[union-attr]
         }
         with pytest.raises(SafeLabError):
             dep._register(dep.dest_reg, RegKind.DESTINATION, fields)
