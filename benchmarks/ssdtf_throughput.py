@@ -13,8 +13,11 @@ Reported, all in one run on this machine:
   Mosquitto (self-signed server certificate made here; TLS 1.2+ as Mosquitto and OpenSSL
   negotiate), and as plain MQTT without TLS: the baselines SSDTF replaces or adds to;
 - the per-message cost breakdown (median ms): sign (device key through the token interface),
-  encrypt, re-encrypt at the gateway (share #1) and at the DS (share #2), verify at the gateway,
-  decrypt at the data user;
+  encrypt, verify at the gateway, re-encrypt at the gateway (share #1) and at the DS (share
+  #2), the DS's per-destination re-wrap (X25519 + ChaCha20-Poly1305) and the user's unwrap,
+  decrypt at the data user (two cfrag proofs checked, then decryption);
+- per SSDTF run, the CPU per reading split by process: this one (sensor, gateway, DS and
+  data user threads, paho), each role's worker processes, the broker;
 - the handshake time (CONNECT to READY) with the device key on the emulated paper SIM
   (``iotsafe:emulated;profile=paper-sim``, real-time speed) versus the software key.
 
@@ -215,7 +218,7 @@ def cost_breakdown(rounds: int) -> dict[str, float]:
     """Median ms of each per-message operation, on the real role code paths' primitives."""
     import hashlib
 
-    from drivers.ssdtf import wire
+    from drivers.ssdtf import binding, rewrap, wire
     from drivers.ssdtf.pre import UmbralBackend
     from drivers.ssdtf.signing import TokenSigner
     from drivers.ssdtf.wire import MsgType, T
@@ -223,10 +226,21 @@ def cost_breakdown(rounds: int) -> dict[str, float]:
 
     pre = UmbralBackend()
     owner, receiver = pre.keygen("MS"), pre.keygen("U")
+    wrap_keys = rewrap.keygen("U")
     k1, k2 = pre.conversion_keys(owner, receiver.public)
     signer = TokenSigner("sensor-1", open_token("software:p256"))
     samples: dict[str, list[float]] = {
-        k: [] for k in ("sign", "encrypt", "reencrypt_gateway", "reencrypt_ds", "verify", "decrypt")
+        k: []
+        for k in (
+            "sign",
+            "encrypt",
+            "verify",
+            "reencrypt_gateway",
+            "reencrypt_ds",
+            "rewrap_ds",
+            "unwrap_user",
+            "decrypt",
+        )
     }
     topic = "ssdtf/v1/up/sensor-1"
 
@@ -264,6 +278,9 @@ def cost_breakdown(rounds: int) -> dict[str, float]:
         assert timed("verify", signer.public().verify, env.get(T.SIG), env.tbs(topic))
         c1 = timed("reencrypt_gateway", pre.reencrypt, capsule, k1, **keys)
         c2 = timed("reencrypt_ds", pre.reencrypt, capsule, k2, **keys)
+        bundle = binding.encode_bundle(capsule, ct, [c1, c2], bytes(32))
+        epk, sealed = timed("rewrap_ds", rewrap.wrap, wrap_keys.public, bundle)
+        timed("unwrap_user", rewrap.unwrap, wrap_keys, epk, sealed)
         timed(
             "decrypt",
             pre.decrypt,
