@@ -2,7 +2,7 @@
 
 Why: umbral-pre holds the GIL for every operation (measured: two threads decrypting take as
 long as one doing both halves), and opening one DELIVER (outer unwrap, two cfrag proofs,
-decryption: ~4.2 ms) is about half of all the CPU one reading costs. With every role in one
+decryption: ~2.5–3 ms) is about a third of all the CPU one reading costs. With every role in one
 process the end-to-end rate is bounded by the *sum* of all roles' CPU on one core.
 
 What moves: only pure computation: the data user's :meth:`DataUser._open` (unwrap the
