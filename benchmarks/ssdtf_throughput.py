@@ -101,7 +101,7 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, object]:
         dep.stop()
     per = 1000 / max(received, 1)
     main_ms = (main_cpu - main0) * per
-    workers_ms = {name: (workers1[name] - workers0[name]) * per for name in workers1}
+    workers_ms = {name: round((workers1[name] - workers0[name]) * per, 3) for name in workers1}
     broker_ms = (broker1 - broker0) * per
     cpu_ms = main_ms + sum(workers_ms.values()) + broker_ms
     return {
@@ -333,6 +333,12 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes per gateway, DS and data user"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each SSDTF configuration (the machine is shared: the median is reported)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("SAFELAB_DATA_DIR", tempfile.mkdtemp(prefix="safelab-bench-"))
 
@@ -342,9 +348,18 @@ def main() -> int:
         "load_average_at_start": os.getloadavg(),
         "goal_per_s": GOAL,
     }
-    out["ssdtf_embedded"] = ssdtf_rate("embedded", args.messages, args.workers)
-    out["ssdtf_mosquitto"] = ssdtf_rate("mosquitto", args.messages, args.workers)
-    out["ssdtf_mosquitto_one_process"] = ssdtf_rate("mosquitto", args.messages, 0)
+    configs = {
+        "ssdtf_embedded": ("embedded", args.workers),
+        "ssdtf_mosquitto": ("mosquitto", args.workers),
+        "ssdtf_mosquitto_one_process": ("mosquitto", 0),
+    }
+    for _ in range(args.repeat):  # interleaved, so a burst of others' load hits every config
+        for name, (broker, workers) in configs.items():
+            runs = out.setdefault(f"{name}_runs", [])
+            runs.append(ssdtf_rate(broker, args.messages, workers))  # type: ignore[union-attr]
+    for name in configs:
+        runs = sorted(out[f"{name}_runs"], key=lambda r: r["per_s"])  # type: ignore[arg-type, index]
+        out[name] = runs[len(runs) // 2]  # the median run by rate; all runs are kept
     out["plain_mqtt_tls_mosquitto"] = plain_mqtt_rate(args.messages, tls=True)
     out["plain_mqtt_mosquitto"] = plain_mqtt_rate(args.messages, tls=False)
     out["cost_ms_median"] = cost_breakdown(args.rounds)
@@ -356,7 +371,12 @@ def main() -> int:
     }
     out["load_average_at_end"] = os.getloadavg()
     best = max(out[n]["per_s"] for n in SSDTF_RUNS)  # type: ignore[index]
-    out["goal_met"] = best >= GOAL
+    out["goal_met"] = best >= GOAL  # measured: a configuration's median run reached it
+    # the CPU one reading costs (median run) would allow the goal on two idle cores
+    out["goal_ceiling_met"] = any(
+        out[n]["ceiling_per_s_2_cores"] >= GOAL  # type: ignore[index]
+        for n in SSDTF_RUNS
+    )
     print(json.dumps(out, indent=1))
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
@@ -368,10 +388,16 @@ def main() -> int:
             line += (
                 f"  {run['cpu_ms_per_reading']:5.2f} ms CPU/reading over all processes"  # type: ignore[index]
                 f" (ceiling on 2 idle cores {run['ceiling_per_s_2_cores']:.0f}/s)"  # type: ignore[index]
+                f"; main {run['main_process_cpu_ms_per_reading']:.2f}"  # type: ignore[index]
+                f", workers {run['workers_cpu_ms_per_reading']}"  # type: ignore[index]
+                f", broker {run['broker_process_cpu_ms_per_reading']:.2f}"  # type: ignore[index]
+                f"; all runs /s: " + ", ".join(f"{r['per_s']:.0f}" for r in out[f"{name}_runs"])  # type: ignore[union-attr, index]
             )
         print(line, file=sys.stderr)
     print(
-        f"goal {GOAL}/s {'met' if out['goal_met'] else 'NOT met'}; load average "
+        f"goal {GOAL}/s {'met' if out['goal_met'] else 'NOT met'} (measured), "
+        f"{'within' if out['goal_ceiling_met'] else 'beyond'} what the CPU per reading allows "
+        f"on 2 idle cores; load average "
         f"{out['load_average_at_start']} -> {out['load_average_at_end']} on {out['cpus']} CPUs",
         file=sys.stderr,
     )
