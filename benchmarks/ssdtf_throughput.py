@@ -13,8 +13,11 @@ Reported, all in one run on this machine:
   Mosquitto (self-signed server certificate made here; TLS 1.2+ as Mosquitto and OpenSSL
   negotiate), and as plain MQTT without TLS: the baselines SSDTF replaces or adds to;
 - the per-message cost breakdown (median ms): sign (device key through the token interface),
-  encrypt, re-encrypt at the gateway (share #1) and at the DS (share #2), verify at the gateway,
-  decrypt at the data user;
+  encrypt, verify at the gateway, re-encrypt at the gateway (share #1) and at the DS (share
+  #2), the DS's per-destination re-wrap (X25519 + ChaCha20-Poly1305) and the user's unwrap,
+  decrypt at the data user (two cfrag proofs checked, then decryption);
+- per SSDTF run, the CPU per reading split by process: this one (sensor, gateway, DS and
+  data user threads, paho), each role's worker processes, the broker;
 - the handshake time (CONNECT to READY) with the device key on the emulated paper SIM
   (``iotsafe:emulated;profile=paper-sim``, real-time speed) versus the software key.
 
@@ -49,17 +52,17 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _workers_cpu_s(dep: object) -> float:
-    """CPU seconds of every role's worker processes (one process each here)."""
-    total = 0.0
+def _workers_cpu_s(dep: object) -> dict[str, float]:
+    """CPU seconds of each role's worker processes, by role name."""
+    out: dict[str, float] = {}
     for role in (dep.gateway, dep.ds, *dep.users.values()):  # type: ignore[attr-defined]
         workers = getattr(role, "workers", None)
         if workers is not None:
-            total += workers.cpu_seconds()
-    return total
+            out[role.name] = workers.cpu_seconds()
+    return out
 
 
-def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, float]:
+def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, object]:
     """End-to-end readings/s, and the CPU one reading costs over *all* processes (this one,
     the roles' worker processes, Mosquitto): ``cpu_ms_per_reading``. From it,
     ``ceiling_per_s_2_cores`` = min(2 cores / that cost, 1 core / the main process's share):
@@ -84,18 +87,23 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, float]:
         process = getattr(dep.broker, "process", None)
         pid = process.pid if process is not None else None
         main0 = time.process_time()
-        cpu0 = main0 + _workers_cpu_s(dep) + (_proc_cpu_s(pid) if pid else 0.0)
+        workers0 = _workers_cpu_s(dep)
+        broker0 = _proc_cpu_s(pid) if pid else 0.0
         start = time.perf_counter()
         dep.send_readings()
         dep.wait_delivered(messages, 120)
         elapsed = time.perf_counter() - start
         main_cpu = time.process_time()
-        cpu1 = main_cpu + _workers_cpu_s(dep) + (_proc_cpu_s(pid) if pid else 0.0)
+        workers1 = _workers_cpu_s(dep)
+        broker1 = _proc_cpu_s(pid) if pid else 0.0
         received = len(dep.users["user-1"].readings)
     finally:
         dep.stop()
-    cpu_ms = (cpu1 - cpu0) * 1000 / max(received, 1)
-    main_ms = (main_cpu - main0) * 1000 / max(received, 1)
+    per = 1000 / max(received, 1)
+    main_ms = (main_cpu - main0) * per
+    workers_ms = {name: round((workers1[name] - workers0[name]) * per, 3) for name in workers1}
+    broker_ms = (broker1 - broker0) * per
+    cpu_ms = main_ms + sum(workers_ms.values()) + broker_ms
     return {
         "workers": workers,
         "messages": received,
@@ -103,6 +111,8 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, float]:
         "per_s": received / elapsed,
         "cpu_ms_per_reading": cpu_ms,
         "main_process_cpu_ms_per_reading": main_ms,
+        "workers_cpu_ms_per_reading": workers_ms,
+        "broker_process_cpu_ms_per_reading": broker_ms,
         # two cores for the whole cost, but never more than one core for the main process
         "ceiling_per_s_2_cores": min(2000 / cpu_ms, 1000 / main_ms) if main_ms else 0.0,
     }
@@ -208,7 +218,7 @@ def cost_breakdown(rounds: int) -> dict[str, float]:
     """Median ms of each per-message operation, on the real role code paths' primitives."""
     import hashlib
 
-    from drivers.ssdtf import wire
+    from drivers.ssdtf import binding, rewrap, wire
     from drivers.ssdtf.pre import UmbralBackend
     from drivers.ssdtf.signing import TokenSigner
     from drivers.ssdtf.wire import MsgType, T
@@ -216,10 +226,21 @@ def cost_breakdown(rounds: int) -> dict[str, float]:
 
     pre = UmbralBackend()
     owner, receiver = pre.keygen("MS"), pre.keygen("U")
+    wrap_keys = rewrap.keygen("U")
     k1, k2 = pre.conversion_keys(owner, receiver.public)
     signer = TokenSigner("sensor-1", open_token("software:p256"))
     samples: dict[str, list[float]] = {
-        k: [] for k in ("sign", "encrypt", "reencrypt_gateway", "reencrypt_ds", "verify", "decrypt")
+        k: []
+        for k in (
+            "sign",
+            "encrypt",
+            "verify",
+            "reencrypt_gateway",
+            "reencrypt_ds",
+            "rewrap_ds",
+            "unwrap_user",
+            "decrypt",
+        )
     }
     topic = "ssdtf/v1/up/sensor-1"
 
@@ -257,6 +278,9 @@ def cost_breakdown(rounds: int) -> dict[str, float]:
         assert timed("verify", signer.public().verify, env.get(T.SIG), env.tbs(topic))
         c1 = timed("reencrypt_gateway", pre.reencrypt, capsule, k1, **keys)
         c2 = timed("reencrypt_ds", pre.reencrypt, capsule, k2, **keys)
+        bundle = binding.encode_bundle(capsule, ct, [c1, c2], bytes(32))
+        epk, sealed = timed("rewrap_ds", rewrap.wrap, wrap_keys.public, bundle)
+        timed("unwrap_user", rewrap.unwrap, wrap_keys, epk, sealed)
         timed(
             "decrypt",
             pre.decrypt,
@@ -309,6 +333,12 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes per gateway, DS and data user"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each SSDTF configuration (the machine is shared: the median is reported)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("SAFELAB_DATA_DIR", tempfile.mkdtemp(prefix="safelab-bench-"))
 
@@ -318,9 +348,18 @@ def main() -> int:
         "load_average_at_start": os.getloadavg(),
         "goal_per_s": GOAL,
     }
-    out["ssdtf_embedded"] = ssdtf_rate("embedded", args.messages, args.workers)
-    out["ssdtf_mosquitto"] = ssdtf_rate("mosquitto", args.messages, args.workers)
-    out["ssdtf_mosquitto_one_process"] = ssdtf_rate("mosquitto", args.messages, 0)
+    configs = {
+        "ssdtf_embedded": ("embedded", args.workers),
+        "ssdtf_mosquitto": ("mosquitto", args.workers),
+        "ssdtf_mosquitto_one_process": ("mosquitto", 0),
+    }
+    for _ in range(args.repeat):  # interleaved, so a burst of others' load hits every config
+        for name, (broker, workers) in configs.items():
+            runs = out.setdefault(f"{name}_runs", [])
+            runs.append(ssdtf_rate(broker, args.messages, workers))  # type: ignore[union-attr]
+    for name in configs:
+        runs = sorted(out[f"{name}_runs"], key=lambda r: r["per_s"])  # type: ignore[arg-type, index]
+        out[name] = runs[len(runs) // 2]  # the median run by rate; all runs are kept
     out["plain_mqtt_tls_mosquitto"] = plain_mqtt_rate(args.messages, tls=True)
     out["plain_mqtt_mosquitto"] = plain_mqtt_rate(args.messages, tls=False)
     out["cost_ms_median"] = cost_breakdown(args.rounds)
@@ -332,7 +371,12 @@ def main() -> int:
     }
     out["load_average_at_end"] = os.getloadavg()
     best = max(out[n]["per_s"] for n in SSDTF_RUNS)  # type: ignore[index]
-    out["goal_met"] = best >= GOAL
+    out["goal_met"] = best >= GOAL  # measured: a configuration's median run reached it
+    # the CPU one reading costs (median run) would allow the goal on two idle cores
+    out["goal_ceiling_met"] = any(
+        out[n]["ceiling_per_s_2_cores"] >= GOAL  # type: ignore[index]
+        for n in SSDTF_RUNS
+    )
     print(json.dumps(out, indent=1))
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
@@ -344,10 +388,16 @@ def main() -> int:
             line += (
                 f"  {run['cpu_ms_per_reading']:5.2f} ms CPU/reading over all processes"  # type: ignore[index]
                 f" (ceiling on 2 idle cores {run['ceiling_per_s_2_cores']:.0f}/s)"  # type: ignore[index]
+                f"; main {run['main_process_cpu_ms_per_reading']:.2f}"  # type: ignore[index]
+                f", workers {run['workers_cpu_ms_per_reading']}"  # type: ignore[index]
+                f", broker {run['broker_process_cpu_ms_per_reading']:.2f}"  # type: ignore[index]
+                f"; all runs /s: " + ", ".join(f"{r['per_s']:.0f}" for r in out[f"{name}_runs"])  # type: ignore[union-attr, index]
             )
         print(line, file=sys.stderr)
     print(
-        f"goal {GOAL}/s {'met' if out['goal_met'] else 'NOT met'}; load average "
+        f"goal {GOAL}/s {'met' if out['goal_met'] else 'NOT met'} (measured), "
+        f"{'within' if out['goal_ceiling_met'] else 'beyond'} what the CPU per reading allows "
+        f"on 2 idle cores; load average "
         f"{out['load_average_at_start']} -> {out['load_average_at_end']} on {out['cpus']} CPUs",
         file=sys.stderr,
     )

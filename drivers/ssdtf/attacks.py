@@ -931,6 +931,8 @@ def destination_takeover(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     }
     if thief.pre_keys is not None:
         fields[T.PREKEY] = thief.pre_keys.public
+    if thief.wrap_keys is not None:
+        fields[T.WRAPKEY] = thief.wrap_keys.public
     thief.register(RegKind.DESTINATION, fields)
     _wait(lambda: _refused_registration(dep, "ms"), 3.0)
     evidence["check"] = _registry_state(dep) == before and _legit_after(dep)

@@ -11,9 +11,10 @@ other cid and ``r`` can reproduce. The user learns only ``H(cid ‖ r)`` with an
 sees: nothing about the cid.
 
 **Re-wrap per destination.** The DELIVER does not repeat the DATA's capsule and ciphertext
-(colluding data users could link their pseudonyms by matching them): the DS encrypts the
-bundle ``(capsule, ct, cfrags, expected tag)`` to the destination's own PRE public key, a
-fresh capsule each time, so DELIVER bytes differ from the DATA and between destinations.
+(colluding data users could link their pseudonyms by matching them): the DS seals the
+bundle ``(capsule, ct, cfrags, expected tag)`` to the destination's own X25519 wrap key, a
+fresh ephemeral key each time (:mod:`drivers.ssdtf.rewrap`), so DELIVER bytes differ from the
+DATA and between destinations.
 """
 
 from __future__ import annotations

@@ -240,6 +240,8 @@ class Deployment:
         }
         if user.pre_keys:
             fields[T.PREKEY] = user.pre_keys.public
+        if user.wrap_keys:
+            fields[T.WRAPKEY] = user.wrap_keys.public
         self._register(self.dest_reg, RegKind.DESTINATION, fields)
 
     def revoke_destination(self, name: str) -> None:

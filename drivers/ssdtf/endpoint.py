@@ -21,6 +21,27 @@ from drivers.errors import SafeLabError
 Handler = Callable[[str, bytes, Any], None]
 
 
+def topic_filter(pattern: str) -> Callable[[str], bool]:
+    """A matcher for one MQTT topic filter (``+`` one level, ``#`` the rest, wildcards never
+    match a ``$`` topic), split once. Why not ``paho.mqtt.client.topic_matches_sub``: it builds
+    a matcher tree on every call, which cost more per message than the dispatch it does."""
+    levels = pattern.split("/")
+    wild_first = levels[0] in ("+", "#")
+
+    def matches(topic: str) -> bool:
+        if wild_first and topic.startswith("$"):
+            return False
+        parts = topic.split("/")
+        for index, level in enumerate(levels):
+            if level == "#":
+                return True
+            if index >= len(parts) or (level != "+" and level != parts[index]):
+                return False
+        return len(parts) == len(levels)
+
+    return matches
+
+
 class MqttError(SafeLabError):
     """The broker refused or dropped a connection, or did not answer in time."""
 
@@ -60,6 +81,7 @@ class Endpoint:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.handlers: list[tuple[str, Handler]] = []
+        self._dispatch: list[tuple[Callable[[str], bool], Handler]] = []
         self.connected = threading.Event()
         self.closed = threading.Event()
         self.connack_rc: int | None = None
@@ -102,9 +124,10 @@ class Endpoint:
         # which then dies and the role receives nothing ever again. Roles guard their own
         # handlers (an error is their verdict); this catch only keeps the thread alive.
         try:
-            for pattern, handler in self.handlers:
-                if mqtt.topic_matches_sub(pattern, msg.topic):
-                    handler(msg.topic, bytes(msg.payload), msg)
+            topic = msg.topic
+            for matches, handler in self._dispatch:
+                if matches(topic):
+                    handler(topic, bytes(msg.payload), msg)
                     return
         except Exception as error:
             self.errors += 1
@@ -115,6 +138,7 @@ class Endpoint:
     # --- blocking API ----------------------------------------------------------------
     def on(self, pattern: str, handler: Handler) -> None:
         self.handlers.append((pattern, handler))
+        self._dispatch.append((topic_filter(pattern), handler))
 
     def connect(self, timeout: float = 10.0) -> None:
         try:

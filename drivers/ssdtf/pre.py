@@ -16,6 +16,7 @@ role reports "no confidentiality", rather than pretending.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,15 @@ class UmbralBackend:
         self.timings = PreTimings()
         self._verified: dict[tuple[bytes, bytes, bytes, bytes], Any] = {}
 
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def _pk(raw: bytes) -> Any:
+        """A parsed secp256k1 public key, once per key rather than once per message (a point
+        decompression each time); exceptions are never cached."""
+        import umbral_pre
+
+        return umbral_pre.PublicKey.from_compressed_bytes(raw)
+
     def keygen(self, name: str) -> PreKeyPair:
         u = self.u
         secret = u.SecretKey.random()
@@ -91,9 +101,7 @@ class UmbralBackend:
 
     def encrypt(self, owner_public: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
         start = time.perf_counter_ns()
-        capsule, ct = self.u.encrypt(
-            self.u.PublicKey.from_compressed_bytes(owner_public), plaintext
-        )
+        capsule, ct = self.u.encrypt(self._pk(owner_public), plaintext)
         self.timings.add("encrypt", (time.perf_counter_ns() - start) / 1e6)
         return bytes(capsule), bytes(ct)
 
@@ -101,7 +109,7 @@ class UmbralBackend:
         """Kfrag shares (threshold 2 of 2) that convert the owner's capsules for one receiver."""
         kfrags = self.u.generate_kfrags(
             delegating_sk=owner._secret(),
-            receiving_pk=self.u.PublicKey.from_compressed_bytes(receiver_public),
+            receiving_pk=self._pk(receiver_public),
             signer=owner._signer(),
             threshold=self.threshold,
             shares=self.shares,
@@ -128,9 +136,9 @@ class UmbralBackend:
             verified = self._verified.get(cache_key)
             if verified is None:  # verify a conversion key once, not once per message
                 verified = u.KeyFrag.from_bytes(kfrag).verify(
-                    verifying_pk=u.PublicKey.from_compressed_bytes(owner_verifying),
-                    delegating_pk=u.PublicKey.from_compressed_bytes(owner_public),
-                    receiving_pk=u.PublicKey.from_compressed_bytes(receiver_public),
+                    verifying_pk=self._pk(owner_verifying),
+                    delegating_pk=self._pk(owner_public),
+                    receiving_pk=self._pk(receiver_public),
                 )
                 self._verified[cache_key] = verified
             cfrag = u.reencrypt(capsule=u.Capsule.from_bytes(capsule), kfrag=verified)
@@ -153,14 +161,15 @@ class UmbralBackend:
         u = self.u
         start = time.perf_counter_ns()
         try:
-            owner_pk = u.PublicKey.from_compressed_bytes(owner_public)
+            owner_pk = self._pk(owner_public)
+            verifying_pk, receiving_pk = self._pk(owner_verifying), self._pk(receiver.public)
             caps = u.Capsule.from_bytes(capsule)
             verified = [
                 u.CapsuleFrag.from_bytes(c).verify(
                     capsule=caps,
-                    verifying_pk=u.PublicKey.from_compressed_bytes(owner_verifying),
+                    verifying_pk=verifying_pk,
                     delegating_pk=owner_pk,
-                    receiving_pk=u.PublicKey.from_compressed_bytes(receiver.public),
+                    receiving_pk=receiving_pk,
                 )
                 for c in cfrags
             ]
@@ -182,19 +191,6 @@ class UmbralBackend:
             raise PreError(f"decryption failed: {error}", "ciphertext or cfrags wrong") from error
         self.timings.add("decrypt", (time.perf_counter_ns() - start) / 1e6)
         return plaintext
-
-    def wrap(self, receiver_public: bytes, data: bytes) -> tuple[bytes, bytes]:
-        """Encrypt ``data`` to one receiver (a fresh capsule each time): the DS's per-
-        destination re-wrap, so DELIVER bytes are never shared between destinations."""
-        return self.encrypt(receiver_public, data)
-
-    def unwrap(self, receiver: PreKeyPair, capsule: bytes, ciphertext: bytes) -> bytes:
-        try:
-            return self.decrypt_original(receiver, capsule, ciphertext)
-        except PreError as error:
-            raise PreError(
-                "DELIVER not for this receiver (outer decryption failed)", "dropped"
-            ) from error
 
     def decrypt_original(self, owner: PreKeyPair, capsule: bytes, ciphertext: bytes) -> bytes:
         """The key owner's own decryption (no proxy involved)."""

@@ -16,10 +16,11 @@ confusion, no "none").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +35,17 @@ from drivers.tokens.base import HashOn, KeyInfo, Token, TokenSession
 def kid_of(public_bytes: bytes) -> bytes:
     """8-byte key identifier: the first bytes of SHA-256 of the public key."""
     return hashlib.sha256(public_bytes).digest()[:8]
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(alg: Alg, public_bytes: bytes) -> Any:
+    """The parsed key object, once per pinned key rather than once per message: parsing (a
+    P-256 point decompression and on-curve check) cost about as much as the verification.
+    Only keys that parsed are cached (an exception is never cached), and the bound keeps it
+    small whatever keys arrive."""
+    if alg == Alg.ED25519:
+        return ed25519.Ed25519PublicKey.from_public_bytes(public_bytes)
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public_bytes)
 
 
 @dataclass(frozen=True)
@@ -57,13 +69,9 @@ class PublicKeyRef:
             return False
         try:
             if self.alg == Alg.ED25519:
-                ed25519.Ed25519PublicKey.from_public_bytes(self.public_bytes).verify(
-                    signature, data
-                )
+                _public_key(self.alg, self.public_bytes).verify(signature, data)
             elif self.alg == Alg.ES256:
-                key = ec.EllipticCurvePublicKey.from_encoded_point(
-                    ec.SECP256R1(), self.public_bytes
-                )
+                key = _public_key(self.alg, self.public_bytes)
                 der = encode_dss_signature(
                     int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
                 )

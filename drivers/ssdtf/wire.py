@@ -156,6 +156,9 @@ class T(IntEnum):
     """A destination's PRE public key (what the conversion keys convert to)."""
     HASH2 = 0x1E
     """SHA-256 of conversion-key share 2 (HASH carries share 1's)."""
+    WRAPKEY = 0x1F
+    """A destination's X25519 wrap public key: the DS re-wraps its DELIVERs to it
+    (:mod:`drivers.ssdtf.rewrap`)."""
     STATUS = 0x20
     SIG = 0x7F
 
@@ -211,6 +214,7 @@ FIXED_LEN: dict[int, int] = {
     T.KIND: 1,
     T.KEYALG: 1,
     T.HASH2: 32,
+    T.WRAPKEY: 32,
 }
 MAX_LEN: dict[int, int] = {
     T.CID: 64,
@@ -247,14 +251,17 @@ OPTIONAL: dict[MsgType, frozenset[int]] = {
     MsgType.DELIVER: frozenset({T.CAPSULE, T.CFRAG}),
     MsgType.REPORT: frozenset({T.SID}),
     MsgType.RESEND: frozenset({T.REASON}),
-    MsgType.REG: frozenset({T.CID, T.SUB, T.TOPIC, T.PUBKEY, T.KEYALG, T.PREKEY, T.HASH, T.HASH2}),
+    MsgType.REG: frozenset(
+        {T.CID, T.SUB, T.TOPIC, T.PUBKEY, T.KEYALG, T.PREKEY, T.WRAPKEY, T.HASH, T.HASH2}
+    ),
 }
 REG_FIELDS: dict[RegKind, tuple[frozenset[int], frozenset[int]]] = {
     RegKind.DEVICE: (frozenset({T.CID, T.PUBKEY, T.KEYALG}), frozenset()),
     RegKind.TOPIC: (frozenset({T.CID, T.TOPIC}), frozenset()),
     RegKind.DESTINATION: (
         frozenset({T.SUB, T.PUBKEY, T.KEYALG, T.HASH, T.HASH2}),
-        frozenset({T.PREKEY}),  # absent only without a PRE library (no confidentiality)
+        # absent only without a PRE library (no confidentiality)
+        frozenset({T.PREKEY, T.WRAPKEY}),
     ),
     RegKind.REVOKE: (frozenset({T.SUB}), frozenset()),
 }
@@ -418,36 +425,39 @@ def decode(data: bytes) -> Envelope:
     env = Envelope(msg_type, flags, raw=data)
     pos = 5
     last = -1
-    while pos < len(data):
-        if pos + 3 > len(data):
+    size = len(data)
+    fields, cfrags = env.fields, env.cfrags
+    while pos < size:  # hot path (several per reading): plain ints, no enum lookups
+        if pos + 3 > size:
             raise TruncatedError(f"TLV header at offset {pos}")
         tag = data[pos]
-        length = struct.unpack(">H", data[pos + 1 : pos + 3])[0]
+        length = (data[pos + 1] << 8) | data[pos + 2]
         start = pos + 3
-        if start + length > len(data):
+        end = start + length
+        if end > size:
             raise LengthError(f"TLV 0x{tag:02x} length {length} overruns the buffer")
-        value = data[start : start + length]
-        if tag < last or (tag == last and tag != T.CFRAG):
+        value = data[start:end]
+        if tag < last or (tag == last and tag != _CFRAG):
             kind = DuplicateError if tag == last else OrderError
             raise kind(f"tag 0x{tag:02x} after 0x{last:02x}")
-        if tag not in T._value2member_map_:
+        if tag not in _KNOWN_TAGS:
             if tag < 0x40:
                 raise UnknownCriticalError(f"tag 0x{tag:02x}")
             env.extra[tag] = value
         else:
             _check_value(tag, value)
-            if tag == T.CFRAG:
-                env.cfrags.append(value)
-            elif tag == T.SIG:
+            if tag == _CFRAG:
+                cfrags.append(value)
+            elif tag == _SIG:
                 env.sig_offset = pos
-                env.fields[tag] = value
-                if start + length != len(data):
-                    raise TrailingError(f"{len(data) - start - length} bytes after SIG")
+                fields[tag] = value
+                if end != size:
+                    raise TrailingError(f"{size - end} bytes after SIG")
             else:
-                env.fields[tag] = value
+                fields[tag] = value
         last = tag
-        pos = start + length
-    present = set(env.fields) | ({T.CFRAG} if env.cfrags else set())
+        pos = end
+    present = set(fields) | ({T.CFRAG} if cfrags else set())
     missing = REQUIRED[msg_type] - present
     if missing:
         raise MissingError(", ".join(T(t).name for t in sorted(missing)))
@@ -486,14 +496,23 @@ def _check_reg(env: Envelope, present: set[int]) -> None:
         raise FieldValueError(f"KEYALG 0x{env.fields[T.KEYALG][0]:02x} (none/unknown) refused")
 
 
+_CFRAG = int(T.CFRAG)
+_SIG = int(T.SIG)
+_STATUS = int(T.STATUS)
+_KNOWN_TAGS = frozenset(int(t) for t in T)
+_FIXED = {int(t): n for t, n in FIXED_LEN.items()}
+_MAX = {int(t): n for t, n in MAX_LEN.items()}
+_TEXT = frozenset(int(t) for t in TEXT_TAGS)
+
+
 def _check_value(tag: int, value: bytes) -> None:
-    fixed = FIXED_LEN.get(tag)
+    fixed = _FIXED.get(tag)
     if fixed is not None and len(value) != fixed:
         raise LengthError(f"{T(tag).name} is {len(value)} bytes, must be {fixed}")
-    limit = MAX_LEN.get(tag)
+    limit = _MAX.get(tag)
     if limit is not None and not 1 <= len(value) <= limit:
         raise LengthError(f"{T(tag).name} is {len(value)} bytes, must be 1..{limit}")
-    if tag in TEXT_TAGS:
+    if tag in _TEXT:
         try:
             text = value.decode()
         except UnicodeDecodeError as error:
@@ -501,7 +520,7 @@ def _check_value(tag: int, value: bytes) -> None:
         reserved = "\x00+#" if tag == T.TOPIC else "\x00/+#"
         if tag != T.REASON and any(ch in text for ch in reserved):
             raise FieldValueError(f"{T(tag).name} contains a reserved character")
-    if tag == T.STATUS and value[0] not in Status._value2member_map_:
+    if tag == _STATUS and value[0] not in Status._value2member_map_:
         raise FieldValueError(f"STATUS {value[0]}")
 
 

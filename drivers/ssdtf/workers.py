@@ -2,7 +2,7 @@
 
 Why: umbral-pre holds the GIL for every operation (measured: two threads decrypting take as
 long as one doing both halves), and opening one DELIVER (outer unwrap, two cfrag proofs,
-decryption: ~4.2 ms) is about half of all the CPU one reading costs. With every role in one
+decryption: ~2.5–3 ms) is about a third of all the CPU one reading costs. With every role in one
 process the end-to-end rate is bounded by the *sum* of all roles' CPU on one core.
 
 What moves: only pure computation: the data user's :meth:`DataUser._open` (unwrap the
@@ -12,7 +12,7 @@ code in the role's process: signature, TS and window checks before, the sender b
 window commit and the verdict after. A worker that fails returns the reason as text, which the role
 turns into its own verdict; nothing here writes a verdict.
 
-The worker processes belong to the data user: they get its PRE secret once, over the
+The worker processes belong to the data user: they get its PRE and wrap secrets once, over the
 multiprocessing pipe at start (never logged, stored or exported), and end with the role.
 They are started with ``spawn`` (a fresh interpreter: ``sys.executable``, never a bare
 ``python``), so no lock or thread of the parent is inherited.
@@ -31,14 +31,16 @@ _OPENER: Any = None
 """Per worker process: (backend, receiver key pair), set by :func:`_init`."""
 
 
-def _init(secret: bytes, public: bytes) -> None:
+def _init(secret: bytes, public: bytes, wrap_secret: bytes) -> None:
     global _OPENER
     import umbral_pre
 
+    from drivers.ssdtf import rewrap
     from drivers.ssdtf.pre import PreKeyPair, UmbralBackend
 
     key = umbral_pre.SecretKey.from_be_bytes(secret) if secret else None
-    _OPENER = (UmbralBackend(), PreKeyPair("worker", key, None, public, b""))
+    wrap_keys = rewrap.from_secret("worker", wrap_secret) if wrap_secret else None
+    _OPENER = (UmbralBackend(), PreKeyPair("worker", key, None, public, b""), wrap_keys)
 
 
 def _reencrypt(
@@ -74,12 +76,13 @@ def _transform(
     kfrag: bytes,
     keys: tuple[bytes, bytes, bytes],
     tag: bytes,
+    wrap_public: bytes,
 ) -> tuple[bool, bytes, bytes, str]:
     """The DS's computation for one FWD: share-2 cfrag, then the per-destination re-wrap.
-    (ok, wrapped capsule, wrapped ct, problem); ``keys`` = owner public, owner verifying,
-    receiver public (all public; the kfrag converts but decrypts nothing)."""
+    (ok, ephemeral wrap key, wrapped bundle, problem); ``keys`` = owner public, owner
+    verifying, receiver public (all public; the kfrag converts but decrypts nothing)."""
     from drivers.errors import SafeLabError
-    from drivers.ssdtf import binding
+    from drivers.ssdtf import binding, rewrap
 
     backend = _OPENER[0]
     owner_public, owner_verifying, receiver_public = keys
@@ -92,7 +95,7 @@ def _transform(
             receiver_public=receiver_public,
         )
         bundle = binding.encode_bundle(capsule, ct, [*cfrags, cfrag], tag)
-        wrapped_capsule, wrapped_ct = backend.wrap(receiver_public, bundle)
+        wrapped_capsule, wrapped_ct = rewrap.wrap(wrap_public, bundle)
     except SafeLabError as error:
         return False, b"", b"", error.problem
     except Exception as error:
@@ -105,11 +108,11 @@ def _open(
 ) -> tuple[bool, bytes, bytes, str]:
     """(ok, plaintext, expected sender tag, problem) for one DELIVER's wrapped bundle."""
     from drivers.errors import SafeLabError
-    from drivers.ssdtf import binding
+    from drivers.ssdtf import binding, rewrap
 
-    backend, keys = _OPENER
+    backend, keys, wrap_keys = _OPENER
     try:
-        bundle = backend.unwrap(keys, capsule, ct)
+        bundle = rewrap.unwrap(wrap_keys, capsule, ct)
         inner_capsule, inner_ct, cfrags, expected = binding.decode_bundle(bundle)
         plaintext = backend.decrypt(
             keys,
@@ -140,9 +143,9 @@ _CALLS: dict[str, Any] = {
 }
 
 
-def _serve(conn: Any, secret: bytes, public: bytes) -> None:
+def _serve(conn: Any, secret: bytes, public: bytes, wrap_secret: bytes) -> None:
     """A worker process: answer ``(id, call, args)`` until ``None`` or the parent is gone."""
-    _init(secret, public)
+    _init(secret, public, wrap_secret)
     conn.send((0, True))  # ready
     while True:
         try:
@@ -163,7 +166,9 @@ class OpenWorkers:
     executor's management and feeder threads cost ~0.25 ms of the parent's CPU per task
     against ~0.03 ms for a pipe, which matters when a reading needs three tasks."""
 
-    def __init__(self, processes: int, secret: bytes = b"", public: bytes = b"") -> None:
+    def __init__(
+        self, processes: int, secret: bytes = b"", public: bytes = b"", wrap_secret: bytes = b""
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._futures: dict[int, Future[Any]] = {}
@@ -174,7 +179,10 @@ class OpenWorkers:
         for index in range(max(1, processes)):
             parent, child = context.Pipe()
             proc = context.Process(
-                target=_serve, args=(child, secret, public), name=f"ssdtf-pre-{index}", daemon=True
+                target=_serve,
+                args=(child, secret, public, wrap_secret),
+                name=f"ssdtf-pre-{index}",
+                daemon=True,
             )
             proc.start()
             child.close()  # so the reader sees EOF when the worker ends
@@ -232,8 +240,9 @@ class OpenWorkers:
         kfrag: bytes,
         keys: tuple[bytes, bytes, bytes],
         tag: bytes,
+        wrap_public: bytes,
     ) -> Future[tuple[bool, bytes, bytes, str]]:
-        return self._call("transform", capsule, ct, cfrags, kfrag, keys, tag)
+        return self._call("transform", capsule, ct, cfrags, kfrag, keys, tag, wrap_public)
 
     def cpu_seconds(self) -> float:
         """CPU seconds the worker processes used so far (for the benchmark)."""

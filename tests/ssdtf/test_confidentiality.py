@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from drivers.ssdtf import binding, wire
+from drivers.ssdtf import binding, rewrap, wire
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.pre import PreError
@@ -111,8 +111,8 @@ def test_proxies_cannot_decrypt_even_together(deployment) -> None:
     curious = pre.keygen("curious proxy")  # any key the proxies could make for themselves
     # the DELIVER is wrapped for user-1: nobody else can even open the bundle
     with pytest.raises(PreError):
-        pre.unwrap(curious, deliver.get(T.CAPSULE), deliver.get(T.CT))
-    bundle = pre.unwrap(user.pre_keys, deliver.get(T.CAPSULE), deliver.get(T.CT))
+        rewrap.unwrap(rewrap.keygen("curious"), deliver.get(T.CAPSULE), deliver.get(T.CT))
+    bundle = rewrap.unwrap(user.wrap_keys, deliver.get(T.CAPSULE), deliver.get(T.CT))
     capsule, ct, cfrags, tag = binding.decode_bundle(bundle)
     owner = deployment.owner_keys
     kwargs = dict(

@@ -28,7 +28,7 @@ def expected(model: int) -> dict[str, set[str]]:
         f"vk_{owner}.kfrag",
         "pk_U[user-1].pre",
     }
-    user = {"sk_U[user-1]", "sk_U[user-1].pre", "pk_DS", f"vk_{owner}.kfrag"}
+    user = {"sk_U[user-1]", "sk_U[user-1].pre", "sk_U[user-1].wrap", "pk_DS", f"vk_{owner}.kfrag"}
     if owner != "U[user-1]":
         user.add(f"pk_{owner}.pre")
     ms = {"sk_MS", "pk_D[sensor-1]", "pk_U[user-1]"}  # pk_U: verifies the user's reports
@@ -36,7 +36,8 @@ def expected(model: int) -> dict[str, set[str]]:
     return {
         "sensor-1": {"sk_D[sensor-1]", "pk_B", f"pk_{reg}", f"pk_{owner}.pre", "sid[sensor-1]"},
         "gateway": {"sk_B", "pk_D[sensor-1]", "kfrag#1[user-1]"} | proxies,
-        "ds": {"sk_DS", "pk_B", "K_ps", "kfrag#2[user-1]", "pk_U[user-1]"} | proxies,
+        "ds": {"sk_DS", "pk_B", "K_ps", "kfrag#2[user-1]", "pk_U[user-1]", "pk_U[user-1].wrap"}
+        | proxies,
         "ms": ms,
         "user-1": user,
     }

@@ -117,6 +117,7 @@ def test_a_conversion_key_share_that_differs_is_refused() -> None:
             T.HASH: hashlib.sha256(kfrags[0]).digest(),
             T.HASH2: hashlib.sha256(kfrags[1]).digest(),
             T.PREKEY: user.pre_keys.public,
+            T.WRAPKEY: user.wrap_keys.public,  # type: ignore[union-attr]
         }
         with pytest.raises(SafeLabError):
             dep._register(dep.dest_reg, RegKind.DESTINATION, fields)
@@ -149,3 +150,35 @@ def test_reg_wire_rules() -> None:
     with pytest.raises(wire.MissingError):  # unsigned
         raw = reg(RegKind.DEVICE, device)
         wire.decode(raw[: wire.decode(raw).sig_offset])
+
+
+def test_a_destination_without_a_wrap_key_is_refused_by_the_ds() -> None:
+    """The DS re-wraps every DELIVER to the destination's registered X25519 key; a
+    destination registered without one gets nothing delivered in the clear or under another
+    key: the DS refuses the registration and holds no share for it."""
+    cfg = FlowConfig(model=1, sensors=1, messages=0, users=2, capture=False, connect_timeout_s=3)
+    dep = Deployment(cfg)
+    try:
+        dep.start()
+        dep.revoke_destination("user-2")
+        user = dep.users["user-2"]
+        assert dep.owner_keys is not None and user.pre_keys is not None
+        kfrags = dep.pre.conversion_keys(dep.owner_keys, user.pre_keys.public)  # type: ignore[union-attr]
+        dep.gateway.offer_kfrag("user-2", kfrags[0])
+        dep.ds.offer_kfrag("user-2", kfrags[1])
+        fields = {
+            T.SUB: b"user-2",
+            T.PUBKEY: user.signer.public().public_bytes,
+            T.KEYALG: bytes([Alg.ED25519]),
+            T.HASH: hashlib.sha256(kfrags[0]).digest(),
+            T.HASH2: hashlib.sha256(kfrags[1]).digest(),
+            T.PREKEY: user.pre_keys.public,
+        }
+        with pytest.raises(SafeLabError):
+            dep._register(dep.dest_reg, RegKind.DESTINATION, fields)
+        reasons = [v.reason for v in dep.trace.rejections() if v.stage == "registration"]
+        assert any("user-2 registered without a PRE key and a wrap key" in r for r in reasons)
+        assert "user-2" not in dep.ds.recipients
+        assert "pk_U[user-2].wrap" not in dep.ds.inventory
+    finally:
+        dep.stop()

@@ -43,6 +43,13 @@ def pre_view(name: str, kind: str, public: bytes, note: str = "") -> KeyView:
     return KeyView(name, kind, "umbral", hashlib.sha256(public).hexdigest()[:16], note)
 
 
+def wrap_view(name: str, kind: str, public: bytes, note: str = "") -> KeyView:
+    """A :class:`KeyView` for an X25519 re-wrap key (:mod:`drivers.ssdtf.rewrap`)."""
+    import hashlib
+
+    return KeyView(name, kind, "X25519", hashlib.sha256(public).hexdigest()[:16], note)
+
+
 class Role:
     """A named participant with a key inventory and a trace to report to."""
 

@@ -13,14 +13,21 @@ import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
-from drivers.ssdtf import binding, wire
+from drivers.ssdtf import binding, rewrap, wire
 from drivers.ssdtf import config as topics
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
 from drivers.ssdtf.pre import PlainBackend, PreError, PreKeyPair, UmbralBackend
 from drivers.ssdtf.registry import build_reg
 from drivers.ssdtf.replay import SeqWindow, now_ms, ts_ok
-from drivers.ssdtf.roles.base import Role, describe_error, key_view, pre_view, signature_problem
+from drivers.ssdtf.roles.base import (
+    Role,
+    describe_error,
+    key_view,
+    pre_view,
+    signature_problem,
+    wrap_view,
+)
 from drivers.ssdtf.scheduler import Scheduler
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import Trace
@@ -65,6 +72,14 @@ class DataUser(Role):
         self.hold(key_view(f"sk_U[{name}]", "signing private", signer.public()))
         if pre_keys is not None:
             self.hold(pre_view(f"sk_U[{name}].pre", "pre private (decrypts)", pre_keys.public))
+        self.wrap_keys = rewrap.keygen(name) if pre_keys is not None else None
+        """X25519 key the DS re-wraps this user's DELIVERs to (:mod:`drivers.ssdtf.rewrap`)."""
+        if self.wrap_keys is not None:
+            self.hold(
+                wrap_view(
+                    f"sk_U[{name}].wrap", "wrap private (opens DELIVERs)", self.wrap_keys.public
+                )
+            )
         self.hold(key_view("pk_DS", "public (pinned)", ds_pin))
         self.readings: list[Reading] = []
         self.window = SeqWindow(cfg.window, cfg.max_jump)
@@ -85,9 +100,16 @@ class DataUser(Role):
         self.hold(pre_view(f"vk_{owner}.kfrag", "public (kfrag verifying)", verifying))
 
     def start(self, host: str, port: int) -> None:
-        if self.cfg.workers > 0 and isinstance(self.pre, UmbralBackend) and self.pre_keys:
+        if (
+            self.cfg.workers > 0
+            and isinstance(self.pre, UmbralBackend)
+            and self.pre_keys
+            and self.wrap_keys
+        ):
             secret = self.pre_keys._secret().to_be_bytes()
-            self.workers = OpenWorkers(self.cfg.workers, secret, self.pre_keys.public)
+            self.workers = OpenWorkers(
+                self.cfg.workers, secret, self.pre_keys.public, self.wrap_keys.secret_bytes()
+            )
         endpoint = Endpoint(
             f"ssdtf-{self.name}", host, port, username=self.name, password=self.token
         )
@@ -140,7 +162,7 @@ class DataUser(Role):
                 return
             value = env.get(T.CT)
         else:
-            if not isinstance(self.pre, UmbralBackend) or self.pre_keys is None:
+            if not isinstance(self.pre, UmbralBackend) or not self.pre_keys or not self.wrap_keys:
                 self.verdict(payload, False, "encrypted DELIVER but no PRE key here", "deliver")
                 return
             if self.workers is not None:  # pipelined: the role continues when it is opened
@@ -265,8 +287,8 @@ class DataUser(Role):
     def _open(self, env: wire.Envelope) -> bytes:
         """Unwrap the bundle (encrypted to this user), verify both cfrags, decrypt, and check
         the sender binding against the tag the DS computed from the verified sender."""
-        assert isinstance(self.pre, UmbralBackend) and self.pre_keys is not None
-        bundle = self.pre.unwrap(self.pre_keys, env.get(T.CAPSULE), env.get(T.CT))
+        assert isinstance(self.pre, UmbralBackend) and self.pre_keys and self.wrap_keys
+        bundle = rewrap.unwrap(self.wrap_keys, env.get(T.CAPSULE), env.get(T.CT))
         capsule, ct, cfrags, expected = binding.decode_bundle(bundle)
         plaintext = self.pre.decrypt(
             self.pre_keys,

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.ssdtf import binding, wire
+from drivers.ssdtf import binding, rewrap, wire
 from drivers.ssdtf import config as topics
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.endpoint import Endpoint
@@ -29,6 +29,7 @@ from drivers.ssdtf.roles.base import (
     key_view,
     pre_view,
     signature_problem,
+    wrap_view,
 )
 from drivers.ssdtf.signing import Ed25519Signer, PublicKeyRef
 from drivers.ssdtf.trace import KeyView, Trace
@@ -41,6 +42,8 @@ class Recipient:
     name: str
     receiver_pre: bytes
     kfrag: bytes
+    wrap_public: bytes = b""
+    """The destination's X25519 wrap key (:mod:`drivers.ssdtf.rewrap`)."""
     window: SeqWindow = field(default_factory=SeqWindow)
     seq: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -118,6 +121,9 @@ class DistributionServer(ProxyRole):
         if hashlib.sha256(kfrag).digest() != reg.get(T.HASH2):
             return f"conversion-key share 2 for {name} missing or not the registered one"
         receiver = reg.fields.get(T.PREKEY, b"")
+        wrap_public = reg.fields.get(T.WRAPKEY, b"")
+        if self.pre.available and not (receiver and wrap_public):
+            return f"destination {name} registered without a PRE key and a wrap key"
         signing = key_of(reg, name)
         self.hold(key_view(f"pk_U[{name}]", "public (re-send requests)", signing))
         with self._lock:
@@ -125,10 +131,13 @@ class DistributionServer(ProxyRole):
                 name,
                 receiver,
                 kfrag,
+                wrap_public,
                 SeqWindow(self.cfg.window, self.cfg.max_jump),
                 signing=signing,
             )
         self.hold(pre_view(f"pk_U[{name}].pre", "pre public (destination)", receiver))
+        if wrap_public:
+            self.hold(wrap_view(f"pk_U[{name}].wrap", "wrap public (re-wrap)", wrap_public))
         self.hold(
             KeyView(
                 f"kfrag#2[{name}]",
@@ -146,6 +155,7 @@ class DistributionServer(ProxyRole):
             self.recipients.pop(name, None)
         self.drop(f"kfrag#2[{name}]")
         self.drop(f"pk_U[{name}].pre")
+        self.drop(f"pk_U[{name}].wrap")
 
     def rotate_pseudonyms(self) -> int:
         epoch = self.pseudonyms.rotate()
@@ -236,6 +246,7 @@ class DistributionServer(ProxyRole):
                 recipient.kfrag,
                 (self.owner_pre, self.owner_verifying, recipient.receiver_pre),
                 binding.sender_tag(cid, inner.get(T.BIND)),
+                recipient.wrap_public,
             )
             future.add_done_callback(
                 lambda done: self._transformed(payload, env, inner, recipient, done)
@@ -270,7 +281,7 @@ class DistributionServer(ProxyRole):
             [*env.cfrags, cfrag],
             binding.sender_tag(inner.text(T.CID), inner.get(T.BIND)),
         )
-        return self.pre.wrap(recipient.receiver_pre, bundle)
+        return rewrap.wrap(recipient.wrap_public, bundle)
 
     def _transformed(
         self,
