@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App, SystemCommand
@@ -46,7 +47,7 @@ class SafeLabApp(App[None]):
     """The console. ``lab`` and ``specs`` are parameters so tests and benchmarks pin them."""
 
     TITLE = "SAFE Lab"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live anywhere
     ENABLE_COMMAND_PALETTE = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", show=False, id="app.quit_letter"),

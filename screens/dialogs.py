@@ -102,7 +102,7 @@ def keys_table(screen: Screen) -> Table:
 class HelpScreen(ModalScreen[None]):
     """Help for the job on screen: what its figures mean, then every key it answers to."""
 
-    CSS_PATH = "dialogs.tcss"
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark,f1", "close", "Close", id="help.close"),
     ]
@@ -129,7 +129,7 @@ class HelpScreen(ModalScreen[None]):
 class ConfirmQuit(ModalScreen[bool]):
     """Quitting while a run is going: ``y`` quits (the partial run is kept), ``n``/Esc stays."""
 
-    CSS_PATH = "dialogs.tcss"
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Quit", id="quit.yes"),
         Binding("n,escape", "answer(False)", "Stay", id="quit.no"),
@@ -156,7 +156,7 @@ class ConfirmQuit(ModalScreen[bool]):
 class SavePathModal(ModalScreen[Path | None]):
     """Where to save a file: an editable full path (default in the data directory)."""
 
-    CSS_PATH = "dialogs.tcss"
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="save.cancel"),
     ]

@@ -16,6 +16,7 @@ paper's metrics. It starts no peer, opens no token and writes nothing itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -126,7 +127,9 @@ class OptimisationScreen(LabScreen):
     """Run a communication pattern live, flip remedies while it runs, compare before/after."""
 
     JOB = "optimisation"
-    CSS_PATH = "optimisation.tcss"
+    CSS_PATH = Path(__file__).with_name(
+        "optimisation.tcss"
+    )  # absolute: subclasses may live anywhere
     HELP = """\
 **Optimise**: one of the paper's communication patterns (Table 7) runs on the lab's token
 against its real peer, until `x`; each remedy is a key that flips it **while it runs**.
@@ -171,7 +174,7 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
         ),
     ]
 
-    running: reactive[bool] = reactive(False)
+    running: reactive[bool] = reactive(False, bindings=True)
     """True while a pattern runs (the App asks before quitting)."""
     toggles: reactive[Toggles] = reactive(Toggles)
     """The toggles in force (or to start with, before a run)."""
@@ -251,7 +254,6 @@ against its real peer, until `x`; each remedy is a key that flips it **while it 
         if self.is_mounted:
             for selector in ("#pattern", "#settings", "#events"):
                 self.query_one(selector).disabled = running
-            self.refresh_bindings()
 
     def watch_detail(self) -> None:
         if self.is_mounted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -26,7 +27,7 @@ from drivers.tokens.base import Pin, Token
 class PinModal(ModalScreen[Pin | None]):
     """Asks for one token's user PIN; Enter logs in, Escape cancels."""
 
-    CSS_PATH = "dialogs.tcss"
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="pin.cancel")]
 
     def __init__(self, token_label: str, pin_status: str) -> None:

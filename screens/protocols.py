@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -189,7 +190,7 @@ class ProtocolsScreen(LabScreen):
 
     JOB = "protocols"
 
-    CSS_PATH = "protocols.tcss"
+    CSS_PATH = Path(__file__).with_name("protocols.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "run_cell", "Run cell", key_display="s/F5", id="proto.run"),
         Binding("f7", "stop", "Stop", key_display="x/F7", id="proto.stop"),

@@ -129,7 +129,7 @@ def export_run(db_path: Path | None, run_id: int, fmt: str, path: Path) -> str:
 class ExportModal(ModalScreen[tuple[str, Path] | None]):
     """Asks for a format and a path; Enter exports, Escape cancels."""
 
-    CSS_PATH = "results.tcss"
+    CSS_PATH = Path(__file__).with_name("results.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="export.cancel")
     ]
@@ -190,7 +190,7 @@ class ResultsScreen(LabScreen):
 
     JOB = "results"
 
-    CSS_PATH = "results.tcss"
+    CSS_PATH = Path(__file__).with_name("results.tcss")  # absolute: subclasses may live anywhere
     HELP = """\
 **Results**: every stored run, newest first; the highlighted one is shown below the list.
 
@@ -455,7 +455,7 @@ class CompareScreen(LabScreen):
     """Two runs side by side: Table 3 figures with B/A ratios of P50 and P99, two histograms."""
 
     JOB = "results"
-    CSS_PATH = "results.tcss"
+    CSS_PATH = Path(__file__).with_name("results.tcss")  # absolute: subclasses may live anywhere
     HELP = """\
 **Compare**: run B (the highlighted one) against run A (marked with `m`).
 

@@ -10,6 +10,7 @@ results store, as the CLI's Ctrl-C does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
@@ -118,7 +119,7 @@ class SigningLabScreen(LabScreen):
 
     JOB = "signing"
 
-    CSS_PATH = "signing.tcss"
+    CSS_PATH = Path(__file__).with_name("signing.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "start", "Start", key_display="s/F5", id="sign.start"),
         Binding("f6", "pause", "Pause", key_display="p/F6", id="sign.pause"),

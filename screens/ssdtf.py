@@ -134,7 +134,7 @@ class SsdtfScreen(LabScreen):
     """Lanes of packets, what each means, keys at the selected packet, lessons, attacks."""
 
     JOB = "ssdtf"
-    CSS_PATH = "ssdtf.tcss"
+    CSS_PATH = Path(__file__).with_name("ssdtf.tcss")  # absolute: subclasses may live anywhere
     HELP = """\
 **SSDTF packet stepper**: the real MQTT packets of an SSDTF run between sensors, broker,
 gateway, distribution server (ds), management server (ms) and data users, one row each.

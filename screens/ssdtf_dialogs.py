@@ -31,7 +31,7 @@ def attack_names() -> list[tuple[str, str, str, bool]]:
 class AttackMenu(ModalScreen[str | None]):
     """The driver's attacks and positive controls; Enter runs one, Escape cancels."""
 
-    CSS_PATH = "ssdtf.tcss"
+    CSS_PATH = Path(__file__).with_name("ssdtf.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="attack.cancel")
     ]
@@ -71,7 +71,7 @@ class AttackMenu(ModalScreen[str | None]):
 class TracePathModal(ModalScreen[Path | None]):
     """Asks where to write the trace; ``.json`` and ``.pcap`` are written next to the path."""
 
-    CSS_PATH = "ssdtf.tcss"
+    CSS_PATH = Path(__file__).with_name("ssdtf.tcss")  # absolute: subclasses may live anywhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="trace_path.cancel")
     ]

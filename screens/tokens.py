@@ -160,7 +160,7 @@ class TokenPickerScreen(LabScreen):
     """Pick the token the signing lab and triage use; check its PIN without running anything."""
 
     JOB = "tokens"
-    CSS_PATH = "tokens.tcss"
+    CSS_PATH = Path(__file__).with_name("tokens.tcss")  # absolute: subclasses may live anywhere
     HELP = """\
 **Tokens**: every token discovery finds, grouped: built-in keys, IoT SAFE cards (readers and
 emulated profiles), then each PKCS#11 module with its tokens, errors and empty slots (dim,

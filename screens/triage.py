@@ -126,7 +126,7 @@ class TriageScreen(LabScreen):
     """The checks of the chosen card, one row each as they complete; re-run, copy, save."""
 
     JOB = "triage"
-    CSS_PATH = "triage.tcss"
+    CSS_PATH = Path(__file__).with_name("triage.tcss")  # absolute: subclasses may live anywhere
     HELP = """\
 **Triage**: health checks of an IoT SAFE card, each shown as it completes.
 

@@ -11,6 +11,7 @@ beside predicted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -193,7 +194,7 @@ class WhatIfScreen(LabScreen):
     """Fields on the left, the predicted distribution (and a validation) on the right."""
 
     JOB = "whatif"
-    CSS_PATH = "whatif.tcss"
+    CSS_PATH = Path(__file__).with_name("whatif.tcss")  # absolute: subclasses may live anywhere
     HELP = """\
 **What-if**: the model's prediction of a handshake (or a pattern's events) redraws as the
 fields change; nothing is measured until you press **v**.
@@ -219,10 +220,11 @@ fields change; nothing is measured until you press **v**.
 
     form: reactive[Form] = reactive(Form, init=False, always_update=True)
     validating: reactive[bool] = reactive(False, bindings=True)
+    prediction: reactive[Prediction | None] = reactive(None, bindings=True)
+    """The last prediction; ``v`` and ``i`` need one, so the footer follows it."""
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
-        self.prediction: Prediction | None = None
         self._serial = 0
 
     def compose(self) -> ComposeResult:
@@ -357,7 +359,6 @@ fields change; nothing is measured until you press **v**.
         if message.serial != self._serial:
             return  # an older change's prediction: a newer one is on its way
         self.prediction = message.prediction
-        self.refresh_bindings()  # v and i need a prediction
         view = self.query_one(Distribution)
         view.busy = ""
         view.measured = None
