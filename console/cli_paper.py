@@ -40,13 +40,24 @@ def _progress(snapshot: RunSnapshot) -> None:
     stderr.print(line, style="dim", highlight=False)
 
 
+def _beside(text: str) -> None:
+    stderr.print(f"[beside] {text}", style="dim", highlight=False, markup=False)
+
+
 def _throttled(
     snapshot_printer: Callable[[RunSnapshot], None],
+    beside_printer: Callable[[str], None] = _beside,
 ) -> Callable[[RunSnapshot], None]:
-    """Print a step when it starts and when it ends, not every snapshot."""
+    """Print a step when it starts and when it ends, not every snapshot; and each new line of
+    the work running beside the main line (Table 3 on its own emulated card)."""
     seen: dict[int, int] = {}
+    beside = [""]
 
     def show(snapshot: RunSnapshot) -> None:
+        text = getattr(snapshot.detail, "beside", "")
+        if text and text != beside[0]:
+            beside[0] = text
+            beside_printer(text)
         if not snapshot.step_index:
             return
         last = seen.get(snapshot.step_index)
@@ -93,6 +104,12 @@ def _throttled(
 )
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
 @click.option(
+    "--sequential",
+    is_flag=True,
+    help="Run Table 3 before Table 6 even on the emulated card (default there: Table 3 runs "
+    "beside Table 6 on a second emulated card in its own process).",
+)
+@click.option(
     "--table7",
     "with_table7",
     is_flag=True,
@@ -115,6 +132,7 @@ def paper(
     link: str | None,
     link_mode: str,
     as_json: bool,
+    sequential: bool,
     with_table7: bool,
     report_dir: Path | None,
     pin_env: str | None,
@@ -135,6 +153,7 @@ def paper(
         table7=with_table7,
         link=link,
         link_mode=link_mode,
+        sequential=sequential,
     )
     db = ctx.find_root().obj.get("db")
     listener = _throttled(_progress) if stderr.is_terminal or not as_json else None

@@ -20,7 +20,12 @@ What "the paper's conditions" means here, and why (``../shared/SOURCES.md``):
 - **Link**: ``link`` puts an emulated network link (:mod:`drivers.links`) between every
   Table 6 and JWT client and its peer; those figures are then shown, not judged.
 - **JWT**: an ES256 JWT created per request (software versus token, fresh token session),
-  and a cached JWT per request (the paper's ~10 ms).
+  and a cached JWT per request (the paper's ~10 ms); n = 30, the paper's "30 trials per
+  condition" (section 4).
+- **Table 3 beside Table 6**: on the in-process emulated card, Table 3 runs on a second
+  instance of it in a process of its own while Table 6 and JWT run
+  (:mod:`drivers.paper.table3_process`: why, and why that measures the same thing); with
+  any other token, or ``sequential``, Table 3 runs first, as before.
 - **Warm-up**: one untimed connection per key on the paper and resumed rows (Table 3: one
   untimed trial after the pre-flight signature); session-kept rows have none (the paper row
   just warmed the peer; the kept session is opened before the first trial). The paper
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -48,6 +54,7 @@ from drivers.errors import RunInterrupted, SafeLabError
 from drivers.paper import figures as tol
 from drivers.paper.figures import Figure
 from drivers.paper.result import PaperResult, Table6Measured
+from drivers.paper.table3_process import MODES, Table3Beside, Table3Spec
 from drivers.protocols.base import Condition, ProtocolResult
 from drivers.protocols.rules import paper_client, resumable
 from drivers.runs.meta import TokenProvenance
@@ -69,9 +76,11 @@ CONDITIONS = {
 
 @dataclass(frozen=True)
 class PaperDetail:
-    """``RunSnapshot.detail`` of a paper run: the figures judged so far."""
+    """``RunSnapshot.detail`` of a paper run: the figures judged so far, and where Table 3
+    runs beside the main line (:mod:`drivers.paper.table3_process`), its progress."""
 
     figures: tuple[Figure, ...]
+    beside: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,9 +96,9 @@ class PaperRun(RunKind):
     opened before the first trial)."""
     n_resumed: int = 5
     """Resumed rows (no token signature, judged exactly) cost ~5 ms a connection."""
-    n_jwt: int = 15
-    """The paper gives JWT means without an n; 15 keeps the command inside its time budget
-    (the paper's own Table 3 and Table 6 trials alone take ~4.7 minutes on its SIM)."""
+    n_jwt: int = 30
+    """The paper gives its JWT means without their own n; its section 4 runs "30 trials per
+    condition", which is what is run (the budget holds because Table 3 runs beside)."""
     protocols: tuple[str, ...] = TABLE6_PROTOCOLS
     software_uri: str = "software:p256"
     openssl_uri: str = "openssl-cli:p256"
@@ -104,6 +113,9 @@ class PaperRun(RunKind):
     table7: bool = False
     """Also compute Table 7 (``safelab paper --table7``; :class:`drivers.runs.table7.Table7Run`
     with ``quick`` as given); off by default so the paper command keeps its time budget."""
+    sequential: bool = False
+    """Run Table 3 before Table 6 in this process even on the emulated card (``--sequential``);
+    otherwise an emulated card's Table 3 runs beside Table 6 (:meth:`table3_beside`)."""
 
     @classmethod
     def make(
@@ -115,11 +127,19 @@ class PaperRun(RunKind):
         link: str | None = None,
         link_mode: str = "proxy",
         table7: bool = False,
+        sequential: bool = False,
     ) -> PaperRun:
         """The run the CLI makes: the paper's n, or ``quick``: fewer trials on a faster card."""
         uri = token_uri or PAPER_TOKEN
         if not quick:
-            return cls(uri, protocols=protocols, link=link, link_mode=link_mode, table7=table7)
+            return cls(
+                uri,
+                protocols=protocols,
+                link=link,
+                link_mode=link_mode,
+                table7=table7,
+                sequential=sequential,
+            )
         speed = 1.0
         if uri.startswith("iotsafe:emulated") or uri == "iotsafe:":
             if "speed=" not in uri:
@@ -138,6 +158,7 @@ class PaperRun(RunKind):
             link=link,
             link_mode=link_mode,
             table7=table7,
+            sequential=sequential,
         )
 
     def __post_init__(self) -> None:
@@ -153,9 +174,18 @@ class PaperRun(RunKind):
 
             parse_link(self.link)  # a bad spec is refused before anything starts
 
+    def table3_beside(self) -> bool:
+        """Table 3 on a second emulated card in its own process, while Table 6 runs: only for
+        the in-process emulated card (:func:`~drivers.paper.table3_process.can_run_beside`)."""
+        from drivers.paper.table3_process import can_run_beside
+
+        return not self.sequential and can_run_beside(self.token_uri)
+
     def steps(self) -> int:
+        """Steps of the main line (Table 3's three run beside it when :meth:`table3_beside`)."""
         rows = sum(3 if resumable(p) else 2 for p in self.protocols)
-        return 3 + rows + 2 + int(self.table7)
+        table3 = 0 if self.table3_beside() else 3
+        return table3 + rows + 2 + int(self.table7)
 
     def planned(self) -> int:
         return self.n_table3
@@ -203,12 +233,21 @@ class _Execution:
         try:
             with _Peers(self.link, self.link_mode) as running:
                 self._peers = running
+                beside = self._start_table3_beside(ctx) if self.spec.table3_beside() else None
                 try:
-                    self._table3(ctx, token, figures, table3_runs)
+                    if beside is None:
+                        self._table3(ctx, token, figures, table3_runs)
                     self._table6(ctx, token, pin, software, figures, table6, peers)
                     self._jwt(ctx, token, pin, software, figures, peers)
+                    if beside is not None:
+                        self._steps.beside("waiting for Table 3 to finish")
+                        beside.wait()
                 finally:
                     links = running.links()  # read before the links close
+                    if beside is not None:
+                        beside.close()
+                        figures[:0] = self._table3_beside_figures(beside, table3_runs)
+                        self._steps.figures(figures)
             table7 = self._table7(ctx)  # its own pattern runs and peers, after ours stopped
         except RunInterrupted as exc:
             status, reason = "incomplete", exc.one_line()
@@ -257,6 +296,33 @@ class _Execution:
         return replace(result, record_id=run_id)
 
     # -- Table 3 ------------------------------------------------------------------------------
+    def _start_table3_beside(self, ctx: RunContext) -> Table3Beside:
+        """Table 3 on a second emulated card in its own process (controls follow the run's)."""
+        beside = Table3Beside(
+            Table3Spec(
+                token_uri=self.token_uri,
+                openssl_uri=self.openssl_uri,
+                db_path=str(ctx.store.path),
+                n=self.n_table3,
+                progress_interval_s=self.progress_interval_s,
+            ),
+            on_run=ctx.stored,
+            on_progress=self._steps.beside,
+        ).start()
+        ctx.follow(beside)
+        self._steps.check = beside.check
+        return beside
+
+    def _table3_beside_figures(self, beside: Table3Beside, runs: dict[str, int]) -> list[Figure]:
+        """The figures of every Table 3 mode the child finished, in the paper's order."""
+        out: list[Figure] = []
+        for mode in MODES:
+            result = beside.results.get(mode.value)
+            if result is not None and result.status == "complete":
+                runs[mode.value] = result.run_id
+                out += self._table3_figures(mode, result)
+        return out
+
     def _table3(
         self, ctx: RunContext, token: Token, figures: list[Figure], runs: dict[str, int]
     ) -> None:
@@ -637,7 +703,13 @@ class _Execution:
             "versions": collect_versions(),
             "conditions": {
                 "table3": f"n = {self.n_table3}, warm-up 1, local_sw = one openssl process "
-                "per signature",
+                "per signature; "
+                + (
+                    "on a second instance of the emulated card (same profile and keys) in a "
+                    "process of its own, while Table 6 and JWT ran on the first"
+                    if self.spec.table3_beside()
+                    else "before Table 6, on the same token"
+                ),
                 "table6": f"n = {self.n_table6} (paper), {self.n_kept} (session-kept, no "
                 f"warm-up: the paper row warmed the peer), {self.n_resumed} (resumed); "
                 "software and token interleaved ABAB; paper = fresh token session per "
@@ -734,7 +806,11 @@ class _Steps:
     index: int = 0
     text: str = ""
     planned: int = 0
+    check: Callable[[], None] | None = None
+    """Raises the error of work running beside the main line (Table 3's process), if any."""
     _last: float = field(default=0.0)
+    _figures: tuple[Figure, ...] = ()
+    _beside: str = ""
 
     def next(self, text: str, planned: int) -> None:
         if self.ctx.checkpoint():
@@ -742,6 +818,8 @@ class _Steps:
                 f"paper run stopped by the user before {text}",
                 "the finished runs are in the store (safelab runs list)",
             )
+        if self.check is not None:
+            self.check()
         self.index += 1
         self.text, self.planned = text, planned
         self.ctx.post(step=text, step_index=self.index, steps=self.steps, done=0, planned=planned)
@@ -757,7 +835,13 @@ class _Steps:
         self.ctx.post(**changes)
 
     def figures(self, figures: list[Figure]) -> None:
-        self.ctx.post(detail=PaperDetail(tuple(figures)))
+        self._figures = tuple(figures)
+        self.ctx.post(detail=PaperDetail(self._figures, self._beside))
+
+    def beside(self, text: str) -> None:
+        """Progress of the work beside the main line (any thread)."""
+        self._beside = text
+        self.ctx.post(detail=PaperDetail(self._figures, text))
 
 
 def _phase_mean(result: ProtocolResult, phase: str) -> float:
