@@ -55,12 +55,17 @@ from screens.widgets.protocol_tables import (
     COLUMNS,
     CellResult,
     ConditionColumn,
-    cell_info,
     cell_text,
     peer_for_protocol,
     row_label,
 )
-from screens.widgets.protocol_views import ProtocolPhases, Table6Shown, Table6View
+from screens.widgets.protocol_views import (
+    CellInfo,
+    ProtocolPhases,
+    SelectedCell,
+    Table6Shown,
+    Table6View,
+)
 from screens.widgets.tokenline import TokenLine
 
 if TYPE_CHECKING:
@@ -237,7 +242,7 @@ class ProtocolsScreen(LabScreen):
             with Vertical(id="matrix-view"):
                 yield DataTable(cursor_type="cell", zebra_stripes=False, id="matrix")
                 yield Static(MATRIX_LEGEND, id="legend")
-                yield Static(id="cell-info")
+                yield CellInfo(id="cell-info")
                 with Horizontal(id="live"):
                     yield LatencyHistogram(id="histogram")
                     yield ProtocolPhases(id="phases")
@@ -326,7 +331,7 @@ class ProtocolsScreen(LabScreen):
         protocol, column = self.selected()
         status = peer_for_protocol(protocol, self.peers)
         result = self.results.get((self.token.uri, protocol, column.key))
-        self.query_one("#cell-info", Static).update(cell_info(protocol, column, status, result))
+        self.query_one(CellInfo).cell = SelectedCell(protocol, column, status, result)
 
     def _draw_live(self) -> None:
         self.query_one(ProtocolPhases).stats = self.live_stats

@@ -17,6 +17,9 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from screens.widgets.protocol_tables import (
+    CellResult,
+    ConditionColumn,
+    cell_info,
     protocol_phase_table,
     table6_heading,
     table6_notes,
@@ -25,6 +28,7 @@ from screens.widgets.protocol_tables import (
 
 if TYPE_CHECKING:
     from drivers.bench.stats import StatsSnapshot
+    from drivers.peers.select import PeerStatus
     from drivers.runs import Table6Row
 
 NOT_RUN = (
@@ -82,3 +86,25 @@ class ProtocolPhases(Static):
 
     def watch_stats(self, stats: StatsSnapshot | None) -> None:
         self.update(protocol_phase_table(stats))
+
+
+@dataclass(frozen=True)
+class SelectedCell:
+    """The matrix cell under the cursor, with what is known of it."""
+
+    protocol: str
+    column: ConditionColumn
+    status: PeerStatus | None = None
+    result: CellResult | None = None
+
+
+class CellInfo(Static):
+    """One line about the selected cell: its figures' provenance, or why it cannot run."""
+
+    cell: reactive[SelectedCell | None] = reactive(None)
+
+    def watch_cell(self, cell: SelectedCell | None) -> None:
+        if cell is None:
+            self.update("")
+            return
+        self.update(cell_info(cell.protocol, cell.column, cell.status, cell.result))
