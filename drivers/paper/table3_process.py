@@ -13,9 +13,10 @@ one thing at a time, as the paper's did.
 Why a process and not a thread: Table 3 times the card's modelled delays with
 ``perf_counter``; in a thread each trial would also wait for the GIL behind Table 6's Python
 work (TLS clients, paho, the emulator of the first card), in a process of its own only for a
-CPU, and it needs ~2 % of one. It is started with ``spawn`` (a fresh ``sys.executable``,
-nothing inherited) and writes its runs to the same results store (SQLite serialises the two
-writers; a write waits at most the store's busy timeout).
+CPU, and it needs under 5 % of one (the whole command used 5 %). It is started with
+``spawn`` (a fresh ``sys.executable``, nothing inherited) and writes its runs to the same
+results store (SQLite serialises the two writers; a write waits at most the store's busy
+timeout).
 
 What crosses the pipe: run ids as they are created, progress counts, each mode's
 :class:`~drivers.bench.runner.RunResult` (exact statistics over its stored samples), or the
