@@ -146,6 +146,7 @@ class Endpoint:
                 "the broker only admits SSDTF clients and registered services",
             )
         self.connected.set()
+        self.client.start()
 
     def subscribe(self, topics: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
         try:

@@ -142,6 +142,8 @@ class Connection:
         self._mid = 0
         self._last_write = 0.0
         self._qos2_held: set[int] = set()
+        self._pending = bytearray()
+        """Bytes read after the CONNACK, before the reader thread started."""
         self._reader: threading.Thread | None = None
         self._closed = threading.Event()
         self.connack_rc: int | None = None
@@ -149,7 +151,7 @@ class Connection:
     # --- connection -----------------------------------------------------------------
     def connect(self, host: str, port: int, timeout: float) -> int:
         """Open the TCP connection, CONNECT and wait for the CONNACK; its return code (0:
-        accepted). On 0 the reader thread runs; otherwise the socket is closed."""
+        accepted, then call :meth:`start`; otherwise the socket is closed)."""
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
@@ -186,11 +188,19 @@ class Connection:
             return self.connack_rc
         sock.settimeout(None)
         del buffer[:end]
+        self._pending = buffer
+        return 0
+
+    def start(self) -> None:
+        """Start the reader thread (after :meth:`connect` returned 0, once the caller has
+        marked itself connected: a packet read at once may already close the connection)."""
         self._reader = threading.Thread(
-            target=self._read_loop, args=(buffer,), name=f"ssdtf-mqtt-{self.client_id}", daemon=True
+            target=self._read_loop,
+            args=(self._pending,),
+            name=f"ssdtf-mqtt-{self.client_id}",
+            daemon=True,
         )
         self._reader.start()
-        return 0
 
     def _next_mid(self) -> int:
         self._mid = self._mid % 65535 + 1
