@@ -175,6 +175,9 @@ def _data_published(dep: Deployment, cid: str) -> int:
 def _reconnect(dep: Deployment, cid: str) -> str:
     sensor = dep.sensors[cid]
     sensor.disconnect()
+    # a device waits out the gateway's per-client HELLO interval before it says HELLO again
+    # (a HELLO sooner is refused by the rate limit, and the sensor does not retry it)
+    time.sleep(dep.cfg.hello_interval_s * 2)
     try:
         sensor.connect(dep.host, dep.port)
     except HandshakeFailed as error:

@@ -235,6 +235,7 @@ class MosquittoBroker:
             f"listener {self.port} {self.host}\n{access}persistence false\n"
             f"user {getpass.getuser()}\nlog_dest stdout\n"
             f"log_type {'debug' if self.policy else 'none'}\nmax_keepalive 120\n"
+            "set_tcp_nodelay true\n"
         )
         # line-buffered: Mosquitto's stdio would hold its refusals back in a pipe buffer
         stdbuf = shutil.which("stdbuf")

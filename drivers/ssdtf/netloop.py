@@ -1,6 +1,6 @@
 """One background asyncio loop per deployment, for the asyncio parts (amqtt broker, tap).
 
-Why a thread: the roles are paho clients with their own network threads, the CLI and the
+Why a thread: the roles are MQTT clients with their own reader threads, the CLI and the
 console call in from their own threads, and amqtt needs a running loop; one daemon thread with
 one loop keeps all asyncio objects on the loop that created them.
 """

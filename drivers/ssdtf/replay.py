@@ -23,7 +23,7 @@ DEFAULT_MAX_JUMP = 1 << 16
 
 
 class SeqWindow:
-    """Check-and-commit in one step, under a lock (two paho threads never both accept)."""
+    """Check-and-commit in one step, under a lock (two MQTT reader threads never both accept)."""
 
     NEW = "new"
     DUPLICATE = "duplicate"

@@ -17,7 +17,7 @@ packet is held, so exactly one packet waits and "step" releases exactly that one
 
 Why not one queue and one forwarder for all connections (the earlier design): the
 forwarder awaited ``drain()`` after each write, so a single client that stopped reading
-(a paho network thread blocked in a callback, a client that died without closing) froze
+(a client reader thread blocked in a callback, a client that died without closing) froze
 forwarding for every connection of the deployment once its socket buffers were full, and a
 SUBSCRIBE queued behind it never got its SUBACK (``tests/ssdtf/test_tap.py`` shows it with
 a real broker).

@@ -6,7 +6,7 @@ redacted service passwords, keys appear only as :class:`KeyView` (name, kind, al
 public fingerprint; never secret bytes), and plaintext readings appear only in the data user's
 verdicts, where they are meant to arrive.
 
-Thread safety: the tap (asyncio thread) and the roles (paho threads) write concurrently, the
+Thread safety: the tap (asyncio thread) and the roles (MQTT reader threads) write concurrently, the
 UI reads; one lock guards the lists, and readers get copies.
 """
 

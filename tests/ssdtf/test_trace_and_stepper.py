@@ -52,16 +52,8 @@ def test_exports_hold_no_secrets(tmp_path) -> None:
     secrets = [c.encode() for c in dep.credentials.values()]
     secrets += [s.encode() for s in dep.policy.sensor_secrets.values()]
     for signer in (dep.sk_b, dep.sk_ds, dep.sk_ms):
-        from cryptography.hazmat.primitives import serialization
-
         key = signer._Ed25519Signer__key  # the test may look; the trace must not
-        secrets.append(
-            key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-        )
+        secrets.append(bytes(key))  # the 32-byte Ed25519 seed (libsodium's SigningKey)
     blob = pcap_path.read_bytes()
     for secret in secrets:
         assert secret.hex() not in text and secret not in blob

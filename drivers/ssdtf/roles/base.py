@@ -77,7 +77,7 @@ class Role:
 
     def guarded(self, stage: str, handler: Handler) -> Handler:
         """``handler`` as an MQTT callback that cannot die: any exception it raises becomes
-        this role's verdict (a drop, with the reason) instead of killing paho's network
+        this role's verdict (a drop, with the reason) instead of ending the connection's reader
         thread, which would stop the role from receiving anything ever again (issue 10)."""
 
         def callback(topic: str, payload: bytes, msg: Any) -> None:
