@@ -206,19 +206,24 @@ def test_sigint_mid_run_keeps_what_was_measured(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    samples = 0
-    while time.monotonic() < deadline and samples < 5:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    samples = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-            except sqlite3.OperationalError:
-                continue
-    assert samples >= 5, "the run never stored samples"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        samples = 0
+        while time.monotonic() < deadline and samples < 5:
+            time.sleep(0.2)
+            if db.exists():
+                try:
+                    with sqlite3.connect(db, timeout=1) as conn:
+                        samples = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+                except sqlite3.OperationalError:
+                    continue
+        assert samples >= 5, "the run never stored samples"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:  # a failure here must not leave a 100,000-trial run burning a core
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, stderr
     assert "interrupted: kept" in stderr and "marked incomplete" in stderr
     with sqlite3.connect(db) as conn:
