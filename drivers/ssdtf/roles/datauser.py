@@ -166,11 +166,12 @@ class DataUser(Role):
                 self.verdict(payload, False, "encrypted DELIVER but no PRE key here", "deliver")
                 return
             if self.workers is not None:  # pipelined: the role continues when it is opened
-                future = self.workers.open(
-                    self.owner_pre, self.owner_verifying, env.get(T.CAPSULE), env.get(T.CT)
-                )
-                future.add_done_callback(
-                    lambda done: self._opened(payload, env, seq, qos, retain, done)
+                self.workers.open(
+                    lambda done: self._opened(payload, env, seq, qos, retain, done),
+                    self.owner_pre,
+                    self.owner_verifying,
+                    env.get(T.CAPSULE),
+                    env.get(T.CT),
                 )
                 return
             try:

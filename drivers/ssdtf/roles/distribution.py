@@ -239,7 +239,8 @@ class DistributionServer(ProxyRole):
         encrypted = isinstance(self.pre, UmbralBackend) and not inner.plain
         if encrypted and self.workers is not None:  # pipelined: continues when transformed
             cid = inner.text(T.CID)
-            future = self.workers.transform(
+            self.workers.transform(
+                lambda done: self._transformed(payload, env, inner, recipient, done),
                 inner.get(T.CAPSULE),
                 inner.get(T.CT),
                 list(env.cfrags),
@@ -247,9 +248,6 @@ class DistributionServer(ProxyRole):
                 (self.owner_pre, self.owner_verifying, recipient.receiver_pre),
                 binding.sender_tag(cid, inner.get(T.BIND)),
                 recipient.wrap_public,
-            )
-            future.add_done_callback(
-                lambda done: self._transformed(payload, env, inner, recipient, done)
             )
             return
         wrapped: tuple[bytes, bytes] | None = None

@@ -491,12 +491,13 @@ class Gateway(ProxyRole):
         if outcome == SeqWindow.NEW:
             if self.workers is not None and not env.plain and self.destinations:
                 jobs = self._jobs(env)
-                future = self.workers.reencrypt(env.get(T.CAPSULE), [job for _, job in jobs])
                 names = [name for name, _ in jobs]
-                future.add_done_callback(
+                self.workers.reencrypt(
                     lambda done: self._reencrypted(
                         cid, session, env, payload, seq, digest, msg, names, done
-                    )
+                    ),
+                    env.get(T.CAPSULE),
+                    [job for _, job in jobs],
                 )
                 return
             try:  # before the window commits: a capsule PRE refuses must not burn its seq
