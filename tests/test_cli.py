@@ -205,6 +205,11 @@ def test_sigint_mid_run_keeps_what_was_measured(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C in a terminal reaches a foreground command with SIGINT's default action; a
+        # suite started as a background job (`cmd &` in a script) inherits SIGINT ignored,
+        # and Python then installs no KeyboardInterrupt handler: give the run what a
+        # terminal gives it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
