@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -22,16 +19,7 @@ from drivers.paper.table3_process import Table3Beside, Table3Spec, can_run_besid
 from drivers.runs import RunHandle
 from drivers.runs.paper import PAPER_TOKEN, PaperRun
 from drivers.tokens.pin import with_emulator_lab_pin
-
-
-def safelab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COLUMNS": "80"},
-    )
+from tests.paper.test_paper_command import safelab
 
 
 def _runs(data: dict) -> tuple[list, list]:
