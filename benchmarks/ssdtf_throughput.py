@@ -21,7 +21,11 @@ Reported, all in one run on this machine:
 - the handshake time (CONNECT to READY) with the device key on the emulated paper SIM
   (``iotsafe:emulated;profile=paper-sim``, real-time speed) versus the software key.
 
-Run: ``python benchmarks/ssdtf_throughput.py [--messages 300] [--repeat 3] [--workers 2]``. Writes
+Each run also records ``decrypt_probe_ms``: the data user's opening primitive timed in this
+process just before it, because this VM's speed drifts by tens of per cent within minutes.
+
+Run: ``python benchmarks/ssdtf_throughput.py [--messages 600] [--repeat 3] [--workers 2]
+[--max-pending 64]``. Writes
 ``benchmarks/results/ssdtf_throughput.json``.
 """
 
@@ -62,7 +66,48 @@ def _workers_cpu_s(dep: object) -> dict[str, float]:
     return out
 
 
-def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, object]:
+_PROBE: dict[str, object] = {}
+
+
+def decrypt_probe_ms(rounds: int = 20) -> float:
+    """Median ms of the data user's opening primitive (capsule check, two cfrag proofs,
+    decryption) measured in this process just before a run: how fast the VM is *now*. Its
+    speed drifts (the same primitive took 2.25 to 3.81 ms on one night), and a run's rate
+    moves with it; recorded per run so a slow run can be told from slower code."""
+    from drivers.ssdtf.pre import UmbralBackend
+
+    if not _PROBE:
+        pre = UmbralBackend()
+        owner, receiver = pre.keygen("MS"), pre.keygen("U")
+        k1, k2 = pre.conversion_keys(owner, receiver.public)
+        capsule, ct = pre.encrypt(owner.public, b"probe")
+        keys = {
+            "owner_public": owner.public,
+            "owner_verifying": owner.verifying,
+            "receiver_public": receiver.public,
+        }
+        cfrags = [pre.reencrypt(capsule, k, **keys) for k in (k1, k2)]
+        _PROBE.update(pre=pre, receiver=receiver, owner=owner, capsule=capsule, ct=ct)
+        _PROBE["cfrags"] = cfrags
+    pre, receiver, owner = _PROBE["pre"], _PROBE["receiver"], _PROBE["owner"]
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        pre.decrypt(  # type: ignore[attr-defined]
+            receiver,
+            owner_public=owner.public,  # type: ignore[attr-defined]
+            owner_verifying=owner.verifying,  # type: ignore[attr-defined]
+            capsule=_PROBE["capsule"],
+            cfrags=_PROBE["cfrags"],
+            ciphertext=_PROBE["ct"],
+        )
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return statistics.median(samples)
+
+
+def ssdtf_rate(
+    broker: str, messages: int, workers: int, max_pending: int | None = None
+) -> dict[str, object]:
     """End-to-end readings/s, and the CPU one reading costs over *all* processes (this one,
     the roles' worker processes, Mosquitto): ``cpu_ms_per_reading``. From it,
     ``ceiling_per_s_2_cores`` = min(2 cores / that cost, 1 core / the main process's share):
@@ -79,8 +124,10 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, object]:
             capture=False,
             ack_timeout_s=5.0,
             workers=workers,
+            **({} if max_pending is None else {"max_pending": max_pending}),
         )
     )
+    probe_ms = decrypt_probe_ms()
     try:
         dep.start()
         dep.connect_sensors()
@@ -106,6 +153,8 @@ def ssdtf_rate(broker: str, messages: int, workers: int) -> dict[str, object]:
     cpu_ms = main_ms + sum(workers_ms.values()) + broker_ms
     return {
         "workers": workers,
+        "max_pending": dep.cfg.max_pending,
+        "decrypt_probe_ms": probe_ms,
         "messages": received,
         "seconds": elapsed,
         "per_s": received / elapsed,
@@ -327,7 +376,18 @@ def handshake_times(token: str | None, count: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=600,
+        help="readings per run (the sensor's flow control keeps long runs from stalling)",
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=None,
+        help="the sensor's window of readings awaiting an ACK (default FlowConfig's; 0: none)",
+    )
     parser.add_argument("--rounds", type=int, default=200, help="cost-breakdown rounds")
     parser.add_argument("--handshakes", type=int, default=5)
     parser.add_argument(
@@ -361,7 +421,7 @@ def main() -> int:
     for _ in range(args.repeat):  # interleaved, so a burst of others' load hits every config
         for name, (broker, workers) in configs.items():
             runs = out.setdefault(f"{name}_runs", [])
-            runs.append(ssdtf_rate(broker, args.messages, workers))  # type: ignore[union-attr]
+            runs.append(ssdtf_rate(broker, args.messages, workers, args.max_pending))  # type: ignore[union-attr]
     for name in configs:
         runs = sorted(out[f"{name}_runs"], key=lambda r: r["per_s"])  # type: ignore[arg-type, index]
         out[name] = runs[len(runs) // 2]  # the median run by rate; all runs are kept
@@ -396,7 +456,10 @@ def main() -> int:
                 f"; main {run['main_process_cpu_ms_per_reading']:.2f}"  # type: ignore[index]
                 f", workers {run['workers_cpu_ms_per_reading']}"  # type: ignore[index]
                 f", broker {run['broker_process_cpu_ms_per_reading']:.2f}"  # type: ignore[index]
-                f"; all runs /s: " + ", ".join(f"{r['per_s']:.0f}" for r in out[f"{name}_runs"])  # type: ignore[union-attr, index]
+                f"; all runs /s: "
+                + ", ".join(f"{r['per_s']:.0f}" for r in out[f"{name}_runs"])  # type: ignore[union-attr, index]
+                + "; decrypt probe ms: "
+                + ", ".join(f"{r['decrypt_probe_ms']:.2f}" for r in out[f"{name}_runs"])  # type: ignore[union-attr, index]
             )
         print(line, file=sys.stderr)
     print(

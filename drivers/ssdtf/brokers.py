@@ -198,25 +198,45 @@ class MosquittoBroker:
             self.process.send_signal(1)  # SIGHUP: reload password and ACL files
 
     def _read_log(self, stream: Any) -> None:
-        """Mosquitto's own refusals, reported as the broker's verdicts."""
-        policy = self.policy
-        for raw in iter(stream.readline, b""):
-            if policy is None:
+        """Mosquitto's own refusals, reported as the broker's verdicts.
+
+        Its debug log (the only level that names an ACL refusal) has ~16 lines per SSDTF
+        reading, so this reads whatever the pipe holds at once and looks at single lines only
+        when the chunk contains one of the two refusals."""
+        fd = stream.fileno()
+        rest = b""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            complete, rest = data[:cut], data[cut:]
+            if self.policy is None:
                 continue
-            line = raw.decode(errors="replace")
-            if "Denied PUBLISH" in line:
-                match = DENIED_PUBLISH.search(line)
-                if match:
-                    cid, topic = match.groups()
-                    policy.on_deny(cid, f"PUBLISH to {topic} refused: not this client's topic")
-            elif "Sending CONNACK" in line:
-                match = REFUSED_CONNACK.search(line)
-                if match:
-                    policy.on_deny(
-                        match.group(1),
-                        "CONNECT refused: not an SSDTF client or wrong credential "
-                        f"(CONNACK {match.group(2)})",
-                    )
+            if b"Denied PUBLISH" in complete or b"Sending CONNACK" in complete:
+                for raw in complete.splitlines():
+                    self._log_line(raw.decode(errors="replace"))
+
+    def _log_line(self, line: str) -> None:
+        policy = self.policy
+        assert policy is not None
+        if "Denied PUBLISH" in line:
+            match = DENIED_PUBLISH.search(line)
+            if match:
+                cid, topic = match.groups()
+                policy.on_deny(cid, f"PUBLISH to {topic} refused: not this client's topic")
+        elif "Sending CONNACK" in line:
+            match = REFUSED_CONNACK.search(line)
+            if match:
+                policy.on_deny(
+                    match.group(1),
+                    "CONNECT refused: not an SSDTF client or wrong credential "
+                    f"(CONNACK {match.group(2)})",
+                )
 
     def start(self) -> None:
         if not Path(self.binary).exists():

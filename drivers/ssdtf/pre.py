@@ -129,23 +129,45 @@ class UmbralBackend:
     ) -> bytes:
         """One cfrag. The kfrag is checked against the owner's keys first (a proxy refuses a
         conversion key that the owner did not issue for this receiver)."""
+        job = (kfrag, owner_public, owner_verifying, receiver_public)
+        return self.reencrypt_all(capsule, [job])[0]
+
+    def reencrypt_all(
+        self, capsule: bytes, jobs: list[tuple[bytes, bytes, bytes, bytes]]
+    ) -> list[bytes]:
+        """One cfrag per job = (kfrag, owner public, owner verifying, receiver public), in
+        job order. The capsule is parsed once for all destinations: parsing checks its proof
+        (two scalar multiplications, ~0.3-0.4 ms, about as much as a re-encryption), which
+        a proxy must do before converting it but need not repeat per destination."""
         u = self.u
         start = time.perf_counter_ns()
-        cache_key = (kfrag, owner_public, owner_verifying, receiver_public)
         try:
-            verified = self._verified.get(cache_key)
-            if verified is None:  # verify a conversion key once, not once per message
-                verified = u.KeyFrag.from_bytes(kfrag).verify(
-                    verifying_pk=self._pk(owner_verifying),
-                    delegating_pk=self._pk(owner_public),
-                    receiving_pk=self._pk(receiver_public),
-                )
-                self._verified[cache_key] = verified
-            cfrag = u.reencrypt(capsule=u.Capsule.from_bytes(capsule), kfrag=verified)
+            parsed = u.Capsule.from_bytes(capsule)
+            cfrags = [
+                bytes(u.reencrypt(capsule=parsed, kfrag=self._verified_kfrag(*job))) for job in jobs
+            ]
         except (ValueError, u.VerificationError) as error:
             raise PreError(f"re-encryption refused: {error}", "check the conversion key") from error
-        self.timings.add("reencrypt", (time.perf_counter_ns() - start) / 1e6)
-        return bytes(cfrag)
+        self.timings.add("reencrypt", (time.perf_counter_ns() - start) / 1e6 / max(1, len(jobs)))
+        return cfrags
+
+    def _verified_kfrag(
+        self, kfrag: bytes, owner_public: bytes, owner_verifying: bytes, receiver_public: bytes
+    ) -> Any:
+        """A conversion key checked once, not once per message (bounded: one per kfrag)."""
+        cache_key = (kfrag, owner_public, owner_verifying, receiver_public)
+        verified = self._verified.get(cache_key)
+        if verified is None:
+            u = self.u
+            verified = u.KeyFrag.from_bytes(kfrag).verify(
+                verifying_pk=self._pk(owner_verifying),
+                delegating_pk=self._pk(owner_public),
+                receiving_pk=self._pk(receiver_public),
+            )
+            if len(self._verified) >= 1024:
+                self._verified.clear()
+            self._verified[cache_key] = verified
+        return verified
 
     def decrypt(
         self,

@@ -40,8 +40,10 @@ from drivers.ssdtf.wire import Alg
 from drivers.tokens.base import HashOn, KeyInfo, Token, TokenSession
 
 
+@functools.lru_cache(maxsize=1024)
 def kid_of(public_bytes: bytes) -> bytes:
-    """8-byte key identifier: the first bytes of SHA-256 of the public key."""
+    """8-byte key identifier: the first bytes of SHA-256 of the public key (cached: every
+    message names its signer's KID and every receiver compares it with the pinned one)."""
     return hashlib.sha256(public_bytes).digest()[:8]
 
 

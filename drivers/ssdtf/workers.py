@@ -56,16 +56,7 @@ def _reencrypt(
 
     backend = _OPENER[0]
     try:
-        cfrags = [
-            backend.reencrypt(
-                capsule,
-                kfrag,
-                owner_public=owner_public,
-                owner_verifying=owner_verifying,
-                receiver_public=receiver_public,
-            )
-            for kfrag, owner_public, owner_verifying, receiver_public in jobs
-        ]
+        cfrags = backend.reencrypt_all(capsule, jobs)
     except SafeLabError as error:
         return False, [], error.problem
     except Exception as error:

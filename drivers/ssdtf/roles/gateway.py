@@ -601,22 +601,11 @@ class Gateway(ProxyRole):
     def _reencrypt_all(self, env: wire.Envelope) -> dict[str, list[bytes]]:
         """Share-1 cfrag per destination; raises :class:`PreError` for a capsule that PRE
         refuses (a signed but nonsensical capsule from a compromised device)."""
-        with self._lock:
-            destinations = list(self.destinations.values())
-        out: dict[str, list[bytes]] = {}
-        for dest in destinations:
-            out[dest.name] = []
-            if isinstance(self.pre, UmbralBackend) and not env.plain:
-                out[dest.name] = [
-                    self.pre.reencrypt(
-                        env.get(T.CAPSULE),
-                        dest.kfrag,
-                        owner_public=self.owner_pre,
-                        owner_verifying=self.owner_verifying,
-                        receiver_public=dest.receiver_pre,
-                    )
-                ]
-        return out
+        jobs = self._jobs(env)
+        if not isinstance(self.pre, UmbralBackend) or env.plain:
+            return {name: [] for name, _ in jobs}
+        cfrags = self.pre.reencrypt_all(env.get(T.CAPSULE), [job for _, job in jobs])
+        return {name: [cfrag] for (name, _), cfrag in zip(jobs, cfrags, strict=True)}
 
     def _forward(self, env: wire.Envelope, payload: bytes, cfrags: dict[str, list[bytes]]) -> None:
         with self._lock:

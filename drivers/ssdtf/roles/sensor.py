@@ -123,6 +123,8 @@ class Sensor(Role):
         self.reported: list[int] = []
         self.sign_ms: list[float] = []
         self._lock = threading.RLock()
+        self._room = threading.Condition(self._lock)
+        """Notified whenever a reading leaves :attr:`pending` (``cfg.max_pending``)."""
         self.endpoint: Endpoint | None = None
         self._resender: threading.Thread | None = None
         self._stop = threading.Event()
@@ -285,7 +287,13 @@ class Sensor(Role):
         """Encrypt, sign and publish one reading; keep it until a signed ACK arrives."""
         if self.state != "ready" or self.endpoint is None:
             raise HandshakeFailed(f"{self.cid} is not READY ({self.state})", "connect first")
-        with self._lock:
+        with self._room:
+            while 0 < self.cfg.max_pending <= len(self.pending):  # flow control: wait for ACKs
+                if self.state != "ready" or self._stop.is_set():
+                    raise HandshakeFailed(
+                        f"{self.cid} closed while waiting for ACKs ({self.state})", "connect again"
+                    )
+                self._room.wait(0.1)
             self.seq += 1
             seq = self.seq
         fields = {
@@ -352,6 +360,7 @@ class Sensor(Role):
         if status in (Status.OK, Status.DUPLICATE):
             with self._lock:
                 self.pending.pop(seq, None)
+                self._room.notify_all()
                 self.acked.append(seq)
                 self.acked_digests[seq] = item.digest  # type: ignore[union-attr]
             self.verdict(
@@ -376,6 +385,7 @@ class Sensor(Role):
         if item.attempts >= self.cfg.max_attempts:
             with self._lock:
                 self.pending.pop(item.seq, None)
+                self._room.notify_all()
                 self.reported.append(item.seq)
             reason = f"no valid ACK after {item.attempts} attempts"
             report = self._report(item.seq, item.envelope, Status.BAD_SIGNATURE, reason)
