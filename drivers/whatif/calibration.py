@@ -193,6 +193,22 @@ class Calibration:
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
+    @property
+    def packaged(self) -> bool:
+        """The calibration shipped with SAFE Lab, measured on another machine."""
+        return bool(self.source) and Path(self.source).resolve() == PACKAGED
+
+    def runs_text(self, run_ids: tuple[int, ...]) -> str:
+        """Where the calibration's runs can be looked up. The packaged calibration's run IDs
+        belong to the results store of the machine that measured it, not to this one's, so
+        citing them bare would send a reader to unrelated runs."""
+        if self.packaged:
+            return (
+                f"runs {list(run_ids)} of the store where the packaged calibration was measured "
+                "(not this machine's; `safelab whatif calibrate` measures this one)"
+            )
+        return f"runs {list(run_ids)} in this results store"
+
     def protocol(self, name: str) -> ProtocolCalibration:
         key = "coap" if name == "coap-psk" else name
         try:

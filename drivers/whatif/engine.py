@@ -313,7 +313,7 @@ def _provenance(hs: Handshake, calibration: Calibration, link: LinkSpec | None) 
         f"round trips {rounds} (drivers/whatif/flights.py)",
         "loopback": f"{'proxy rtt=0ms' if link else 'direct loopback'} cost measured with the "
         f"real peer ({calibration.provenance.get('peers', {}).get(cal.protocol, '?')}), "
-        f"n={(cal.proxy if link else cal.direct).n}, runs {list(cal.run_ids)}, "
+        f"n={(cal.proxy if link else cal.direct).n}, {calibration.runs_text(cal.run_ids)}, "
         f"{calibration.source}, {measured_at}",
         "bytes": f"up {cal.bytes_up:.0f} B, down {cal.bytes_down:.0f} B per trial counted by "
         "the link in calibration",

@@ -244,3 +244,18 @@ def test_preauth_boots_authenticated() -> None:
         "event-driven", card, toggles="preauth=on", events=30, horizon=3, calibration=CAL
     )
     assert p.samples_ms[0] < 50  # not a ~476 ms handshake
+
+
+def test_provenance_says_whose_store_the_calibration_runs_are_in(tmp_path) -> None:
+    """The packaged calibration's run IDs belong to the machine that measured it: the
+    provenance says so instead of pointing at this machine's store; a user's own calibration
+    points at this store."""
+    from drivers.whatif.calibration import PACKAGED
+
+    packaged = load_calibration(PACKAGED)
+    shipped = predict(Scenario("mqtt", n=50), packaged).provenance["loopback"]
+    assert "not this machine's" in shipped and "safelab whatif calibrate" in shipped
+    own_path = tmp_path / "calibration.json"
+    own_path.write_text(PACKAGED.read_text())
+    own = predict(Scenario("mqtt", n=50), load_calibration(own_path)).provenance["loopback"]
+    assert "in this results store" in own and "not this machine's" not in own
