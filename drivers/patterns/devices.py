@@ -358,27 +358,25 @@ def _cut(client: Any) -> None:
         time.sleep(0.01)
 
 
-@dataclass
-class RangeDownload:
-    """Bulk transfer over HTTPS: the device downloads a firmware image from the server in
-    ``Range`` requests of ``chunk_bytes`` (206 Partial Content each), on one connection.
+@dataclass(kw_only=True)
+class ImageDownload:
+    """What the two bulk downloads share: a firmware image published on the peer (``path``,
+    ``size``, its ``sha256``), fetched in numbered units (HTTPS ranges, CoAP blocks).
 
-    ``resume``: after a cut the download continues from the last chunk received, with a
-    ``Range`` from there on the new connection (else it starts again from byte 0).
-    ``chunk_auth``: the card signs every received chunk's SHA-256 (a per-chunk receipt);
-    otherwise one signature over the image's manifest per transfer. The whole image's SHA-256
-    is checked against the published one at the end. ``cut_after``: the connection is reset
-    (TCP RST) before that chunk of the first transfer.
-    """
+    ``resume``: after a cut the download continues from the next unit missing (else from
+    unit 0). ``chunk_auth``: the card signs every received unit's SHA-256 (a per-unit
+    receipt); otherwise one signature over the image's manifest per transfer. ``cut_after``:
+    the first transfer loses its connection before that unit. The whole image's SHA-256 is
+    checked at the end. Subclasses fetch a unit over their transport."""
 
     path: str
     size: int
     sha256: bytes
-    chunk_bytes: int
     resume: bool = True
     chunk_auth: bool = False
     cut_after: int = 0
-    next_chunk: int = 0
+    unit_bytes: int = 1024
+    next_unit: int = 0
     cuts: int = 0
     transfers: int = 0
     bytes_received: int = 0
@@ -386,25 +384,60 @@ class RangeDownload:
     parts: dict[int, bytes] = field(default_factory=dict)
 
     @property
-    def chunks(self) -> int:
-        return max(1, -(-self.size // self.chunk_bytes))
+    def units(self) -> int:
+        return max(1, -(-self.size // self.unit_bytes))
 
-    def fetch(self, device: HttpsDevice, connection: http.client.HTTPSConnection) -> None:
+    def _begin(self, signer: Any) -> None:
+        """At unit 0: forget earlier parts, and sign the manifest unless every unit is."""
         import hashlib
 
+        if self.next_unit == 0:
+            self.parts.clear()
+            if not self.chunk_auth:
+                signer.sign_digest(hashlib.sha256(b"safelab-image:%s" % self.sha256).digest())
+
+    def _keep(self, signer: Any, index: int, body: bytes) -> None:
+        import hashlib
+
+        if self.chunk_auth:
+            signer.sign_digest(hashlib.sha256(body).digest())
+        self.parts[index] = body
+        self.next_unit = index + 1
+
+    def _broken(self) -> None:
+        """The transfer broke: without ``resume`` the next attempt starts from unit 0."""
+        if not self.resume:
+            self.next_unit = 0
+
+    def _finish(self, what: str) -> None:
+        import hashlib
+
+        image = b"".join(self.parts[i] for i in range(self.units))
+        self.next_unit = 0
+        if hashlib.sha256(image).digest() != self.sha256:
+            raise ProtocolError(
+                f"the image {what} does not match its published SHA-256",
+                "a resumed transfer joined the wrong parts: a bug",
+            )
+        self.transfers += 1
+
+
+@dataclass(kw_only=True)
+class RangeDownload(ImageDownload):
+    """Bulk transfer over HTTPS: the device downloads the image in ``Range`` requests of
+    ``unit_bytes`` (206 Partial Content each), on one connection; a cut is a TCP reset, and
+    a resumed download asks the new connection for the rest."""
+
+    def fetch(self, device: HttpsDevice, connection: http.client.HTTPSConnection) -> None:
         try:
-            if self.next_chunk == 0:
-                self.parts.clear()
-                if not self.chunk_auth:
-                    manifest = hashlib.sha256(b"safelab-image:%s" % self.sha256).digest()
-                    device.signer.sign_digest(manifest)
-            for index in range(self.next_chunk, self.chunks):
+            self._begin(device.signer)
+            for index in range(self.next_unit, self.units):
                 if self.cut_after and not self.cuts and index == self.cut_after:
                     self.cuts += 1
                     if connection.sock is not None:
                         _shut(connection.sock)
-                first = index * self.chunk_bytes
-                last = min(first + self.chunk_bytes, self.size) - 1
+                first = index * self.unit_bytes
+                last = min(first + self.unit_bytes, self.size) - 1
                 connection.request("GET", self.path, headers={"Range": f"bytes={first}-{last}"})
                 response = connection.getresponse()
                 body = response.read()
@@ -415,27 +448,16 @@ class RangeDownload:
                         f"to a range of {last - first + 1}",
                         "check that the HTTPS peer serves ranges of /firmware/",
                     )
-                if self.chunk_auth:
-                    device.signer.sign_digest(hashlib.sha256(body).digest())
-                self.parts[index] = body
+                self._keep(device.signer, index, body)
                 device.units_sent += 1
-                self.next_chunk = index + 1
         except (ssl.SSLError, OSError, http.client.HTTPException, SafeLabError) as exc:
-            if not self.resume:
-                self.next_chunk = 0
+            self._broken()
             if isinstance(exc, SafeLabError):
                 raise
             raise ProtocolError(
-                f"the download broke at chunk {self.next_chunk} ({exc!r})", "retry"
+                f"the download broke at chunk {self.next_unit} ({exc!r})", "retry"
             ) from None
-        image = b"".join(self.parts[i] for i in range(self.chunks))
-        self.next_chunk = 0
-        if hashlib.sha256(image).digest() != self.sha256:
-            raise ProtocolError(
-                "the downloaded image does not match its published SHA-256",
-                "a resumed download joined the wrong ranges: a bug",
-            )
-        self.transfers += 1
+        self._finish("downloaded")
 
 
 def _shut(sock: Any) -> None:
@@ -664,46 +686,19 @@ class HttpsDevice(Device):
                 self._connection = None
 
 
-@dataclass
-class BlockDownload:
-    """Bulk transfer over CoAP block-wise (RFC 7959): the device fetches a firmware image
-    from the CoAP server one Block2 at a time (a confirmable ``GET`` with ``Block2: num``
-    answered by its ACK, 1 KiB each, SZX 6, CoAP's largest), in one DTLS session per transfer.
-
-    Block2 requests are independent, so ``resume`` continues after a cut (the DTLS session
-    lost, as when a link drops: a new session, a new handshake) from the next block; without
-    it the transfer starts again from block 0. ``chunk_auth`` and the manifest signature are
-    as in :class:`RangeDownload`; the image's SHA-256 is checked at the end.
-    """
-
-    path: str
-    size: int
-    sha256: bytes
-    resume: bool = True
-    chunk_auth: bool = False
-    cut_after: int = 0
-    block_bytes: int = 1024
-    next_block: int = 0
-    cuts: int = 0
-    transfers: int = 0
-    bytes_received: int = 0
-    parts: dict[int, bytes] = field(default_factory=dict)
-
-    @property
-    def blocks(self) -> int:
-        return max(1, -(-self.size // self.block_bytes))
+@dataclass(kw_only=True)
+class BlockDownload(ImageDownload):
+    """Bulk transfer over CoAP block-wise (RFC 7959): the device fetches the image one Block2
+    at a time (a confirmable ``GET`` with ``Block2: num`` answered by its ACK, 1 KiB each,
+    SZX 6, CoAP's largest), in one DTLS session per transfer. Block2 requests are
+    independent, so a cut (the DTLS session lost, as when a link drops: a new session, a new
+    handshake) can resume from the next block."""
 
     def fetch(self, device: CoapDevice, session: Any) -> None:
         """The blocks still missing, over ``session`` (a handshaken DTLS client)."""
-        import hashlib
-
         try:
-            if self.next_block == 0:
-                self.parts.clear()
-                if not self.chunk_auth:
-                    manifest = hashlib.sha256(b"safelab-image:%s" % self.sha256).digest()
-                    device.signer.sign_digest(manifest)
-            for index in range(self.next_block, self.blocks):
+            self._begin(device.signer)
+            for index in range(self.next_unit, self.units):
                 if self.cut_after and not self.cuts and index == self.cut_after:
                     self.cuts += 1
                     session.close()  # the link drops: this DTLS session is gone
@@ -711,24 +706,12 @@ class BlockDownload:
                         f"the DTLS session was lost before block {index} (injected cut)",
                         "retry on a new session",
                     )
-                payload = self._block(session, index)
-                if self.chunk_auth:
-                    device.signer.sign_digest(hashlib.sha256(payload).digest())
-                self.parts[index] = payload
+                self._keep(device.signer, index, self._block(session, index))
                 device.units_sent += 1
-                self.next_block = index + 1
         except SafeLabError:
-            if not self.resume:
-                self.next_block = 0
+            self._broken()
             raise
-        image = b"".join(self.parts[i] for i in range(self.blocks))
-        self.next_block = 0
-        if hashlib.sha256(image).digest() != self.sha256:
-            raise ProtocolError(
-                "the image fetched block-wise does not match its published SHA-256",
-                "a resumed transfer joined the wrong blocks: a bug",
-            )
-        self.transfers += 1
+        self._finish("fetched block-wise")
 
     def _block(self, session: Any, index: int) -> bytes:
         import warnings
@@ -749,15 +732,15 @@ class BlockDownload:
                 mid=message_id,
                 token=token,
             )
-        szx = self.block_bytes.bit_length() - 5  # 1024 -> 6
+        szx = self.unit_bytes.bit_length() - 5  # 1024 -> 6
         request.opt.block2 = BlockOption.BlockwiseTuple(index, False, szx)
         session.send(request.encode())
         while True:
-            reply = aiocoap.Message.decode(session.receive(self.block_bytes + 256))
+            reply = aiocoap.Message.decode(session.receive(self.unit_bytes + 256))
             if reply.mid == message_id or reply.token == token:
                 break
         block = reply.opt.block2
-        expected = min(self.block_bytes, self.size - index * self.block_bytes)
+        expected = min(self.unit_bytes, self.size - index * self.unit_bytes)
         self.bytes_received += len(reply.payload)
         if (
             reply.code != aiocoap.CONTENT

@@ -452,7 +452,7 @@ def _range_download(profile: PatternProfile, peer: Any) -> Any:
         path=publish("image.bin", image),
         size=len(image),
         sha256=hashlib.sha256(image).digest(),
-        chunk_bytes=int(profile.param("chunk_kb", 64)) * 1024,
+        unit_bytes=int(profile.param("chunk_kb", 64)) * 1024,
         resume=bool(profile.param("chunk_resume", 1)),
         chunk_auth=bool(profile.param("chunk_auth", 0)),
         cut_after=int(profile.param("cut_after_chunks", 0)),
