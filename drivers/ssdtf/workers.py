@@ -354,13 +354,14 @@ class OpenWorkers:
             with self._send_locks[index]:
                 _write(self._fds[index], frame)
         except OSError:
+            # The worker is gone; its pipe's end of file reaches the reader, whose _fail
+            # hands this failure over in order with the rest (never from this thread, which
+            # would race the reader's continuations).
             with self._lock:
-                entry = self._pending.pop(ident, None)
-                if entry is not None:  # a failure commits nothing: no need to keep its place
-                    self._order.remove(ident)
+                if self._pending.pop(ident, None) is not None:
                     self._outstanding[index] -= 1
-            if entry is not None:
-                then(Done(None, RuntimeError("PRE worker process ended")))
+                    failure = Done(None, RuntimeError("PRE worker process ended"))
+                    self._answered[ident] = (then, failure)
 
     def open(
         self, then: Then, owner_public: bytes, owner_verifying: bytes, capsule: bytes, ct: bytes
