@@ -21,6 +21,21 @@ def _ready(**changes: object) -> Deployment:
     return dep
 
 
+def _send_in_thread(sensor, reading: bytes) -> tuple[threading.Thread, list[HandshakeFailed]]:
+    """``sensor.send(reading)`` in a thread that keeps the error a closed sensor raises."""
+    errors: list[HandshakeFailed] = []
+
+    def send() -> None:
+        try:
+            sensor.send(reading)
+        except HandshakeFailed as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread, errors
+
+
 def test_a_full_window_holds_the_next_reading_until_one_leaves() -> None:
     dep = _ready(max_pending=3, ack_timeout_s=3.0, backoff=1.0, max_attempts=1)
     try:
@@ -51,16 +66,7 @@ def test_closing_the_sensor_releases_a_waiting_send_with_an_error() -> None:
         assert dep.gateway.endpoint is not None
         dep.gateway.endpoint.stop()
         sensor.send(dep.reading("sensor-1", 0))
-        errors: list[BaseException] = []
-
-        def second() -> None:
-            try:
-                sensor.send(dep.reading("sensor-1", 1))
-            except HandshakeFailed as error:
-                errors.append(error)
-
-        waiting = threading.Thread(target=second)
-        waiting.start()
+        waiting, errors = _send_in_thread(sensor, dep.reading("sensor-1", 1))
         waiting.join(0.3)
         assert waiting.is_alive()
         sensor.close()
@@ -98,16 +104,7 @@ def test_a_new_sensor_starts_with_a_small_window() -> None:
         dep.gateway.endpoint.stop()
         for index in range(INITIAL_WINDOW):
             sensor.send(dep.reading("sensor-1", index))
-        errors: list[HandshakeFailed] = []
-
-        def one_more() -> None:
-            try:
-                sensor.send(dep.reading("sensor-1", 9))
-            except HandshakeFailed as error:
-                errors.append(error)
-
-        blocked = threading.Thread(target=one_more)
-        blocked.start()
+        blocked, errors = _send_in_thread(sensor, dep.reading("sensor-1", 9))
         blocked.join(0.5)
         assert blocked.is_alive() and sensor.seq == INITIAL_WINDOW
         sensor.close()
