@@ -21,7 +21,14 @@ from amqtt.session import Session
 
 from drivers.ssdtf import acl
 from drivers.ssdtf import config as topics
-from drivers.ssdtf.brokers import POLICIES, SENSOR_PASSWORD_PREFIX, BrokerPolicy, sensor_password
+from drivers.ssdtf.brokers import (
+    OVERSIZE_REASON,
+    POLICIES,
+    SENSOR_PASSWORD_PREFIX,
+    BrokerPolicy,
+    sensor_password,
+)
+from drivers.ssdtf.mqttcodec import PACKET_LIMIT
 
 NONCE = re.compile(r"^[0-9a-f]{32}$")
 ACTIONS = {Action.SUBSCRIBE: "subscribe", Action.RECEIVE: "receive", Action.PUBLISH: "publish"}
@@ -130,6 +137,58 @@ class SsdtfTopicPlugin(BaseTopicPlugin):
         return True
 
 
+class OversizedPacket(Exception):
+    """A client announced a packet over ``PACKET_LIMIT``: its connection is closed."""
+
+
+class LimitedReader:
+    """amqtt's stream reader with a packet size limit, which amqtt 0.12 does not have.
+
+    It follows the MQTT framing of every byte amqtt reads through it (fixed header, then
+    remaining length), so the limit holds for every packet type, and it raises
+    :class:`OversizedPacket` as soon as a fixed header announces more than ``limit`` bytes,
+    before amqtt reads (and buffers) the body. amqtt ends that connection on the exception,
+    as Mosquitto does with ``max_packet_size``; ``on_oversize(client_id)`` is the broker's
+    verdict. Wraps amqtt's ``StreamReaderAdapter`` rather than subclassing its handler, whose
+    reader loop would otherwise have to be copied."""
+
+    def __init__(self, inner: Any, limit: int, on_oversize: Any) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.on_oversize = on_oversize
+        self.client_id = ""
+        """Set once the CONNECT is read (the verdict names the sender)."""
+        self._left = 0
+        self._header = bytearray()
+
+    async def read(self, n: int = -1) -> bytes:
+        data: bytes = await self.inner.read(n)
+        self._track(data)
+        return data
+
+    def feed_eof(self) -> None:
+        self.inner.feed_eof()
+
+    def _track(self, data: bytes) -> None:
+        pos, size = 0, len(data)
+        while pos < size:
+            if self._left:  # body bytes: counted in bulk
+                take = min(self._left, size - pos)
+                self._left -= take
+                pos += take
+                continue
+            self._header.append(data[pos])
+            pos += 1
+            header = self._header
+            if len(header) >= 2 and (header[-1] < 0x80 or len(header) == 5):
+                length = sum((b & 0x7F) << (7 * i) for i, b in enumerate(header[1:]))
+                header.clear()
+                if length > self.limit:
+                    self.on_oversize(self.client_id)
+                    raise OversizedPacket(f"packet of {length} bytes over {self.limit}")
+                self._left = length
+
+
 def _broker_class() -> type:
     """amqtt's ``Broker`` with authentication moved *before* any change to session state.
 
@@ -140,6 +199,7 @@ def _broker_class() -> type:
     the CONNECT is authenticated first; a refused one gets CONNACK 5 and never touches the
     session table. The rest follows amqtt's own ``_initialize_client_session``.
     """
+    from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
     from amqtt.broker import Broker
     from amqtt.errors import AMQTTError, MQTTError, NoDataError
     from amqtt.mqtt.connack import (
@@ -152,6 +212,18 @@ def _broker_class() -> type:
     from amqtt.utils import gen_client_id
 
     class SsdtfBroker(Broker):
+        ssdtf_policy: BrokerPolicy | None = None
+
+        async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+            policy = self.ssdtf_policy
+
+            def refused(cid: str) -> None:
+                if policy is not None:
+                    policy.on_deny(cid or "?", OVERSIZE_REASON)
+
+            limited = LimitedReader(StreamReaderAdapter(reader), PACKET_LIMIT, refused)
+            await self._client_connected(listener_name, limited, StreamWriterAdapter(writer))
+
         async def _initialize_client_session(
             self, reader: Any, writer: Any, remote_address: str, remote_port: int
         ) -> tuple[Any, Session]:
@@ -159,8 +231,13 @@ def _broker_class() -> type:
                 handler, session = await BrokerProtocolHandler.init_from_connect(
                     reader, writer, self.plugins_manager
                 )
+            except OversizedPacket as exc:  # amqtt would leave this socket open
+                await writer.close()
+                raise AMQTTError(exc) from exc
             except (AMQTTError, MQTTError, NoDataError) as exc:
                 raise AMQTTError(exc) from exc
+            if isinstance(reader, LimitedReader):
+                reader.client_id = _text(session.client_id)
             if not await self._authenticate(session, None):
                 await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
                 await writer.close()

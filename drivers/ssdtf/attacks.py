@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,11 +23,11 @@ from typing import Any
 from drivers.errors import SafeLabError
 from drivers.ssdtf import config as topics
 from drivers.ssdtf import wire
-from drivers.ssdtf.brokers import sensor_password
+from drivers.ssdtf.brokers import OVERSIZE_REASON, sensor_password
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.endpoint import Endpoint, MqttError
-from drivers.ssdtf.mqttcodec import encode_publish
+from drivers.ssdtf.mqttcodec import encode_length, encode_publish
 from drivers.ssdtf.pseudonyms import TraceDenied
 from drivers.ssdtf.registry import build_reg
 from drivers.ssdtf.replay import now_ms
@@ -556,6 +557,50 @@ def huge_seq(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
         and _legit_after(dep)
         and _legit_after(dep, "sensor-2")  # even the sender's own stream is not poisoned
     )
+    return dep, evidence
+
+
+def oversized_publish(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """A registered, READY device publishes 4 MiB on its own uplink (MQTT allows 256 MiB).
+    The broker closes its connection on the fixed header, before reading the body; the tap
+    passes the bytes through without holding them; nothing reaches the gateway."""
+    dep = _deploy(cfg, None, sensors=2)
+    evidence = _standard(dep, messages=1)
+    forwarded = dep.gateway.forwarded
+    attacker = dep.sensors["sensor-2"].endpoint
+    _compromised_publish(dep, "sensor-2", topics.data_topic("sensor-2"), os.urandom(4 << 20))
+    _wait(lambda: any(OVERSIZE_REASON in v.reason for v in dep.trace.verdicts), 5.0)
+    evidence["attacker_closed"] = attacker is not None and attacker.closed.wait(5.0)
+    evidence["gateway_saw_it"] = any(
+        v.role == "gateway" and "sensor-2" in str(v.detail.get("topic", ""))
+        for v in dep.trace.verdicts
+    )
+    evidence["check"] = (
+        evidence["attacker_closed"]
+        and not evidence["gateway_saw_it"]
+        and dep.gateway.forwarded == forwarded
+        and _legit_after(dep)
+    )
+    return dep, evidence
+
+
+def oversized_connect(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """Anyone opens a TCP connection and announces a 200 MiB CONNECT, then keeps sending:
+    the broker closes the connection without reading (or holding) it."""
+    dep = _deploy(cfg, None)
+    evidence = _standard(dep, messages=1)
+    closed = False
+    with socket.create_connection((dep.host, dep.port), timeout=5.0) as sock:
+        try:
+            sock.sendall(b"\x10" + encode_length(200 << 20) + b"\x00\x04MQTT\x04\x02\x00\x3c")
+            for _ in range(256):  # 1 MiB more of the announced body, or until refused
+                sock.sendall(os.urandom(4096))
+            closed = sock.recv(1) == b""
+        except OSError:  # reset by the broker while sending or reading: closed
+            closed = True
+    _wait(lambda: any(OVERSIZE_REASON in v.reason for v in dep.trace.verdicts), 5.0)
+    evidence["closed"] = closed
+    evidence["check"] = closed and _legit_after(dep)
     return dep, evidence
 
 
@@ -1108,6 +1153,18 @@ ATTACKS: dict[str, Attack] = {
             "Compromised device: signed DATA with seq 2^64-1 (crashed the gateway before)",
             [("gateway", "too far ahead")],
             huge_seq,
+        ),
+        Attack(
+            "oversized-publish",
+            "Compromised device: a 4 MiB PUBLISH on its own uplink (MQTT allows 256 MiB)",
+            [("broker", OVERSIZE_REASON)],
+            oversized_publish,
+        ),
+        Attack(
+            "oversized-connect",
+            "Anyone: a CONNECT announcing 200 MiB, then 1 MiB of it",
+            [("broker", OVERSIZE_REASON)],
+            oversized_connect,
         ),
         Attack(
             "random-capsule",

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from drivers.errors import SafeLabError
+from drivers.ssdtf.mqttcodec import PACKET_LIMIT
 from drivers.ssdtf.netloop import NetLoop, free_port
 
 
@@ -130,6 +131,7 @@ class EmbeddedBroker:
 
         async def _start() -> object:
             broker = Broker(config, loop=asyncio.get_running_loop())
+            broker.ssdtf_policy = self.policy  # its packet size limit reports here
             await broker.start()
             return broker
 
@@ -157,6 +159,11 @@ LOG_POLL_S = 0.05
 """How often the broker's log file is read for refusals (see MosquittoBroker._follow_log)."""
 DENIED_PUBLISH = re.compile(r"Denied PUBLISH from (\S+) \(.*?'(.*)', \.\.\.")
 REFUSED_CONNACK = re.compile(r"Sending CONNACK to (\S+) \(\d+, ([1-9]\d*)\)")
+OVERSIZE = re.compile(r"Client (\S+) disconnected due to oversize packet")
+OVERSIZE_REASON = (
+    f"packet over {PACKET_LIMIT} bytes: the sender's connection is closed (broker limit)"
+)
+"""The broker's verdict on a packet over ``mqttcodec.PACKET_LIMIT``, on either broker."""
 
 
 class MosquittoBroker:
@@ -203,7 +210,8 @@ class MosquittoBroker:
     def _follow_log(self, path: Path, finished: threading.Event) -> None:
         """Mosquitto's own refusals, reported as the broker's verdicts.
 
-        Only its debug log names an ACL refusal, and it writes ~16 lines per SSDTF reading.
+        Only its debug log names an ACL refusal, and it writes ~16 lines per SSDTF reading;
+        the notice log names a client closed for a packet over ``max_packet_size``.
         Through a pipe every line woke this thread (a context switch, a GIL hand-off, a
         read: ~0.2 ms of this process's CPU per reading, measured); so Mosquitto writes the
         log to a file and this thread reads what is new every ``LOG_POLL_S``, and looks at
@@ -228,7 +236,11 @@ class MosquittoBroker:
                     data = rest + chunk
                     cut = data.rfind(b"\n") + 1
                     complete, rest = data[:cut], data[cut:]
-                    if b"Denied PUBLISH" in complete or b"Sending CONNACK" in complete:
+                    if (
+                        b"Denied PUBLISH" in complete
+                        or b"Sending CONNACK" in complete
+                        or b"oversize packet" in complete
+                    ):
                         for raw in complete.splitlines():
                             self._log_line(raw.decode(errors="replace"))
                 elif last:
@@ -247,6 +259,10 @@ class MosquittoBroker:
             if match:
                 cid, topic = match.groups()
                 policy.on_deny(cid, f"PUBLISH to {topic} refused: not this client's topic")
+        elif "oversize packet" in line:
+            match = OVERSIZE.search(line)
+            if match:
+                policy.on_deny(match.group(1), OVERSIZE_REASON)
         elif "Sending CONNACK" in line:
             match = REFUSED_CONNACK.search(line)
             if match:
@@ -271,12 +287,15 @@ class MosquittoBroker:
         # Mosquitto tells us what its ACL refused (read from a file: see _follow_log)
         log = Path(self._dir.name) / "mosquitto.log"
         logging_lines = (
-            f"log_dest file {log}\nlog_type debug\n" if self.policy else "log_dest none\n"
+            f"log_dest file {log}\nlog_type debug\nlog_type notice\n"
+            if self.policy
+            else "log_dest none\n"
         )
         conf.write_text(
             f"listener {self.port} {self.host}\n{access}persistence false\n"
             f"user {getpass.getuser()}\n{logging_lines}max_keepalive 120\n"
-            "set_tcp_nodelay true\n"
+            # a packet over the SSDTF limit closes its sender's connection (+5: fixed header)
+            f"set_tcp_nodelay true\nmax_packet_size {PACKET_LIMIT + 5}\n"
         )
         self.process = subprocess.Popen(
             [self.binary, "-c", str(conf)],

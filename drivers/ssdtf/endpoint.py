@@ -75,6 +75,7 @@ class Endpoint:
             on_message=self._on_message,
             on_suback=self._on_subscribe,
             on_closed=self._on_disconnect,
+            on_oversized=self._on_oversized,
         )
         self.handlers: list[tuple[str, Handler]] = []
         self._dispatch: list[tuple[Callable[[str], bool], Handler]] = []
@@ -85,6 +86,8 @@ class Endpoint:
         self._granted: dict[int, list[int]] = {}
         self.on_closed: Callable[[], None] | None = None
         self.on_error: Callable[[str, BaseException], None] | None = None
+        self.on_dropped: Callable[[str, str], None] | None = None
+        """(topic, reason) for a message dropped before any handler saw it (oversized)."""
         self.errors = 0
         self._closing = False
 
@@ -103,6 +106,16 @@ class Endpoint:
         self._granted[mid] = codes
         # setdefault on both sides: the SUBACK may arrive before subscribe() stores its event
         self._suback.setdefault(mid, threading.Event()).set()
+
+    def _on_oversized(self, topic: str, size: int) -> None:
+        self.errors += 1
+        if self.on_dropped is not None:
+            reason = (
+                f"dropped unread: a PUBLISH of {size} bytes on {topic} exceeds the "
+                f"{self.client.max_packet}-byte limit (the broker does not enforce it)"
+            )
+            with contextlib.suppress(Exception):
+                self.on_dropped(topic, reason)
 
     def _on_message(self, msg: Message) -> None:
         # Last line of defence: an exception escaping here would end the reader thread, and

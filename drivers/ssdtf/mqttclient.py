@@ -20,6 +20,12 @@ a server must not send, a malformed length or a topic that is not UTF-8 closes t
 input is the PUBLISH payload, which they check themselves). Writes are serialised by one lock
 and go straight to the socket with ``sendall`` (TCP_NODELAY: a PUBACK never waits for
 Nagle), reads are 64 KiB at a time and split here.
+
+A PUBLISH larger than ``max_packet`` (``mqttcodec.PACKET_LIMIT``) is never buffered: once its
+topic and packet identifier are in, it is acknowledged as any other (a QoS 1 message left
+unacknowledged would hold one of the broker's in-flight slots for this client for ever),
+reported to ``on_oversized(topic, size)`` and its remaining bytes are skipped as they arrive.
+Our brokers refuse such packets already; this covers a broker that does not.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from drivers.ssdtf.mqttcodec import PACKET_LIMIT
 
 CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 2, 3, 4, 5, 6, 7
 SUBACK, UNSUBACK, PINGRESP = 9, 11, 13
@@ -128,6 +136,8 @@ class Connection:
         on_message: Callable[[Message], None],
         on_suback: Callable[[int, list[int]], None],
         on_closed: Callable[[], None],
+        on_oversized: Callable[[str, int], None] | None = None,
+        max_packet: int = PACKET_LIMIT,
     ) -> None:
         self.client_id = client_id
         self.username = username
@@ -137,6 +147,10 @@ class Connection:
         self.on_message = on_message
         self.on_suback = on_suback
         self.on_closed = on_closed
+        self.on_oversized = on_oversized
+        self.max_packet = max_packet
+        self._skip = 0
+        """Bytes of an oversized PUBLISH still to arrive, dropped unread."""
         self.sock: socket.socket | None = None
         self._write = threading.Lock()
         self._mid = 0
@@ -275,6 +289,10 @@ class Connection:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
+                if self._skip:  # the rest of an oversized PUBLISH: never buffered
+                    cut = min(self._skip, len(chunk))
+                    self._skip -= cut
+                    chunk = chunk[cut:]
                 buffer += chunk
         except (OSError, ValueError, ProtocolError):
             pass  # a reset, a closed socket or a broken broker: the connection ends
@@ -288,12 +306,46 @@ class Connection:
         try:
             while (head := split_packet(buffer, start)) is not None:
                 first, body, end = head
+                if end - body > self.max_packet:
+                    if not self._drop_oversized(first, buffer, body, end):
+                        break  # its topic and packet identifier are not in yet
+                    start = min(end, len(buffer))
+                    continue
                 if end > len(buffer):
                     break
                 self._handle(first, bytes(buffer[body:end]))
                 start = end
         finally:
             del buffer[:start]
+
+    def _drop_oversized(self, first: int, buffer: bytearray, body: int, end: int) -> bool:
+        """Acknowledge, report and skip a PUBLISH over ``max_packet``; False until its header
+        (topic, packet identifier) has arrived. Any other packet that large is a broken
+        broker: :class:`ProtocolError`."""
+        if first >> 4 != PUBLISH:
+            raise ProtocolError(f"packet type {first >> 4} of {end - body} bytes from the broker")
+        qos = (first >> 1) & 3
+        have = len(buffer) - body
+        if have < 2:
+            return False
+        tlen = (buffer[body] << 8) | buffer[body + 1]
+        need = 2 + tlen + (2 if qos else 0)
+        if have < need:
+            return False
+        try:
+            topic = bytes(buffer[body + 2 : body + 2 + tlen]).decode()
+        except UnicodeDecodeError as error:
+            raise ProtocolError("PUBLISH topic is not UTF-8") from error
+        mid = bytes(buffer[body + need - 2 : body + need]) if qos else b""
+        self._skip = max(0, end - len(buffer))
+        if qos == 1:
+            self._send(b"\x40\x02" + mid)  # PUBACK: the broker's in-flight slot is freed
+        elif qos == 2:
+            self._qos2_held.add(int.from_bytes(mid, "big"))
+            self._send(b"\x50\x02" + mid)  # PUBREC; its PUBREL gets the PUBCOMP
+        if self.on_oversized is not None:
+            self.on_oversized(topic, end - body)
+        return True
 
     def _handle(self, first: int, body: bytes) -> None:
         kind = first >> 4

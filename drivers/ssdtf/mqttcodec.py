@@ -34,6 +34,13 @@ PUBLIC_PASSWORDS = {b"SSDTF/1"}
 MARKER_PREFIX = b"SSDTF/1 "
 """A sensor's password is the marker plus its broker secret: the marker stays readable (it
 says "an SSDTF sensor"), the secret after it is redacted."""
+PACKET_LIMIT = 64 * 1024 + 1024
+"""The largest MQTT packet (remaining length) any SSDTF component accepts: a maximal envelope
+(``wire.MAX_ENVELOPE``, 64 KiB) plus its topic and packet identifier. MQTT allows 256 MiB;
+without a limit one registered client could make the broker, the tap and every subscribed
+role hold that much per message (issue 10: bounded state). Mosquitto gets it as
+``max_packet_size``, the embedded broker and the tap close the sender's connection, and a
+role's client drops a larger PUBLISH from a broker that does not enforce it."""
 
 
 def _public_len(password: bytes) -> int:
@@ -44,19 +51,47 @@ def _public_len(password: bytes) -> int:
 
 
 class FrameSplitter:
-    """Accumulates bytes of one direction and yields complete MQTT packets."""
+    """Accumulates bytes of one direction and yields complete MQTT packets.
 
-    def __init__(self) -> None:
+    A packet over ``limit`` (remaining length) is not accumulated: its bytes are yielded as
+    they arrive, marked as not a whole packet, so one client announcing 256 MiB cannot make
+    the tap hold 256 MiB; the receiver (a broker with its own limit) decides what to do."""
+
+    def __init__(self, limit: int | None = None) -> None:
         self.buffer = bytearray()
+        self.limit = limit
+        self.passing = 0
+        """Bytes of an oversized packet still to come (yielded as they arrive)."""
+        self.oversized: list[tuple[int, int]] = []
+        """(packet type, size) of the oversized packets that began in the last :meth:`feed`."""
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """(bytes, True) per complete packet, (bytes, False) per piece of an oversized one,
+        in stream order."""
+        out: list[tuple[bytes, bool]] = []
+        self.oversized = []
+        if self.passing:
+            take = min(self.passing, len(data))
+            self.passing -= take
+            out.append((data[:take], False))
+            data = data[take:]
         self.buffer += data
-        packets: list[bytes] = []
         while True:
             size = frame_size(self.buffer)
-            if size is None or size > len(self.buffer):
-                return packets
-            packets.append(bytes(self.buffer[:size]))
+            if size is None:
+                return out
+            if self.limit is not None and size > self.limit + 5:  # +5: the fixed header
+                take = min(size, len(self.buffer))
+                self.oversized.append((self.buffer[0] >> 4, size))
+                out.append((bytes(self.buffer[:take]), False))
+                del self.buffer[:take]
+                self.passing = size - take
+                if self.passing:
+                    return out
+                continue
+            if size > len(self.buffer):
+                return out
+            out.append((bytes(self.buffer[:size]), True))
             del self.buffer[:size]
 
 

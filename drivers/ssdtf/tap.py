@@ -43,7 +43,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.ssdtf.mqttcodec import FrameSplitter, MqttPacket, decode_packet, redact_connect
+from drivers.ssdtf.mqttcodec import (
+    NAMES,
+    PACKET_LIMIT,
+    FrameSplitter,
+    MqttPacket,
+    decode_packet,
+    redact_connect,
+)
 from drivers.ssdtf.trace import PacketRecord, Trace
 
 QUEUE_FRAMES = 256
@@ -51,6 +58,9 @@ QUEUE_FRAMES = 256
 
 _Item = tuple[bytes | None, str, bool]
 """A queued frame (None: its sender closed the connection), its note, injected or not."""
+PASS_THROUGH = "pass-through: part of a packet over the limit"
+"""The note of a queued piece of an oversized packet: written on as it is, never decoded,
+recorded or held (see :class:`drivers.ssdtf.mqttcodec.FrameSplitter`)."""
 
 
 @dataclass
@@ -250,14 +260,22 @@ class Tap:
         """Split one direction's bytes into frames. ``put`` waits while the queue is full, so
         a receiver that does not read stops the tap reading from *its* sender only (TCP
         back-pressure on that one connection), never the other connections."""
-        splitter = FrameSplitter()
+        splitter = FrameSplitter(PACKET_LIMIT)
         try:
             while True:
                 data = await reader.read(65536)
                 if not data:
                     break
-                for frame in splitter.feed(data):
-                    await queue.put((frame, "", False))
+                pieces = splitter.feed(data)
+                for kind, size in splitter.oversized:
+                    self.trace.note(
+                        f"a {NAMES.get(kind, 'packet')} of {size} bytes (over {PACKET_LIMIT}) "
+                        "passed through undecoded; the broker's limit applies",
+                        conn=conn.id,
+                        lane=conn.lane,
+                    )
+                for frame, whole in pieces:
+                    await queue.put((frame, "" if whole else PASS_THROUGH, False))
         except ConnectionError:
             pass
         await queue.put((None, "", False))
@@ -283,6 +301,14 @@ class Tap:
                 return
             if conn.closed:
                 return
+            if note is PASS_THROUGH:
+                writer.write(raw)
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    self._close(conn)
+                    return
+                continue
             for frame, frame_note in self._decide(conn, direction, raw, note, injected):
                 if not await self._send(conn, direction, writer, frame, frame_note):
                     return

@@ -92,6 +92,8 @@ def test_broker_impersonation_sends_no_data_and_reports() -> None:
         ("registration-identity-theft", "broker"),
         ("replayed-provisioning", "gateway"),
         ("topic-hijack", "ms"),
+        ("oversized-publish", "broker"),
+        ("oversized-connect", "broker"),
     ],
 )
 def test_attacks_on_mosquitto(name: str, where: str, mosquitto_available: None) -> None:

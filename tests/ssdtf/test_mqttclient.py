@@ -9,9 +9,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from drivers.ssdtf.brokers import _wait_port
 from drivers.ssdtf.endpoint import Endpoint, MqttError
 from drivers.ssdtf.mqttclient import ProtocolError, publish_packet, split_packet
+from drivers.ssdtf.mqttcodec import PACKET_LIMIT
 from drivers.ssdtf.netloop import free_port
 
 
@@ -67,7 +70,7 @@ def test_every_qos_exactly_once_and_large_payloads(broker: int) -> None:
     pub.connect(5)
     try:
         assert sub.subscribe([("lean/#", 2)], 5) == [2]
-        big = os.urandom(200_000)  # a 3-byte remaining length, many reads
+        big = os.urandom(60_000)  # a 3-byte remaining length, under PACKET_LIMIT
         sent = [(f"lean/q{q}", os.urandom(50), q) for q in (0, 1, 2)] + [("lean/big", big, 1)]
         for topic, payload, qos in sent:
             pub.publish(topic, payload, qos=qos)
@@ -77,6 +80,68 @@ def test_every_qos_exactly_once_and_large_payloads(broker: int) -> None:
     finally:
         sub.stop()
         pub.stop()
+
+
+PUBLISHER = """
+import sys
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, size, count, qos = (int(a) for a in sys.argv[1:5])
+pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="lean-big-pub")
+pub.connect("127.0.0.1", port)
+pub.loop_start()
+sent = [pub.publish("lean/big", bytes(size), qos=qos) for _ in range(count)]
+sent.append(pub.publish("lean/small", b"after", qos=qos))
+for info in sent:
+    info.wait_for_publish(30)  # the broker has them all before we leave
+pub.disconnect()
+pub.loop_stop()
+"""
+
+
+def _publish_elsewhere(port: int, size: int, count: int, qos: int) -> None:
+    """Publish from another process, so this process's memory is only the subscriber's."""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", PUBLISHER, str(port), str(size), str(count), str(qos)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_an_oversized_publish_is_acknowledged_reported_and_never_held(
+    broker: int, qos: int
+) -> None:
+    """This Mosquitto enforces no size limit, so it hands the subscriber 25 PUBLISHes over
+    PACKET_LIMIT. Each is reported with its size and never delivered; each is acknowledged
+    (Mosquitto keeps at most 20 QoS 1/2 messages in flight per client: unacknowledged, they
+    would hold back the small message after them for ever); none is held whole in memory
+    (traced: the peak stays at a few 64 KiB reads, a quarter of one message)."""
+    sub = Endpoint("lean-big-sub", "127.0.0.1", broker)
+    got = _collector(sub, "lean/#")
+    dropped: list[tuple[str, str]] = []
+    sub.on_dropped = lambda topic, reason: dropped.append((topic, reason))
+    sub.connect(5)
+    size = 1 << 20  # 16 times PACKET_LIMIT
+    try:
+        assert sub.subscribe([("lean/#", qos)], 5) == [qos]
+        tracemalloc.start()
+        try:
+            _publish_elsewhere(broker, size, 25, qos)
+            _settle(got, 1, timeout=20)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [(t, p) for t, p, _, _ in got] == [("lean/small", b"after")]
+        assert len(dropped) == 25
+        assert all(t == "lean/big" and f"exceeds the {PACKET_LIMIT}-byte" in r for t, r in dropped)
+        assert peak < 4 * 65536 < size, peak  # a few 64 KiB reads, never a message
+        assert sub.connected.is_set()
+    finally:
+        sub.stop()
 
 
 def test_retained_message_reaches_a_later_subscriber(broker: int) -> None:

@@ -21,6 +21,7 @@ import pytest
 from drivers.ssdtf.brokers import BrokerPolicy, EmbeddedBroker, MosquittoBroker
 from drivers.ssdtf.config import PREFIX
 from drivers.ssdtf.endpoint import Endpoint, MqttError
+from drivers.ssdtf.mqttcodec import PACKET_LIMIT, FrameSplitter, encode_length, encode_publish
 from drivers.ssdtf.netloop import NetLoop
 from drivers.ssdtf.tap import Tap
 from drivers.ssdtf.trace import Trace
@@ -206,3 +207,28 @@ def test_starting_the_embedded_broker_leaves_no_unclosed_connection() -> None:
     finally:
         broker.stop()
         net.stop()
+
+
+def test_the_tap_passes_an_oversized_packet_through_without_holding_it() -> None:
+    """A client announcing a packet over PACKET_LIMIT (MQTT allows 256 MiB) must not make the
+    tap accumulate it: its bytes go on as they arrive (the broker's own limit then closes
+    the sender), each piece no larger than what was read, and the packets around it are
+    still split whole and in order."""
+    size = 8 << 20
+    small = encode_publish("a/b", b"before")
+    after = encode_publish("a/b", b"after")
+    body = b"\x00\x03a/b" + bytes(size - 5)
+    big = b"\x30" + encode_length(len(body)) + body
+    stream = small + big + after
+    splitter = FrameSplitter(PACKET_LIMIT)
+    pieces: list[tuple[bytes, bool]] = []
+    oversized: list[tuple[int, int]] = []
+    for offset in range(0, len(stream), 65536):
+        pieces += splitter.feed(stream[offset : offset + 65536])
+        oversized += splitter.oversized
+        assert len(splitter.buffer) <= 65536  # never more than one read held
+    whole = [p for p, is_whole in pieces if is_whole]
+    assert whole == [small, after]
+    assert b"".join(p for p, is_whole in pieces if not is_whole) == big
+    assert max(len(p) for p, _ in pieces) <= 65536
+    assert oversized == [(3, len(big))]

@@ -94,6 +94,11 @@ class Role:
 
         return callback
 
+    def on_dropped(self, topic: str, reason: str) -> None:
+        """For the role's MQTT connection: a message it dropped before any handler (too
+        large to read) is this role's verdict, like any other refusal."""
+        self.verdict(None, False, reason, "mqtt", topic=topic)
+
     def on_internal_error(self, what: str, error: BaseException) -> None:
         """For the role's scheduler and worker threads: an error there is a verdict too."""
         self.verdict(None, False, f"{what} failed: {describe_error(error)}", "internal")

@@ -117,6 +117,7 @@ class DataUser(Role):
         endpoint.on(pattern, self.guarded("deliver", self._on_deliver))
         endpoint.on("ssdtf/v1/out/#", self.guarded("deliver", self._on_deliver))
         endpoint.on_error = self.on_internal_error
+        endpoint.on_dropped = self.on_dropped
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
             [(pattern, int(cast(int, self.cfg.extras.get("user_qos", 1))))],

@@ -179,6 +179,7 @@ class DistributionServer(ProxyRole):
         prov = topics.prov_topic("ds")
         endpoint.on(prov, self.guarded("registration", self._on_prov))
         endpoint.on_error = self.on_internal_error
+        endpoint.on_dropped = self.on_dropped
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
             [("ssdtf/v1/int/+", 1), ("ssdtf/v1/resend/+", 1), (prov, 1)],

@@ -218,6 +218,7 @@ class Gateway(ProxyRole):
         prov = topics.prov_topic("gateway")
         endpoint.on(prov, self.guarded("registration", self._on_prov))
         endpoint.on_error = self.on_internal_error
+        endpoint.on_dropped = self.on_dropped
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
             [("ssdtf/v1/auth/+/up", 1), ("ssdtf/v1/up/+", self.cfg.gateway_qos), (prov, 1)],

@@ -96,6 +96,7 @@ class ManagementServer(Role):
         endpoint.on("ssdtf/v1/report/+", self.guarded("report", self._on_report))
         endpoint.on("ssdtf/v1/reg/+", self.guarded("registration", self._on_reg))
         endpoint.on_error = self.on_internal_error
+        endpoint.on_dropped = self.on_dropped
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
             [("ssdtf/v1/report/+", 1), ("ssdtf/v1/reg/+", 1)], self.cfg.connect_timeout_s

@@ -164,6 +164,7 @@ class Sensor(Role):
         endpoint.on(topics.auth_down(self.cid), self.guarded("handshake", self._on_down))
         endpoint.on(topics.ack_topic(self.cid), self.guarded("ack", self._on_ack))
         endpoint.on_error = self.on_internal_error
+        endpoint.on_dropped = self.on_dropped
         endpoint.on_closed = self._on_closed
         endpoint.connect(self.cfg.connect_timeout_s)
         endpoint.subscribe(
