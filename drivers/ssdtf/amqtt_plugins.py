@@ -10,6 +10,7 @@ action=)``).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 from dataclasses import dataclass
@@ -189,6 +190,16 @@ class LimitedReader:
                 self._left = length
 
 
+async def _close_quietly(writer: Any) -> None:
+    """Close an amqtt writer whose peer may already be gone (drain would raise)."""
+    try:
+        await writer.close()
+    except Exception:  # reset by the peer: the transport itself must still be closed
+        stream = getattr(writer, "_writer", None)
+        if stream is not None:
+            stream.close()
+
+
 def _broker_class() -> type:
     """amqtt's ``Broker`` with authentication moved *before* any change to session state.
 
@@ -227,14 +238,20 @@ def _broker_class() -> type:
         async def _initialize_client_session(
             self, reader: Any, writer: Any, remote_address: str, remote_port: int
         ) -> tuple[Any, Session]:
+            policy = self.ssdtf_policy
+            deadline = policy.connect_deadline_s if policy is not None else 10.0
             try:
-                handler, session = await BrokerProtocolHandler.init_from_connect(
-                    reader, writer, self.plugins_manager
+                handler, session = await asyncio.wait_for(
+                    BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager),
+                    deadline,
                 )
-            except OversizedPacket as exc:  # amqtt would leave this socket open
-                await writer.close()
-                raise AMQTTError(exc) from exc
-            except (AMQTTError, MQTTError, NoDataError) as exc:
+            except (TimeoutError, OversizedPacket, AMQTTError, MQTTError, NoDataError) as exc:
+                # amqtt 0.12 leaves the socket of a connection that fails before its CONNECT
+                # open until the GC finds it: a flood of them (idle, half-sent, oversized, or
+                # connect-and-close) would run this process out of file descriptors
+                if isinstance(exc, TimeoutError) and policy is not None:
+                    policy.on_deny("?", f"no CONNECT within {deadline:g} s: connection closed")
+                await _close_quietly(writer)
                 raise AMQTTError(exc) from exc
             if isinstance(reader, LimitedReader):
                 reader.client_id = _text(session.client_id)

@@ -604,6 +604,41 @@ def oversized_connect(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     return dep, evidence
 
 
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """True once the other side closed ``sock`` (EOF or reset); never blocks."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def idle_connections(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """Anyone opens 100 TCP connections and sends no CONNECT (half of them one byte of it):
+    each would hold sockets of the SSDTF process for ever. The broker closes every one at
+    its CONNECT deadline and the process's descriptors come back to where they were."""
+    dep = _deploy(cfg, None, connect_deadline_s=1.0)
+    evidence = _standard(dep, messages=1)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    idle = [socket.create_connection((dep.host, dep.port), timeout=5.0) for _ in range(100)]
+    for sock in idle[::2]:
+        sock.sendall(b"\x10")  # the first byte of a CONNECT, and nothing after it
+    _wait(lambda: all(_closed_by_peer(s) for s in idle), 8.0)
+    evidence["closed_by_peer"] = sum(_closed_by_peer(s) for s in idle)
+    for sock in idle:
+        sock.close()
+    _wait(lambda: len(os.listdir("/proc/self/fd")) <= descriptors, 3.0)
+    evidence["descriptors_left"] = len(os.listdir("/proc/self/fd")) - descriptors
+    evidence["check"] = (
+        evidence["closed_by_peer"] == len(idle)
+        and evidence["descriptors_left"] <= 0
+        and _legit_after(dep)
+    )
+    return dep, evidence
+
+
 def random_capsule(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     dep = _deploy(cfg, None, sensors=2)
     evidence = _standard(dep, messages=1)
@@ -1165,6 +1200,12 @@ ATTACKS: dict[str, Attack] = {
             "Anyone: a CONNECT announcing 200 MiB, then 1 MiB of it",
             [("broker", OVERSIZE_REASON)],
             oversized_connect,
+        ),
+        Attack(
+            "idle-connections",
+            "Anyone: 100 TCP connections that never send a CONNECT (half send one byte)",
+            [("broker", "no CONNECT within")],
+            idle_connections,
         ),
         Attack(
             "random-capsule",

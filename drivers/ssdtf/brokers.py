@@ -63,6 +63,8 @@ class BrokerPolicy:
     ready: Callable[[str], bool] = lambda cid: False
     connect_nonces: dict[str, str] = field(default_factory=dict)
     on_deny: Callable[[str, str], None] = lambda cid, why: None
+    connect_deadline_s: float = 10.0
+    """The embedded broker closes a connection without a CONNECT after this long."""
 
 
 POLICIES: dict[str, BrokerPolicy] = {}

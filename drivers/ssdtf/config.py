@@ -112,6 +112,11 @@ class FlowConfig:
     """Global: challenges per second over all client IDs (token bucket, burst ``hello_burst``)."""
     hello_burst: int = 50
     connect_timeout_s: float = 10.0
+    connect_deadline_s: float = 10.0
+    """A TCP connection that has not sent its CONNECT within this many seconds is closed by
+    the embedded broker (and, 1 s later, by the tap): idle or half-sent connections would
+    otherwise hold file descriptors of this process for ever (neither amqtt nor Mosquitto
+    closes them)."""
     gateway_qos: int = 1
     """QoS of the gateway's subscription to DATA (0 = the QoS-downgrade positive control)."""
     retain: bool = False
@@ -131,4 +136,5 @@ class FlowConfig:
             ts_window_s=7200.0,
             ack_timeout_s=3600.0,
             connect_timeout_s=7200.0,
+            connect_deadline_s=7200.0,
         )

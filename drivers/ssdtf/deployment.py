@@ -123,6 +123,7 @@ class Deployment:
             registered=lambda cid: cid in self.gateway.devices,
             ready=lambda cid: self.gateway.is_ready(cid),
             on_deny=self._broker_denied,
+            connect_deadline_s=cfg.connect_deadline_s,
         )
         self.pre = backend(cfg.pre)
         self.store = MappingStore()
@@ -130,7 +131,11 @@ class Deployment:
         self.tap: Tap | None = None
         if cfg.capture:
             self.tap = Tap(
-                ("127.0.0.1", 0), self.trace, stepping=cfg.stepping, interceptor=interceptor
+                ("127.0.0.1", 0),
+                self.trace,
+                stepping=cfg.stepping,
+                interceptor=interceptor,
+                connect_deadline_s=cfg.connect_deadline_s + 1.0,  # the broker's verdict first
             )
         self._keys_dir = tempfile.TemporaryDirectory(prefix="safelab-ssdtf-keys-")
         self.sensors: dict[str, Sensor] = {}

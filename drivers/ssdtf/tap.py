@@ -71,6 +71,8 @@ class Connection:
     upstream_writer: asyncio.StreamWriter | None = None
     closed: bool = False
     client_id: str = ""
+    connected: bool = False
+    """The client's CONNECT has been read (see ``Tap.connect_deadline_s``)."""
     queues: dict[str, asyncio.Queue[_Item]] = field(default_factory=dict)
     """``c2b`` and ``b2c``: the frames read from each side, waiting to be forwarded."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -178,8 +180,12 @@ class Tap:
         *,
         stepping: bool = False,
         interceptor: Interceptor | None = None,
+        connect_deadline_s: float = 11.0,
     ) -> None:
         self.upstream = upstream
+        self.connect_deadline_s = connect_deadline_s
+        """A client that sends no CONNECT for this long is disconnected: this process's file
+        descriptors (two per connection here) are not held by idle connections."""
         self.trace = trace
         self.interceptor = interceptor
         self.port = 0
@@ -253,6 +259,18 @@ class Tap:
             name = f"tap-{conn.id}-{direction}"
             self._spawn(conn, self._read(conn, source, queue), f"{name}-read")
             self._spawn(conn, self._forward(conn, direction, sink, queue), f"{name}-forward")
+        self._spawn(conn, self._connect_deadline(conn), f"tap-{conn.id}-deadline")
+
+    async def _connect_deadline(self, conn: Connection) -> None:
+        await asyncio.sleep(self.connect_deadline_s)
+        if not conn.connected and not conn.closed:
+            self.trace.note(
+                f"no CONNECT within {self.connect_deadline_s:g} s: the tap closed the connection",
+                conn=conn.id,
+                lane=conn.lane,
+                event="close",
+            )
+            self._close(conn)
 
     async def _read(
         self, conn: Connection, reader: asyncio.StreamReader, queue: asyncio.Queue[_Item]
@@ -319,6 +337,7 @@ class Tap:
         """The frames to forward for ``raw``: itself, or what the interceptor made of it."""
         packet = decode_packet(raw)
         if packet.type == 1 and direction == "c2b":
+            conn.connected = True
             self._name_lane(conn, packet)
         if self.interceptor is None or injected:
             return [(raw, note)]

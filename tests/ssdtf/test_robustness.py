@@ -362,3 +362,31 @@ def test_scheduler_one_thread_survives_errors_and_cancels() -> None:
     assert 0 not in ran and errors == ["division by zero"]
     assert threading.active_count() <= threads + 1
     sched.stop()
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_connections_ended_before_connect_leave_no_socket_behind(capture: bool) -> None:
+    """300 clients connect and hang up before any CONNECT (some after one byte of it). amqtt
+    0.12 left each server-side socket open until the garbage collector found it, so such a
+    flood ran the process out of file descriptors; with the collector off here, the count
+    must come back to where it was by itself (embedded broker, with and without the tap)."""
+    import gc
+    import socket
+
+    deployment = Deployment(FlowConfig(sensors=1, users=1, messages=1, capture=capture))
+    deployment.start()
+    gc.disable()
+    try:
+        deployment.connect_sensors()
+        descriptors = len(os.listdir("/proc/self/fd"))
+        for index in range(300):
+            with socket.create_connection((deployment.host, deployment.port), timeout=5) as sock:
+                if index % 3 == 0:
+                    sock.sendall(b"\x10")
+        assert _wait(lambda: len(os.listdir("/proc/self/fd")) <= descriptors + 5, 10.0), (
+            len(os.listdir("/proc/self/fd")) - descriptors
+        )
+        _legit_reading_still_delivered(deployment)
+    finally:
+        gc.enable()
+        deployment.stop()
