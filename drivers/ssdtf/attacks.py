@@ -639,6 +639,42 @@ def idle_connections(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     return dep, evidence
 
 
+def _replay_downstream(
+    cfg: FlowConfig, lane: str, msg_type: MsgType, refused: str
+) -> tuple[Deployment, dict[str, Any]]:
+    """A man in the middle keeps the first ``msg_type`` delivered to ``lane`` and hands it to
+    that role again, twice, after the flow: the receiver must refuse it (``refused`` in its
+    verdict) and nothing is delivered again."""
+    store: dict[str, bytes] = {}
+
+    def keep(hop: Hop) -> None:
+        if _is(hop, lane, "b2c", msg_type):
+            store.setdefault("message", hop.raw)
+
+    dep = _deploy(cfg, keep)
+    evidence = _standard(dep, messages=1)
+    got = {name: len(user.readings) for name, user in dep.users.items()}
+    if dep.tap is not None and "message" in store:
+        for _ in range(2):
+            dep.tap.inject(lane, "b2c", store["message"], f"captured {msg_type.name} replayed")
+    _wait(lambda: sum(refused in v.reason for v in dep.trace.verdicts) >= 2, 3.0)
+    evidence["captured"] = "message" in store
+    evidence["check"] = (
+        evidence["captured"]
+        and {name: len(user.readings) for name, user in dep.users.items()} == got
+        and _legit_after(dep)
+    )
+    return dep, evidence
+
+
+def replayed_deliver(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    return _replay_downstream(cfg, "user-1", MsgType.DELIVER, "replay: ignored")
+
+
+def replayed_fwd(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    return _replay_downstream(cfg, "ds", MsgType.FWD, "replay: not delivered again")
+
+
 def random_capsule(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     dep = _deploy(cfg, None, sensors=2)
     evidence = _standard(dep, messages=1)
@@ -1206,6 +1242,18 @@ ATTACKS: dict[str, Attack] = {
             "Anyone: 100 TCP connections that never send a CONNECT (half send one byte)",
             [("broker", "no CONNECT within")],
             idle_connections,
+        ),
+        Attack(
+            "replayed-deliver",
+            "A captured DELIVER handed to its data user again (within the time window)",
+            [("user-1", "replay: ignored")],
+            replayed_deliver,
+        ),
+        Attack(
+            "replayed-fwd",
+            "A captured FWD handed to the DS again (within the time window)",
+            [("ds", "replay: not delivered again")],
+            replayed_fwd,
         ),
         Attack(
             "random-capsule",
