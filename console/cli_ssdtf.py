@@ -160,6 +160,9 @@ def _print_demo(result: Any, run_id: int, files: list[str]) -> None:
         else ("[bold red]NO CONFIDENTIALITY[/] (no PRE library: readings travel signed, in clear)")
     )
     stdout.print(f"broker: {result.broker}; {conf}; {result.packets} packets captured")
+    if result.not_recorded:
+        counts = ", ".join(f"{n} {kind}" for kind, n in result.not_recorded.items())
+        stdout.print(f"trace full: {counts} counted but not kept (bound in drivers/ssdtf/trace.py)")
     table = Table("sensor", "token", "state", "sent", "acked", "handshake ms", "sign ms (P50)")
     for cid, info in result.sensors.items():
         table.add_row(

@@ -39,6 +39,7 @@ from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
+from screens.run_owner import StopsRunOnUnmount
 from screens.widgets.pattern_chart import DeadlineHistogram, LatencySeries, Series
 from screens.widgets.pattern_panels import ab_table, metrics_table
 
@@ -123,7 +124,7 @@ class PatternEnded(Message):
     run_id: int
 
 
-class OptimisationScreen(LabScreen):
+class OptimisationScreen(StopsRunOnUnmount, LabScreen):
     """Run a communication pattern live, flip remedies while it runs, compare before/after."""
 
     JOB = "optimisation"

@@ -48,6 +48,7 @@ from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
+from screens.run_owner import StopsRunOnUnmount
 from screens.widgets.histogram import LatencyHistogram
 from screens.widgets.progress import RunProgress
 from screens.widgets.protocol_tables import (
@@ -190,7 +191,7 @@ def ended_status(outcome: RunOutcome) -> str:
 # -- the screen -----------------------------------------------------------------------------
 
 
-class ProtocolsScreen(LabScreen):
+class ProtocolsScreen(StopsRunOnUnmount, LabScreen):
     """Protocol × condition matrix; run a cell live; run and view Table 6."""
 
     JOB = "protocols"

@@ -36,6 +36,7 @@ from screens.lab import DEFAULT_CHOICE, Lab, TokenChoice
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
 from screens.run_control import RunUpdate, update_from
+from screens.run_owner import StopsRunOnUnmount
 from screens.widgets.histogram import LatencyHistogram
 from screens.widgets.progress import RunProgress
 from screens.widgets.signing_views import ApduView, PhasesView, Table3View
@@ -114,7 +115,7 @@ def parse_form(
     return RunRequest(token, config)
 
 
-class SigningLabScreen(LabScreen):
+class SigningLabScreen(StopsRunOnUnmount, LabScreen):
     """Mode, n, data, threshold; start, pause, stop; live histogram, Table 3 and phases."""
 
     JOB = "signing"

@@ -61,6 +61,7 @@ from screens.base import LabScreen, StatusLine, failure_text
 from screens.lab import Lab
 from screens.pin import ask_pin
 from screens.registry import ScreenSpec
+from screens.run_owner import StopsRunOnUnmount
 from screens.ssdtf_dialogs import AttackMenu, TracePathModal, attack_names, export_paths
 from screens.widgets.lesson import lesson_plan, lesson_text, visible_rows
 from screens.widgets.packets import COLUMNS, PacketRow, cells, lanes_title, verdict_width
@@ -130,7 +131,7 @@ class Exported(Message):
 # -- the screen ---------------------------------------------------------------------------
 
 
-class SsdtfScreen(LabScreen):
+class SsdtfScreen(StopsRunOnUnmount, LabScreen):
     """Lanes of packets, what each means, keys at the selected packet, lessons, attacks."""
 
     JOB = "ssdtf"
@@ -713,7 +714,10 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
             self._begin_lesson()
         else:
             rejected = sum(1 for r in self.rows if r.rejected)
-            self.say(f"flow finished: {len(self.rows)} packets, {rejected} rejected · w exports")
+            full = " · trace full" if self.trace is not None and self.trace.not_recorded else ""
+            self.say(
+                f"flow finished: {len(self.rows)} packets, {rejected} rejected{full} · w exports"
+            )
 
     def _skip_hidden_held(self) -> None:
         """A held packet the filter hides is forwarded at once (once): ``n`` then always

@@ -225,6 +225,14 @@ def _broker_class() -> type:
     class SsdtfBroker(Broker):
         ssdtf_policy: BrokerPolicy | None = None
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._unconnected: dict[int, asyncio.StreamWriter] = {}
+            """id(writer adapter) -> its stream, for connections still waiting for their
+            CONNECT, oldest first: past ``policy.max_unconnected`` the oldest is closed (a
+            SYN-cache-like bound on what a connection flood holds; its CONNECT wait then ends
+            at once, with end of file)."""
+
         async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
             policy = self.ssdtf_policy
 
@@ -233,7 +241,22 @@ def _broker_class() -> type:
                     policy.on_deny(cid or "?", OVERSIZE_REASON)
 
             limited = LimitedReader(StreamReaderAdapter(reader), PACKET_LIMIT, refused)
-            await self._client_connected(listener_name, limited, StreamWriterAdapter(writer))
+            adapter = StreamWriterAdapter(writer)
+            waiting = self._unconnected
+            bound = policy.max_unconnected if policy is not None else 128
+            if len(waiting) >= max(1, bound):
+                oldest_key = next(iter(waiting))
+                oldest = waiting.pop(oldest_key)
+                if policy is not None:
+                    policy.on_deny(
+                        "?", f"more than {bound} connections without a CONNECT: the oldest closed"
+                    )
+                oldest.close()
+            waiting[id(adapter)] = writer
+            try:
+                await self._client_connected(listener_name, limited, adapter)
+            finally:
+                waiting.pop(id(adapter), None)
 
         async def _initialize_client_session(
             self, reader: Any, writer: Any, remote_address: str, remote_port: int
@@ -246,6 +269,7 @@ def _broker_class() -> type:
                     deadline,
                 )
             except (TimeoutError, OversizedPacket, AMQTTError, MQTTError, NoDataError) as exc:
+                self._unconnected.pop(id(writer), None)
                 # amqtt 0.12 leaves the socket of a connection that fails before its CONNECT
                 # open until the GC finds it: a flood of them (idle, half-sent, oversized, or
                 # connect-and-close) would run this process out of file descriptors
@@ -253,6 +277,7 @@ def _broker_class() -> type:
                     policy.on_deny("?", f"no CONNECT within {deadline:g} s: connection closed")
                 await _close_quietly(writer)
                 raise AMQTTError(exc) from exc
+            self._unconnected.pop(id(writer), None)
             if isinstance(reader, LimitedReader):
                 reader.client_id = _text(session.client_id)
             if not await self._authenticate(session, None):

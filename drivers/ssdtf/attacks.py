@@ -27,6 +27,7 @@ from drivers.ssdtf.brokers import OVERSIZE_REASON, sensor_password
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.endpoint import Endpoint, MqttError
+from drivers.ssdtf.mqttclient import connect_packet
 from drivers.ssdtf.mqttcodec import encode_length, encode_publish
 from drivers.ssdtf.pseudonyms import TraceDenied
 from drivers.ssdtf.registry import build_reg
@@ -639,6 +640,54 @@ def idle_connections(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     return dep, evidence
 
 
+def _answers_new_connection(dep: Deployment) -> bool:
+    """A new TCP connection gets its CONNECT answered (a CONNACK, here a refusal: wrong
+    password), so the broker still serves newcomers while a flood holds connections."""
+    try:
+        with socket.create_connection((dep.host, dep.port), timeout=5.0) as sock:
+            sock.sendall(connect_packet("ssdtf-probe", "nobody", "wrong", True, 30))
+            return sock.recv(1) == b"\x20"
+    except OSError:
+        return False
+
+
+def connection_flood(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
+    """Anyone opens 400 TCP connections, sends no CONNECT and keeps them all open (within
+    the CONNECT deadline, which alone would let them stand). The broker keeps at most
+    ``max_unconnected`` waiting and closes the oldest for each new one: the process's
+    descriptors stay bounded, a newcomer is still answered, a legit reading still arrives."""
+    bound = 32
+    dep = _deploy(cfg, None, max_unconnected=bound, connect_deadline_s=60.0)
+    evidence = _standard(dep, messages=1)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(400):
+            flood.append(socket.create_connection((dep.host, dep.port), timeout=5.0))
+        # every connection but the newest ``bound`` is closed by the other side
+        _wait(lambda: sum(_closed_by_peer(s) for s in flood) >= len(flood) - bound, 8.0)
+        evidence["closed_by_peer"] = sum(_closed_by_peer(s) for s in flood)
+        limit = 3 * bound + 16  # broker side, and two more per connection via the tap
+
+        def held() -> int:
+            """This process's own descriptors, less the attacker's sockets (in it here)."""
+            return len(os.listdir("/proc/self/fd")) - descriptors - len(flood)
+
+        _wait(lambda: held() <= limit, 5.0)  # closing a socket finishes on the loop's next turn
+        evidence["descriptors_held"] = held()
+        evidence["newcomer_answered"] = _answers_new_connection(dep)
+        evidence["check"] = (
+            evidence["closed_by_peer"] >= len(flood) - bound
+            and evidence["descriptors_held"] <= limit
+            and evidence["newcomer_answered"]
+            and _legit_after(dep)
+        )
+    finally:
+        for sock in flood:
+            sock.close()
+    return dep, evidence
+
+
 def _replay_downstream(
     cfg: FlowConfig, lane: str, msg_type: MsgType, refused: str
 ) -> tuple[Deployment, dict[str, Any]]:
@@ -1242,6 +1291,12 @@ ATTACKS: dict[str, Attack] = {
             "Anyone: 100 TCP connections that never send a CONNECT (half send one byte)",
             [("broker", "no CONNECT within")],
             idle_connections,
+        ),
+        Attack(
+            "connection-flood",
+            "Anyone: 400 TCP connections without a CONNECT, all held open",
+            [("broker", "connections without a CONNECT: the oldest closed")],
+            connection_flood,
         ),
         Attack(
             "replayed-deliver",

@@ -65,6 +65,9 @@ class BrokerPolicy:
     on_deny: Callable[[str, str], None] = lambda cid, why: None
     connect_deadline_s: float = 10.0
     """The embedded broker closes a connection without a CONNECT after this long."""
+    max_unconnected: int = 128
+    """The embedded broker's bound on connections waiting for their CONNECT (the oldest goes;
+    see :attr:`drivers.ssdtf.config.FlowConfig.max_unconnected`)."""
 
 
 POLICIES: dict[str, BrokerPolicy] = {}

@@ -117,6 +117,12 @@ class FlowConfig:
     the embedded broker (and, 1 s later, by the tap): idle or half-sent connections would
     otherwise hold file descriptors of this process for ever (neither amqtt nor Mosquitto
     closes them)."""
+    max_unconnected: int = 128
+    """At most this many TCP connections may wait for their CONNECT at once (embedded broker
+    and tap); a new one beyond it closes the *oldest* waiting one, as a SYN cache does. The
+    deadline alone lets a client that opens connections quickly hold ``rate × deadline`` file
+    descriptors (three per connection behind the tap); evicting the oldest keeps that bounded
+    while a real client, which sends its CONNECT within milliseconds, is not the one evicted."""
     gateway_qos: int = 1
     """QoS of the gateway's subscription to DATA (0 = the QoS-downgrade positive control)."""
     retain: bool = False

@@ -42,6 +42,7 @@ from drivers.errors import SafeLabError
 from drivers.ssdtf import config as topics
 from drivers.ssdtf.brokers import BrokerPolicy, make_broker
 from drivers.ssdtf.config import FlowConfig
+from drivers.ssdtf.fdlimit import raise_open_files_limit
 from drivers.ssdtf.netloop import NetLoop
 from drivers.ssdtf.pre import UmbralBackend, backend
 from drivers.ssdtf.pseudonyms import MappingStore
@@ -85,6 +86,8 @@ class RunResult:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
     packets: int = 0
+    not_recorded: dict[str, int] = field(default_factory=dict)
+    """Trace records past the trace's bound (counted, not kept: drivers/ssdtf/trace.py)."""
     elapsed_s: float = 0.0
     messages_per_s: float = 0.0
     ok: bool = False
@@ -124,6 +127,7 @@ class Deployment:
             ready=lambda cid: self.gateway.is_ready(cid),
             on_deny=self._broker_denied,
             connect_deadline_s=cfg.connect_deadline_s,
+            max_unconnected=cfg.max_unconnected,
         )
         self.pre = backend(cfg.pre)
         self.store = MappingStore()
@@ -136,6 +140,7 @@ class Deployment:
                 stepping=cfg.stepping,
                 interceptor=interceptor,
                 connect_deadline_s=cfg.connect_deadline_s + 1.0,  # the broker's verdict first
+                max_unconnected=2 * cfg.max_unconnected,  # the broker's bound (and verdict) first
             )
         self._keys_dir = tempfile.TemporaryDirectory(prefix="safelab-ssdtf-keys-")
         self.sensors: dict[str, Sensor] = {}
@@ -379,6 +384,7 @@ class Deployment:
     # --- life cycle ----------------------------------------------------------------
     def start(self) -> None:
         self._t_start = time.perf_counter()
+        raise_open_files_limit()  # before the broker, so Mosquitto inherits it too
         self.broker.start()
         self.host, self.port = self.broker.host, self.broker.port
         if self.tap is not None:
@@ -466,6 +472,7 @@ class Deployment:
         ]
         result.reports = list(self.ms.reports)
         result.packets = len(self.trace.packets)
+        result.not_recorded = dict(self.trace.not_recorded)
         result.elapsed_s = elapsed
         result.messages_per_s = delivered / elapsed if elapsed else 0.0
         expected = self.cfg.messages * len(self.sensors)

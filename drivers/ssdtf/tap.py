@@ -123,12 +123,22 @@ class Stepper:
 
     def step(self, count: int = 1) -> None:
         """Release the next ``count`` packets."""
-        self._tap.loop.call_soon_threadsafe(self._grant, count)
+        self._post(self._grant, count)
 
     def run_to_end(self) -> None:
         """Stop pausing; forward everything from now on."""
         self.stepping = False
-        self._tap.loop.call_soon_threadsafe(self._grant, 0)
+        self._post(self._grant, 0)
+
+    def _post(self, callback: Callable[[int], None], count: int) -> None:
+        """Hand ``callback`` to the tap's loop; once the flow has ended (loop closed) there is
+        nothing left to release, so a late "step" or "stop" (a screen closing after its run)
+        does nothing instead of raising."""
+        loop = self._tap.loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # closed between the check and the call
+            loop.call_soon_threadsafe(callback, count)
 
     def pause(self) -> None:
         """Pause again before the next packet."""
@@ -181,17 +191,25 @@ class Tap:
         stepping: bool = False,
         interceptor: Interceptor | None = None,
         connect_deadline_s: float = 11.0,
+        max_unconnected: int = 128,
     ) -> None:
         self.upstream = upstream
         self.connect_deadline_s = connect_deadline_s
         """A client that sends no CONNECT for this long is disconnected: this process's file
         descriptors (two per connection here) are not held by idle connections."""
+        self.max_unconnected = max(1, max_unconnected)
+        """At most this many connections wait for their CONNECT; a new one beyond it closes
+        the oldest waiting one (see ``FlowConfig.max_unconnected``)."""
+        self._unconnected: dict[int, Connection] = {}
+        """Connections without a CONNECT yet, oldest first (a dict keeps insertion order)."""
         self.trace = trace
         self.interceptor = interceptor
         self.port = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.stepper = Stepper(self, stepping)
         self.connections: dict[int, Connection] = {}
+        """The open connections (a closed one is removed, so a connection flood leaves no
+        state behind)."""
         self._next = 1
         self._hold: asyncio.Lock | None = None
         self._server: asyncio.Server | None = None
@@ -224,9 +242,12 @@ class Tap:
     def inject(self, lane: str, direction: str, raw: bytes, note: str = "injected") -> bool:
         """Queue a frame on ``lane``'s newest connection; thread-safe. False if no such lane."""
         conn = self.find(lane)
-        if conn is None:
+        if conn is None or self.loop.is_closed():
             return False
-        self.loop.call_soon_threadsafe(self._inject_now, conn, direction, raw, note)
+        try:
+            self.loop.call_soon_threadsafe(self._inject_now, conn, direction, raw, note)
+        except RuntimeError:  # the loop closed meanwhile: the flow is over
+            return False
         return True
 
     def _inject_now(self, conn: Connection, direction: str, raw: bytes, note: str) -> None:
@@ -244,13 +265,26 @@ class Tap:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(self._next, f"conn-{self._next}", writer)
         self._next += 1
+        if len(self._unconnected) >= self.max_unconnected:
+            oldest = next(iter(self._unconnected.values()))
+            self.trace.note(
+                f"more than {self.max_unconnected} connections without a CONNECT: "
+                "the tap closed the oldest",
+                conn=oldest.id,
+                lane=oldest.lane,
+                event="close",
+            )
+            self._close(oldest)
         self.connections[conn.id] = conn
+        self._unconnected[conn.id] = conn
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError as error:
             self.trace.note(f"tap cannot reach the broker: {error}", conn=conn.id)
-            conn.closed = True
-            writer.close()
+            self._close(conn)
+            return
+        if conn.closed:  # evicted while the broker connection was being opened
+            up_writer.close()
             return
         conn.upstream_writer = up_writer
         for direction, source, sink in (("c2b", reader, up_writer), ("b2c", up_reader, writer)):
@@ -338,6 +372,7 @@ class Tap:
         packet = decode_packet(raw)
         if packet.type == 1 and direction == "c2b":
             conn.connected = True
+            self._unconnected.pop(conn.id, None)
             self._name_lane(conn, packet)
         if self.interceptor is None or injected:
             return [(raw, note)]
@@ -412,6 +447,8 @@ class Tap:
         if conn.closed:
             return
         conn.closed = True
+        self.connections.pop(conn.id, None)
+        self._unconnected.pop(conn.id, None)
         for writer in (conn.client_writer, conn.upstream_writer):
             if writer is not None:
                 with contextlib.suppress(RuntimeError):

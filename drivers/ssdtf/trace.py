@@ -12,7 +12,9 @@ UI reads; one lock guards the lists, and readers get copies.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -114,11 +116,37 @@ def digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-class Trace:
-    """Packets, verdicts and key events of one run, with the JSON export."""
+MAX_RECORDS = 100_000
+"""Per kind (packets, verdicts, key events, notes): what one trace keeps. A trace lives as long
+as its deployment and records what anyone sends it; under a flood (10,000 HELLOs, a connection
+flood) an unbounded trace was the one piece of state that still grew. Past the bound a record
+is counted in :attr:`Trace.not_recorded` (shown in the export), not kept."""
+MAX_RAW_BYTES = 128 * 1024 * 1024
+"""The packet bytes one trace keeps (packets are at most ``mqttcodec.PACKET_LIMIT``)."""
+VERDICT_SEARCH = 4096
+"""How many of the newest packets a verdict looks through for the packet it belongs to (a
+verdict follows its packet closely; a full scan per verdict grew with the whole trace)."""
 
-    def __init__(self, title: str = "ssdtf") -> None:
+
+class Trace:
+    """Packets, verdicts and key events of one run, with the JSON export.
+
+    Bounded (:data:`MAX_RECORDS`, :data:`MAX_RAW_BYTES`): what is past the bound is counted,
+    not kept, so a deployment under attack keeps a flat memory footprint."""
+
+    def __init__(
+        self,
+        title: str = "ssdtf",
+        *,
+        max_records: int = MAX_RECORDS,
+        max_raw_bytes: int = MAX_RAW_BYTES,
+    ) -> None:
         self.title = title
+        self.max_records = max_records
+        self.max_raw_bytes = max_raw_bytes
+        self.not_recorded: collections.Counter[str] = collections.Counter()
+        """Kind ("packets", "verdicts", "key_events", "notes") -> records past the bound."""
+        self._raw_bytes = 0
         self.t0 = time.perf_counter()
         self.started_at = time.time()
         self._lock = threading.RLock()
@@ -192,9 +220,18 @@ class Trace:
             except wire.WireError as error:
                 record.ssdtf_error = error.problem
         with self._lock:
-            record.index = len(self.packets)
-            self.packets.append(record)
+            record.index = len(self.packets) + self.not_recorded["packets"]
             self._hold_changed("", status)
+            if (
+                self.not_recorded["packets"]  # once full, stays full: index = position
+                or len(self.packets) >= self.max_records
+                or self._raw_bytes + len(raw) > self.max_raw_bytes
+            ):
+                # counted, not kept; the tap still forwards (and a stepper still holds) it
+                self.not_recorded["packets"] += 1
+                return record
+            self.packets.append(record)
+            self._raw_bytes += len(raw)
         self._emit("packet", record)
         return record
 
@@ -217,9 +254,12 @@ class Trace:
         this payload (so the stepper can show it on the right row)."""
         verdict = Verdict(role, ok, reason, stage, self.now_ms(), detail=detail)
         with self._lock:
+            if len(self.verdicts) >= self.max_records:
+                self.not_recorded["verdicts"] += 1
+                return verdict
             if payload is not None:
                 wanted = digest(payload)
-                for record in reversed(self.packets):
+                for record in itertools.islice(reversed(self.packets), VERDICT_SEARCH):
                     if (
                         record.payload_digest == wanted
                         and record.lane == role
@@ -235,11 +275,17 @@ class Trace:
     def key(self, role: str, op: str, key: KeyView) -> None:
         with self._lock:
             event = KeyEvent(role, op, key, len(self.packets), self.now_ms())
+            if len(self.key_events) >= self.max_records:
+                self.not_recorded["key_events"] += 1
+                return
             self.key_events.append(event)
         self._emit("key", event)
 
     def note(self, text: str, **detail: Any) -> None:
         with self._lock:
+            if len(self.notes) >= self.max_records:
+                self.not_recorded["notes"] += 1
+                return
             self.notes.append(
                 {"t_ms": self.now_ms(), "at_packet": len(self.packets), "text": text} | detail
             )
@@ -288,6 +334,7 @@ class Trace:
                 "verdicts": [asdict(v) for v in self.verdicts],
                 "key_events": [asdict(e) for e in self.key_events],
                 "notes": list(self.notes),
+                "not_recorded": dict(self.not_recorded),
             }
 
     def export_json(self, path: Path) -> Path:

@@ -35,6 +35,32 @@ def _screen(app: SafeLabApp) -> SsdtfScreen:
     return screen
 
 
+class _LeftByAnError(Exception):
+    """What the test raises to leave the app the way a crash or a failing test does."""
+
+
+def test_leaving_the_app_by_an_error_releases_a_held_flow(lab: Lab) -> None:
+    """Only the quit key stopped runs: an app closed by an error left a live flow held at a
+    packet, whose thread then kept the process waiting for its one-hour stepping deadline.
+    Now unmounting the screen stops the run, and the flow runs to its end at once."""
+    handles = []
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="ssdtf")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+            screen = _screen(app)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
+            assert screen.rows[-1].status == "held" and screen.handle is not None
+            handles.append(screen.handle)
+            raise _LeftByAnError
+
+    with pytest.raises(_LeftByAnError):
+        run(body())  # returns only once the flow's thread has ended
+    assert handles and handles[0].stopped
+
+
 def test_form_and_paths() -> None:
     assert parse_form("2", "1", "3").model == 2
     for args, words in (
@@ -83,7 +109,15 @@ def test_live_flow_steps_keys_run_to_end_and_export(lab: Lab, tmp_path: Path) ->
             assert judged.verdicts[0].ok and judged.verdicts[0].role == "gateway"
             table = screen.query_one("#packets", DataTable)
             assert "✓ gateway" in str(table.get_row(str(judged.index))[6])
-            # Back through the capture: the selection moves, nothing is re-sent.
+
+            # Back through the capture: the selection moves, nothing is re-sent. First let the
+            # flow come to rest at a packet you can see (a held packet the noise filter hides
+            # is forwarded at once, so rows may still arrive just after the last step).
+            def at_rest() -> bool:
+                last = screen.rows[-1]
+                return last.status == "held" and last in screen.shown
+
+            await wait_for(pilot, at_rest, what="a visible held packet")
             count, shown = len(screen.rows), len(screen.shown)
             await pilot.press("b", "b")
             await pilot.pause(0.1)

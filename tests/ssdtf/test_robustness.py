@@ -386,7 +386,63 @@ def test_connections_ended_before_connect_leave_no_socket_behind(capture: bool) 
         assert _wait(lambda: len(os.listdir("/proc/self/fd")) <= descriptors + 5, 10.0), (
             len(os.listdir("/proc/self/fd")) - descriptors
         )
+        if deployment.tap is not None:  # and the tap keeps no record of the closed ones
+            open_before = 10  # the roles' own connections
+            assert _wait(lambda: len(deployment.tap.connections) <= open_before, 5.0)
         _legit_reading_still_delivered(deployment)
     finally:
         gc.enable()
+        deployment.stop()
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_waiting_connections_are_bounded_and_the_oldest_closed(capture: bool) -> None:
+    """300 clients connect, send nothing and stay (well inside the CONNECT deadline). At most
+    ``max_unconnected`` may wait: each newcomer past it closes the oldest, so what this process
+    holds stays bounded (the tap keeps no closed connection either), a newcomer is still
+    served, and the verdict is the broker's own."""
+    import socket
+
+    bound = 16
+    deployment = Deployment(
+        FlowConfig(
+            sensors=1,
+            users=1,
+            messages=1,
+            capture=capture,
+            max_unconnected=bound,
+            connect_deadline_s=60.0,
+        )
+    )
+    deployment.start()
+    flood: list[socket.socket] = []
+    try:
+        deployment.connect_sensors()
+        descriptors = len(os.listdir("/proc/self/fd"))
+        for _ in range(300):
+            flood.append(socket.create_connection((deployment.host, deployment.port), timeout=5))
+
+        def closed(sock: socket.socket) -> bool:
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
+        assert _wait(lambda: sum(closed(s) for s in flood) >= len(flood) - bound)
+        assert not any(closed(s) for s in flood[-bound // 2 :])  # the newest still wait
+        held = len(os.listdir("/proc/self/fd")) - descriptors - len(flood)
+        assert held <= 3 * bound + 16, held
+        if deployment.tap is not None:
+            assert len(deployment.tap.connections) <= 2 * bound + 8  # roles' + waiting
+        assert any(
+            v.role == "broker" and "connections without a CONNECT" in v.reason
+            for v in deployment.trace.verdicts
+        )
+        _legit_reading_still_delivered(deployment)
+    finally:
+        for sock in flood:
+            sock.close()
         deployment.stop()
