@@ -635,6 +635,11 @@ gateway, distribution server (ds), management server (ms) and data users, one ro
 
         self.app.push_screen(TracePathModal(default), callback=chosen)
 
+    @property
+    def running(self) -> bool:
+        """A flow (held or running) or an attack is going: the console asks before quitting."""
+        return self.attack_running or (self.handle is not None and not self.done)
+
     def stop_for_exit(self) -> None:
         """The app is closing: let a held flow finish instead of waiting an hour."""
         self._release()

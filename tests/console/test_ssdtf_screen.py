@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input
 
 from console.app import SafeLabApp
 from drivers.errors import SafeLabError
+from screens.dialogs import ConfirmQuit
 from screens.lab import Lab
 from screens.ssdtf import (
     AttackMenu,
@@ -59,6 +60,28 @@ def test_leaving_the_app_by_an_error_releases_a_held_flow(lab: Lab) -> None:
     with pytest.raises(_LeftByAnError):
         run(body())  # returns only once the flow's thread has ended
     assert handles and handles[0].stopped
+
+
+def test_quitting_during_a_held_flow_asks_first_then_stops_it(lab: Lab) -> None:
+    handles = []
+
+    async def body() -> None:
+        app = SafeLabApp(lab, start="ssdtf")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+            screen = _screen(app)
+            assert not screen.running
+            await pilot.press("s")
+            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
+            assert screen.running and screen.handle is not None
+            handles.append(screen.handle)
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="ask")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: handles[0].stopped, what="the flow stopped")
+
+    run(body())
+    assert handles[0].stopped
 
 
 def test_form_and_paths() -> None:
