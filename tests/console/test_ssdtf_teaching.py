@@ -215,6 +215,7 @@ async def _show_fixed(pilot, lesson_steps: int = -1, select: int | None = None) 
     elif select is not None:
         screen._select(select)
     await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()  # a scroll to the selection has ended
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -241,6 +242,9 @@ def test_snapshot_all_packets(snap_compare, fixed_lab: Lab, size) -> None:  # no
         await _show_fixed(pilot, select=1)
         await pilot.press("f")  # the noise filter off: CONNACK and PUBACKs appear
         await pilot.pause(0.2)
+        # the rebuilt table scrolls back to the selection: let that finish under load too
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.1)
 
     app = SafeLabApp(fixed_lab, start="ssdtf")
     assert snap_compare(app, terminal_size=size, run_before=ready)
