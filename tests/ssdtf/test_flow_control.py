@@ -130,7 +130,10 @@ def test_the_resend_timeout_follows_the_measured_ack_round_trip() -> None:
         sensors = list(dep.sensors.values())
         assert all(s.srtt is not None and s.srtt > 0.02 for s in sensors)  # slower than 20 ms
         assert all(s.rto_s() >= s.srtt for s in sensors)  # type: ignore[operator]
-        assert sum(s.resends for s in sensors) <= 20
+        # before: ~2 re-sends per reading (399 for 200); now a few while the RTT estimate
+        # forms and when a loaded machine stalls an ACK past SRTT + 4 RTTVAR (up to 22 seen in
+        # a fresh-clone CI run on 2 busy cores): 1 in 5 readings separates the two clearly
+        assert sum(s.resends for s in sensors) <= 40
         assert all(s.reported == [] and len(s.acked) == 100 for s in sensors)
     finally:
         dep.stop()
