@@ -605,7 +605,7 @@ def oversized_connect(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     return dep, evidence
 
 
-def _closed_by_peer(sock: socket.socket) -> bool:
+def closed_by_peer(sock: socket.socket) -> bool:
     """True once the other side closed ``sock`` (EOF or reset); never blocks."""
     sock.setblocking(False)
     try:
@@ -626,8 +626,8 @@ def idle_connections(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
     idle = [socket.create_connection((dep.host, dep.port), timeout=5.0) for _ in range(100)]
     for sock in idle[::2]:
         sock.sendall(b"\x10")  # the first byte of a CONNECT, and nothing after it
-    _wait(lambda: all(_closed_by_peer(s) for s in idle), 8.0)
-    evidence["closed_by_peer"] = sum(_closed_by_peer(s) for s in idle)
+    _wait(lambda: all(closed_by_peer(s) for s in idle), 8.0)
+    evidence["closed_by_peer"] = sum(closed_by_peer(s) for s in idle)
     for sock in idle:
         sock.close()
     _wait(lambda: len(os.listdir("/proc/self/fd")) <= descriptors, 3.0)
@@ -665,8 +665,8 @@ def connection_flood(cfg: FlowConfig) -> tuple[Deployment, dict[str, Any]]:
         for _ in range(400):
             flood.append(socket.create_connection((dep.host, dep.port), timeout=5.0))
         # every connection but the newest ``bound`` is closed by the other side
-        _wait(lambda: sum(_closed_by_peer(s) for s in flood) >= len(flood) - bound, 8.0)
-        evidence["closed_by_peer"] = sum(_closed_by_peer(s) for s in flood)
+        _wait(lambda: sum(closed_by_peer(s) for s in flood) >= len(flood) - bound, 8.0)
+        evidence["closed_by_peer"] = sum(closed_by_peer(s) for s in flood)
         limit = 3 * bound + 16  # broker side, and two more per connection via the tap
 
         def held() -> int:

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input
 
 from console.app import SafeLabApp
 from drivers.errors import SafeLabError
+from drivers.runs import RunHandle
 from screens.dialogs import ConfirmQuit
 from screens.lab import Lab
 from screens.ssdtf import (
@@ -40,6 +41,17 @@ class _LeftByAnError(Exception):
     """What the test raises to leave the app the way a crash or a failing test does."""
 
 
+async def _held_flow(pilot, app: SafeLabApp) -> RunHandle:
+    """Start a live flow from the idle SSDTF screen; its handle once packet #0 is held."""
+    await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
+    screen = _screen(app)
+    assert not screen.running
+    await pilot.press("s")
+    await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
+    assert screen.rows[-1].status == "held" and screen.handle is not None
+    return screen.handle
+
+
 def test_leaving_the_app_by_an_error_releases_a_held_flow(lab: Lab) -> None:
     """Only the quit key stopped runs: an app closed by an error left a live flow held at a
     packet, whose thread then kept the process waiting for its one-hour stepping deadline.
@@ -49,12 +61,7 @@ def test_leaving_the_app_by_an_error_releases_a_held_flow(lab: Lab) -> None:
     async def body() -> None:
         app = SafeLabApp(lab, start="ssdtf")
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
-            screen = _screen(app)
-            await pilot.press("s")
-            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
-            assert screen.rows[-1].status == "held" and screen.handle is not None
-            handles.append(screen.handle)
+            handles.append(await _held_flow(pilot, app))
             raise _LeftByAnError
 
     with pytest.raises(_LeftByAnError):
@@ -68,13 +75,8 @@ def test_quitting_during_a_held_flow_asks_first_then_stops_it(lab: Lab) -> None:
     async def body() -> None:
         app = SafeLabApp(lab, start="ssdtf")
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, SsdtfScreen))
-            screen = _screen(app)
-            assert not screen.running
-            await pilot.press("s")
-            await wait_for(pilot, lambda: bool(screen.rows), what="first held packet")
-            assert screen.running and screen.handle is not None
-            handles.append(screen.handle)
+            handles.append(await _held_flow(pilot, app))
+            assert _screen(app).running
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="ask")
             await pilot.press("y")

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from drivers.ssdtf import config as topics
 from drivers.ssdtf import wire
+from drivers.ssdtf.attacks import closed_by_peer
 from drivers.ssdtf.config import FlowConfig
 from drivers.ssdtf.deployment import Deployment
 from drivers.ssdtf.mqttclient import connect_packet
@@ -423,18 +424,9 @@ def test_waiting_connections_are_bounded_and_the_oldest_closed(capture: bool) ->
         for _ in range(300):
             flood.append(socket.create_connection((deployment.host, deployment.port), timeout=5))
 
-        def closed(sock: socket.socket) -> bool:
-            sock.setblocking(False)
-            try:
-                return sock.recv(1) == b""
-            except BlockingIOError:
-                return False
-            except OSError:
-                return True
-
-        assert _wait(lambda: sum(closed(s) for s in flood) >= len(flood) - bound)
+        assert _wait(lambda: sum(closed_by_peer(s) for s in flood) >= len(flood) - bound)
         if not capture:  # through the tap the broker sees connections in the tap's own order
-            assert not any(closed(s) for s in flood[-bound // 2 :])  # the newest still wait
+            assert not any(closed_by_peer(s) for s in flood[-bound // 2 :])  # the newest still wait
         # a newcomer that sends its CONNECT at once is answered (here: refused, wrong password)
         with socket.create_connection((deployment.host, deployment.port), timeout=5) as sock:
             sock.sendall(connect_packet("ssdtf-probe", "nobody", "wrong", True, 30))
